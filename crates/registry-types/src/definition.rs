@@ -1,0 +1,368 @@
+//! Definitions: deployable service templates. Input accepts the older short form
+//! (`image.port`, top-level `hostPort`); the model and every response use the long form.
+
+use crate::validate::{validate_id, validate_len};
+use crate::FieldError;
+use serde::{Deserialize, Deserializer, Serialize};
+use std::collections::BTreeMap;
+
+/// A deployable service template. It cannot be called; instances can.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct Definition {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<ImageSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository: Option<RepositorySpec>,
+    #[serde(default)]
+    pub api_specs: Vec<ApiSpec>,
+    #[serde(default)]
+    pub clients: Vec<Client>,
+    #[serde(default)]
+    pub envars: Vec<EnvVar>,
+    #[serde(default)]
+    pub ports: Vec<PortMapping>,
+}
+
+/// A ready-built container image.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct ImageSpec {
+    pub name: String,
+    #[serde(default)]
+    pub internal_ports: Vec<u16>,
+}
+
+/// A source repository the container is built from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct RepositorySpec {
+    pub url: String,
+    #[serde(default)]
+    pub version: String,
+    #[serde(default)]
+    pub build_context: String,
+    #[serde(default)]
+    pub container_file: String,
+    #[serde(default)]
+    pub internal_ports: Vec<u16>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct ApiSpec {
+    #[serde(default)]
+    pub url: String,
+    #[serde(default)]
+    pub protocol_type: String,
+    #[serde(default)]
+    pub version: String,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// A client library for the service in some language.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Client {
+    #[serde(default)]
+    pub language: String,
+    #[serde(default)]
+    pub url: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EnvVar {
+    #[serde(default)]
+    pub key: String,
+    #[serde(default)]
+    pub value: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PortMapping {
+    #[serde(default)]
+    pub internal: u16,
+    #[serde(default)]
+    pub host: u16,
+}
+
+/// Body of `PUT /registry-svc/definition`.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SaveDefinitionRequest {
+    pub definition: Option<DefinitionInput>,
+}
+
+/// A definition as a person or an older client writes it: long or short form.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct DefinitionInput {
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub id: String,
+    #[serde(default)]
+    pub image: Option<ImageInput>,
+    #[serde(default)]
+    pub repository: Option<RepositoryInput>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub api_specs: Vec<ApiSpec>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub clients: Vec<Client>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub envars: Vec<EnvVar>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub ports: Vec<PortMapping>,
+    /// Short form: one host port, mapped to the first internal port.
+    #[serde(default)]
+    pub host_port: Option<u16>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct ImageInput {
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub name: String,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub internal_ports: Vec<u16>,
+    /// Short form of `internalPorts: [port]`.
+    #[serde(default)]
+    pub port: Option<u16>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct RepositoryInput {
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub url: String,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub version: String,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub build_context: String,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub container_file: String,
+    /// 1Backend spells this `ports`; both are read.
+    #[serde(default, alias = "ports", deserialize_with = "null_as_default")]
+    pub internal_ports: Vec<u16>,
+    #[serde(default)]
+    pub port: Option<u16>,
+}
+
+/// Go clients send `null` for empty slices and maps; read it as empty.
+pub(crate) fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
+}
+
+const MAX_TEXT: usize = 4096;
+
+/// `internalPorts` plus the short-form `port`, in order and without repeats.
+fn merge_ports(field: &str, mut ports: Vec<u16>, short: Option<u16>) -> Result<Vec<u16>, FieldError> {
+    if let Some(port) = short {
+        if port == 0 {
+            return Err(FieldError::new(format!("{field}.port"), "must be 1–65535"));
+        }
+        if !ports.contains(&port) {
+            ports.insert(0, port);
+        }
+    }
+    if let Some(i) = ports.iter().position(|p| *p == 0) {
+        return Err(FieldError::new(
+            format!("{field}.internalPorts[{i}]"),
+            "must be 1–65535",
+        ));
+    }
+    Ok(ports)
+}
+
+impl DefinitionInput {
+    /// Checks every field and turns the input into the long-form model. Field names in errors
+    /// are relative to the definition (`id`, `image.name`); callers add their own prefix.
+    pub fn into_definition(self) -> Result<Definition, FieldError> {
+        validate_id("id", &self.id)?;
+        if self.image.is_some() && self.repository.is_some() {
+            return Err(FieldError::new(
+                "image",
+                "a definition has either an image or a repository, not both",
+            ));
+        }
+        let image = match self.image {
+            None => None,
+            Some(image) => {
+                if image.name.trim().is_empty() {
+                    return Err(FieldError::new("image.name", "is required"));
+                }
+                validate_len("image.name", &image.name, MAX_TEXT)?;
+                Some(ImageSpec {
+                    internal_ports: merge_ports("image", image.internal_ports, image.port)?,
+                    name: image.name,
+                })
+            }
+        };
+        let repository = match self.repository {
+            None => None,
+            Some(repo) => {
+                if repo.url.trim().is_empty() {
+                    return Err(FieldError::new("repository.url", "is required"));
+                }
+                for (name, value) in [
+                    ("repository.url", &repo.url),
+                    ("repository.version", &repo.version),
+                    ("repository.buildContext", &repo.build_context),
+                    ("repository.containerFile", &repo.container_file),
+                ] {
+                    validate_len(name, value, MAX_TEXT)?;
+                }
+                Some(RepositorySpec {
+                    internal_ports: merge_ports("repository", repo.internal_ports, repo.port)?,
+                    url: repo.url,
+                    version: repo.version,
+                    build_context: repo.build_context,
+                    container_file: repo.container_file,
+                })
+            }
+        };
+        for (i, envar) in self.envars.iter().enumerate() {
+            if envar.key.is_empty() {
+                return Err(FieldError::new(format!("envars[{i}].key"), "is required"));
+            }
+        }
+        let mut ports = self.ports;
+        if let Some(i) = ports.iter().position(|p| p.host == 0) {
+            return Err(FieldError::new(format!("ports[{i}].host"), "must be 1–65535"));
+        }
+        if let Some(host) = self.host_port {
+            if host == 0 {
+                return Err(FieldError::new("hostPort", "must be 1–65535"));
+            }
+            let internal = image
+                .as_ref()
+                .map(|i| &i.internal_ports)
+                .or(repository.as_ref().map(|r| &r.internal_ports))
+                .and_then(|p| p.first().copied())
+                .unwrap_or(0);
+            let mapping = PortMapping { internal, host };
+            if !ports.contains(&mapping) {
+                ports.push(mapping);
+            }
+        }
+        Ok(Definition {
+            id: self.id,
+            image,
+            repository,
+            api_specs: self.api_specs,
+            clients: self.clients,
+            envars: self.envars,
+            ports,
+        })
+    }
+}
+
+impl From<Definition> for DefinitionInput {
+    fn from(d: Definition) -> Self {
+        DefinitionInput {
+            id: d.id,
+            image: d.image.map(|i| ImageInput {
+                name: i.name,
+                internal_ports: i.internal_ports,
+                port: None,
+            }),
+            repository: d.repository.map(|r| RepositoryInput {
+                url: r.url,
+                version: r.version,
+                build_context: r.build_context,
+                container_file: r.container_file,
+                internal_ports: r.internal_ports,
+                port: None,
+            }),
+            api_specs: d.api_specs,
+            clients: d.clients,
+            envars: d.envars,
+            ports: d.ports,
+            host_port: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn from_yaml(text: &str) -> Result<Definition, FieldError> {
+        serde_yaml_ng::from_str::<DefinitionInput>(text)
+            .unwrap()
+            .into_definition()
+    }
+
+    #[test]
+    fn short_image_form_becomes_long_form() {
+        let def = from_yaml("id: test-a\nimage:\n  name: hashicorp/http-echo\n  port: 8080\nhostPort: 8887\n")
+            .unwrap();
+        assert_eq!(
+            def.image,
+            Some(ImageSpec { name: "hashicorp/http-echo".into(), internal_ports: vec![8080] })
+        );
+        assert_eq!(def.ports, vec![PortMapping { internal: 8080, host: 8887 }]);
+        let json = serde_json::to_value(&def).unwrap();
+        assert_eq!(json["image"]["internalPorts"], serde_json::json!([8080]));
+        assert!(json["image"].get("port").is_none());
+        assert!(json.get("hostPort").is_none());
+    }
+
+    #[test]
+    fn host_port_without_known_internal_port_maps_from_zero() {
+        let def = from_yaml("id: test-b\nrepository:\n  url: https://example.com/r.git\nhostPort: 9998\n")
+            .unwrap();
+        assert_eq!(def.ports, vec![PortMapping { internal: 0, host: 9998 }]);
+        assert_eq!(def.repository.unwrap().url, "https://example.com/r.git");
+    }
+
+    #[test]
+    fn repository_ports_alias_is_read() {
+        let def: DefinitionInput =
+            serde_json::from_str(r#"{"id":"x","repository":{"url":"u","ports":[80]}}"#).unwrap();
+        assert_eq!(def.into_definition().unwrap().repository.unwrap().internal_ports, vec![80]);
+    }
+
+    #[test]
+    fn neither_image_nor_repository_is_valid() {
+        assert!(from_yaml("id: bare\n").is_ok());
+    }
+
+    #[test]
+    fn both_image_and_repository_is_rejected() {
+        let err = from_yaml("id: x\nimage: {name: a}\nrepository: {url: b}\n").unwrap_err();
+        assert_eq!(err.field, "image");
+    }
+
+    #[test]
+    fn bad_fields_are_named() {
+        assert_eq!(from_yaml("image: {name: a}\n").unwrap_err().field, "id");
+        assert_eq!(from_yaml("id: x\nimage: {port: 80}\n").unwrap_err().field, "image.name");
+        assert_eq!(
+            from_yaml("id: x\nimage: {name: a, internalPorts: [0]}\n").unwrap_err().field,
+            "image.internalPorts[0]"
+        );
+        assert_eq!(from_yaml("id: x\nenvars: [{value: v}]\n").unwrap_err().field, "envars[0].key");
+    }
+
+    #[test]
+    fn null_collections_read_as_empty() {
+        let def: DefinitionInput =
+            serde_json::from_str(r#"{"id":"x","apiSpecs":null,"envars":null,"ports":null}"#).unwrap();
+        let def = def.into_definition().unwrap();
+        assert!(def.api_specs.is_empty() && def.envars.is_empty() && def.ports.is_empty());
+    }
+}

@@ -1,0 +1,515 @@
+//! Instances: running, callable copies of a service, and how they are registered and filtered.
+
+use crate::definition::null_as_default;
+use crate::validate::{validate_id, validate_len, validate_slug, MAX_ID_LEN};
+use crate::{parse_duration, FieldError};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+/// What the registry last found out about an instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum InstanceStatus {
+    #[default]
+    Unknown,
+    Healthy,
+    Degraded,
+    Unreachable,
+    Error,
+}
+
+impl InstanceStatus {
+    pub const ALL: [InstanceStatus; 5] = [
+        InstanceStatus::Unknown,
+        InstanceStatus::Healthy,
+        InstanceStatus::Degraded,
+        InstanceStatus::Unreachable,
+        InstanceStatus::Error,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InstanceStatus::Unknown => "Unknown",
+            InstanceStatus::Healthy => "Healthy",
+            InstanceStatus::Degraded => "Degraded",
+            InstanceStatus::Unreachable => "Unreachable",
+            InstanceStatus::Error => "Error",
+        }
+    }
+}
+
+impl fmt::Display for InstanceStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for InstanceStatus {
+    type Err = String;
+
+    /// Case-insensitive, so `--status healthy` works on the command line.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|status| status.as_str().eq_ignore_ascii_case(s))
+            .ok_or_else(|| {
+                format!("{s:?} is not a status; expected one of Unknown, Healthy, Degraded, Unreachable, Error")
+            })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum HealthCheckType {
+    #[default]
+    Tcp,
+    Http,
+    None,
+}
+
+/// How the registry checks an instance. Every field is optional; absent ones take defaults.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct HealthCheck {
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub check_type: Option<HealthCheckType>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthy_threshold: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unhealthy_threshold: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub degraded_latency: Option<String>,
+}
+
+impl HealthCheck {
+    fn validate(&self) -> Result<(), FieldError> {
+        for (name, value) in [
+            ("interval", &self.interval),
+            ("timeout", &self.timeout),
+            ("degradedLatency", &self.degraded_latency),
+        ] {
+            if let Some(text) = value {
+                let duration = parse_duration(name, text)?;
+                if duration.is_zero() {
+                    return Err(FieldError::new(name, "must be longer than zero"));
+                }
+            }
+        }
+        for (name, value) in [
+            ("healthyThreshold", self.healthy_threshold),
+            ("unhealthyThreshold", self.unhealthy_threshold),
+        ] {
+            if value == Some(0) {
+                return Err(FieldError::new(name, "must be at least 1"));
+            }
+        }
+        if let Some(path) = &self.path {
+            if !path.is_empty() && !path.starts_with('/') {
+                return Err(FieldError::new("path", "must start with '/'"));
+            }
+            validate_len("path", path, 2048)?;
+        }
+        Ok(())
+    }
+}
+
+/// A running, callable copy of a service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct Instance {
+    pub id: String,
+    pub url: String,
+    /// The service this instance serves; also the account that owns it.
+    #[serde(default)]
+    pub slug: String,
+    #[serde(default)]
+    pub deployment_id: String,
+    #[serde(default)]
+    pub node_url: String,
+    #[serde(default)]
+    pub scheme: String,
+    #[serde(default)]
+    pub host: String,
+    #[serde(default)]
+    pub ip: String,
+    #[serde(default)]
+    pub port: u16,
+    #[serde(default)]
+    pub path: String,
+    #[serde(default)]
+    pub status: InstanceStatus,
+    #[serde(default)]
+    pub details: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_heartbeat: Option<DateTime<Utc>>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub tags: Vec<String>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub metadata: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheck>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deregister_after: Option<String>,
+}
+
+/// Body of `PUT /registry-svc/instance`. Either `url`, or `scheme` + (`host` or `ip`) + `port`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct RegisterInstanceRequest {
+    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "String::is_empty")]
+    pub id: String,
+    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "String::is_empty")]
+    pub deployment_id: String,
+    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "String::is_empty")]
+    pub url: String,
+    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "String::is_empty")]
+    pub scheme: String,
+    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "String::is_empty")]
+    pub host: String,
+    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "String::is_empty")]
+    pub ip: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "String::is_empty")]
+    pub path: String,
+    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "String::is_empty")]
+    pub slug: String,
+    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "String::is_empty")]
+    pub node_url: String,
+    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheck>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deregister_after: Option<String>,
+}
+
+/// An instance address, split into the parts the API reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Address {
+    pub url: String,
+    pub scheme: String,
+    pub host: String,
+    pub ip: String,
+    pub port: u16,
+    pub path: String,
+}
+
+const MAX_TAGS: usize = 64;
+const MAX_METADATA: usize = 64;
+const MAX_URL: usize = 2048;
+
+fn default_port(scheme: &str) -> Option<u16> {
+    match scheme {
+        "http" | "ws" => Some(80),
+        "https" | "wss" => Some(443),
+        _ => None,
+    }
+}
+
+/// Parses and splits an absolute URL with a host; `field` names it in errors.
+fn split_url(field: &str, text: &str) -> Result<Address, FieldError> {
+    validate_len(field, text, MAX_URL)?;
+    let parsed = url::Url::parse(text)
+        .map_err(|e| FieldError::new(field, format!("{text:?} is not an absolute URL ({e})")))?;
+    let host = match parsed.host() {
+        Some(url::Host::Ipv6(ip)) => ip.to_string(),
+        Some(host) => host.to_string(),
+        None => return Err(FieldError::new(field, format!("{text:?} has no host"))),
+    };
+    if host.is_empty() {
+        return Err(FieldError::new(field, format!("{text:?} has no host")));
+    }
+    let port = parsed
+        .port_or_known_default()
+        .or_else(|| default_port(parsed.scheme()))
+        .ok_or_else(|| {
+            FieldError::new(
+                field,
+                format!("{text:?} has no port and scheme {:?} has no default one", parsed.scheme()),
+            )
+        })?;
+    let path = match parsed.path() {
+        "/" if !text.ends_with('/') => String::new(),
+        path => path.to_string(),
+    };
+    let ip = host.parse::<IpAddr>().map(|ip| ip.to_string()).unwrap_or_default();
+    Ok(Address {
+        url: text.to_string(),
+        scheme: parsed.scheme().to_string(),
+        host,
+        ip,
+        port,
+        path,
+    })
+}
+
+impl RegisterInstanceRequest {
+    /// The instance's address: from `url`, or built from the parts when `url` is empty.
+    pub fn address(&self) -> Result<Address, FieldError> {
+        let mut address = if !self.url.is_empty() {
+            split_url("url", &self.url)?
+        } else {
+            if self.scheme.is_empty() {
+                return Err(FieldError::new(
+                    "url",
+                    "is required (or give scheme, host or ip, and port)",
+                ));
+            }
+            let host = if !self.host.is_empty() { &self.host } else { &self.ip };
+            if host.is_empty() {
+                return Err(FieldError::new("host", "is required when url is not given (or give ip)"));
+            }
+            let port = match self.port {
+                Some(port) if port != 0 => port,
+                _ => return Err(FieldError::new("port", "is required when url is not given (1–65535)")),
+            };
+            let host_part = match host.parse::<IpAddr>() {
+                Ok(IpAddr::V6(v6)) => format!("[{v6}]"),
+                _ => host.clone(),
+            };
+            let path = self.path.trim_start_matches('/');
+            let built = if path.is_empty() {
+                format!("{}://{host_part}:{port}", self.scheme)
+            } else {
+                format!("{}://{host_part}:{port}/{path}", self.scheme)
+            };
+            let mut address = split_url("url", &built).map_err(|e| {
+                FieldError::new("scheme", format!("with host and port gives no valid URL: {}", e.problem))
+            })?;
+            address.url = built;
+            address
+        };
+        if !self.ip.is_empty() {
+            let ip = self
+                .ip
+                .parse::<IpAddr>()
+                .map_err(|_| FieldError::new("ip", format!("{:?} is not an IP address", self.ip)))?;
+            address.ip = ip.to_string();
+        }
+        Ok(address)
+    }
+
+    /// Checks every field but the address (see [`RegisterInstanceRequest::address`]).
+    pub fn validate(&self) -> Result<(), FieldError> {
+        if !self.id.is_empty() {
+            validate_id("id", &self.id)?;
+        }
+        if !self.slug.is_empty() {
+            validate_slug("slug", &self.slug)?;
+        }
+        validate_len("deploymentId", &self.deployment_id, MAX_ID_LEN)?;
+        if !self.node_url.is_empty() {
+            split_url("nodeUrl", &self.node_url)?;
+        }
+        if self.tags.len() > MAX_TAGS {
+            return Err(FieldError::new("tags", format!("has {} tags, at most {MAX_TAGS} allowed", self.tags.len())));
+        }
+        for (i, tag) in self.tags.iter().enumerate() {
+            if tag.is_empty() {
+                return Err(FieldError::new(format!("tags[{i}]"), "is empty"));
+            }
+            validate_len(&format!("tags[{i}]"), tag, MAX_ID_LEN)?;
+        }
+        if self.metadata.len() > MAX_METADATA {
+            return Err(FieldError::new(
+                "metadata",
+                format!("has {} keys, at most {MAX_METADATA} allowed", self.metadata.len()),
+            ));
+        }
+        for (key, value) in &self.metadata {
+            if key.is_empty() {
+                return Err(FieldError::new("metadata", "has an empty key"));
+            }
+            validate_len(&format!("metadata.{key}"), key, MAX_ID_LEN)?;
+            validate_len(&format!("metadata.{key}"), value, 4096)?;
+        }
+        if let Some(check) = &self.health_check {
+            check.validate().map_err(|e| e.within("healthCheck"))?;
+        }
+        for (name, value) in [("ttl", &self.ttl), ("deregisterAfter", &self.deregister_after)] {
+            if let Some(text) = value {
+                if parse_duration(name, text)?.is_zero() {
+                    return Err(FieldError::new(name, "must be longer than zero"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The query filters of `GET /registry-svc/instances`, combined with AND.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct InstanceFilter {
+    pub id: Option<String>,
+    pub slug: Option<String>,
+    pub host: Option<String>,
+    pub ip: Option<String>,
+    pub scheme: Option<String>,
+    pub path: Option<String>,
+    pub deployment_id: Option<String>,
+    pub node_url: Option<String>,
+    pub status: Option<InstanceStatus>,
+    /// Every tag listed must be on the instance.
+    pub tags: Vec<String>,
+}
+
+impl InstanceFilter {
+    /// Reads the filters from a raw query string; parameters it does not know are ignored.
+    pub fn from_query(query: &str) -> Result<Self, FieldError> {
+        let mut filter = InstanceFilter::default();
+        for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+            let value = value.into_owned();
+            match key.as_ref() {
+                "id" => filter.id = Some(value),
+                "slug" => filter.slug = Some(value),
+                "host" => filter.host = Some(value),
+                "ip" => filter.ip = Some(value),
+                "scheme" => filter.scheme = Some(value),
+                "path" => filter.path = Some(value),
+                "deploymentId" => filter.deployment_id = Some(value),
+                "nodeUrl" => filter.node_url = Some(value),
+                "status" => {
+                    filter.status = Some(value.parse().map_err(|e| FieldError::new("status", e))?)
+                }
+                "tag" => filter.tags.push(value),
+                _ => {}
+            }
+        }
+        Ok(filter)
+    }
+
+    /// The query string this filter reads back from (without a leading `?`).
+    pub fn to_query(&self) -> String {
+        let mut query = url::form_urlencoded::Serializer::new(String::new());
+        let pairs = [
+            ("id", &self.id),
+            ("slug", &self.slug),
+            ("host", &self.host),
+            ("ip", &self.ip),
+            ("scheme", &self.scheme),
+            ("path", &self.path),
+            ("deploymentId", &self.deployment_id),
+            ("nodeUrl", &self.node_url),
+        ];
+        for (key, value) in pairs {
+            if let Some(value) = value {
+                query.append_pair(key, value);
+            }
+        }
+        if let Some(status) = self.status {
+            query.append_pair("status", status.as_str());
+        }
+        for tag in &self.tags {
+            query.append_pair("tag", tag);
+        }
+        query.finish()
+    }
+
+    pub fn matches(&self, instance: &Instance) -> bool {
+        fn eq(want: &Option<String>, have: &str) -> bool {
+            want.as_deref().is_none_or(|want| want == have)
+        }
+        eq(&self.id, &instance.id)
+            && eq(&self.slug, &instance.slug)
+            && eq(&self.host, &instance.host)
+            && eq(&self.ip, &instance.ip)
+            && eq(&self.scheme, &instance.scheme)
+            && eq(&self.path, &instance.path)
+            && eq(&self.deployment_id, &instance.deployment_id)
+            && eq(&self.node_url, &instance.node_url)
+            && self.status.is_none_or(|s| s == instance.status)
+            && self.tags.iter().all(|t| instance.tags.contains(t))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(json: &str) -> RegisterInstanceRequest {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn url_is_split_into_parts() {
+        let a = request(r#"{"url":"http://127.0.0.1:8080/api"}"#).address().unwrap();
+        assert_eq!((a.scheme.as_str(), a.host.as_str(), a.ip.as_str(), a.port, a.path.as_str()),
+            ("http", "127.0.0.1", "127.0.0.1", 8080, "/api"));
+        let a = request(r#"{"url":"https://example.com"}"#).address().unwrap();
+        assert_eq!((a.port, a.ip.as_str(), a.path.as_str()), (443, "", ""));
+    }
+
+    #[test]
+    fn parts_build_the_url() {
+        let a = request(r#"{"scheme":"http","host":"localhost","port":9000,"path":"api"}"#)
+            .address()
+            .unwrap();
+        assert_eq!(a.url, "http://localhost:9000/api");
+        let a = request(r#"{"scheme":"http","ip":"127.0.0.2","port":9000}"#).address().unwrap();
+        assert_eq!((a.url.as_str(), a.ip.as_str()), ("http://127.0.0.2:9000", "127.0.0.2"));
+    }
+
+    #[test]
+    fn missing_or_bad_address_names_the_field() {
+        assert_eq!(request("{}").address().unwrap_err().field, "url");
+        assert_eq!(request(r#"{"url":"not a url"}"#).address().unwrap_err().field, "url");
+        assert_eq!(request(r#"{"url":"mailto:a@b"}"#).address().unwrap_err().field, "url");
+        assert_eq!(request(r#"{"scheme":"http","port":1}"#).address().unwrap_err().field, "host");
+        assert_eq!(request(r#"{"scheme":"http","host":"h"}"#).address().unwrap_err().field, "port");
+        assert_eq!(request(r#"{"url":"grpc://h"}"#).address().unwrap_err().field, "url");
+        assert_eq!(request(r#"{"url":"http://h:1","ip":"nope"}"#).address().unwrap_err().field, "ip");
+    }
+
+    #[test]
+    fn durations_and_ids_are_checked() {
+        assert_eq!(request(r#"{"ttl":"30"}"#).validate().unwrap_err().field, "ttl");
+        assert_eq!(
+            request(r#"{"healthCheck":{"interval":"fast"}}"#).validate().unwrap_err().field,
+            "healthCheck.interval"
+        );
+        assert_eq!(request(r#"{"id":"a b"}"#).validate().unwrap_err().field, "id");
+        assert!(request(r#"{"ttl":"30s","deregisterAfter":"10m","healthCheck":{"type":"http","path":"/healthz"}}"#)
+            .validate()
+            .is_ok());
+    }
+
+    #[test]
+    fn filter_round_trips_and_matches() {
+        let filter = InstanceFilter::from_query("slug=a&status=healthy&tag=x&tag=y&other=1").unwrap();
+        assert_eq!(filter.status, Some(InstanceStatus::Healthy));
+        assert_eq!(filter.tags, vec!["x", "y"]);
+        assert_eq!(InstanceFilter::from_query(&filter.to_query()).unwrap(), filter);
+        let mut instance = Instance {
+            slug: "a".into(),
+            status: InstanceStatus::Healthy,
+            tags: vec!["x".into(), "y".into(), "z".into()],
+            ..Default::default()
+        };
+        assert!(filter.matches(&instance));
+        instance.tags.pop();
+        instance.tags.pop();
+        assert!(!filter.matches(&instance));
+        assert_eq!(InstanceFilter::from_query("status=Sleepy").unwrap_err().field, "status");
+    }
+}

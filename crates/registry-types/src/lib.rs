@@ -1,0 +1,75 @@
+//! The wire model of Registry Svc, shared by the daemon, the client library and the CLI.
+//!
+//! Every type here serializes to exactly the JSON the HTTP API speaks (OpenOrch-compatible
+//! field names). Requests come in a lenient "input" shape and are turned into the strict
+//! model by a `validate`/`into_*` step that returns a [`FieldError`] naming the bad field,
+//! so the server and the CLI reject bad input with the same words.
+
+mod definition;
+mod duration;
+mod error;
+mod instance;
+mod node;
+mod token;
+mod validate;
+
+pub use definition::{
+    ApiSpec, Client, Definition, DefinitionInput, EnvVar, ImageInput, ImageSpec, PortMapping,
+    RepositoryInput, RepositorySpec, SaveDefinitionRequest,
+};
+pub use duration::parse_duration;
+pub use error::{ErrorBody, FieldError};
+pub use instance::{
+    HealthCheck, HealthCheckType, Instance, InstanceFilter, InstanceStatus, RegisterInstanceRequest,
+};
+pub use node::{Gpu, GpuProcess, ListNodesRequest, Node, NodeStatus, ResourceUsage, Usage};
+pub use token::{CreateTokenRequest, CreatedToken, Role, TokenInfo};
+pub use validate::{validate_id, validate_slug};
+
+/// The path prefix every resource endpoint lives under.
+pub const API_PREFIX: &str = "/registry-svc";
+
+/// Response bodies of the list endpoints; the collection is always present, even when empty.
+pub mod responses {
+    use super::*;
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Debug, Clone, Serialize, Deserialize, Default)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+    pub struct ListDefinitionsResponse {
+        #[serde(default)]
+        pub definitions: Vec<Definition>,
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize, Default)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+    pub struct ListInstancesResponse {
+        #[serde(default)]
+        pub instances: Vec<Instance>,
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize, Default)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+    pub struct ListNodesResponse {
+        #[serde(default)]
+        pub nodes: Vec<Node>,
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+    pub struct NodeSelfResponse {
+        pub node: Node,
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize, Default)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+    pub struct ListTokensResponse {
+        #[serde(default)]
+        pub tokens: Vec<TokenInfo>,
+    }
+
+    /// The `{}` answered by writes that have nothing else to say.
+    #[derive(Debug, Clone, Serialize, Deserialize, Default)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+    pub struct Empty {}
+}

@@ -1,0 +1,66 @@
+//! `PUT /definition`, `GET /definitions`, `DELETE /definition/{id}`.
+
+use super::{list_response, AppState, JsonBody};
+use crate::auth::{Caller, Permission};
+use crate::state::Command;
+use crate::{Error, Result};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::Json;
+use registry_types::responses::{Empty, ListDefinitionsResponse};
+use registry_types::{ErrorBody, FieldError, SaveDefinitionRequest};
+
+/// Save (create or replace) a definition.
+#[utoipa::path(put, path = "/registry-svc/definition", tag = "definitions",
+    request_body = SaveDefinitionRequest,
+    responses(
+        (status = 201, description = "Saved", body = Empty),
+        (status = 400, description = "Invalid definition", body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn save(
+    State(app): State<AppState>,
+    caller: Caller,
+    JsonBody(request): JsonBody<SaveDefinitionRequest>,
+) -> Result<(StatusCode, Json<Empty>)> {
+    let input = request
+        .definition
+        .ok_or_else(|| FieldError::new("definition", "is required"))?;
+    let definition = input.into_definition().map_err(|e| e.within("definition"))?;
+    let exists = app.state.read().definition(&definition.id).is_some();
+    caller.require(if exists {
+        Permission::DefinitionEdit
+    } else {
+        Permission::DefinitionCreate
+    })?;
+    app.writer.submit(Command::PutDefinition(definition)).await?;
+    Ok((StatusCode::CREATED, Json(Empty {})))
+}
+
+/// List every definition.
+#[utoipa::path(get, path = "/registry-svc/definitions", tag = "definitions",
+    responses((status = 200, body = ListDefinitionsResponse), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list(State(app): State<AppState>, caller: Caller) -> Result<Response> {
+    caller.require(Permission::DefinitionView)?;
+    let definitions: Vec<_> = app.state.read().definitions().cloned().collect();
+    Ok(list_response("definitions", &definitions))
+}
+
+/// Delete a definition.
+#[utoipa::path(delete, path = "/registry-svc/definition/{id}", tag = "definitions",
+    params(("id" = String, Path, description = "Definition id")),
+    responses((status = 204, description = "Deleted"), (status = 404, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn delete(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, Error> {
+    caller.require(Permission::DefinitionDelete)?;
+    app.writer.submit(Command::DeleteDefinition(id)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,86 @@
+//! Turning errors into responses: the status code of the spec and `{"error": "..."}`.
+
+use crate::Error;
+use axum::body::Body;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use registry_types::ErrorBody;
+
+impl Error {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Error::Forbidden(_) => StatusCode::FORBIDDEN,
+            Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+fn json_error(status: StatusCode, message: String) -> Response {
+    let body = serde_json::to_vec(&ErrorBody { error: message }).expect("error body serializes");
+    (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::warn!(%status, error = %self, "request failed");
+        }
+        json_error(status, self.to_string())
+    }
+}
+
+/// Answer for paths that match no route.
+pub async fn no_route() -> Error {
+    Error::NotFound("no such endpoint; see /openapi.json for the API".into())
+}
+
+/// Rewrites error responses that are not JSON (axum's own rejections: a method not
+/// allowed, a malformed path parameter, ...) into the `{"error": ...}` shape, keeping
+/// their status and their text when they have one.
+pub async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let message = if text.is_empty() {
+        let reason = status.canonical_reason().unwrap_or("error").to_lowercase();
+        if status == StatusCode::METHOD_NOT_ALLOWED {
+            match parts.headers.get(header::ALLOW).and_then(|v| v.to_str().ok()) {
+                Some(allow) => format!("{reason}; this path allows {allow}"),
+                None => reason,
+            }
+        } else {
+            reason
+        }
+    } else {
+        text
+    };
+    let mut rewritten = json_error(status, message);
+    for (name, value) in parts.headers.iter() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            rewritten.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    rewritten
+}
+
+/// A panic in a handler answers 500 with a JSON error; the stack stays in the log.
+pub fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response<Body> {
+    tracing::error!("handler panicked");
+    json_error(StatusCode::INTERNAL_SERVER_ERROR, "internal error".into())
+}

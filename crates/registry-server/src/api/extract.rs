@@ -1,0 +1,68 @@
+//! Request body extraction: JSON whatever the Content-Type says, with errors naming the field.
+
+use crate::Error;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use serde::de::DeserializeOwned;
+
+/// Largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// A JSON body. A request body is read as JSON whatever its Content-Type (as `curl -d`
+/// sends a form type); an empty body is an error.
+pub struct JsonBody<T>(pub T);
+
+/// A JSON body that may be absent: an empty body reads as `T::default()`.
+pub struct OptionalJsonBody<T>(pub T);
+
+async fn read_body<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes, Error> {
+    Bytes::from_request(request, state).await.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Error::PayloadTooLarge(format!("request body is larger than {MAX_BODY_BYTES} bytes"))
+        } else {
+            Error::BadRequest(format!("cannot read request body: {}", rejection.body_text()))
+        }
+    })
+}
+
+fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." || inner.is_syntax() || inner.is_eof() {
+            Error::BadRequest(format!("malformed JSON: {inner}"))
+        } else {
+            Error::BadRequest(format!("invalid field `{path}`: {inner}"))
+        }
+    })?;
+    deserializer
+        .end()
+        .map_err(|e| Error::BadRequest(format!("malformed JSON: {e}")))?;
+    Ok(value)
+}
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = Error;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Error> {
+        let bytes = read_body(request, state).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(Error::BadRequest("request body is empty; expected a JSON object".into()));
+        }
+        parse(&bytes).map(JsonBody)
+    }
+}
+
+impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJsonBody<T> {
+    type Rejection = Error;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Error> {
+        let bytes = read_body(request, state).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalJsonBody(T::default()));
+        }
+        parse(&bytes).map(OptionalJsonBody)
+    }
+}

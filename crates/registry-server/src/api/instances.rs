@@ -1,0 +1,82 @@
+//! `PUT /instance`, `GET /instances`, `DELETE /instance/{id}`.
+
+use super::{list_response, AppState, JsonBody};
+use crate::auth::{Caller, Permission};
+use crate::state::Command;
+use crate::Result;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::Json;
+use registry_types::responses::ListInstancesResponse;
+use registry_types::{ErrorBody, InstanceFilter, RegisterInstanceRequest};
+use serde::Serialize;
+
+/// Answer to a registration: `{}` in OpenOrch; the id is added so a caller that let the
+/// registry pick one can heartbeat or deregister it.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct RegisterInstanceResponse {
+    id: String,
+}
+
+/// Register an instance, or update the one with the same id (else the same URL).
+#[utoipa::path(put, path = "/registry-svc/instance", tag = "instances",
+    request_body = RegisterInstanceRequest,
+    responses(
+        (status = 201, description = "Registered", body = RegisterInstanceResponse),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, description = "Owned by another account", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn register(
+    State(app): State<AppState>,
+    caller: Caller,
+    JsonBody(request): JsonBody<RegisterInstanceRequest>,
+) -> Result<(StatusCode, Json<RegisterInstanceResponse>)> {
+    caller.require(Permission::InstanceEdit)?;
+    let applied = app
+        .writer
+        .submit(Command::RegisterInstance { caller, request })
+        .await?;
+    Ok((StatusCode::CREATED, Json(RegisterInstanceResponse { id: applied.key })))
+}
+
+/// List instances; every filter given must match.
+#[utoipa::path(get, path = "/registry-svc/instances", tag = "instances",
+    params(
+        ("id" = Option<String>, Query), ("slug" = Option<String>, Query),
+        ("host" = Option<String>, Query), ("ip" = Option<String>, Query),
+        ("scheme" = Option<String>, Query), ("path" = Option<String>, Query),
+        ("deploymentId" = Option<String>, Query), ("nodeUrl" = Option<String>, Query),
+        ("status" = Option<String>, Query, description = "Unknown, Healthy, Degraded, Unreachable or Error"),
+        ("tag" = Option<Vec<String>>, Query, description = "Repeatable; all must match"),
+    ),
+    responses((status = 200, body = ListInstancesResponse), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list(
+    State(app): State<AppState>,
+    caller: Caller,
+    RawQuery(query): RawQuery,
+) -> Result<Response> {
+    caller.require(Permission::InstanceView)?;
+    let filter = InstanceFilter::from_query(query.as_deref().unwrap_or_default())?;
+    let instances = app.state.read().instances(&filter);
+    Ok(list_response("instances", &instances))
+}
+
+/// Remove an instance (its owner, an admin or a trusted slug).
+#[utoipa::path(delete, path = "/registry-svc/instance/{id}", tag = "instances",
+    params(("id" = String, Path, description = "Instance id")),
+    responses((status = 204, description = "Removed"), (status = 404, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn delete(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode> {
+    caller.require(Permission::InstanceEdit)?;
+    app.writer.submit(Command::DeleteInstance { caller, id }).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

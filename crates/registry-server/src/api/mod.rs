@@ -1,0 +1,129 @@
+//! The HTTP API: one small file per resource, one router, one OpenAPI document.
+//!
+//! Handlers are a few lines each: extractors do the parsing ([`JsonBody`]) and
+//! authentication ([`crate::auth::Caller`]), [`crate::Error`] does the error responses,
+//! reads come from the in-memory tables and writes go through the [`Writer`].
+
+mod definitions;
+mod errors;
+mod extract;
+mod instances;
+mod nodes;
+mod ops;
+mod tokens;
+
+pub use extract::{JsonBody, OptionalJsonBody, MAX_BODY_BYTES};
+
+use crate::nodes::ThisNode;
+use crate::state::{State, Writer};
+use crate::store::Store;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use serde::Serialize;
+use std::sync::Arc;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// Everything a handler may need; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub state: Arc<State>,
+    pub writer: Writer,
+    pub store: Arc<dyn Store>,
+    pub this_node: Arc<ThisNode>,
+    /// Hash of `REGISTRY_ADMIN_TOKEN`, when set.
+    pub admin_token_hash: Option<String>,
+    pub trusted_slugs: Arc<[String]>,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Registry Svc",
+        description = "Service registry: definitions, instances with health, and nodes. \
+                       Wire-compatible with the Registry Svc of OpenOrch."
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "definitions", description = "Deployable service templates"),
+        (name = "instances", description = "Running, callable service instances"),
+        (name = "nodes", description = "Machines running a registry daemon"),
+        (name = "tokens", description = "API tokens (admin only)"),
+        (name = "operations", description = "Liveness, readiness and this document")
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The routes and the OpenAPI document describing exactly those routes.
+fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(definitions::save))
+        .routes(routes!(definitions::list))
+        .routes(routes!(definitions::delete))
+        .routes(routes!(instances::register))
+        .routes(routes!(instances::list))
+        .routes(routes!(instances::delete))
+        .routes(routes!(nodes::list))
+        .routes(routes!(nodes::this_node))
+        .routes(routes!(nodes::delete))
+        .routes(routes!(tokens::create, tokens::list))
+        .routes(routes!(tokens::revoke))
+        .routes(routes!(ops::healthz))
+        .routes(routes!(ops::readyz))
+        .split_for_parts()
+}
+
+/// The OpenAPI document of the whole API.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes().1
+}
+
+pub fn router(app: AppState) -> Router {
+    let (routes, openapi) = routes();
+    let openapi = Arc::new(openapi.to_pretty_json().expect("OpenAPI document serializes"));
+    routes
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || ops::openapi_json(openapi.clone())),
+        )
+        .route("/docs", axum::routing::get(ops::docs_page))
+        .fallback(errors::no_route)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::map_response(errors::json_errors))
+        .layer(CatchPanicLayer::custom(errors::panic_response))
+        .layer(TraceLayer::new_for_http())
+        .with_state(app)
+}
+
+/// `{"<field>": [items]}` without copying the items out of their `Arc`s.
+fn list_response<T: Serialize>(field: &str, items: &[T]) -> Response {
+    let mut body = Vec::with_capacity(64 + items.len() * 256);
+    body.extend_from_slice(b"{\"");
+    body.extend_from_slice(field.as_bytes());
+    body.extend_from_slice(b"\":");
+    serde_json::to_writer(&mut body, items).expect("model types always serialize");
+    body.push(b'}');
+    (
+        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        body,
+    )
+        .into_response()
+}

@@ -1,0 +1,63 @@
+//! `POST /nodes`, `GET /node/self`, `DELETE /node/{url}`.
+
+use super::{list_response, AppState, OptionalJsonBody};
+use crate::auth::{Caller, Permission};
+use crate::state::Command;
+use crate::Result;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::Json;
+use registry_types::responses::{ListNodesResponse, NodeSelfResponse};
+use registry_types::{ErrorBody, ListNodesRequest};
+
+/// List nodes, all of them or those with the given ids.
+#[utoipa::path(post, path = "/registry-svc/nodes", tag = "nodes",
+    request_body(content = Option<ListNodesRequest>, description = "Empty, or ids to select"),
+    responses((status = 200, body = ListNodesResponse), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list(
+    State(app): State<AppState>,
+    caller: Caller,
+    OptionalJsonBody(request): OptionalJsonBody<ListNodesRequest>,
+) -> Result<Response> {
+    caller.require(Permission::NodeView)?;
+    let now = chrono::Utc::now();
+    let nodes: Vec<_> = app
+        .state
+        .read()
+        .nodes()
+        .filter(|n| request.ids.is_empty() || request.ids.contains(&n.id))
+        .map(|n| app.this_node.with_liveness(n, now))
+        .collect();
+    Ok(list_response("nodes", &nodes))
+}
+
+/// The node of the daemon answering.
+#[utoipa::path(get, path = "/registry-svc/node/self", tag = "nodes",
+    responses((status = 200, body = NodeSelfResponse), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn this_node(State(app): State<AppState>, caller: Caller) -> Result<Json<NodeSelfResponse>> {
+    caller.require(Permission::NodeView)?;
+    let node = app.this_node.latest();
+    Ok(Json(NodeSelfResponse {
+        node: app.this_node.with_liveness(&node, chrono::Utc::now()),
+    }))
+}
+
+/// Remove a node by its URL (percent-encoded). A live node comes back at its next heartbeat.
+#[utoipa::path(delete, path = "/registry-svc/node/{url}", tag = "nodes",
+    params(("url" = String, Path, description = "Node URL, percent-encoded")),
+    responses((status = 204, description = "Removed"), (status = 404, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn delete(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(url): Path<String>,
+) -> Result<StatusCode> {
+    caller.require(Permission::NodeDelete)?;
+    app.writer.submit(Command::DeleteNode(url)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,44 @@
+//! Unauthenticated operational endpoints: liveness, readiness, the API document.
+
+use super::AppState;
+use crate::Error;
+use axum::extract::State;
+use axum::http::{header, HeaderValue};
+use axum::response::{Html, IntoResponse, Response};
+use axum::Json;
+use registry_types::ErrorBody;
+use serde::Serialize;
+use std::sync::Arc;
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Status {
+    status: &'static str,
+}
+
+/// The process is up.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, body = Status)))]
+pub async fn healthz() -> Json<Status> {
+    Json(Status { status: "ok" })
+}
+
+/// The store is reachable.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200, body = Status), (status = 503, body = ErrorBody)))]
+pub async fn readyz(State(app): State<AppState>) -> Result<Json<Status>, Error> {
+    app.store.ping().await?;
+    Ok(Json(Status { status: "ready" }))
+}
+
+pub async fn openapi_json(document: Arc<String>) -> Response {
+    (
+        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        document.as_str().to_owned(),
+    )
+        .into_response()
+}
+
+/// A self-contained page listing the API from `/openapi.json`: nothing to download.
+pub async fn docs_page() -> Html<&'static str> {
+    Html(include_str!("docs.html"))
+}

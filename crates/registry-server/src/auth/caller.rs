@@ -1,0 +1,68 @@
+//! The `Caller` extractor: the account behind a request's bearer token.
+
+use super::{hash_token, Permission};
+use crate::api::AppState;
+use crate::Error;
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use registry_types::Role;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub slug: String,
+    pub role: Role,
+    /// A trusted slug (e.g. `deploy-svc`) manages instances of every slug.
+    pub trusted: bool,
+}
+
+impl Caller {
+    pub fn require(&self, permission: Permission) -> Result<(), Error> {
+        if permission.granted_to(self.role) {
+            Ok(())
+        } else {
+            Err(Error::Forbidden(format!(
+                "account {:?} ({}) lacks permission {}",
+                self.slug,
+                self.role,
+                permission.name()
+            )))
+        }
+    }
+
+    /// Whether this caller may register, change or remove instances owned by `slug`.
+    pub fn may_manage(&self, slug: &str) -> bool {
+        self.role == Role::Admin || self.trusted || self.slug == slug
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Self::Rejection> {
+        let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
+            Error::Unauthorized("missing token: send the header `Authorization: Bearer <token>`".into())
+        })?;
+        let secret = header
+            .to_str()
+            .ok()
+            .and_then(|value| {
+                let (scheme, token) = value.trim().split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+            })
+            .filter(|token| !token.is_empty())
+            .ok_or_else(|| Error::Unauthorized("the Authorization header must be `Bearer <token>`".into()))?;
+        let hash = hash_token(secret);
+        let (slug, role) = if app.admin_token_hash.as_deref() == Some(hash.as_str()) {
+            ("admin".to_string(), Role::Admin)
+        } else {
+            let tables = app.state.read();
+            let token = tables
+                .token_by_hash(&hash)
+                .ok_or_else(|| Error::Unauthorized("unknown or revoked token".into()))?;
+            (token.slug.clone(), token.role)
+        };
+        let trusted = app.trusted_slugs.iter().any(|t| *t == slug);
+        Ok(Caller { slug, role, trusted })
+    }
+}

@@ -1,0 +1,59 @@
+//! Who is calling and what they may do.
+//!
+//! A bearer token belongs to an account (a slug and a role). Tokens are random enough
+//! (190 bits) that a fast SHA-256 is a safe way to store them, which keeps the check
+//! cheap: one hash and one map lookup per request, no database hit, and a revoked token
+//! is gone from the map the moment its revocation commits.
+
+mod caller;
+mod tokens;
+
+pub use caller::Caller;
+pub use tokens::{bootstrap_admin_token, hash_token, new_token, random_base62, StoredToken, ADMIN_TOKEN_FILE};
+
+use registry_types::Role;
+
+/// The permissions of the spec's Auth table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Permission {
+    DefinitionView,
+    DefinitionCreate,
+    DefinitionEdit,
+    DefinitionDelete,
+    InstanceView,
+    /// Register, change or remove one's own instances.
+    InstanceEdit,
+    NodeView,
+    NodeDelete,
+    TokenManage,
+}
+
+impl Permission {
+    pub fn name(self) -> &'static str {
+        match self {
+            Permission::DefinitionView => "registry-svc:definition:view",
+            Permission::DefinitionCreate => "registry-svc:definition:create",
+            Permission::DefinitionEdit => "registry-svc:definition:edit",
+            Permission::DefinitionDelete => "registry-svc:definition:delete",
+            Permission::InstanceView => "registry-svc:instance:view",
+            Permission::InstanceEdit => "registry-svc:instance:edit",
+            Permission::NodeView => "registry-svc:node:view",
+            Permission::NodeDelete => "registry-svc:node:delete",
+            Permission::TokenManage => "registry-svc:token:manage",
+        }
+    }
+
+    /// Admins may do everything; users may look, and manage their own instances.
+    pub fn granted_to(self, role: Role) -> bool {
+        match role {
+            Role::Admin => true,
+            Role::User => matches!(
+                self,
+                Permission::DefinitionView
+                    | Permission::InstanceView
+                    | Permission::InstanceEdit
+                    | Permission::NodeView
+            ),
+        }
+    }
+}

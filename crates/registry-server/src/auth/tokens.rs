@@ -1,0 +1,116 @@
+//! Token secrets: making them, hashing them, and the bootstrap admin token.
+
+use chrono::{DateTime, Utc};
+use rand::distributions::Alphanumeric;
+use rand::Rng;
+use registry_types::{Role, TokenInfo};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Name of the file, in the data dir, holding the bootstrap admin token.
+pub const ADMIN_TOKEN_FILE: &str = "admin.token";
+
+/// A token as stored: its hash, never its secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredToken {
+    pub id: String,
+    /// Hex SHA-256 of the secret.
+    pub hash: String,
+    pub slug: String,
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+}
+
+impl StoredToken {
+    pub fn info(&self) -> TokenInfo {
+        TokenInfo {
+            id: self.id.clone(),
+            slug: self.slug.clone(),
+            role: self.role,
+            created_at: self.created_at,
+        }
+    }
+}
+
+/// `len` random characters of `[A-Za-z0-9]` (base62).
+pub fn random_base62(len: usize) -> String {
+    rand::thread_rng()
+        .sample_iter(&Alphanumeric)
+        .take(len)
+        .map(char::from)
+        .collect()
+}
+
+pub fn hash_token(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// A new token for `slug`: the secret to show once, and what to store.
+pub fn new_token(slug: &str, role: Role) -> (String, StoredToken) {
+    // 32 base62 characters carry about 190 bits.
+    let secret = format!("rsv_{}", random_base62(32));
+    let stored = StoredToken {
+        id: format!("tok_{}", random_base62(10)),
+        hash: hash_token(&secret),
+        slug: slug.to_string(),
+        role,
+        created_at: Utc::now(),
+    };
+    (secret, stored)
+}
+
+/// Makes the first admin token and writes its secret to `<data_dir>/admin.token` (mode
+/// 0600, fsynced) before the caller stores it, so a crash in between leaves no token that
+/// nobody can read. Returns the token to store and the file's path.
+pub fn bootstrap_admin_token(data_dir: &Path) -> std::io::Result<(StoredToken, PathBuf)> {
+    let (secret, stored) = new_token("admin", Role::Admin);
+    std::fs::create_dir_all(data_dir)?;
+    let path = data_dir.join(ADMIN_TOKEN_FILE);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(&path)?;
+    #[cfg(unix)]
+    {
+        // An older file may have looser permissions; `mode` applies only on creation.
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    writeln!(file, "{secret}")?;
+    file.sync_all()?;
+    Ok((stored, path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_random_and_stored_hashed() {
+        let (a, stored_a) = new_token("user-svc", Role::User);
+        let (b, _) = new_token("user-svc", Role::User);
+        assert_ne!(a, b);
+        assert!(a.len() >= 32);
+        assert_eq!(stored_a.hash, hash_token(&a));
+        assert!(!stored_a.hash.contains(&a));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn bootstrap_file_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (stored, path) = bootstrap_admin_token(dir.path()).unwrap();
+        let secret = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(hash_token(secret.trim()), stored.hash);
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(stored.role, Role::Admin);
+    }
+}

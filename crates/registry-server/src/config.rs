@@ -1,0 +1,80 @@
+//! Flags and environment of `registry-svc serve`; each flag has an environment twin.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    /// HTTP listen address (port 0 picks a free port).
+    #[arg(long, env = "REGISTRY_LISTEN", default_value = "127.0.0.1:58231")]
+    pub listen: String,
+
+    /// Directory of the embedded store, the node id and the bootstrap admin token.
+    #[arg(long, env = "REGISTRY_DATA_DIR", default_value = "./registry-data")]
+    pub data_dir: PathBuf,
+
+    /// `postgres://…` selects the shared PostgreSQL store; unset means embedded SQLite.
+    #[arg(long, env = "REGISTRY_DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// This node's URL as other nodes reach it [default: http://<hostname>:<port>].
+    #[arg(long, env = "REGISTRY_SELF_URL")]
+    pub self_url: Option<String>,
+
+    /// This node's id [default: generated once, then kept in the data dir].
+    #[arg(long, env = "REGISTRY_NODE_ID")]
+    pub node_id: Option<String>,
+
+    /// Region reported for this node.
+    #[arg(long, env = "REGISTRY_REGION", default_value = "")]
+    pub region: String,
+
+    /// Availability zone reported for this node.
+    #[arg(long, env = "REGISTRY_AVAILABILITY_ZONE", default_value = "")]
+    pub availability_zone: String,
+
+    /// How often this node heartbeats (e.g. `10s`).
+    #[arg(long, env = "REGISTRY_HEARTBEAT_INTERVAL", default_value = "10s", value_parser = parse_interval)]
+    pub heartbeat_interval: Duration,
+
+    /// Account slugs allowed to register and remove instances of any slug.
+    #[arg(long, env = "REGISTRY_TRUSTED_SLUGS", default_value = "deploy-svc", value_delimiter = ',')]
+    pub trusted_slugs: Vec<String>,
+
+    /// The `nvidia-smi` program used to detect GPUs.
+    #[arg(long, env = "REGISTRY_NVIDIA_SMI", default_value = "nvidia-smi")]
+    pub nvidia_smi: PathBuf,
+
+    /// Bootstrap admin token. Read only from the environment (`REGISTRY_ADMIN_TOKEN`) so
+    /// it never shows in a process listing.
+    #[arg(skip = std::env::var("REGISTRY_ADMIN_TOKEN").ok().filter(|t| !t.is_empty()))]
+    pub admin_token: Option<String>,
+}
+
+fn parse_interval(text: &str) -> Result<Duration, String> {
+    let duration = registry_types::parse_duration("heartbeat-interval", text).map_err(|e| e.problem)?;
+    if duration.is_zero() {
+        return Err("must be longer than zero".into());
+    }
+    Ok(duration)
+}
+
+impl Config {
+    /// A configuration for an embedded daemon in `data_dir` on a free loopback port, with
+    /// every other setting at its default. Tests and embedders start from this.
+    pub fn embedded(data_dir: impl Into<PathBuf>) -> Self {
+        Config {
+            listen: "127.0.0.1:0".into(),
+            data_dir: data_dir.into(),
+            database_url: None,
+            self_url: None,
+            node_id: None,
+            region: String::new(),
+            availability_zone: String::new(),
+            heartbeat_interval: Duration::from_secs(10),
+            trusted_slugs: vec!["deploy-svc".into()],
+            nvidia_smi: PathBuf::from("nvidia-smi"),
+            admin_token: None,
+        }
+    }
+}

@@ -1,0 +1,32 @@
+//! The one error type of the daemon. Every layer returns it; `api::errors` turns it into a
+//! status code and a `{"error": ...}` body, so no handler maps errors itself.
+
+use registry_types::FieldError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Malformed request or invalid field; the message names the problem.
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// The store cannot take writes right now; nothing was changed.
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<FieldError> for Error {
+    fn from(e: FieldError) -> Self {
+        Error::BadRequest(e.to_string())
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

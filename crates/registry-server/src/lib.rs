@@ -1,0 +1,139 @@
+//! The Registry Svc daemon as a library.
+//!
+//! [`start`] opens the store, loads it into memory, binds the HTTP listener, registers this
+//! daemon as a node and serves until [`RunningServer::shutdown`]; [`serve`] does the same
+//! until SIGINT or SIGTERM. The binary `registry-svc serve` is a thin wrapper over
+//! [`serve`]; tests use [`start`] to run a real daemon on a free loopback port.
+//!
+//! How a request flows:
+//!
+//! ```text
+//! write: request → auth::Caller → validate → state::Command → state::Writer (group commit)
+//!        → store commit (revision R, fsync) → state tables updated → response
+//! read:  request → auth::Caller → state tables (memory only) → response
+//! ```
+
+pub mod api;
+pub mod auth;
+mod config;
+mod error;
+pub mod nodes;
+pub mod state;
+pub mod store;
+
+pub use config::Config;
+pub use error::{Error, Result};
+
+use anyhow::Context;
+use state::{Command, State, Writer};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// A daemon started by [`start`].
+pub struct RunningServer {
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl RunningServer {
+    /// The address the HTTP listener is bound to.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://<addr>`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops accepting connections, finishes the requests in flight, commits every
+    /// queued write and closes the store.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.task.await.context("server task failed")?
+    }
+}
+
+/// Starts a daemon; returns once it is serving.
+pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
+    let store = store::open(&config)?;
+    let snapshot = store.load().await.context("loading the store")?;
+    let state = Arc::new(State::from_snapshot(snapshot));
+    let (writer, writer_task) = Writer::start(store.clone(), state.clone());
+
+    if config.admin_token.is_none() && state.read().tokens().next().is_none() {
+        let (token, path) = auth::bootstrap_admin_token(&config.data_dir)
+            .with_context(|| format!("writing the admin token into {}", config.data_dir.display()))?;
+        writer.submit(Command::PutToken(token)).await?;
+        tracing::info!(path = %path.display(), "created the first admin token; it is in this file");
+    }
+
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let this_node = Arc::new(nodes::ThisNode::new(&config, addr)?);
+    this_node.heartbeat(&writer).await.context("registering this node")?;
+
+    let shutdown = CancellationToken::new();
+    let heartbeat = tokio::spawn({
+        let (this_node, writer, shutdown) = (this_node.clone(), writer.clone(), shutdown.clone());
+        async move { this_node.heartbeat_loop(writer, shutdown).await }
+    });
+    let app = api::AppState {
+        state,
+        writer,
+        store: store.clone(),
+        this_node: this_node.clone(),
+        admin_token_hash: config.admin_token.as_deref().map(auth::hash_token),
+        trusted_slugs: config.trusted_slugs.clone().into(),
+    };
+    let router = api::router(app);
+    tracing::info!(%addr, node = %this_node.url, "serving");
+
+    let task = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown.cancelled_owned())
+                .await
+                .context("HTTP server failed")?;
+            // Every writer handle is gone once the heartbeat stops and the router is
+            // dropped; the writer then commits what is queued and ends.
+            heartbeat.await.ok();
+            writer_task.await.ok();
+            store.close().await.context("closing the store")?;
+            tracing::info!("stopped");
+            Ok(())
+        }
+    });
+    Ok(RunningServer { addr, shutdown, task })
+}
+
+/// Runs a daemon until SIGINT or SIGTERM, then shuts it down gracefully.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let server = start(config).await?;
+    // One plain line for people and scripts (tests read the port from it).
+    println!("registry-svc listening on {}", server.base_url());
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    server.shutdown().await
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    interrupt.await.ok();
+}

@@ -1,0 +1,186 @@
+//! This daemon as a node: its identity, its heartbeat, and node liveness.
+//!
+//! Every `--heartbeat-interval` the daemon samples its resources ([`usage`]) and GPUs
+//! ([`gpu`]) and upserts its own node record through the writer, like any other change;
+//! so a node removed by an admin while it is alive comes back at its next heartbeat.
+
+pub mod gpu;
+pub mod usage;
+
+use crate::state::{Command, Writer};
+use crate::Config;
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use registry_types::{Node, NodeStatus};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, RwLock};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use usage::UsageSampler;
+
+/// File in the data dir keeping the generated node id across restarts.
+const NODE_ID_FILE: &str = "node-id";
+
+/// A node is Offline once its last heartbeat is older than this many intervals.
+const OFFLINE_AFTER_INTERVALS: u32 = 3;
+
+/// The node this daemon runs on.
+pub struct ThisNode {
+    pub id: String,
+    pub url: String,
+    region: String,
+    availability_zone: String,
+    interval: Duration,
+    nvidia_smi: PathBuf,
+    data_dir: PathBuf,
+    sampler: Mutex<Option<UsageSampler>>,
+    latest: RwLock<Node>,
+}
+
+impl ThisNode {
+    /// Resolves the node's id (flag, else the one kept in the data dir, else a new one)
+    /// and URL (flag, else `http://<hostname>:<port>`).
+    pub fn new(config: &Config, listening: SocketAddr) -> anyhow::Result<Self> {
+        let id = match &config.node_id {
+            Some(id) => id.clone(),
+            None => kept_node_id(&config.data_dir)?,
+        };
+        let url = match &config.self_url {
+            Some(url) => url.trim_end_matches('/').to_string(),
+            None => {
+                let host = hostname::get()
+                    .ok()
+                    .and_then(|h| h.into_string().ok())
+                    .filter(|h| !h.is_empty())
+                    .unwrap_or_else(|| listening.ip().to_string());
+                format!("http://{host}:{}", listening.port())
+            }
+        };
+        let latest = Node {
+            id: id.clone(),
+            url: url.clone(),
+            region: config.region.clone(),
+            availability_zone: config.availability_zone.clone(),
+            ..Default::default()
+        };
+        Ok(ThisNode {
+            id,
+            url,
+            region: config.region.clone(),
+            availability_zone: config.availability_zone.clone(),
+            interval: config.heartbeat_interval,
+            nvidia_smi: config.nvidia_smi.clone(),
+            data_dir: config.data_dir.clone(),
+            sampler: Mutex::new(Some(UsageSampler::new())),
+            latest: RwLock::new(latest),
+        })
+    }
+
+    /// The node as of its latest heartbeat.
+    pub fn latest(&self) -> Node {
+        self.latest.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// `node` with its `status` worked out from its last heartbeat.
+    pub fn with_liveness(&self, node: &Node, now: DateTime<Utc>) -> Node {
+        let offline_after = self.interval * OFFLINE_AFTER_INTERVALS;
+        let online = node.last_heartbeat.is_some_and(|beat| {
+            now.signed_duration_since(beat)
+                .to_std()
+                .map_or(true, |age| age <= offline_after)
+        });
+        Node {
+            status: if online { NodeStatus::Online } else { NodeStatus::Offline },
+            ..node.clone()
+        }
+    }
+
+    /// Samples resources and GPUs and records the heartbeat durably.
+    pub async fn heartbeat(&self, writer: &Writer) -> crate::Result<()> {
+        let sampler = self.sampler.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let data_dir = self.data_dir.clone();
+        let (sampler, usage) = tokio::task::spawn_blocking(move || {
+            let mut sampler = sampler.unwrap_or_default();
+            let usage = sampler.sample(&data_dir);
+            (sampler, usage)
+        })
+        .await
+        .map_err(|e| crate::Error::Internal(format!("resource sampling failed: {e}")))?;
+        *self.sampler.lock().unwrap_or_else(|p| p.into_inner()) = Some(sampler);
+        let node = Node {
+            id: self.id.clone(),
+            url: self.url.clone(),
+            region: self.region.clone(),
+            availability_zone: self.availability_zone.clone(),
+            last_heartbeat: Some(Utc::now()),
+            usage,
+            gpus: gpu::detect_gpus(&self.nvidia_smi, &self.url).await,
+            status: NodeStatus::Online,
+        };
+        *self.latest.write().unwrap_or_else(|p| p.into_inner()) = node.clone();
+        writer.submit(Command::PutNode(node)).await?;
+        Ok(())
+    }
+
+    /// Heartbeats every interval until `shutdown`.
+    pub async fn heartbeat_loop(&self, writer: Writer, shutdown: CancellationToken) {
+        let mut ticker = tokio::time::interval(self.interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await; // the first tick is immediate; start() already beat once
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = ticker.tick() => {
+                    if let Err(e) = self.heartbeat(&writer).await {
+                        tracing::warn!(error = %e, "node heartbeat failed");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The node id kept in the data dir, created on first use.
+fn kept_node_id(data_dir: &Path) -> anyhow::Result<String> {
+    let path = data_dir.join(NODE_ID_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_string()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+    let id = format!("node_{}", crate::auth::random_base62(10));
+    std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    std::fs::write(&path, format!("{id}\n")).with_context(|| format!("writing {}", path.display()))?;
+    Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_id_is_generated_once_then_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = kept_node_id(dir.path()).unwrap();
+        assert!(first.starts_with("node_"));
+        assert_eq!(kept_node_id(dir.path()).unwrap(), first);
+    }
+
+    #[test]
+    fn liveness_follows_the_last_heartbeat() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::embedded(dir.path());
+        config.heartbeat_interval = Duration::from_secs(10);
+        let this = ThisNode::new(&config, "127.0.0.1:5000".parse().unwrap()).unwrap();
+        let now = Utc::now();
+        let node = |age_secs: i64| Node {
+            last_heartbeat: Some(now - chrono::Duration::seconds(age_secs)),
+            ..Default::default()
+        };
+        assert_eq!(this.with_liveness(&node(29), now).status, NodeStatus::Online);
+        assert_eq!(this.with_liveness(&node(31), now).status, NodeStatus::Offline);
+        assert_eq!(this.with_liveness(&Node::default(), now).status, NodeStatus::Offline);
+    }
+}

@@ -1,0 +1,271 @@
+//! Commands: the requests to change state, and how each becomes store mutations.
+//!
+//! A command is planned against the current tables *plus* the commands planned before it
+//! in the same batch (the [`Overlay`]), so two registrations of one URL in one group commit
+//! still resolve to one instance. Identity, ownership and existence are decided here, in
+//! the single writer, which is what makes them race-free.
+
+use super::Tables;
+use crate::auth::{Caller, StoredToken};
+use crate::store::{Kind, Mutation, Record};
+use crate::Error;
+use registry_types::{Definition, Instance, InstanceStatus, Node, RegisterInstanceRequest};
+use std::collections::{BTreeSet, HashMap};
+
+#[derive(Debug)]
+pub enum Command {
+    PutDefinition(Definition),
+    DeleteDefinition(String),
+    RegisterInstance {
+        caller: Caller,
+        request: RegisterInstanceRequest,
+    },
+    DeleteInstance {
+        caller: Caller,
+        id: String,
+    },
+    PutNode(Node),
+    DeleteNode(String),
+    PutToken(StoredToken),
+    DeleteToken(String),
+}
+
+/// The tables as they will be once the mutations planned so far are committed.
+pub(super) struct Overlay<'a> {
+    tables: &'a Tables,
+    pending: HashMap<(Kind, String), Option<Record>>,
+    pending_urls: HashMap<String, BTreeSet<String>>,
+    pub(super) mutations: Vec<Mutation>,
+}
+
+impl<'a> Overlay<'a> {
+    pub(super) fn new(tables: &'a Tables) -> Self {
+        Overlay {
+            tables,
+            pending: HashMap::new(),
+            pending_urls: HashMap::new(),
+            mutations: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, mutation: Mutation) {
+        let key = (mutation.kind(), mutation.key().to_string());
+        let value = match &mutation {
+            Mutation::Put(record) => {
+                if let Record::Instance(i) = record {
+                    self.pending_urls.entry(i.url.clone()).or_default().insert(i.id.clone());
+                }
+                Some(record.clone())
+            }
+            Mutation::Delete { .. } => None,
+        };
+        self.pending.insert(key, value);
+        self.mutations.push(mutation);
+    }
+
+    /// Whether an object of `kind` with `key` exists, pending changes included.
+    fn exists(&self, kind: Kind, key: &str) -> bool {
+        if let Some(pending) = self.pending.get(&(kind, key.to_string())) {
+            return pending.is_some();
+        }
+        match kind {
+            Kind::Definition => self.tables.definition(key).is_some(),
+            Kind::Instance => self.tables.instance(key).is_some(),
+            Kind::Node => self.tables.node(key).is_some(),
+            Kind::Token => self.tables.token(key).is_some(),
+        }
+    }
+
+    fn instance(&self, id: &str) -> Option<&Instance> {
+        match self.pending.get(&(Kind::Instance, id.to_string())) {
+            Some(Some(Record::Instance(i))) => Some(i),
+            Some(_) => None,
+            None => self.tables.instance(id).map(|i| i.as_ref()),
+        }
+    }
+
+    /// The instance registered at `url` (the lowest id if several are).
+    fn instance_by_url(&self, url: &str) -> Option<&Instance> {
+        self.tables
+            .instance_ids_by_url(url)
+            .chain(self.pending_urls.get(url).into_iter().flatten())
+            .filter_map(|id| self.instance(id))
+            .filter(|i| i.url == url)
+            .min_by(|a, b| a.id.cmp(&b.id))
+    }
+
+    /// Plans one command; on success returns the id of the object it touched.
+    pub(super) fn plan(&mut self, command: Command) -> Result<String, Error> {
+        match command {
+            Command::PutDefinition(definition) => {
+                let id = definition.id.clone();
+                self.push(Mutation::Put(Record::Definition(definition)));
+                Ok(id)
+            }
+            Command::DeleteDefinition(id) => self.delete(Kind::Definition, id, "definition"),
+            Command::RegisterInstance { caller, request } => {
+                let instance = self.register(&caller, request)?;
+                let id = instance.id.clone();
+                self.push(Mutation::Put(Record::Instance(instance)));
+                Ok(id)
+            }
+            Command::DeleteInstance { caller, id } => {
+                let owner = self
+                    .instance(&id)
+                    .map(|i| i.slug.clone())
+                    .ok_or_else(|| Error::NotFound(format!("instance {id:?} not found")))?;
+                if !caller.may_manage(&owner) {
+                    return Err(not_owner(&caller, &id, &owner));
+                }
+                self.delete(Kind::Instance, id, "instance")
+            }
+            Command::PutNode(node) => {
+                let url = node.url.clone();
+                self.push(Mutation::Put(Record::Node(node)));
+                Ok(url)
+            }
+            Command::DeleteNode(url) => self.delete(Kind::Node, url, "node"),
+            Command::PutToken(token) => {
+                let id = token.id.clone();
+                self.push(Mutation::Put(Record::Token(token)));
+                Ok(id)
+            }
+            Command::DeleteToken(id) => self.delete(Kind::Token, id, "token"),
+        }
+    }
+
+    fn delete(&mut self, kind: Kind, key: String, noun: &str) -> Result<String, Error> {
+        if !self.exists(kind, &key) {
+            return Err(Error::NotFound(format!("{noun} {key:?} not found")));
+        }
+        self.push(Mutation::Delete { kind, key: key.clone() });
+        Ok(key)
+    }
+
+    /// The instance a registration creates or updates, after the identity and ownership
+    /// rules: the given id, else the instance at the same URL, else a new one.
+    fn register(&self, caller: &Caller, request: RegisterInstanceRequest) -> Result<Instance, Error> {
+        request.validate()?;
+        let address = request.address()?;
+        let existing = if !request.id.is_empty() {
+            self.instance(&request.id)
+        } else {
+            self.instance_by_url(&address.url)
+        };
+        if let Some(existing) = existing {
+            if !caller.may_manage(&existing.slug) {
+                return Err(not_owner(caller, &existing.id, &existing.slug));
+            }
+        }
+        let slug = match (request.slug.is_empty(), existing) {
+            (false, _) => request.slug.clone(),
+            (true, Some(existing)) => existing.slug.clone(),
+            (true, None) => caller.slug.clone(),
+        };
+        if !caller.may_manage(&slug) {
+            return Err(Error::Forbidden(format!(
+                "account {:?} may not register instances for slug {slug:?}; only admins and trusted slugs may",
+                caller.slug
+            )));
+        }
+        let id = match existing {
+            Some(existing) => existing.id.clone(),
+            None if !request.id.is_empty() => request.id.clone(),
+            None => self.new_instance_id(),
+        };
+        // The health state describes an address; a new address starts over.
+        let (status, details, last_heartbeat) = match existing {
+            Some(e) if e.url == address.url => (e.status, e.details.clone(), e.last_heartbeat),
+            _ => (InstanceStatus::Unknown, String::new(), None),
+        };
+        Ok(Instance {
+            id,
+            url: address.url,
+            slug,
+            deployment_id: request.deployment_id,
+            node_url: request.node_url,
+            scheme: address.scheme,
+            host: address.host,
+            ip: address.ip,
+            port: address.port,
+            path: address.path,
+            status,
+            details,
+            last_heartbeat,
+            tags: request.tags,
+            metadata: request.metadata,
+            health_check: request.health_check,
+            ttl: request.ttl,
+            deregister_after: request.deregister_after,
+        })
+    }
+
+    fn new_instance_id(&self) -> String {
+        loop {
+            let id = format!("inst_{}", crate::auth::random_base62(10));
+            if !self.exists(Kind::Instance, &id) {
+                return id;
+            }
+        }
+    }
+}
+
+fn not_owner(caller: &Caller, id: &str, owner: &str) -> Error {
+    Error::Forbidden(format!(
+        "instance {id:?} belongs to {owner:?}; account {:?} may not change it",
+        caller.slug
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use registry_types::Role;
+
+    fn caller(slug: &str, role: Role) -> Caller {
+        Caller { slug: slug.into(), role, trusted: false }
+    }
+
+    fn register(url: &str, id: &str, slug: &str) -> RegisterInstanceRequest {
+        RegisterInstanceRequest { url: url.into(), id: id.into(), slug: slug.into(), ..Default::default() }
+    }
+
+    #[test]
+    fn same_url_in_one_batch_is_one_instance() {
+        let tables = Tables::default();
+        let mut overlay = Overlay::new(&tables);
+        let user = caller("svc-a", Role::User);
+        let first = overlay
+            .plan(Command::RegisterInstance { caller: user.clone(), request: register("http://127.0.0.1:9", "", "") })
+            .unwrap();
+        let second = overlay
+            .plan(Command::RegisterInstance { caller: user, request: register("http://127.0.0.1:9", "", "") })
+            .unwrap();
+        assert_eq!(first, second);
+        assert!(first.starts_with("inst_") && first.len() == 15);
+    }
+
+    #[test]
+    fn other_accounts_cannot_take_over_or_impersonate() {
+        let tables = Tables::default();
+        let mut overlay = Overlay::new(&tables);
+        overlay
+            .plan(Command::RegisterInstance { caller: caller("svc-a", Role::User), request: register("http://127.0.0.1:9", "x", "") })
+            .unwrap();
+        let intruder = caller("svc-b", Role::User);
+        let err = overlay
+            .plan(Command::RegisterInstance { caller: intruder.clone(), request: register("http://127.0.0.1:9", "", "") })
+            .unwrap_err();
+        assert!(matches!(err, Error::Forbidden(_)), "{err:?}");
+        let err = overlay
+            .plan(Command::RegisterInstance { caller: intruder.clone(), request: register("http://127.0.0.1:8", "", "svc-a") })
+            .unwrap_err();
+        assert!(matches!(err, Error::Forbidden(_)), "{err:?}");
+        let err = overlay.plan(Command::DeleteInstance { caller: intruder, id: "x".into() }).unwrap_err();
+        assert!(matches!(err, Error::Forbidden(_)), "{err:?}");
+        let admin = caller("admin", Role::Admin);
+        overlay.plan(Command::DeleteInstance { caller: admin.clone(), id: "x".into() }).unwrap();
+        let err = overlay.plan(Command::DeleteInstance { caller: admin, id: "x".into() }).unwrap_err();
+        assert!(matches!(err, Error::NotFound(_)), "{err:?}");
+    }
+}

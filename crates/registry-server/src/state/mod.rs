@@ -1,0 +1,218 @@
+//! The in-memory copy of the store that every read is served from.
+//!
+//! Tables are indexed the ways readers ask (instances by id, slug and URL; tokens by hash)
+//! and change only through [`Tables::apply`], which the writer calls with each committed
+//! batch, so memory never runs ahead of the disk.
+
+mod commands;
+mod writer;
+
+pub use commands::Command;
+pub use writer::{Applied, Writer};
+
+use crate::auth::StoredToken;
+use crate::store::{Kind, Mutation, Record, Snapshot};
+use registry_types::{Definition, Instance, InstanceFilter, Node};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+#[derive(Debug, Default)]
+pub struct Tables {
+    revision: u64,
+    definitions: BTreeMap<String, Arc<Definition>>,
+    instances: BTreeMap<String, Arc<Instance>>,
+    instances_by_slug: HashMap<String, BTreeSet<String>>,
+    instances_by_url: HashMap<String, BTreeSet<String>>,
+    nodes: BTreeMap<String, Arc<Node>>,
+    tokens: BTreeMap<String, Arc<StoredToken>>,
+    tokens_by_hash: HashMap<String, String>,
+}
+
+fn unindex(index: &mut HashMap<String, BTreeSet<String>>, key: &str, id: &str) {
+    if let Some(ids) = index.get_mut(key) {
+        ids.remove(id);
+        if ids.is_empty() {
+            index.remove(key);
+        }
+    }
+}
+
+impl Tables {
+    /// Revision of the latest change applied.
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    pub fn definitions(&self) -> impl Iterator<Item = &Arc<Definition>> {
+        self.definitions.values()
+    }
+
+    pub fn definition(&self, id: &str) -> Option<&Arc<Definition>> {
+        self.definitions.get(id)
+    }
+
+    pub fn instance(&self, id: &str) -> Option<&Arc<Instance>> {
+        self.instances.get(id)
+    }
+
+    /// Ids of the instances registered at `url`, in id order.
+    pub fn instance_ids_by_url(&self, url: &str) -> impl Iterator<Item = &String> {
+        self.instances_by_url.get(url).into_iter().flatten()
+    }
+
+    /// Instances matching `filter`, in id order; a slug filter reads only that slug's index.
+    pub fn instances(&self, filter: &InstanceFilter) -> Vec<Arc<Instance>> {
+        let matching = |i: &&Arc<Instance>| filter.matches(i);
+        match (&filter.id, &filter.slug) {
+            (Some(id), _) => self.instances.get(id).filter(matching).cloned().into_iter().collect(),
+            (None, Some(slug)) => self
+                .instances_by_slug
+                .get(slug)
+                .into_iter()
+                .flatten()
+                .filter_map(|id| self.instances.get(id))
+                .filter(matching)
+                .cloned()
+                .collect(),
+            (None, None) => self.instances.values().filter(matching).cloned().collect(),
+        }
+    }
+
+    pub fn nodes(&self) -> impl Iterator<Item = &Arc<Node>> {
+        self.nodes.values()
+    }
+
+    pub fn node(&self, url: &str) -> Option<&Arc<Node>> {
+        self.nodes.get(url)
+    }
+
+    pub fn tokens(&self) -> impl Iterator<Item = &Arc<StoredToken>> {
+        self.tokens.values()
+    }
+
+    pub fn token(&self, id: &str) -> Option<&Arc<StoredToken>> {
+        self.tokens.get(id)
+    }
+
+    pub fn token_by_hash(&self, hash: &str) -> Option<&Arc<StoredToken>> {
+        self.tokens_by_hash.get(hash).and_then(|id| self.tokens.get(id))
+    }
+
+    /// Applies one committed mutation, keeping every index in step.
+    pub fn apply(&mut self, mutation: Mutation, revision: u64) {
+        self.revision = self.revision.max(revision);
+        match mutation {
+            Mutation::Put(record) => self.put(record),
+            Mutation::Delete { kind, key } => self.delete(kind, &key),
+        }
+    }
+
+    fn put(&mut self, record: Record) {
+        self.delete(record.kind(), record.key());
+        match record {
+            Record::Definition(d) => {
+                self.definitions.insert(d.id.clone(), Arc::new(d));
+            }
+            Record::Instance(i) => {
+                self.instances_by_slug.entry(i.slug.clone()).or_default().insert(i.id.clone());
+                self.instances_by_url.entry(i.url.clone()).or_default().insert(i.id.clone());
+                self.instances.insert(i.id.clone(), Arc::new(i));
+            }
+            Record::Node(n) => {
+                self.nodes.insert(n.url.clone(), Arc::new(n));
+            }
+            Record::Token(t) => {
+                self.tokens_by_hash.insert(t.hash.clone(), t.id.clone());
+                self.tokens.insert(t.id.clone(), Arc::new(t));
+            }
+        }
+    }
+
+    fn delete(&mut self, kind: Kind, key: &str) {
+        match kind {
+            Kind::Definition => {
+                self.definitions.remove(key);
+            }
+            Kind::Instance => {
+                if let Some(old) = self.instances.remove(key) {
+                    unindex(&mut self.instances_by_slug, &old.slug, key);
+                    unindex(&mut self.instances_by_url, &old.url, key);
+                }
+            }
+            Kind::Node => {
+                self.nodes.remove(key);
+            }
+            Kind::Token => {
+                if let Some(old) = self.tokens.remove(key) {
+                    self.tokens_by_hash.remove(&old.hash);
+                }
+            }
+        }
+    }
+}
+
+/// The shared, lock-protected tables.
+#[derive(Debug, Default)]
+pub struct State {
+    tables: RwLock<Tables>,
+}
+
+impl State {
+    pub fn from_snapshot(snapshot: Snapshot) -> Self {
+        let mut tables = Tables::default();
+        for record in snapshot.records {
+            tables.put(record);
+        }
+        tables.revision = snapshot.revision;
+        State {
+            tables: RwLock::new(tables),
+        }
+    }
+
+    pub fn read(&self) -> RwLockReadGuard<'_, Tables> {
+        // A panic while holding the lock cannot leave the tables half-updated in a way
+        // readers care about more than an outage, so keep serving.
+        self.tables.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Tables> {
+        self.tables.write().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn instance(id: &str, slug: &str, url: &str) -> Record {
+        Record::Instance(Instance {
+            id: id.into(),
+            slug: slug.into(),
+            url: url.into(),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn indexes_follow_puts_and_deletes() {
+        let mut tables = Tables::default();
+        tables.apply(Mutation::Put(instance("a", "s1", "http://127.0.0.1:1")), 1);
+        tables.apply(Mutation::Put(instance("b", "s1", "http://127.0.0.1:2")), 2);
+        let by_slug = |t: &Tables, slug: &str| {
+            t.instances(&InstanceFilter { slug: Some(slug.into()), ..Default::default() })
+                .iter()
+                .map(|i| i.id.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(by_slug(&tables, "s1"), ["a", "b"]);
+        // Moving an instance to another slug and URL moves it in both indexes.
+        tables.apply(Mutation::Put(instance("a", "s2", "http://127.0.0.1:3")), 3);
+        assert_eq!(by_slug(&tables, "s1"), ["b"]);
+        assert_eq!(by_slug(&tables, "s2"), ["a"]);
+        assert_eq!(tables.instance_ids_by_url("http://127.0.0.1:1").count(), 0);
+        tables.apply(Mutation::Delete { kind: Kind::Instance, key: "b".into() }, 4);
+        assert!(by_slug(&tables, "s1").is_empty());
+        assert!(tables.instances_by_slug.get("s1").is_none());
+        assert_eq!(tables.revision(), 4);
+    }
+}

@@ -1,0 +1,205 @@
+//! Durable storage behind one interface.
+//!
+//! The store is the truth; the in-memory [`crate::state`] is a copy of it. A store only
+//! needs three things: load everything at start, commit a batch of changes atomically and
+//! durably (assigning each a store-wide increasing revision), and say whether it is
+//! reachable. Objects travel as JSON text, so an implementation never needs to know the
+//! shape of a definition or an instance.
+
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+use crate::auth::StoredToken;
+use async_trait::async_trait;
+use registry_types::{Definition, Instance, Node};
+use serde::{Deserialize, Serialize};
+
+/// The four kinds of stored object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Definition,
+    Instance,
+    Node,
+    Token,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Definition => "definition",
+            Kind::Instance => "instance",
+            Kind::Node => "node",
+            Kind::Token => "token",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Kind> {
+        [Kind::Definition, Kind::Instance, Kind::Node, Kind::Token]
+            .into_iter()
+            .find(|k| k.as_str() == text)
+    }
+}
+
+/// One stored object, typed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Record {
+    Definition(Definition),
+    Instance(Instance),
+    /// Nodes are keyed by URL: a daemon is the address it is reached at.
+    Node(Node),
+    Token(StoredToken),
+}
+
+impl Record {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Record::Definition(_) => Kind::Definition,
+            Record::Instance(_) => Kind::Instance,
+            Record::Node(_) => Kind::Node,
+            Record::Token(_) => Kind::Token,
+        }
+    }
+
+    pub fn key(&self) -> &str {
+        match self {
+            Record::Definition(d) => &d.id,
+            Record::Instance(i) => &i.id,
+            Record::Node(n) => &n.url,
+            Record::Token(t) => &t.id,
+        }
+    }
+
+    fn to_json(&self) -> String {
+        let json = match self {
+            Record::Definition(d) => serde_json::to_string(d),
+            Record::Instance(i) => serde_json::to_string(i),
+            Record::Node(n) => serde_json::to_string(n),
+            Record::Token(t) => serde_json::to_string(t),
+        };
+        json.expect("model types always serialize")
+    }
+
+    fn from_json(kind: Kind, body: &str) -> serde_json::Result<Record> {
+        Ok(match kind {
+            Kind::Definition => Record::Definition(serde_json::from_str(body)?),
+            Kind::Instance => Record::Instance(serde_json::from_str(body)?),
+            Kind::Node => Record::Node(serde_json::from_str(body)?),
+            Kind::Token => Record::Token(serde_json::from_str(body)?),
+        })
+    }
+}
+
+/// A change to apply: put (insert or replace) an object, or delete one.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mutation {
+    Put(Record),
+    Delete { kind: Kind, key: String },
+}
+
+impl Mutation {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Mutation::Put(record) => record.kind(),
+            Mutation::Delete { kind, .. } => *kind,
+        }
+    }
+
+    pub fn key(&self) -> &str {
+        match self {
+            Mutation::Put(record) => record.key(),
+            Mutation::Delete { key, .. } => key,
+        }
+    }
+
+    /// The untyped form a store writes.
+    pub fn encode(&self) -> Change {
+        Change {
+            kind: self.kind(),
+            key: self.key().to_string(),
+            body: match self {
+                Mutation::Put(record) => Some(record.to_json()),
+                Mutation::Delete { .. } => None,
+            },
+        }
+    }
+}
+
+/// A mutation as a store sees it: kind, key and the JSON body (`None` deletes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub kind: Kind,
+    pub key: String,
+    pub body: Option<String>,
+}
+
+/// Everything in the store, as loaded at start.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// Revision of the latest committed change; 0 for an empty store.
+    pub revision: u64,
+    pub records: Vec<Record>,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("stored {kind} {key:?} cannot be read: {problem}")]
+    Corrupt {
+        kind: &'static str,
+        key: String,
+        problem: String,
+    },
+}
+
+impl From<StoreError> for crate::Error {
+    fn from(e: StoreError) -> Self {
+        crate::Error::Unavailable(e.to_string())
+    }
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Reads every stored object and the latest revision.
+    async fn load(&self) -> Result<Snapshot, StoreError>;
+
+    /// Applies `changes` in order, in one transaction, and returns only once they are
+    /// durable. Each change gets the next store-wide revision; the revisions are returned
+    /// in the same order. On error nothing was applied.
+    async fn commit(&self, changes: Vec<Change>) -> Result<Vec<u64>, StoreError>;
+
+    /// Whether the store answers at all (for `/readyz`).
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Makes everything committed so far easy to open again (e.g. checkpoints a log).
+    async fn close(&self) -> Result<(), StoreError>;
+}
+
+/// The store a configuration asks for.
+pub fn open(config: &crate::Config) -> anyhow::Result<std::sync::Arc<dyn Store>> {
+    if let Some(url) = &config.database_url {
+        anyhow::bail!(
+            "--database-url {:?}: the shared PostgreSQL store is not part of this build yet; \
+             leave it unset to use the embedded SQLite store in --data-dir",
+            redact_password(url)
+        );
+    }
+    let path = config.data_dir.join("registry.db");
+    Ok(std::sync::Arc::new(SqliteStore::open(&path)?))
+}
+
+/// A database URL safe to print: any password replaced by `***`.
+fn redact_password(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('@') {
+            Some((credentials, host)) => {
+                let user = credentials.split(':').next().unwrap_or_default();
+                format!("{scheme}://{user}:***@{host}")
+            }
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}

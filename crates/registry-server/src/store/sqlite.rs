@@ -1,0 +1,193 @@
+//! The embedded store: one SQLite file in the data directory.
+//!
+//! WAL mode with `synchronous=FULL`: a commit returns only after its log frames are
+//! fsynced, so an acknowledged write survives SIGKILL and power loss. One connection writes
+//! (the writer task sends whole batches, so one fsync covers many requests); another
+//! answers `ping`, so readiness probes never queue behind a commit.
+
+use super::{Change, Kind, Record, Snapshot, Store, StoreError};
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OptionalExtension};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+/// How many past changes are kept in the change log for readers catching up.
+const CHANGE_LOG_RETAINED: u64 = 100_000;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS objects (
+    kind     TEXT    NOT NULL,
+    key      TEXT    NOT NULL,
+    revision INTEGER NOT NULL,
+    body     TEXT    NOT NULL,
+    PRIMARY KEY (kind, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS changes (
+    revision INTEGER PRIMARY KEY,
+    kind     TEXT NOT NULL,
+    key      TEXT NOT NULL,
+    op       TEXT NOT NULL,
+    body     TEXT
+);
+CREATE TABLE IF NOT EXISTS meta (
+    name  TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO meta (name, value) VALUES ('revision', 0);
+";
+
+pub struct SqliteStore {
+    writer: Arc<Mutex<Connection>>,
+    pinger: Arc<Mutex<Connection>>,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn connect(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path).map_err(|e| unavailable(format!("{}: {e}", path.display())))?;
+    conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(unavailable)?;
+    conn.pragma_update(None, "journal_mode", "WAL").map_err(unavailable)?;
+    conn.pragma_update(None, "synchronous", "FULL").map_err(unavailable)?;
+    Ok(conn)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and its directory.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| unavailable(format!("{}: {e}", dir.display())))?;
+        }
+        let writer = connect(path)?;
+        writer.execute_batch(SCHEMA).map_err(unavailable)?;
+        let pinger = connect(path)?;
+        Ok(SqliteStore {
+            writer: Arc::new(Mutex::new(writer)),
+            pinger: Arc::new(Mutex::new(pinger)),
+        })
+    }
+
+    /// Runs `work` on a blocking thread with one of the connections.
+    async fn with<T: Send + 'static>(
+        conn: &Arc<Mutex<Connection>>,
+        work: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let conn = conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            work(&mut conn)
+        })
+        .await
+        .map_err(|e| unavailable(format!("store thread failed: {e}")))?
+    }
+}
+
+fn commit_changes(conn: &mut Connection, changes: Vec<Change>) -> Result<Vec<u64>, StoreError> {
+    let tx = conn.transaction().map_err(unavailable)?;
+    let mut revision: u64 = tx
+        .query_row("SELECT value FROM meta WHERE name = 'revision'", [], |row| row.get(0))
+        .map_err(unavailable)?;
+    let mut revisions = Vec::with_capacity(changes.len());
+    {
+        let mut put = tx
+            .prepare_cached(
+                "INSERT INTO objects (kind, key, revision, body) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (kind, key) DO UPDATE SET revision = excluded.revision, body = excluded.body",
+            )
+            .map_err(unavailable)?;
+        let mut delete = tx
+            .prepare_cached("DELETE FROM objects WHERE kind = ?1 AND key = ?2")
+            .map_err(unavailable)?;
+        let mut log = tx
+            .prepare_cached("INSERT INTO changes (revision, kind, key, op, body) VALUES (?1, ?2, ?3, ?4, ?5)")
+            .map_err(unavailable)?;
+        for change in &changes {
+            revision += 1;
+            let kind = change.kind.as_str();
+            match &change.body {
+                Some(body) => put.execute(params![kind, change.key, revision, body]),
+                None => delete.execute(params![kind, change.key]),
+            }
+            .map_err(unavailable)?;
+            let op = if change.body.is_some() { "put" } else { "delete" };
+            log.execute(params![revision, kind, change.key, op, change.body])
+                .map_err(unavailable)?;
+            revisions.push(revision);
+        }
+    }
+    tx.execute("UPDATE meta SET value = ?1 WHERE name = 'revision'", params![revision])
+        .map_err(unavailable)?;
+    // Trim the change log now and then rather than on every commit.
+    if revision / 1024 != (revision - changes.len() as u64) / 1024 && revision > CHANGE_LOG_RETAINED {
+        tx.execute(
+            "DELETE FROM changes WHERE revision <= ?1",
+            params![revision - CHANGE_LOG_RETAINED],
+        )
+        .map_err(unavailable)?;
+    }
+    tx.commit().map_err(unavailable)?;
+    Ok(revisions)
+}
+
+fn load_all(conn: &mut Connection) -> Result<Snapshot, StoreError> {
+    let revision: Option<u64> = conn
+        .query_row("SELECT value FROM meta WHERE name = 'revision'", [], |row| row.get(0))
+        .optional()
+        .map_err(unavailable)?;
+    let mut statement = conn
+        .prepare("SELECT kind, key, body FROM objects")
+        .map_err(unavailable)?;
+    let rows = statement
+        .query_map([], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?))
+        })
+        .map_err(unavailable)?;
+    let mut records = Vec::new();
+    for row in rows {
+        let (kind_text, key, body) = row.map_err(unavailable)?;
+        let Some(kind) = Kind::parse(&kind_text) else {
+            return Err(StoreError::Corrupt {
+                kind: "object",
+                key,
+                problem: format!("unknown kind {kind_text:?}"),
+            });
+        };
+        let record = Record::from_json(kind, &body).map_err(|e| StoreError::Corrupt {
+            kind: kind.as_str(),
+            key: key.clone(),
+            problem: e.to_string(),
+        })?;
+        records.push(record);
+    }
+    Ok(Snapshot {
+        revision: revision.unwrap_or(0),
+        records,
+    })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn load(&self) -> Result<Snapshot, StoreError> {
+        Self::with(&self.writer, load_all).await
+    }
+
+    async fn commit(&self, changes: Vec<Change>) -> Result<Vec<u64>, StoreError> {
+        Self::with(&self.writer, move |conn| commit_changes(conn, changes)).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Self::with(&self.pinger, |conn| {
+            conn.query_row("SELECT value FROM meta WHERE name = 'revision'", [], |_| Ok(()))
+                .map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn close(&self) -> Result<(), StoreError> {
+        Self::with(&self.writer, |conn| {
+            conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);").map_err(unavailable)
+        })
+        .await
+    }
+}

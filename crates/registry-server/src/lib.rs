@@ -57,9 +57,14 @@ impl RunningServer {
     }
 }
 
-/// Starts a daemon; returns once it is serving.
+/// Starts a daemon on the store its configuration names; returns once it is serving.
 pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let store = store::open(&config)?;
+    start_with_store(config, store).await
+}
+
+/// Starts a daemon on a store opened by the caller (tests wrap a store to observe it).
+pub async fn start_with_store(config: Config, store: Arc<dyn store::Store>) -> anyhow::Result<RunningServer> {
     let snapshot = store.load().await.context("loading the store")?;
     let state = Arc::new(State::from_snapshot(snapshot));
     let (writer, writer_task) = Writer::start(store.clone(), state.clone());

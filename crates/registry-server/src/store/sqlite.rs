@@ -39,6 +39,9 @@ INSERT OR IGNORE INTO meta (name, value) VALUES ('revision', 0);
 pub struct SqliteStore {
     writer: Arc<Mutex<Connection>>,
     pinger: Arc<Mutex<Connection>>,
+    /// Held for the store's life: two daemons on one file would each keep a different
+    /// in-memory copy, so the second one is refused.
+    _lock: std::fs::File,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -59,12 +62,23 @@ impl SqliteStore {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| unavailable(format!("{}: {e}", dir.display())))?;
         }
+        let lock_path = path.with_extension("lock");
+        let lock = std::fs::File::create(&lock_path)
+            .map_err(|e| unavailable(format!("{}: {e}", lock_path.display())))?;
+        lock.try_lock().map_err(|_| {
+            unavailable(format!(
+                "{} is in use by another registry-svc (lock {} is held)",
+                path.display(),
+                lock_path.display()
+            ))
+        })?;
         let writer = connect(path)?;
         writer.execute_batch(SCHEMA).map_err(unavailable)?;
         let pinger = connect(path)?;
         Ok(SqliteStore {
             writer: Arc::new(Mutex::new(writer)),
             pinger: Arc::new(Mutex::new(pinger)),
+            _lock: lock,
         })
     }
 

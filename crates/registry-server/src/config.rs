@@ -38,7 +38,12 @@ pub struct Config {
     pub heartbeat_interval: Duration,
 
     /// Account slugs allowed to register and remove instances of any slug.
-    #[arg(long, env = "REGISTRY_TRUSTED_SLUGS", default_value = "deploy-svc", value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "REGISTRY_TRUSTED_SLUGS",
+        default_value = "deploy-svc",
+        value_delimiter = ','
+    )]
     pub trusted_slugs: Vec<String>,
 
     /// The `nvidia-smi` program used to detect GPUs.
@@ -52,7 +57,8 @@ pub struct Config {
 }
 
 fn parse_interval(text: &str) -> Result<Duration, String> {
-    let duration = registry_types::parse_duration("heartbeat-interval", text).map_err(|e| e.problem)?;
+    let duration =
+        registry_types::parse_duration("heartbeat-interval", text).map_err(|e| e.problem)?;
     if duration.is_zero() {
         return Err("must be longer than zero".into());
     }

@@ -64,14 +64,18 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
 }
 
 /// Starts a daemon on a store opened by the caller (tests wrap a store to observe it).
-pub async fn start_with_store(config: Config, store: Arc<dyn store::Store>) -> anyhow::Result<RunningServer> {
+pub async fn start_with_store(
+    config: Config,
+    store: Arc<dyn store::Store>,
+) -> anyhow::Result<RunningServer> {
     let snapshot = store.load().await.context("loading the store")?;
     let state = Arc::new(State::from_snapshot(snapshot));
     let (writer, writer_task) = Writer::start(store.clone(), state.clone());
 
     if config.admin_token.is_none() && state.read().tokens().next().is_none() {
-        let (token, path) = auth::bootstrap_admin_token(&config.data_dir)
-            .with_context(|| format!("writing the admin token into {}", config.data_dir.display()))?;
+        let (token, path) = auth::bootstrap_admin_token(&config.data_dir).with_context(|| {
+            format!("writing the admin token into {}", config.data_dir.display())
+        })?;
         writer.submit(Command::PutToken(token)).await?;
         tracing::info!(path = %path.display(), "created the first admin token; it is in this file");
     }
@@ -81,7 +85,10 @@ pub async fn start_with_store(config: Config, store: Arc<dyn store::Store>) -> a
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
     let this_node = Arc::new(nodes::ThisNode::new(&config, addr)?);
-    this_node.heartbeat(&writer).await.context("registering this node")?;
+    this_node
+        .heartbeat(&writer)
+        .await
+        .context("registering this node")?;
 
     let shutdown = CancellationToken::new();
     let heartbeat = tokio::spawn({
@@ -115,7 +122,11 @@ pub async fn start_with_store(config: Config, store: Arc<dyn store::Store>) -> a
             Ok(())
         }
     });
-    Ok(RunningServer { addr, shutdown, task })
+    Ok(RunningServer {
+        addr,
+        shutdown,
+        task,
+    })
 }
 
 /// Runs a daemon until SIGINT or SIGTERM, then shuts it down gracefully.
@@ -132,8 +143,9 @@ async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("installing the SIGTERM handler");
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("installing the SIGTERM handler");
         tokio::select! {
             _ = interrupt => {}
             _ = terminate.recv() => {}

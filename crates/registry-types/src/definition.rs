@@ -169,7 +169,11 @@ where
 const MAX_TEXT: usize = 4096;
 
 /// `internalPorts` plus the short-form `port`, in order and without repeats.
-fn merge_ports(field: &str, mut ports: Vec<u16>, short: Option<u16>) -> Result<Vec<u16>, FieldError> {
+fn merge_ports(
+    field: &str,
+    mut ports: Vec<u16>,
+    short: Option<u16>,
+) -> Result<Vec<u16>, FieldError> {
     if let Some(port) = short {
         if port == 0 {
             return Err(FieldError::new(format!("{field}.port"), "must be 1–65535"));
@@ -241,7 +245,10 @@ impl DefinitionInput {
         }
         let mut ports = self.ports;
         if let Some(i) = ports.iter().position(|p| p.host == 0) {
-            return Err(FieldError::new(format!("ports[{i}].host"), "must be 1–65535"));
+            return Err(FieldError::new(
+                format!("ports[{i}].host"),
+                "must be 1–65535",
+            ));
         }
         if let Some(host) = self.host_port {
             if host == 0 {
@@ -308,13 +315,24 @@ mod tests {
 
     #[test]
     fn short_image_form_becomes_long_form() {
-        let def = from_yaml("id: test-a\nimage:\n  name: hashicorp/http-echo\n  port: 8080\nhostPort: 8887\n")
-            .unwrap();
+        let def = from_yaml(
+            "id: test-a\nimage:\n  name: hashicorp/http-echo\n  port: 8080\nhostPort: 8887\n",
+        )
+        .unwrap();
         assert_eq!(
             def.image,
-            Some(ImageSpec { name: "hashicorp/http-echo".into(), internal_ports: vec![8080] })
+            Some(ImageSpec {
+                name: "hashicorp/http-echo".into(),
+                internal_ports: vec![8080]
+            })
         );
-        assert_eq!(def.ports, vec![PortMapping { internal: 8080, host: 8887 }]);
+        assert_eq!(
+            def.ports,
+            vec![PortMapping {
+                internal: 8080,
+                host: 8887
+            }]
+        );
         let json = serde_json::to_value(&def).unwrap();
         assert_eq!(json["image"]["internalPorts"], serde_json::json!([8080]));
         assert!(json["image"].get("port").is_none());
@@ -323,9 +341,17 @@ mod tests {
 
     #[test]
     fn host_port_without_known_internal_port_maps_from_zero() {
-        let def = from_yaml("id: test-b\nrepository:\n  url: https://example.com/r.git\nhostPort: 9998\n")
-            .unwrap();
-        assert_eq!(def.ports, vec![PortMapping { internal: 0, host: 9998 }]);
+        let def = from_yaml(
+            "id: test-b\nrepository:\n  url: https://example.com/r.git\nhostPort: 9998\n",
+        )
+        .unwrap();
+        assert_eq!(
+            def.ports,
+            vec![PortMapping {
+                internal: 0,
+                host: 9998
+            }]
+        );
         assert_eq!(def.repository.unwrap().url, "https://example.com/r.git");
     }
 
@@ -333,7 +359,14 @@ mod tests {
     fn repository_ports_alias_is_read() {
         let def: DefinitionInput =
             serde_json::from_str(r#"{"id":"x","repository":{"url":"u","ports":[80]}}"#).unwrap();
-        assert_eq!(def.into_definition().unwrap().repository.unwrap().internal_ports, vec![80]);
+        assert_eq!(
+            def.into_definition()
+                .unwrap()
+                .repository
+                .unwrap()
+                .internal_ports,
+            vec![80]
+        );
     }
 
     #[test]
@@ -350,18 +383,29 @@ mod tests {
     #[test]
     fn bad_fields_are_named() {
         assert_eq!(from_yaml("image: {name: a}\n").unwrap_err().field, "id");
-        assert_eq!(from_yaml("id: x\nimage: {port: 80}\n").unwrap_err().field, "image.name");
         assert_eq!(
-            from_yaml("id: x\nimage: {name: a, internalPorts: [0]}\n").unwrap_err().field,
+            from_yaml("id: x\nimage: {port: 80}\n").unwrap_err().field,
+            "image.name"
+        );
+        assert_eq!(
+            from_yaml("id: x\nimage: {name: a, internalPorts: [0]}\n")
+                .unwrap_err()
+                .field,
             "image.internalPorts[0]"
         );
-        assert_eq!(from_yaml("id: x\nenvars: [{value: v}]\n").unwrap_err().field, "envars[0].key");
+        assert_eq!(
+            from_yaml("id: x\nenvars: [{value: v}]\n")
+                .unwrap_err()
+                .field,
+            "envars[0].key"
+        );
     }
 
     #[test]
     fn null_collections_read_as_empty() {
         let def: DefinitionInput =
-            serde_json::from_str(r#"{"id":"x","apiSpecs":null,"envars":null,"ports":null}"#).unwrap();
+            serde_json::from_str(r#"{"id":"x","apiSpecs":null,"envars":null,"ports":null}"#)
+                .unwrap();
         let def = def.into_definition().unwrap();
         assert!(def.api_specs.is_empty() && def.envars.is_empty() && def.ports.is_empty());
     }

@@ -6,7 +6,10 @@ use std::time::Duration;
 pub fn parse_duration(field: &str, text: &str) -> Result<Duration, FieldError> {
     let text = text.trim();
     if text.is_empty() {
-        return Err(FieldError::new(field, "is empty; expected a duration like \"10s\""));
+        return Err(FieldError::new(
+            field,
+            "is empty; expected a duration like \"10s\"",
+        ));
     }
     if text.chars().all(|c| c.is_ascii_digit()) {
         return Err(FieldError::new(
@@ -28,7 +31,10 @@ mod tests {
 
     #[test]
     fn accepts_common_units() {
-        assert_eq!(parse_duration("d", "500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(
+            parse_duration("d", "500ms").unwrap(),
+            Duration::from_millis(500)
+        );
         assert_eq!(parse_duration("d", "10s").unwrap(), Duration::from_secs(10));
         assert_eq!(parse_duration("d", "5m").unwrap(), Duration::from_secs(300));
     }

@@ -172,29 +172,73 @@ pub struct Instance {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct RegisterInstanceRequest {
-    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub id: String,
-    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub deployment_id: String,
-    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub url: String,
-    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub scheme: String,
-    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub host: String,
-    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub ip: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
-    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub path: String,
-    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub slug: String,
-    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub node_url: String,
-    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub tags: Vec<String>,
-    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
     pub metadata: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check: Option<HealthCheck>,
@@ -246,14 +290,20 @@ fn split_url(field: &str, text: &str) -> Result<Address, FieldError> {
         .ok_or_else(|| {
             FieldError::new(
                 field,
-                format!("{text:?} has no port and scheme {:?} has no default one", parsed.scheme()),
+                format!(
+                    "{text:?} has no port and scheme {:?} has no default one",
+                    parsed.scheme()
+                ),
             )
         })?;
     let path = match parsed.path() {
         "/" if !text.ends_with('/') => String::new(),
         path => path.to_string(),
     };
-    let ip = host.parse::<IpAddr>().map(|ip| ip.to_string()).unwrap_or_default();
+    let ip = host
+        .parse::<IpAddr>()
+        .map(|ip| ip.to_string())
+        .unwrap_or_default();
     Ok(Address {
         url: text.to_string(),
         scheme: parsed.scheme().to_string(),
@@ -276,13 +326,25 @@ impl RegisterInstanceRequest {
                     "is required (or give scheme, host or ip, and port)",
                 ));
             }
-            let host = if !self.host.is_empty() { &self.host } else { &self.ip };
+            let host = if !self.host.is_empty() {
+                &self.host
+            } else {
+                &self.ip
+            };
             if host.is_empty() {
-                return Err(FieldError::new("host", "is required when url is not given (or give ip)"));
+                return Err(FieldError::new(
+                    "host",
+                    "is required when url is not given (or give ip)",
+                ));
             }
             let port = match self.port {
                 Some(port) if port != 0 => port,
-                _ => return Err(FieldError::new("port", "is required when url is not given (1–65535)")),
+                _ => {
+                    return Err(FieldError::new(
+                        "port",
+                        "is required when url is not given (1–65535)",
+                    ))
+                }
             };
             let host_part = match host.parse::<IpAddr>() {
                 Ok(IpAddr::V6(v6)) => format!("[{v6}]"),
@@ -295,16 +357,18 @@ impl RegisterInstanceRequest {
                 format!("{}://{host_part}:{port}/{path}", self.scheme)
             };
             let mut address = split_url("url", &built).map_err(|e| {
-                FieldError::new("scheme", format!("with host and port gives no valid URL: {}", e.problem))
+                FieldError::new(
+                    "scheme",
+                    format!("with host and port gives no valid URL: {}", e.problem),
+                )
             })?;
             address.url = built;
             address
         };
         if !self.ip.is_empty() {
-            let ip = self
-                .ip
-                .parse::<IpAddr>()
-                .map_err(|_| FieldError::new("ip", format!("{:?} is not an IP address", self.ip)))?;
+            let ip = self.ip.parse::<IpAddr>().map_err(|_| {
+                FieldError::new("ip", format!("{:?} is not an IP address", self.ip))
+            })?;
             address.ip = ip.to_string();
         }
         Ok(address)
@@ -323,7 +387,10 @@ impl RegisterInstanceRequest {
             split_url("nodeUrl", &self.node_url)?;
         }
         if self.tags.len() > MAX_TAGS {
-            return Err(FieldError::new("tags", format!("has {} tags, at most {MAX_TAGS} allowed", self.tags.len())));
+            return Err(FieldError::new(
+                "tags",
+                format!("has {} tags, at most {MAX_TAGS} allowed", self.tags.len()),
+            ));
         }
         for (i, tag) in self.tags.iter().enumerate() {
             if tag.is_empty() {
@@ -334,7 +401,10 @@ impl RegisterInstanceRequest {
         if self.metadata.len() > MAX_METADATA {
             return Err(FieldError::new(
                 "metadata",
-                format!("has {} keys, at most {MAX_METADATA} allowed", self.metadata.len()),
+                format!(
+                    "has {} keys, at most {MAX_METADATA} allowed",
+                    self.metadata.len()
+                ),
             ));
         }
         for (key, value) in &self.metadata {
@@ -347,7 +417,10 @@ impl RegisterInstanceRequest {
         if let Some(check) = &self.health_check {
             check.validate().map_err(|e| e.within("healthCheck"))?;
         }
-        for (name, value) in [("ttl", &self.ttl), ("deregisterAfter", &self.deregister_after)] {
+        for (name, value) in [
+            ("ttl", &self.ttl),
+            ("deregisterAfter", &self.deregister_after),
+        ] {
             if let Some(text) = value {
                 if parse_duration(name, text)?.is_zero() {
                     return Err(FieldError::new(name, "must be longer than zero"));
@@ -453,10 +526,22 @@ mod tests {
 
     #[test]
     fn url_is_split_into_parts() {
-        let a = request(r#"{"url":"http://127.0.0.1:8080/api"}"#).address().unwrap();
-        assert_eq!((a.scheme.as_str(), a.host.as_str(), a.ip.as_str(), a.port, a.path.as_str()),
-            ("http", "127.0.0.1", "127.0.0.1", 8080, "/api"));
-        let a = request(r#"{"url":"https://example.com"}"#).address().unwrap();
+        let a = request(r#"{"url":"http://127.0.0.1:8080/api"}"#)
+            .address()
+            .unwrap();
+        assert_eq!(
+            (
+                a.scheme.as_str(),
+                a.host.as_str(),
+                a.ip.as_str(),
+                a.port,
+                a.path.as_str()
+            ),
+            ("http", "127.0.0.1", "127.0.0.1", 8080, "/api")
+        );
+        let a = request(r#"{"url":"https://example.com"}"#)
+            .address()
+            .unwrap();
         assert_eq!((a.port, a.ip.as_str(), a.path.as_str()), (443, "", ""));
     }
 
@@ -466,29 +551,79 @@ mod tests {
             .address()
             .unwrap();
         assert_eq!(a.url, "http://localhost:9000/api");
-        let a = request(r#"{"scheme":"http","ip":"127.0.0.2","port":9000}"#).address().unwrap();
-        assert_eq!((a.url.as_str(), a.ip.as_str()), ("http://127.0.0.2:9000", "127.0.0.2"));
+        let a = request(r#"{"scheme":"http","ip":"127.0.0.2","port":9000}"#)
+            .address()
+            .unwrap();
+        assert_eq!(
+            (a.url.as_str(), a.ip.as_str()),
+            ("http://127.0.0.2:9000", "127.0.0.2")
+        );
     }
 
     #[test]
     fn missing_or_bad_address_names_the_field() {
         assert_eq!(request("{}").address().unwrap_err().field, "url");
-        assert_eq!(request(r#"{"url":"not a url"}"#).address().unwrap_err().field, "url");
-        assert_eq!(request(r#"{"url":"mailto:a@b"}"#).address().unwrap_err().field, "url");
-        assert_eq!(request(r#"{"scheme":"http","port":1}"#).address().unwrap_err().field, "host");
-        assert_eq!(request(r#"{"scheme":"http","host":"h"}"#).address().unwrap_err().field, "port");
-        assert_eq!(request(r#"{"url":"grpc://h"}"#).address().unwrap_err().field, "url");
-        assert_eq!(request(r#"{"url":"http://h:1","ip":"nope"}"#).address().unwrap_err().field, "ip");
+        assert_eq!(
+            request(r#"{"url":"not a url"}"#)
+                .address()
+                .unwrap_err()
+                .field,
+            "url"
+        );
+        assert_eq!(
+            request(r#"{"url":"mailto:a@b"}"#)
+                .address()
+                .unwrap_err()
+                .field,
+            "url"
+        );
+        assert_eq!(
+            request(r#"{"scheme":"http","port":1}"#)
+                .address()
+                .unwrap_err()
+                .field,
+            "host"
+        );
+        assert_eq!(
+            request(r#"{"scheme":"http","host":"h"}"#)
+                .address()
+                .unwrap_err()
+                .field,
+            "port"
+        );
+        assert_eq!(
+            request(r#"{"url":"grpc://h"}"#)
+                .address()
+                .unwrap_err()
+                .field,
+            "url"
+        );
+        assert_eq!(
+            request(r#"{"url":"http://h:1","ip":"nope"}"#)
+                .address()
+                .unwrap_err()
+                .field,
+            "ip"
+        );
     }
 
     #[test]
     fn durations_and_ids_are_checked() {
-        assert_eq!(request(r#"{"ttl":"30"}"#).validate().unwrap_err().field, "ttl");
         assert_eq!(
-            request(r#"{"healthCheck":{"interval":"fast"}}"#).validate().unwrap_err().field,
+            request(r#"{"ttl":"30"}"#).validate().unwrap_err().field,
+            "ttl"
+        );
+        assert_eq!(
+            request(r#"{"healthCheck":{"interval":"fast"}}"#)
+                .validate()
+                .unwrap_err()
+                .field,
             "healthCheck.interval"
         );
-        assert_eq!(request(r#"{"id":"a b"}"#).validate().unwrap_err().field, "id");
+        assert_eq!(
+            request(r#"{"id":"a b"}"#).validate().unwrap_err().field,
+            "id"
+        );
         assert!(request(r#"{"ttl":"30s","deregisterAfter":"10m","healthCheck":{"type":"http","path":"/healthz"}}"#)
             .validate()
             .is_ok());
@@ -496,10 +631,14 @@ mod tests {
 
     #[test]
     fn filter_round_trips_and_matches() {
-        let filter = InstanceFilter::from_query("slug=a&status=healthy&tag=x&tag=y&other=1").unwrap();
+        let filter =
+            InstanceFilter::from_query("slug=a&status=healthy&tag=x&tag=y&other=1").unwrap();
         assert_eq!(filter.status, Some(InstanceStatus::Healthy));
         assert_eq!(filter.tags, vec!["x", "y"]);
-        assert_eq!(InstanceFilter::from_query(&filter.to_query()).unwrap(), filter);
+        assert_eq!(
+            InstanceFilter::from_query(&filter.to_query()).unwrap(),
+            filter
+        );
         let mut instance = Instance {
             slug: "a".into(),
             status: InstanceStatus::Healthy,
@@ -510,6 +649,11 @@ mod tests {
         instance.tags.pop();
         instance.tags.pop();
         assert!(!filter.matches(&instance));
-        assert_eq!(InstanceFilter::from_query("status=Sleepy").unwrap_err().field, "status");
+        assert_eq!(
+            InstanceFilter::from_query("status=Sleepy")
+                .unwrap_err()
+                .field,
+            "status"
+        );
     }
 }

@@ -68,6 +68,15 @@ pub mod responses {
         pub tokens: Vec<TokenInfo>,
     }
 
+    /// Answer to `PUT /registry-svc/instance`. OpenOrch answers `{}`; the id is added so a
+    /// caller that let the registry pick one can find, heartbeat or remove its instance.
+    #[derive(Debug, Clone, Serialize, Deserialize, Default)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+    pub struct RegisterInstanceResponse {
+        #[serde(default)]
+        pub id: String,
+    }
+
     /// The `{}` answered by writes that have nothing else to say.
     #[derive(Debug, Clone, Serialize, Deserialize, Default)]
     #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

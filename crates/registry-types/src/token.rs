@@ -36,7 +36,9 @@ impl FromStr for Role {
         match s {
             "user" => Ok(Role::User),
             "admin" => Ok(Role::Admin),
-            _ => Err(format!("{s:?} is not a role; expected \"user\" or \"admin\"")),
+            _ => Err(format!(
+                "{s:?} is not a role; expected \"user\" or \"admin\""
+            )),
         }
     }
 }

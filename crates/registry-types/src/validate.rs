@@ -14,7 +14,10 @@ pub fn validate_id(field: &str, id: &str) -> Result<(), FieldError> {
     if id.len() > MAX_ID_LEN {
         return Err(FieldError::new(
             field,
-            format!("is {} characters long, at most {MAX_ID_LEN} allowed", id.len()),
+            format!(
+                "is {} characters long, at most {MAX_ID_LEN} allowed",
+                id.len()
+            ),
         ));
     }
     if let Some(bad) = id

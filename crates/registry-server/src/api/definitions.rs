@@ -28,14 +28,18 @@ pub async fn save(
     let input = request
         .definition
         .ok_or_else(|| FieldError::new("definition", "is required"))?;
-    let definition = input.into_definition().map_err(|e| e.within("definition"))?;
+    let definition = input
+        .into_definition()
+        .map_err(|e| e.within("definition"))?;
     let exists = app.state.read().definition(&definition.id).is_some();
     caller.require(if exists {
         Permission::DefinitionEdit
     } else {
         Permission::DefinitionCreate
     })?;
-    app.writer.submit(Command::PutDefinition(definition)).await?;
+    app.writer
+        .submit(Command::PutDefinition(definition))
+        .await?;
     Ok((StatusCode::CREATED, Json(Empty {})))
 }
 

@@ -22,7 +22,15 @@ impl Error {
 
 fn json_error(status: StatusCode, message: String) -> Response {
     let body = serde_json::to_vec(&ErrorBody { error: message }).expect("error body serializes");
-    (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
 }
 
 impl IntoResponse for Error {
@@ -60,7 +68,11 @@ pub async fn json_errors(response: Response) -> Response {
     let message = if text.is_empty() {
         let reason = status.canonical_reason().unwrap_or("error").to_lowercase();
         if status == StatusCode::METHOD_NOT_ALLOWED {
-            match parts.headers.get(header::ALLOW).and_then(|v| v.to_str().ok()) {
+            match parts
+                .headers
+                .get(header::ALLOW)
+                .and_then(|v| v.to_str().ok())
+            {
                 Some(allow) => format!("{reason}; this path allows {allow}"),
                 None => reason,
             }

@@ -17,13 +17,20 @@ pub struct JsonBody<T>(pub T);
 pub struct OptionalJsonBody<T>(pub T);
 
 async fn read_body<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes, Error> {
-    Bytes::from_request(request, state).await.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            Error::PayloadTooLarge(format!("request body is larger than {MAX_BODY_BYTES} bytes"))
-        } else {
-            Error::BadRequest(format!("cannot read request body: {}", rejection.body_text()))
-        }
-    })
+    Bytes::from_request(request, state)
+        .await
+        .map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                Error::PayloadTooLarge(format!(
+                    "request body is larger than {MAX_BODY_BYTES} bytes"
+                ))
+            } else {
+                Error::BadRequest(format!(
+                    "cannot read request body: {}",
+                    rejection.body_text()
+                ))
+            }
+        })
 }
 
 fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
@@ -49,7 +56,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     async fn from_request(request: Request, state: &S) -> Result<Self, Error> {
         let bytes = read_body(request, state).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Err(Error::BadRequest("request body is empty; expected a JSON object".into()));
+            return Err(Error::BadRequest(
+                "request body is empty; expected a JSON object".into(),
+            ));
         }
         parse(&bytes).map(JsonBody)
     }

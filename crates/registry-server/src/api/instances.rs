@@ -8,16 +8,8 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
-use registry_types::responses::ListInstancesResponse;
+use registry_types::responses::{ListInstancesResponse, RegisterInstanceResponse};
 use registry_types::{ErrorBody, InstanceFilter, RegisterInstanceRequest};
-use serde::Serialize;
-
-/// Answer to a registration: `{}` in OpenOrch; the id is added so a caller that let the
-/// registry pick one can heartbeat or deregister it.
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct RegisterInstanceResponse {
-    id: String,
-}
 
 /// Register an instance, or update the one with the same id (else the same URL).
 #[utoipa::path(put, path = "/registry-svc/instance", tag = "instances",
@@ -38,7 +30,10 @@ pub async fn register(
         .writer
         .submit(Command::RegisterInstance { caller, request })
         .await?;
-    Ok((StatusCode::CREATED, Json(RegisterInstanceResponse { id: applied.key })))
+    Ok((
+        StatusCode::CREATED,
+        Json(RegisterInstanceResponse { id: applied.key }),
+    ))
 }
 
 /// List instances; every filter given must match.
@@ -77,6 +72,8 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<StatusCode> {
     caller.require(Permission::InstanceEdit)?;
-    app.writer.submit(Command::DeleteInstance { caller, id }).await?;
+    app.writer
+        .submit(Command::DeleteInstance { caller, id })
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -98,7 +98,11 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 pub fn router(app: AppState) -> Router {
     let (routes, openapi) = routes();
-    let openapi = Arc::new(openapi.to_pretty_json().expect("OpenAPI document serializes"));
+    let openapi = Arc::new(
+        openapi
+            .to_pretty_json()
+            .expect("OpenAPI document serializes"),
+    );
     routes
         .route(
             "/openapi.json",
@@ -122,7 +126,10 @@ fn list_response<T: Serialize>(field: &str, items: &[T]) -> Response {
     serde_json::to_writer(&mut body, items).expect("model types always serialize");
     body.push(b'}');
     (
-        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
         body,
     )
         .into_response()

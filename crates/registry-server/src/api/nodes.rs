@@ -38,7 +38,10 @@ pub async fn list(
 #[utoipa::path(get, path = "/registry-svc/node/self", tag = "nodes",
     responses((status = 200, body = NodeSelfResponse), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn this_node(State(app): State<AppState>, caller: Caller) -> Result<Json<NodeSelfResponse>> {
+pub async fn this_node(
+    State(app): State<AppState>,
+    caller: Caller,
+) -> Result<Json<NodeSelfResponse>> {
     caller.require(Permission::NodeView)?;
     let node = app.this_node.latest();
     Ok(Json(NodeSelfResponse {

@@ -32,7 +32,10 @@ pub async fn readyz(State(app): State<AppState>) -> Result<Json<Status>, Error> 
 
 pub async fn openapi_json(document: Arc<String>) -> Response {
     (
-        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
         document.as_str().to_owned(),
     )
         .into_response()

@@ -29,7 +29,12 @@ pub async fn create(
     app.writer.submit(Command::PutToken(stored)).await?;
     Ok((
         StatusCode::CREATED,
-        Json(CreatedToken { id, token: secret, slug: request.slug, role }),
+        Json(CreatedToken {
+            id,
+            token: secret,
+            slug: request.slug,
+            role,
+        }),
     ))
 }
 
@@ -41,7 +46,11 @@ pub async fn create(
 pub async fn list(State(app): State<AppState>, caller: Caller) -> Result<Json<ListTokensResponse>> {
     caller.require(Permission::TokenManage)?;
     let mut tokens: Vec<_> = app.state.read().tokens().map(|t| t.info()).collect();
-    tokens.sort_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.id.cmp(&b.id)));
+    tokens.sort_by(|a, b| {
+        a.created_at
+            .cmp(&b.created_at)
+            .then_with(|| a.id.cmp(&b.id))
+    });
     Ok(Json(ListTokensResponse { tokens }))
 }
 

@@ -39,9 +39,14 @@ impl Caller {
 impl FromRequestParts<AppState> for Caller {
     type Rejection = Error;
 
-    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
-            Error::Unauthorized("missing token: send the header `Authorization: Bearer <token>`".into())
+            Error::Unauthorized(
+                "missing token: send the header `Authorization: Bearer <token>`".into(),
+            )
         })?;
         let secret = header
             .to_str()
@@ -51,7 +56,9 @@ impl FromRequestParts<AppState> for Caller {
                 scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
             })
             .filter(|token| !token.is_empty())
-            .ok_or_else(|| Error::Unauthorized("the Authorization header must be `Bearer <token>`".into()))?;
+            .ok_or_else(|| {
+                Error::Unauthorized("the Authorization header must be `Bearer <token>`".into())
+            })?;
         let hash = hash_token(secret);
         let (slug, role) = if app.admin_token_hash.as_deref() == Some(hash.as_str()) {
             ("admin".to_string(), Role::Admin)
@@ -63,6 +70,10 @@ impl FromRequestParts<AppState> for Caller {
             (token.slug.clone(), token.role)
         };
         let trusted = app.trusted_slugs.iter().any(|t| *t == slug);
-        Ok(Caller { slug, role, trusted })
+        Ok(Caller {
+            slug,
+            role,
+            trusted,
+        })
     }
 }

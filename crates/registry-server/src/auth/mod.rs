@@ -9,7 +9,9 @@ mod caller;
 mod tokens;
 
 pub use caller::Caller;
-pub use tokens::{bootstrap_admin_token, hash_token, new_token, random_base62, StoredToken, ADMIN_TOKEN_FILE};
+pub use tokens::{
+    bootstrap_admin_token, hash_token, new_token, random_base62, StoredToken, ADMIN_TOKEN_FILE,
+};
 
 use registry_types::Role;
 

@@ -110,7 +110,10 @@ mod tests {
         let (stored, path) = bootstrap_admin_token(dir.path()).unwrap();
         let secret = std::fs::read_to_string(&path).unwrap();
         assert_eq!(hash_token(secret.trim()), stored.hash);
-        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         assert_eq!(stored.role, Role::Admin);
     }
 }

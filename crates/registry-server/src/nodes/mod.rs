@@ -79,7 +79,10 @@ impl ThisNode {
 
     /// The node as of its latest heartbeat.
     pub fn latest(&self) -> Node {
-        self.latest.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.latest
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// `node` with its `status` worked out from its last heartbeat.
@@ -91,14 +94,22 @@ impl ThisNode {
                 .map_or(true, |age| age <= offline_after)
         });
         Node {
-            status: if online { NodeStatus::Online } else { NodeStatus::Offline },
+            status: if online {
+                NodeStatus::Online
+            } else {
+                NodeStatus::Offline
+            },
             ..node.clone()
         }
     }
 
     /// Samples resources and GPUs and records the heartbeat durably.
     pub async fn heartbeat(&self, writer: &Writer) -> crate::Result<()> {
-        let sampler = self.sampler.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let sampler = self
+            .sampler
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
         let data_dir = self.data_dir.clone();
         let (sampler, usage) = tokio::task::spawn_blocking(move || {
             let mut sampler = sampler.unwrap_or_default();
@@ -151,8 +162,10 @@ fn kept_node_id(data_dir: &Path) -> anyhow::Result<String> {
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     }
     let id = format!("node_{}", crate::auth::random_base62(10));
-    std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
-    std::fs::write(&path, format!("{id}\n")).with_context(|| format!("writing {}", path.display()))?;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    std::fs::write(&path, format!("{id}\n"))
+        .with_context(|| format!("writing {}", path.display()))?;
     Ok(id)
 }
 
@@ -179,8 +192,17 @@ mod tests {
             last_heartbeat: Some(now - chrono::Duration::seconds(age_secs)),
             ..Default::default()
         };
-        assert_eq!(this.with_liveness(&node(29), now).status, NodeStatus::Online);
-        assert_eq!(this.with_liveness(&node(31), now).status, NodeStatus::Offline);
-        assert_eq!(this.with_liveness(&Node::default(), now).status, NodeStatus::Offline);
+        assert_eq!(
+            this.with_liveness(&node(29), now).status,
+            NodeStatus::Online
+        );
+        assert_eq!(
+            this.with_liveness(&node(31), now).status,
+            NodeStatus::Offline
+        );
+        assert_eq!(
+            this.with_liveness(&Node::default(), now).status,
+            NodeStatus::Offline
+        );
     }
 }

@@ -53,7 +53,10 @@ impl<'a> Overlay<'a> {
         let value = match &mutation {
             Mutation::Put(record) => {
                 if let Record::Instance(i) = record {
-                    self.pending_urls.entry(i.url.clone()).or_default().insert(i.id.clone());
+                    self.pending_urls
+                        .entry(i.url.clone())
+                        .or_default()
+                        .insert(i.id.clone());
                 }
                 Some(record.clone())
             }
@@ -138,13 +141,20 @@ impl<'a> Overlay<'a> {
         if !self.exists(kind, &key) {
             return Err(Error::NotFound(format!("{noun} {key:?} not found")));
         }
-        self.push(Mutation::Delete { kind, key: key.clone() });
+        self.push(Mutation::Delete {
+            kind,
+            key: key.clone(),
+        });
         Ok(key)
     }
 
     /// The instance a registration creates or updates, after the identity and ownership
     /// rules: the given id, else the instance at the same URL, else a new one.
-    fn register(&self, caller: &Caller, request: RegisterInstanceRequest) -> Result<Instance, Error> {
+    fn register(
+        &self,
+        caller: &Caller,
+        request: RegisterInstanceRequest,
+    ) -> Result<Instance, Error> {
         request.validate()?;
         let address = request.address()?;
         let existing = if !request.id.is_empty() {
@@ -223,11 +233,20 @@ mod tests {
     use registry_types::Role;
 
     fn caller(slug: &str, role: Role) -> Caller {
-        Caller { slug: slug.into(), role, trusted: false }
+        Caller {
+            slug: slug.into(),
+            role,
+            trusted: false,
+        }
     }
 
     fn register(url: &str, id: &str, slug: &str) -> RegisterInstanceRequest {
-        RegisterInstanceRequest { url: url.into(), id: id.into(), slug: slug.into(), ..Default::default() }
+        RegisterInstanceRequest {
+            url: url.into(),
+            id: id.into(),
+            slug: slug.into(),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -236,10 +255,16 @@ mod tests {
         let mut overlay = Overlay::new(&tables);
         let user = caller("svc-a", Role::User);
         let first = overlay
-            .plan(Command::RegisterInstance { caller: user.clone(), request: register("http://127.0.0.1:9", "", "") })
+            .plan(Command::RegisterInstance {
+                caller: user.clone(),
+                request: register("http://127.0.0.1:9", "", ""),
+            })
             .unwrap();
         let second = overlay
-            .plan(Command::RegisterInstance { caller: user, request: register("http://127.0.0.1:9", "", "") })
+            .plan(Command::RegisterInstance {
+                caller: user,
+                request: register("http://127.0.0.1:9", "", ""),
+            })
             .unwrap();
         assert_eq!(first, second);
         assert!(first.starts_with("inst_") && first.len() == 15);
@@ -250,22 +275,46 @@ mod tests {
         let tables = Tables::default();
         let mut overlay = Overlay::new(&tables);
         overlay
-            .plan(Command::RegisterInstance { caller: caller("svc-a", Role::User), request: register("http://127.0.0.1:9", "x", "") })
+            .plan(Command::RegisterInstance {
+                caller: caller("svc-a", Role::User),
+                request: register("http://127.0.0.1:9", "x", ""),
+            })
             .unwrap();
         let intruder = caller("svc-b", Role::User);
         let err = overlay
-            .plan(Command::RegisterInstance { caller: intruder.clone(), request: register("http://127.0.0.1:9", "", "") })
+            .plan(Command::RegisterInstance {
+                caller: intruder.clone(),
+                request: register("http://127.0.0.1:9", "", ""),
+            })
             .unwrap_err();
         assert!(matches!(err, Error::Forbidden(_)), "{err:?}");
         let err = overlay
-            .plan(Command::RegisterInstance { caller: intruder.clone(), request: register("http://127.0.0.1:8", "", "svc-a") })
+            .plan(Command::RegisterInstance {
+                caller: intruder.clone(),
+                request: register("http://127.0.0.1:8", "", "svc-a"),
+            })
             .unwrap_err();
         assert!(matches!(err, Error::Forbidden(_)), "{err:?}");
-        let err = overlay.plan(Command::DeleteInstance { caller: intruder, id: "x".into() }).unwrap_err();
+        let err = overlay
+            .plan(Command::DeleteInstance {
+                caller: intruder,
+                id: "x".into(),
+            })
+            .unwrap_err();
         assert!(matches!(err, Error::Forbidden(_)), "{err:?}");
         let admin = caller("admin", Role::Admin);
-        overlay.plan(Command::DeleteInstance { caller: admin.clone(), id: "x".into() }).unwrap();
-        let err = overlay.plan(Command::DeleteInstance { caller: admin, id: "x".into() }).unwrap_err();
+        overlay
+            .plan(Command::DeleteInstance {
+                caller: admin.clone(),
+                id: "x".into(),
+            })
+            .unwrap();
+        let err = overlay
+            .plan(Command::DeleteInstance {
+                caller: admin,
+                id: "x".into(),
+            })
+            .unwrap_err();
         assert!(matches!(err, Error::NotFound(_)), "{err:?}");
     }
 }

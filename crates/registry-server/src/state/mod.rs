@@ -64,7 +64,13 @@ impl Tables {
     pub fn instances(&self, filter: &InstanceFilter) -> Vec<Arc<Instance>> {
         let matching = |i: &&Arc<Instance>| filter.matches(i);
         match (&filter.id, &filter.slug) {
-            (Some(id), _) => self.instances.get(id).filter(matching).cloned().into_iter().collect(),
+            (Some(id), _) => self
+                .instances
+                .get(id)
+                .filter(matching)
+                .cloned()
+                .into_iter()
+                .collect(),
             (None, Some(slug)) => self
                 .instances_by_slug
                 .get(slug)
@@ -95,7 +101,9 @@ impl Tables {
     }
 
     pub fn token_by_hash(&self, hash: &str) -> Option<&Arc<StoredToken>> {
-        self.tokens_by_hash.get(hash).and_then(|id| self.tokens.get(id))
+        self.tokens_by_hash
+            .get(hash)
+            .and_then(|id| self.tokens.get(id))
     }
 
     /// Applies one committed mutation, keeping every index in step.
@@ -114,8 +122,14 @@ impl Tables {
                 self.definitions.insert(d.id.clone(), Arc::new(d));
             }
             Record::Instance(i) => {
-                self.instances_by_slug.entry(i.slug.clone()).or_default().insert(i.id.clone());
-                self.instances_by_url.entry(i.url.clone()).or_default().insert(i.id.clone());
+                self.instances_by_slug
+                    .entry(i.slug.clone())
+                    .or_default()
+                    .insert(i.id.clone());
+                self.instances_by_url
+                    .entry(i.url.clone())
+                    .or_default()
+                    .insert(i.id.clone());
                 self.instances.insert(i.id.clone(), Arc::new(i));
             }
             Record::Node(n) => {
@@ -199,10 +213,13 @@ mod tests {
         tables.apply(Mutation::Put(instance("a", "s1", "http://127.0.0.1:1")), 1);
         tables.apply(Mutation::Put(instance("b", "s1", "http://127.0.0.1:2")), 2);
         let by_slug = |t: &Tables, slug: &str| {
-            t.instances(&InstanceFilter { slug: Some(slug.into()), ..Default::default() })
-                .iter()
-                .map(|i| i.id.clone())
-                .collect::<Vec<_>>()
+            t.instances(&InstanceFilter {
+                slug: Some(slug.into()),
+                ..Default::default()
+            })
+            .iter()
+            .map(|i| i.id.clone())
+            .collect::<Vec<_>>()
         };
         assert_eq!(by_slug(&tables, "s1"), ["a", "b"]);
         // Moving an instance to another slug and URL moves it in both indexes.
@@ -210,7 +227,13 @@ mod tests {
         assert_eq!(by_slug(&tables, "s1"), ["b"]);
         assert_eq!(by_slug(&tables, "s2"), ["a"]);
         assert_eq!(tables.instance_ids_by_url("http://127.0.0.1:1").count(), 0);
-        tables.apply(Mutation::Delete { kind: Kind::Instance, key: "b".into() }, 4);
+        tables.apply(
+            Mutation::Delete {
+                kind: Kind::Instance,
+                key: "b".into(),
+            },
+            4,
+        );
         assert!(by_slug(&tables, "s1").is_empty());
         assert!(tables.instances_by_slug.get("s1").is_none());
         assert_eq!(tables.revision(), 4);

@@ -56,7 +56,11 @@ impl Writer {
     }
 }
 
-async fn run(store: Arc<dyn Store>, state: Arc<State>, mut receiver: mpsc::Receiver<(Command, Reply)>) {
+async fn run(
+    store: Arc<dyn Store>,
+    state: Arc<State>,
+    mut receiver: mpsc::Receiver<(Command, Reply)>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
         commit_batch(store.as_ref(), &state, batch.drain(..)).await;
@@ -96,7 +100,10 @@ async fn commit_batch(
                 }
             }
             for (reply, key, index) in accepted {
-                let _ = reply.send(Ok(Applied { key, revision: revisions[index] }));
+                let _ = reply.send(Ok(Applied {
+                    key,
+                    revision: revisions[index],
+                }));
             }
         }
         Err(e) => {

@@ -49,10 +49,14 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
 }
 
 fn connect(path: &Path) -> Result<Connection, StoreError> {
-    let conn = Connection::open(path).map_err(|e| unavailable(format!("{}: {e}", path.display())))?;
-    conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(unavailable)?;
-    conn.pragma_update(None, "journal_mode", "WAL").map_err(unavailable)?;
-    conn.pragma_update(None, "synchronous", "FULL").map_err(unavailable)?;
+    let conn =
+        Connection::open(path).map_err(|e| unavailable(format!("{}: {e}", path.display())))?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(unavailable)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(unavailable)?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(unavailable)?;
     Ok(conn)
 }
 
@@ -60,7 +64,8 @@ impl SqliteStore {
     /// Opens (creating if needed) the database file and its directory.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| unavailable(format!("{}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| unavailable(format!("{}: {e}", dir.display())))?;
         }
         let lock_path = path.with_extension("lock");
         let lock = std::fs::File::create(&lock_path)
@@ -100,7 +105,11 @@ impl SqliteStore {
 fn commit_changes(conn: &mut Connection, changes: Vec<Change>) -> Result<Vec<u64>, StoreError> {
     let tx = conn.transaction().map_err(unavailable)?;
     let mut revision: u64 = tx
-        .query_row("SELECT value FROM meta WHERE name = 'revision'", [], |row| row.get(0))
+        .query_row(
+            "SELECT value FROM meta WHERE name = 'revision'",
+            [],
+            |row| row.get(0),
+        )
         .map_err(unavailable)?;
     let mut revisions = Vec::with_capacity(changes.len());
     {
@@ -114,7 +123,9 @@ fn commit_changes(conn: &mut Connection, changes: Vec<Change>) -> Result<Vec<u64
             .prepare_cached("DELETE FROM objects WHERE kind = ?1 AND key = ?2")
             .map_err(unavailable)?;
         let mut log = tx
-            .prepare_cached("INSERT INTO changes (revision, kind, key, op, body) VALUES (?1, ?2, ?3, ?4, ?5)")
+            .prepare_cached(
+                "INSERT INTO changes (revision, kind, key, op, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
             .map_err(unavailable)?;
         for change in &changes {
             revision += 1;
@@ -124,16 +135,24 @@ fn commit_changes(conn: &mut Connection, changes: Vec<Change>) -> Result<Vec<u64
                 None => delete.execute(params![kind, change.key]),
             }
             .map_err(unavailable)?;
-            let op = if change.body.is_some() { "put" } else { "delete" };
+            let op = if change.body.is_some() {
+                "put"
+            } else {
+                "delete"
+            };
             log.execute(params![revision, kind, change.key, op, change.body])
                 .map_err(unavailable)?;
             revisions.push(revision);
         }
     }
-    tx.execute("UPDATE meta SET value = ?1 WHERE name = 'revision'", params![revision])
-        .map_err(unavailable)?;
+    tx.execute(
+        "UPDATE meta SET value = ?1 WHERE name = 'revision'",
+        params![revision],
+    )
+    .map_err(unavailable)?;
     // Trim the change log now and then rather than on every commit.
-    if revision / 1024 != (revision - changes.len() as u64) / 1024 && revision > CHANGE_LOG_RETAINED {
+    if revision / 1024 != (revision - changes.len() as u64) / 1024 && revision > CHANGE_LOG_RETAINED
+    {
         tx.execute(
             "DELETE FROM changes WHERE revision <= ?1",
             params![revision - CHANGE_LOG_RETAINED],
@@ -146,7 +165,11 @@ fn commit_changes(conn: &mut Connection, changes: Vec<Change>) -> Result<Vec<u64
 
 fn load_all(conn: &mut Connection) -> Result<Snapshot, StoreError> {
     let revision: Option<u64> = conn
-        .query_row("SELECT value FROM meta WHERE name = 'revision'", [], |row| row.get(0))
+        .query_row(
+            "SELECT value FROM meta WHERE name = 'revision'",
+            [],
+            |row| row.get(0),
+        )
         .optional()
         .map_err(unavailable)?;
     let mut statement = conn
@@ -154,7 +177,11 @@ fn load_all(conn: &mut Connection) -> Result<Snapshot, StoreError> {
         .map_err(unavailable)?;
     let rows = statement
         .query_map([], |row| {
-            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?))
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+            ))
         })
         .map_err(unavailable)?;
     let mut records = Vec::new();
@@ -192,15 +219,18 @@ impl Store for SqliteStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         Self::with(&self.pinger, |conn| {
-            conn.query_row("SELECT value FROM meta WHERE name = 'revision'", [], |_| Ok(()))
-                .map_err(unavailable)
+            conn.query_row("SELECT value FROM meta WHERE name = 'revision'", [], |_| {
+                Ok(())
+            })
+            .map_err(unavailable)
         })
         .await
     }
 
     async fn close(&self) -> Result<(), StoreError> {
         Self::with(&self.writer, |conn| {
-            conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);").map_err(unavailable)
+            conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+                .map_err(unavailable)
         })
         .await
     }

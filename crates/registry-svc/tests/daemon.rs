@@ -1,0 +1,289 @@
+//! The `registry-svc` binary as a user runs it: `serve` in a child process, the CLI
+//! against it, and restarts after SIGTERM and SIGKILL.
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_registry-svc");
+
+/// A daemon child process; killed on drop so a failing test leaves nothing behind.
+struct Daemon {
+    child: Child,
+    addr: String,
+}
+
+impl Daemon {
+    fn start(data_dir: &Path) -> Daemon {
+        let mut child = Command::new(BIN)
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--heartbeat-interval",
+                "1s",
+            ])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--nvidia-smi")
+            .arg(data_dir.join("no-nvidia-smi"))
+            .env_remove("REGISTRY_ADMIN_TOKEN")
+            .env_remove("REGISTRY_DATABASE_URL")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("registry-svc starts");
+        // The first stdout line says where it listens; reading it waits for readiness.
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("registry-svc listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_string();
+        Daemon { child, addr }
+    }
+
+    fn signal(&mut self, signal: &str) -> std::process::ExitStatus {
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs the CLI against `daemon`, as the admin from its data dir's token file.
+fn cli(daemon: &Daemon, data_dir: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("--addr")
+        .arg(&daemon.addr)
+        .args(args)
+        .env("REGISTRY_DATA_DIR", data_dir)
+        .env_remove("REGISTRY_TOKEN")
+        .output()
+        .unwrap()
+}
+
+fn ok(output: Output) -> String {
+    assert!(
+        output.status.success(),
+        "exit {:?}: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+fn json(output: Output) -> Value {
+    serde_json::from_str(&ok(output)).unwrap()
+}
+
+fn examples_dir() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/definitions")
+}
+
+#[test]
+fn cli_tour_against_a_real_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path());
+
+    for file in ["test-a.yaml", "test-b.yaml"] {
+        let path = examples_dir().join(file);
+        let out = ok(cli(
+            &daemon,
+            dir.path(),
+            &["definitions", "save", path.to_str().unwrap()],
+        ));
+        assert!(out.contains("saved definition"), "{out}");
+    }
+    let defs = json(cli(&daemon, dir.path(), &["def", "ls", "-o", "json"]));
+    let test_a = defs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"] == "test-a")
+        .unwrap();
+    assert_eq!(test_a["image"]["internalPorts"], serde_json::json!([8080]));
+    assert_eq!(
+        test_a["ports"],
+        serde_json::json!([{"internal": 8080, "host": 8887}])
+    );
+    let table = ok(cli(&daemon, dir.path(), &["definitions", "ls"]));
+    assert!(
+        table.starts_with("ID") && table.contains("test-b"),
+        "{table}"
+    );
+
+    let out = ok(cli(
+        &daemon,
+        dir.path(),
+        &[
+            "instances",
+            "register",
+            "--url",
+            "http://127.0.0.1:1",
+            "--slug",
+            "web",
+            "--tag",
+            "blue",
+        ],
+    ));
+    let id = out.split_whitespace().nth(2).unwrap().to_string();
+    assert!(id.starts_with("inst_"), "{out}");
+    let listed = json(cli(
+        &daemon,
+        dir.path(),
+        &["i", "ls", "--slug", "web", "--tag", "blue", "-o", "json"],
+    ));
+    assert_eq!(listed[0]["id"], id.as_str());
+    assert_eq!(listed[0]["status"], "Unknown");
+    let none = json(cli(
+        &daemon,
+        dir.path(),
+        &["i", "ls", "--slug", "nobody", "-o", "json"],
+    ));
+    assert_eq!(none, serde_json::json!([]));
+
+    let node = json(cli(&daemon, dir.path(), &["nodes", "self", "-o", "json"]));
+    assert_eq!(node["status"], "Online");
+    let nodes = ok(cli(&daemon, dir.path(), &["nodes", "ls"]));
+    assert!(nodes.contains(node["id"].as_str().unwrap()), "{nodes}");
+
+    // A user token made with the CLI can look but not administer.
+    let secret = ok(cli(
+        &daemon,
+        dir.path(),
+        &["tokens", "create", "--slug", "user-svc"],
+    ));
+    let secret = secret.trim();
+    let as_user = |args: &[&str]| {
+        Command::new(BIN)
+            .args(["--addr", &daemon.addr, "--token", secret])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    ok(as_user(&["instances", "ls"]));
+    let refused = as_user(&["definitions", "rm", "test-a"]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.starts_with("error: ") && stderr.contains("403"),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.trim_end().lines().count(),
+        1,
+        "one-line error: {stderr}"
+    );
+
+    let bad = cli(&daemon, dir.path(), &["instances", "rm", "inst_missing00"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not found"));
+    ok(cli(&daemon, dir.path(), &["instances", "rm", &id]));
+    ok(cli(&daemon, dir.path(), &["definitions", "rm", "test-a"]));
+}
+
+#[test]
+fn acknowledged_writes_survive_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut daemon = Daemon::start(dir.path());
+    let mut ids = Vec::new();
+    for port in 2000..2025 {
+        let out = ok(cli(
+            &daemon,
+            dir.path(),
+            &[
+                "instances",
+                "register",
+                "--url",
+                &format!("http://127.0.0.1:{port}"),
+                "--slug",
+                "durable",
+            ],
+        ));
+        ids.push(out.split_whitespace().nth(2).unwrap().to_string());
+    }
+    let def = examples_dir().join("test-a.yaml");
+    ok(cli(
+        &daemon,
+        dir.path(),
+        &["definitions", "save", def.to_str().unwrap()],
+    ));
+    daemon.signal("-KILL");
+
+    let daemon = Daemon::start(dir.path());
+    let listed = json(cli(
+        &daemon,
+        dir.path(),
+        &["instances", "ls", "--slug", "durable", "-o", "json"],
+    ));
+    let mut found: Vec<String> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_string())
+        .collect();
+    found.sort();
+    ids.sort();
+    assert_eq!(found, ids, "every acknowledged registration is back");
+    let defs = json(cli(
+        &daemon,
+        dir.path(),
+        &["definitions", "ls", "-o", "json"],
+    ));
+    assert_eq!(defs[0]["id"], "test-a");
+}
+
+#[test]
+fn sigterm_shuts_down_cleanly_and_keeps_identity() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut daemon = Daemon::start(dir.path());
+    let node = json(cli(&daemon, dir.path(), &["nodes", "self", "-o", "json"]));
+    ok(cli(
+        &daemon,
+        dir.path(),
+        &["instances", "register", "--url", "http://127.0.0.1:3"],
+    ));
+    let status = daemon.signal("-TERM");
+    assert!(status.success(), "graceful exit, got {status:?}");
+
+    let daemon = Daemon::start(dir.path());
+    let again = json(cli(&daemon, dir.path(), &["nodes", "self", "-o", "json"]));
+    assert_eq!(
+        again["id"], node["id"],
+        "the node id is kept in the data dir"
+    );
+    let listed = json(cli(&daemon, dir.path(), &["instances", "ls", "-o", "json"]));
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn a_second_daemon_on_the_same_data_dir_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let _first = Daemon::start(dir.path());
+    let second = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        stderr.contains("in use by another registry-svc"),
+        "{stderr}"
+    );
+}

@@ -3,7 +3,9 @@
 mod common;
 
 use async_trait::async_trait;
-use registry_server::store::{Change, Kind, Mutation, Record, SqliteStore, Snapshot, Store, StoreError};
+use registry_server::store::{
+    Change, Kind, Mutation, Record, Snapshot, SqliteStore, Store, StoreError,
+};
 use registry_types::{Definition, Instance};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -54,12 +56,26 @@ async fn store_contract(open: impl Fn() -> Arc<dyn Store>) {
     store.ping().await.unwrap();
 
     let first = store
-        .commit(encode(&[instance("a", "http://127.0.0.1:1"), definition("d1"), instance("b", "http://127.0.0.1:2")]))
+        .commit(encode(&[
+            instance("a", "http://127.0.0.1:1"),
+            definition("d1"),
+            instance("b", "http://127.0.0.1:2"),
+        ]))
         .await
         .unwrap();
-    assert_eq!(first, vec![1, 2, 3], "revisions are store-wide and consecutive");
+    assert_eq!(
+        first,
+        vec![1, 2, 3],
+        "revisions are store-wide and consecutive"
+    );
     let second = store
-        .commit(encode(&[Mutation::Delete { kind: Kind::Instance, key: "a".into() }, instance("b", "http://127.0.0.1:3")]))
+        .commit(encode(&[
+            Mutation::Delete {
+                kind: Kind::Instance,
+                key: "a".into(),
+            },
+            instance("b", "http://127.0.0.1:3"),
+        ]))
         .await
         .unwrap();
     assert_eq!(second, vec![4, 5]);
@@ -69,7 +85,10 @@ async fn store_contract(open: impl Fn() -> Arc<dyn Store>) {
     assert_eq!(keys(&loaded, Kind::Instance), ["b"]);
     assert_eq!(keys(&loaded, Kind::Definition), ["d1"]);
     let b = loaded.records.iter().find(|r| r.key() == "b").unwrap();
-    assert!(matches!(b, Record::Instance(i) if i.url == "http://127.0.0.1:3"), "latest put wins");
+    assert!(
+        matches!(b, Record::Instance(i) if i.url == "http://127.0.0.1:3"),
+        "latest put wins"
+    );
 
     store.close().await.unwrap();
     drop(store);
@@ -77,7 +96,10 @@ async fn store_contract(open: impl Fn() -> Arc<dyn Store>) {
     let again = reopened.load().await.unwrap();
     assert_eq!(again.revision, 5, "the revision survives a restart");
     assert_eq!(keys(&again, Kind::Instance), ["b"]);
-    assert_eq!(reopened.commit(encode(&[definition("d2")])).await.unwrap(), vec![6]);
+    assert_eq!(
+        reopened.commit(encode(&[definition("d2")])).await.unwrap(),
+        vec![6]
+    );
 }
 
 #[tokio::test]
@@ -92,7 +114,9 @@ async fn sqlite_store_reports_an_unusable_path() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("a-file");
     std::fs::write(&file, "not a directory").unwrap();
-    let err = SqliteStore::open(&file.join("registry.db")).err().expect("cannot open under a file");
+    let err = SqliteStore::open(&file.join("registry.db"))
+        .err()
+        .expect("cannot open under a file");
     assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
 }
 
@@ -101,8 +125,13 @@ async fn one_sqlite_file_serves_one_daemon() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("registry.db");
     let first = SqliteStore::open(&path).unwrap();
-    let err = SqliteStore::open(&path).err().expect("a second open is refused");
-    assert!(err.to_string().contains("in use by another registry-svc"), "{err}");
+    let err = SqliteStore::open(&path)
+        .err()
+        .expect("a second open is refused");
+    assert!(
+        err.to_string().contains("in use by another registry-svc"),
+        "{err}"
+    );
     drop(first);
     SqliteStore::open(&path).expect("free again once the first is closed");
 }
@@ -152,7 +181,11 @@ async fn concurrent_writes_share_commits() {
     let writes = 200;
     let mut tasks = Vec::new();
     for i in 0..writes {
-        let (http, admin, url) = (http.clone(), admin.clone(), format!("{}/registry-svc/instance", server.base_url()));
+        let (http, admin, url) = (
+            http.clone(),
+            admin.clone(),
+            format!("{}/registry-svc/instance", server.base_url()),
+        );
         tasks.push(tokio::spawn(async move {
             let body = serde_json::json!({"url": format!("http://127.0.0.1:{}", 10000 + i), "slug": "bulk"});
             http.put(url).bearer_auth(admin).body(body.to_string()).send().await.unwrap().status()
@@ -163,11 +196,17 @@ async fn concurrent_writes_share_commits() {
     }
     let commits = store.commits.load(Ordering::SeqCst) - before;
     let largest = *store.batches.lock().unwrap().iter().max().unwrap();
-    assert!(commits < writes, "{writes} concurrent writes took {commits} commits");
+    assert!(
+        commits < writes,
+        "{writes} concurrent writes took {commits} commits"
+    );
     assert!(largest > 1, "no commit carried more than one write");
 
     let listed: serde_json::Value = http
-        .get(format!("{}/registry-svc/instances?slug=bulk", server.base_url()))
+        .get(format!(
+            "{}/registry-svc/instances?slug=bulk",
+            server.base_url()
+        ))
         .bearer_auth(&admin)
         .send()
         .await
@@ -242,13 +281,23 @@ async fn a_failed_commit_answers_503_and_changes_nothing() {
     let refused = register().await.unwrap();
     assert_eq!(refused.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
     let body: serde_json::Value = refused.json().await.unwrap();
-    assert!(body["error"].as_str().unwrap().contains("disk unplugged"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("disk unplugged"),
+        "{body}"
+    );
     assert_eq!(list().await, 0, "a refused write is not visible");
-    let ready = http.get(format!("{}/readyz", server.base_url())).send().await.unwrap();
+    let ready = http
+        .get(format!("{}/readyz", server.base_url()))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ready.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
 
     store.down.store(false, Ordering::SeqCst);
-    assert_eq!(register().await.unwrap().status(), reqwest::StatusCode::CREATED);
+    assert_eq!(
+        register().await.unwrap().status(),
+        reqwest::StatusCode::CREATED
+    );
     assert_eq!(list().await, 1);
     server.shutdown().await.unwrap();
 }

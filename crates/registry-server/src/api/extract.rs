@@ -34,20 +34,26 @@ async fn read_body<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes,
 }
 
 fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+    // Well-formedness first, so that a type mismatch serde_json reports as a syntax error
+    // (a number where an enum is expected) still names its field below.
+    serde_json::from_slice::<serde::de::IgnoredAny>(bytes)
+        .map_err(|e| Error::BadRequest(format!("malformed JSON: {e}")))?;
+    // serde reads a struct from an array positionally; a request body is an object.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(Error::BadRequest(
+            "the request body must be a JSON object".into(),
+        ));
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+    serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        if path == "." || inner.is_syntax() || inner.is_eof() {
-            Error::BadRequest(format!("malformed JSON: {inner}"))
+        if path == "." {
+            Error::BadRequest(format!("invalid request body: {inner}"))
         } else {
             Error::BadRequest(format!("invalid field `{path}`: {inner}"))
         }
-    })?;
-    deserializer
-        .end()
-        .map_err(|e| Error::BadRequest(format!("malformed JSON: {e}")))?;
-    Ok(value)
+    })
 }
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {

@@ -69,7 +69,7 @@ impl FromRequestParts<AppState> for Caller {
                 .ok_or_else(|| Error::Unauthorized("unknown or revoked token".into()))?;
             (token.slug.clone(), token.role)
         };
-        let trusted = app.trusted_slugs.iter().any(|t| *t == slug);
+        let trusted = app.trusted_slugs.contains(&slug);
         Ok(Caller {
             slug,
             role,

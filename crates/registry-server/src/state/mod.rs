@@ -235,7 +235,7 @@ mod tests {
             4,
         );
         assert!(by_slug(&tables, "s1").is_empty());
-        assert!(tables.instances_by_slug.get("s1").is_none());
+        assert!(!tables.instances_by_slug.contains_key("s1"));
         assert_eq!(tables.revision(), 4);
     }
 }

@@ -92,6 +92,8 @@ impl Record {
 }
 
 /// A change to apply: put (insert or replace) an object, or delete one.
+// Puts are the common case; boxing the record would add an allocation to each.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Mutation {
     Put(Record),

@@ -62,7 +62,13 @@ impl Daemon {
     }
 
     /// Sends `body` (raw text, so tests can send broken JSON) with an optional token.
-    pub async fn send(&self, method: Method, path: &str, token: Option<&str>, body: Option<String>) -> Reply {
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<String>,
+    ) -> Reply {
         let mut request = self.http.request(method, self.url(path));
         if let Some(token) = token {
             request = request.bearer_auth(token);
@@ -74,23 +80,44 @@ impl Daemon {
         let status = response.status();
         let headers = response.headers().clone();
         let text = response.text().await.unwrap();
-        let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::Null) };
-        Reply { status, headers, body, text }
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::Null)
+        };
+        Reply {
+            status,
+            headers,
+            body,
+            text,
+        }
     }
 
     /// As the admin, with a JSON value body.
     pub async fn admin(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
-        self.send(method, path, Some(&self.admin), body.map(|b| b.to_string())).await
+        self.send(method, path, Some(&self.admin), body.map(|b| b.to_string()))
+            .await
     }
 
-    pub async fn as_token(&self, token: &str, method: Method, path: &str, body: Option<Value>) -> Reply {
-        self.send(method, path, Some(token), body.map(|b| b.to_string())).await
+    pub async fn as_token(
+        &self,
+        token: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Reply {
+        self.send(method, path, Some(token), body.map(|b| b.to_string()))
+            .await
     }
 
     /// Creates a token for `slug` with `role` and returns its secret.
     pub async fn token(&self, slug: &str, role: &str) -> String {
         let reply = self
-            .admin(Method::POST, "/registry-svc/tokens", Some(serde_json::json!({"slug": slug, "role": role})))
+            .admin(
+                Method::POST,
+                "/registry-svc/tokens",
+                Some(serde_json::json!({"slug": slug, "role": role})),
+            )
             .await;
         assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
         reply.body["token"].as_str().unwrap().to_string()
@@ -98,7 +125,12 @@ impl Daemon {
 
     /// Stops the daemon gracefully and hands back its data dir for a restart.
     pub async fn stop(mut self) -> tempfile::TempDir {
-        self.server.take().unwrap().shutdown().await.expect("clean shutdown");
+        self.server
+            .take()
+            .unwrap()
+            .shutdown()
+            .await
+            .expect("clean shutdown");
         self.dir
     }
 }

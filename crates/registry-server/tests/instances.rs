@@ -1,0 +1,487 @@
+//! Instances over HTTP: registration (by URL, by parts, by id), idempotent upsert, every
+//! list filter, delete, ownership, and concurrent registrations.
+
+mod common;
+
+use common::Daemon;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+
+const REGISTER: &str = "/registry-svc/instance";
+const LIST: &str = "/registry-svc/instances";
+
+/// Registers as `token` and returns the instance id the registry answered with.
+async fn register_as(d: &Daemon, token: &str, body: Value) -> String {
+    let r = d
+        .as_token(token, Method::PUT, REGISTER, Some(body.clone()))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{body}: {}", r.text);
+    r.body["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no id in {}", r.text))
+        .to_string()
+}
+
+async fn register(d: &Daemon, body: Value) -> String {
+    register_as(d, &d.admin, body).await
+}
+
+/// The instances a list request answers (as admin), asserting a 200.
+async fn list(d: &Daemon, query: &str) -> Vec<Value> {
+    let r = d.admin(Method::GET, &format!("{LIST}{query}"), None).await;
+    assert_eq!(r.status, StatusCode::OK, "{query}: {}", r.text);
+    r.body["instances"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no instances array: {}", r.text))
+        .clone()
+}
+
+async fn ids(d: &Daemon, query: &str) -> BTreeSet<String> {
+    list(d, query)
+        .await
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn set(ids: &[&str]) -> BTreeSet<String> {
+    ids.iter().map(|s| s.to_string()).collect()
+}
+
+fn is_generated_id(id: &str) -> bool {
+    id.len() == 15 && id.starts_with("inst_") && id[5..].chars().all(|c| c.is_ascii_alphanumeric())
+}
+
+#[tokio::test]
+async fn register_by_url() {
+    let d = Daemon::start().await;
+    let r = d
+        .admin(
+            Method::PUT,
+            REGISTER,
+            Some(json!({"url": "http://127.0.0.1:1/api/v1", "deploymentId": "dep-1"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let id = r.body["id"].as_str().unwrap();
+    assert!(is_generated_id(id), "{id}");
+
+    let instances = list(&d, "").await;
+    assert_eq!(instances.len(), 1);
+    let i = &instances[0];
+    assert_eq!(i["id"], id);
+    assert_eq!(i["url"], "http://127.0.0.1:1/api/v1");
+    assert_eq!(i["scheme"], "http");
+    assert_eq!(i["host"], "127.0.0.1");
+    assert_eq!(i["ip"], "127.0.0.1");
+    assert_eq!(i["port"], 1);
+    assert_eq!(i["path"], "/api/v1");
+    assert_eq!(i["deploymentId"], "dep-1");
+    assert_eq!(i["slug"], "admin", "a new instance takes the caller's slug");
+    assert_eq!(i["status"], "Unknown");
+    assert_eq!(i["tags"], json!([]));
+    assert!(i.get("lastHeartbeat").is_none(), "never seen alive: {i}");
+}
+
+#[tokio::test]
+async fn register_by_parts_builds_the_url() {
+    let d = Daemon::start().await;
+    let id = register(
+        &d,
+        json!({"scheme": "http", "host": "127.0.0.1", "port": 9000, "path": "api"}),
+    )
+    .await;
+    assert!(is_generated_id(&id), "{id}");
+    let instances = list(&d, "").await;
+    assert_eq!(instances.len(), 1);
+    let i = &instances[0];
+    assert_eq!(i["url"], "http://127.0.0.1:9000/api");
+    assert_eq!(
+        (i["host"].as_str(), i["port"].as_u64(), i["path"].as_str()),
+        (Some("127.0.0.1"), Some(9000), Some("/api"))
+    );
+
+    // An ip alone serves as the host.
+    register(
+        &d,
+        json!({"scheme": "http", "ip": "127.0.0.2", "port": 9001}),
+    )
+    .await;
+    let i = list(&d, "?ip=127.0.0.2").await;
+    assert_eq!(i.len(), 1);
+    assert_eq!(i[0]["url"], "http://127.0.0.2:9001");
+}
+
+#[tokio::test]
+async fn registering_the_same_url_again_updates_in_place() {
+    let d = Daemon::start().await;
+    let url = "http://127.0.0.1:1";
+    let first = register(
+        &d,
+        json!({"url": url, "tags": ["blue"], "deploymentId": "d1"}),
+    )
+    .await;
+    let second = register(
+        &d,
+        json!({"url": url, "tags": ["green", "canary"], "deploymentId": "d2"}),
+    )
+    .await;
+    assert_eq!(first, second);
+    let instances = list(&d, "").await;
+    assert_eq!(instances.len(), 1, "{instances:?}");
+    assert_eq!(instances[0]["id"], first);
+    assert_eq!(instances[0]["tags"], json!(["green", "canary"]));
+    assert_eq!(instances[0]["deploymentId"], "d2");
+}
+
+#[tokio::test]
+async fn register_with_a_given_id() {
+    let d = Daemon::start().await;
+    let id = register(&d, json!({"id": "my-inst.1", "url": "http://127.0.0.1:1"})).await;
+    assert_eq!(id, "my-inst.1");
+    // The id wins over the URL: the same instance moves to a new address.
+    let again = register(
+        &d,
+        json!({"id": "my-inst.1", "url": "http://127.0.0.1:2/x"}),
+    )
+    .await;
+    assert_eq!(again, "my-inst.1");
+    let instances = list(&d, "").await;
+    assert_eq!(instances.len(), 1, "{instances:?}");
+    assert_eq!(instances[0]["id"], "my-inst.1");
+    assert_eq!(instances[0]["url"], "http://127.0.0.1:2/x");
+    assert_eq!(instances[0]["port"], 2);
+}
+
+#[tokio::test]
+async fn empty_list_is_an_empty_array() {
+    let d = Daemon::start().await;
+    let r = d.admin(Method::GET, LIST, None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body, json!({"instances": []}), "{}", r.text);
+    let r = d
+        .admin(Method::GET, &format!("{LIST}?slug=nobody"), None)
+        .await;
+    assert_eq!(r.body, json!({"instances": []}), "{}", r.text);
+}
+
+#[tokio::test]
+async fn delete_then_delete_again_is_404() {
+    let d = Daemon::start().await;
+    let gone = register(&d, json!({"url": "http://127.0.0.1:1"})).await;
+    let kept = register(&d, json!({"url": "http://127.0.0.1:2"})).await;
+    let r = d
+        .admin(
+            Method::DELETE,
+            &format!("/registry-svc/instance/{gone}"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    assert!(r.text.is_empty());
+    assert_eq!(ids(&d, "").await, set(&[&kept]));
+    let r = d
+        .admin(
+            Method::DELETE,
+            &format!("/registry-svc/instance/{gone}"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+    assert!(r.error().contains(&gone), "{}", r.text);
+}
+
+/// For each filter, two instances that differ in that field (and only as much else as the
+/// address forces), on a fresh daemon; the filter must pick exactly one.
+#[tokio::test]
+async fn every_filter_selects_by_its_field() {
+    struct Case {
+        filter: &'static str,
+        a: Value,
+        b: Value,
+    }
+    let cases = [
+        Case {
+            filter: "id=inst-a",
+            a: json!({"id": "inst-a", "url": "http://127.0.0.1:1"}),
+            b: json!({"id": "inst-b", "url": "http://127.0.0.1:1"}),
+        },
+        Case {
+            filter: "slug=svc-a",
+            a: json!({"id": "a", "url": "http://127.0.0.1:1", "slug": "svc-a"}),
+            b: json!({"id": "b", "url": "http://127.0.0.1:1", "slug": "svc-b"}),
+        },
+        Case {
+            filter: "host=127.0.0.1",
+            a: json!({"id": "a", "url": "http://127.0.0.1:1", "ip": "127.0.0.9"}),
+            b: json!({"id": "b", "url": "http://127.0.0.2:1", "ip": "127.0.0.9"}),
+        },
+        Case {
+            filter: "ip=127.0.0.3",
+            a: json!({"id": "a", "url": "http://127.0.0.1:1", "ip": "127.0.0.3"}),
+            b: json!({"id": "b", "url": "http://127.0.0.1:1", "ip": "127.0.0.4"}),
+        },
+        Case {
+            filter: "scheme=https",
+            a: json!({"id": "a", "url": "https://127.0.0.1:1"}),
+            b: json!({"id": "b", "url": "http://127.0.0.1:1"}),
+        },
+        Case {
+            filter: "path=%2Fv1",
+            a: json!({"id": "a", "url": "http://127.0.0.1:1/v1"}),
+            b: json!({"id": "b", "url": "http://127.0.0.1:1/v2"}),
+        },
+        Case {
+            filter: "deploymentId=dep-a",
+            a: json!({"id": "a", "url": "http://127.0.0.1:1", "deploymentId": "dep-a"}),
+            b: json!({"id": "b", "url": "http://127.0.0.1:1", "deploymentId": "dep-b"}),
+        },
+        Case {
+            filter: "nodeUrl=http%3A%2F%2F127.0.0.1%3A58231",
+            a: json!({"id": "a", "url": "http://127.0.0.1:1", "nodeUrl": "http://127.0.0.1:58231"}),
+            b: json!({"id": "b", "url": "http://127.0.0.1:1", "nodeUrl": "http://127.0.0.2:58231"}),
+        },
+        Case {
+            filter: "tag=x&tag=y",
+            a: json!({"id": "a", "url": "http://127.0.0.1:1", "tags": ["x", "y", "z"]}),
+            b: json!({"id": "b", "url": "http://127.0.0.1:1", "tags": ["x"]}),
+        },
+    ];
+    for case in cases {
+        let d = Daemon::start().await;
+        let a = register(&d, case.a.clone()).await;
+        let b = register(&d, case.b.clone()).await;
+        assert_ne!(a, b);
+        assert_eq!(ids(&d, "").await, set(&[&a, &b]), "{}", case.filter);
+        assert_eq!(
+            ids(&d, &format!("?{}", case.filter)).await,
+            set(&[&a]),
+            "filter {}",
+            case.filter
+        );
+    }
+}
+
+#[tokio::test]
+async fn filters_combine_with_and() {
+    let d = Daemon::start().await;
+    register(&d, json!({"id": "a1", "url": "http://127.0.0.1:1", "slug": "svc-a", "deploymentId": "d1", "tags": ["x"]})).await;
+    register(&d, json!({"id": "a2", "url": "http://127.0.0.1:2", "slug": "svc-a", "deploymentId": "d2", "tags": ["x", "y"]})).await;
+    register(&d, json!({"id": "b1", "url": "http://127.0.0.1:3", "slug": "svc-b", "deploymentId": "d1", "tags": ["y"]})).await;
+
+    assert_eq!(ids(&d, "?slug=svc-a").await, set(&["a1", "a2"]));
+    assert_eq!(ids(&d, "?deploymentId=d1").await, set(&["a1", "b1"]));
+    assert_eq!(ids(&d, "?slug=svc-a&deploymentId=d1").await, set(&["a1"]));
+    assert_eq!(ids(&d, "?slug=svc-b&deploymentId=d2").await, set(&[]));
+    assert_eq!(ids(&d, "?tag=y").await, set(&["a2", "b1"]));
+    assert_eq!(ids(&d, "?tag=x&tag=y").await, set(&["a2"]));
+    assert_eq!(ids(&d, "?tag=nope").await, set(&[]));
+    // Nothing is health-checked yet, so every instance is Unknown.
+    assert_eq!(ids(&d, "?status=Unknown").await, set(&["a1", "a2", "b1"]));
+    assert_eq!(ids(&d, "?status=Healthy").await, set(&[]));
+    assert_eq!(ids(&d, "?status=Unknown&slug=svc-b").await, set(&["b1"]));
+    // Parameters the registry does not know are ignored.
+    assert_eq!(ids(&d, "?flavour=vanilla").await, set(&["a1", "a2", "b1"]));
+}
+
+#[tokio::test]
+async fn only_the_owner_an_admin_or_a_trusted_slug_may_change_an_instance() {
+    let d = Daemon::start().await;
+    let svc_a = d.token("svc-a", "user").await;
+    let svc_b = d.token("svc-b", "user").await;
+    let url = "http://127.0.0.1:1";
+
+    let id = register_as(&d, &svc_a, json!({"url": url, "tags": ["original"]})).await;
+    let listed = list(&d, "").await;
+    assert_eq!(listed[0]["slug"], "svc-a", "the caller's slug");
+
+    // svc-b can neither take it over by URL or by id, nor remove it.
+    let r = d
+        .as_token(
+            &svc_b,
+            Method::PUT,
+            REGISTER,
+            Some(json!({"url": url, "tags": ["hijacked"]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+    assert!(r.error().contains("svc-a"), "{}", r.text);
+    let r = d
+        .as_token(
+            &svc_b,
+            Method::PUT,
+            REGISTER,
+            Some(json!({"id": id, "url": "http://127.0.0.1:2", "tags": ["hijacked"]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+    r.error();
+    let r = d
+        .as_token(
+            &svc_b,
+            Method::DELETE,
+            &format!("/registry-svc/instance/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+    r.error();
+    // ... nor register a new instance in svc-a's name.
+    let r = d
+        .as_token(
+            &svc_b,
+            Method::PUT,
+            REGISTER,
+            Some(json!({"url": "http://127.0.0.1:3", "slug": "svc-a"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+    r.error();
+
+    let listed = list(&d, "").await;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(
+        (listed[0]["url"].as_str(), listed[0]["tags"].clone()),
+        (Some(url), json!(["original"]))
+    );
+
+    // The owner may update and remove it.
+    assert_eq!(
+        register_as(&d, &svc_a, json!({"url": url, "tags": ["updated"]})).await,
+        id
+    );
+    assert_eq!(list(&d, "").await[0]["tags"], json!(["updated"]));
+    let r = d
+        .as_token(
+            &svc_a,
+            Method::DELETE,
+            &format!("/registry-svc/instance/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    assert_eq!(list(&d, "").await, Vec::<Value>::new());
+
+    // An admin may remove anyone's.
+    let id = register_as(&d, &svc_a, json!({"url": url})).await;
+    let r = d
+        .admin(
+            Method::DELETE,
+            &format!("/registry-svc/instance/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    assert_eq!(list(&d, "").await, Vec::<Value>::new());
+}
+
+#[tokio::test]
+async fn a_trusted_slug_manages_instances_of_every_slug() {
+    let d = Daemon::start().await;
+    let deploy = d.token("deploy-svc", "user").await;
+    let svc_a = d.token("svc-a", "user").await;
+
+    let theirs = register_as(
+        &d,
+        &deploy,
+        json!({"url": "http://127.0.0.1:1", "slug": "other-svc"}),
+    )
+    .await;
+    let listed = list(&d, &format!("?id={theirs}")).await;
+    assert_eq!(listed[0]["slug"], "other-svc");
+
+    let owned_by_a = register_as(&d, &svc_a, json!({"url": "http://127.0.0.1:2"})).await;
+    // The trusted slug may update it (keeping its owner) and remove it.
+    assert_eq!(
+        register_as(
+            &d,
+            &deploy,
+            json!({"url": "http://127.0.0.1:2", "tags": ["t"]})
+        )
+        .await,
+        owned_by_a
+    );
+    let listed = list(&d, &format!("?id={owned_by_a}")).await;
+    assert_eq!(
+        (listed[0]["slug"].as_str(), listed[0]["tags"].clone()),
+        (Some("svc-a"), json!(["t"]))
+    );
+    let r = d
+        .as_token(
+            &deploy,
+            Method::DELETE,
+            &format!("/registry-svc/instance/{owned_by_a}"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    assert_eq!(ids(&d, "").await, set(&[&theirs]));
+}
+
+#[tokio::test]
+async fn concurrent_registrations_of_one_url_make_one_instance() {
+    let d = Daemon::start().await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..100 {
+        let (http, url, token) = (d.http.clone(), d.url(REGISTER), d.admin.clone());
+        tasks.spawn(async move {
+            let r = http
+                .put(url)
+                .bearer_auth(token)
+                .json(&json!({"url": "http://127.0.0.1:1", "tags": [format!("t{i}")]}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::CREATED);
+            let body: Value = r.json().await.unwrap();
+            body["id"].as_str().unwrap().to_string()
+        });
+    }
+    let answered: BTreeSet<String> = tasks.join_all().await.into_iter().collect();
+    assert_eq!(
+        answered.len(),
+        1,
+        "every registration answers the same id: {answered:?}"
+    );
+    let instances = list(&d, "").await;
+    assert_eq!(instances.len(), 1, "{instances:?}");
+    assert_eq!(
+        Some(instances[0]["id"].as_str().unwrap()),
+        answered.first().map(String::as_str)
+    );
+}
+
+#[tokio::test]
+async fn concurrent_registrations_of_different_urls_all_appear() {
+    let d = Daemon::start().await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..200u32 {
+        let (http, url, token) = (d.http.clone(), d.url(REGISTER), d.admin.clone());
+        tasks.spawn(async move {
+            let target = format!("http://127.0.{}.{}:{}", i / 100, i % 100 + 1, 1000 + i);
+            let r = http
+                .put(url)
+                .bearer_auth(token)
+                .json(&json!({"url": target}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::CREATED);
+            let body: Value = r.json().await.unwrap();
+            (body["id"].as_str().unwrap().to_string(), target)
+        });
+    }
+    let answered: Vec<(String, String)> = tasks.join_all().await;
+    let answered_ids: BTreeSet<String> = answered.iter().map(|(id, _)| id.clone()).collect();
+    assert_eq!(answered_ids.len(), 200, "200 distinct ids");
+    let instances = list(&d, "").await;
+    assert_eq!(instances.len(), 200);
+    for (id, url) in &answered {
+        let instance = instances
+            .iter()
+            .find(|i| i["id"] == *id)
+            .unwrap_or_else(|| panic!("{id} missing"));
+        assert_eq!(instance["url"], *url);
+    }
+}

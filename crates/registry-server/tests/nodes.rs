@@ -1,0 +1,301 @@
+//! Nodes over HTTP: this daemon's own node, the ids filter, node/self, stable ids, removal
+//! and re-registration by heartbeat, and GPU detection through a fake `nvidia-smi`.
+
+mod common;
+
+use common::{wait_until, Daemon};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const SELF_URL: &str = "http://127.0.0.1:40123";
+
+async fn start_with(configure: impl FnOnce(&mut registry_server::Config)) -> Daemon {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = common::config(dir.path());
+    config.self_url = Some(SELF_URL.into());
+    configure(&mut config);
+    Daemon::start_with(config, dir).await
+}
+
+async fn nodes(d: &Daemon, body: Option<&str>) -> Vec<Value> {
+    let r = d
+        .send(
+            Method::POST,
+            "/registry-svc/nodes",
+            Some(&d.admin),
+            body.map(str::to_string),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{body:?}: {}", r.text);
+    r.body["nodes"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no nodes array: {}", r.text))
+        .clone()
+}
+
+async fn self_node(d: &Daemon) -> Value {
+    let r = d.admin(Method::GET, "/registry-svc/node/self", None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    r.body["node"].clone()
+}
+
+fn encode(url: &str) -> String {
+    url.replace('%', "%25")
+        .replace(':', "%3A")
+        .replace('/', "%2F")
+}
+
+#[tokio::test]
+async fn lists_this_daemons_node() {
+    let d = start_with(|_| {}).await;
+    for body in [
+        None,
+        Some("{}"),
+        Some(r#"{"ids": []}"#),
+        Some(r#"{"ids": null}"#),
+    ] {
+        let listed = nodes(&d, body).await;
+        assert_eq!(listed.len(), 1, "{body:?}: {listed:?}");
+        let node = &listed[0];
+        assert_eq!(node["url"], SELF_URL, "{body:?}");
+        assert!(
+            node["id"].as_str().is_some_and(|id| !id.is_empty()),
+            "{node}"
+        );
+        assert_eq!(node["status"], "Online");
+        let beat = node["lastHeartbeat"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no lastHeartbeat: {node}"));
+        chrono::DateTime::parse_from_rfc3339(beat).expect("lastHeartbeat is RFC 3339");
+        assert!(
+            node["usage"]["memory"]["total"].as_u64().unwrap() > 0,
+            "{node}"
+        );
+        assert!(
+            node["usage"]["memory"]["used"].as_u64().unwrap()
+                <= node["usage"]["memory"]["total"].as_u64().unwrap()
+        );
+        let cpu_total = node["usage"]["cpu"]["total"].as_u64().unwrap();
+        assert!(
+            cpu_total > 0 && cpu_total % 1000 == 0,
+            "millicores: {cpu_total}"
+        );
+        let usable = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+        assert!(
+            cpu_total / 1000 >= usable,
+            "{cpu_total} millicores but {usable} usable cores"
+        );
+        assert_eq!(node["gpus"], json!([]), "no nvidia-smi, no GPUs");
+        assert_eq!(node["region"], "");
+    }
+}
+
+#[tokio::test]
+async fn region_and_zone_are_reported() {
+    let d = start_with(|c| {
+        c.region = "eu-west".into();
+        c.availability_zone = "eu-west-1b".into();
+    })
+    .await;
+    let node = self_node(&d).await;
+    assert_eq!(
+        (node["region"].as_str(), node["availabilityZone"].as_str()),
+        (Some("eu-west"), Some("eu-west-1b"))
+    );
+    assert_eq!(nodes(&d, None).await[0]["availabilityZone"], "eu-west-1b");
+}
+
+#[tokio::test]
+async fn ids_filter() {
+    let d = start_with(|_| {}).await;
+    let id = nodes(&d, None).await[0]["id"].as_str().unwrap().to_string();
+    let listed = nodes(&d, Some(&json!({"ids": [id]}).to_string())).await;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["id"], id.as_str());
+    let listed = nodes(&d, Some(&json!({"ids": ["no-such-node", id]}).to_string())).await;
+    assert_eq!(listed.len(), 1);
+    let r = d
+        .admin(
+            Method::POST,
+            "/registry-svc/nodes",
+            Some(json!({"ids": ["no-such-node"]})),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body.clone()),
+        (StatusCode::OK, json!({"nodes": []}))
+    );
+}
+
+#[tokio::test]
+async fn node_self_is_the_listed_node() {
+    let d = start_with(|_| {}).await;
+    let listed = nodes(&d, None).await;
+    let node = self_node(&d).await;
+    assert_eq!(node["id"], listed[0]["id"]);
+    assert_eq!(node["url"], SELF_URL);
+    assert_eq!(node["status"], "Online");
+    assert!(node["usage"]["memory"]["total"].as_u64().unwrap() > 0);
+}
+
+#[tokio::test]
+async fn node_id_is_kept_across_restarts() {
+    let d = start_with(|_| {}).await;
+    let id = self_node(&d).await["id"].as_str().unwrap().to_string();
+    let dir = d.stop().await;
+    let mut config = common::config(dir.path());
+    config.self_url = Some(SELF_URL.into());
+    let d = Daemon::start_with(config, dir).await;
+    assert_eq!(self_node(&d).await["id"], id.as_str());
+    let listed = nodes(&d, None).await;
+    assert_eq!(
+        listed.len(),
+        1,
+        "still one node after a restart: {listed:?}"
+    );
+    assert_eq!(listed[0]["id"], id.as_str());
+}
+
+#[tokio::test]
+async fn configured_node_id_is_used() {
+    let d = start_with(|c| c.node_id = Some("node-fixed".into())).await;
+    assert_eq!(self_node(&d).await["id"], "node-fixed");
+    assert_eq!(nodes(&d, None).await[0]["id"], "node-fixed");
+    let listed = nodes(&d, Some(r#"{"ids": ["node-fixed"]}"#)).await;
+    assert_eq!(listed.len(), 1);
+}
+
+#[tokio::test]
+async fn delete_removes_the_node_and_unknown_is_404() {
+    // The default 10 s heartbeat does not bring it back within the test.
+    let d = start_with(|_| {}).await;
+    let path = format!("/registry-svc/node/{}", encode(SELF_URL));
+    let r = d.admin(Method::DELETE, &path, None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    assert!(r.text.is_empty());
+    assert_eq!(nodes(&d, None).await, Vec::<Value>::new());
+    let r = d.admin(Method::DELETE, &path, None).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+    assert!(!r.error().is_empty());
+
+    let r = d
+        .admin(
+            Method::DELETE,
+            &format!("/registry-svc/node/{}", encode("http://127.0.0.9:1")),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+    assert!(r.error().contains("127.0.0.9"), "{}", r.text);
+}
+
+#[tokio::test]
+async fn a_removed_live_node_comes_back_at_its_next_heartbeat() {
+    let d = start_with(|c| c.heartbeat_interval = Duration::from_millis(200)).await;
+    let before = self_node(&d).await;
+    let path = format!("/registry-svc/node/{}", encode(SELF_URL));
+    let r = d.admin(Method::DELETE, &path, None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    let (d, before) = (&d, &before);
+    let back = wait_until(Duration::from_secs(5), || async move {
+        let listed = nodes(d, None).await;
+        listed.len() == 1 && listed[0]["lastHeartbeat"] != before["lastHeartbeat"]
+    })
+    .await;
+    assert!(back, "the node did not re-register within 5 s");
+    let listed = nodes(d, None).await;
+    assert_eq!(listed[0]["id"], before["id"]);
+    assert_eq!(listed[0]["url"], SELF_URL);
+    assert_eq!(listed[0]["status"], "Online");
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/nvidia-smi")
+        .join(name)
+}
+
+/// Writes a fake `nvidia-smi` that prints the recorded fixtures, and waits until it can be
+/// executed: a process forked by another test thread while the file was open for writing
+/// makes `exec` fail with ETXTBSY until that process has exec'd in turn.
+#[cfg(unix)]
+async fn fake_nvidia_smi(dir: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let script = format!(
+        "#!/bin/sh\n\
+         case \"$1\" in\n\
+         --query-gpu=*) [ \"$2\" = --format=csv,noheader,nounits ] || exit 3; cat '{}' ;;\n\
+         --query) cat '{}' ;;\n\
+         --probe) exit 0 ;;\n\
+         *) exit 4 ;;\n\
+         esac\n",
+        fixture("two-gpus.csv").display(),
+        fixture("query.txt").display(),
+    );
+    let path = dir.join("nvidia-smi");
+    std::fs::write(&path, script).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let runnable = wait_until(Duration::from_secs(5), || {
+        let status = std::process::Command::new(&path).arg("--probe").status();
+        async move {
+            match status {
+                Ok(status) => {
+                    assert!(
+                        status.success(),
+                        "the fake nvidia-smi fails its probe: {status}"
+                    );
+                    true
+                }
+                Err(e) if e.raw_os_error() == Some(26) => false, // ETXTBSY
+                Err(e) => panic!("cannot run the fake nvidia-smi: {e}"),
+            }
+        }
+    })
+    .await;
+    assert!(runnable, "the fake nvidia-smi stayed busy");
+    path
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn gpus_from_a_fake_nvidia_smi() {
+    let dir = tempfile::tempdir().unwrap();
+    let smi = fake_nvidia_smi(dir.path()).await;
+    let mut config = common::config(dir.path());
+    config.self_url = Some(SELF_URL.into());
+    config.nvidia_smi = smi;
+    let d = Daemon::start_with(config, dir).await;
+
+    let csv = std::fs::read_to_string(fixture("two-gpus.csv")).unwrap();
+    let rows: Vec<Vec<&str>> = csv
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.split(',').map(str::trim).collect())
+        .collect();
+    assert_eq!(rows.len(), 2, "the fixture has two GPUs");
+
+    for node in [nodes(&d, None).await.remove(0), self_node(&d).await] {
+        let gpus = node["gpus"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no gpus: {node}"));
+        assert_eq!(gpus.len(), 2, "{node}");
+        for (i, (gpu, row)) in gpus.iter().zip(&rows).enumerate() {
+            assert_eq!(gpu["id"], format!("{SELF_URL}:{i}"));
+            assert_eq!(gpu["intraNodeId"], i);
+            assert_eq!(gpu["name"], row[0]);
+            assert_eq!(gpu["memoryTotal"], row[3].parse::<u64>().unwrap());
+            assert_eq!(gpu["memoryUsage"], row[4].parse::<u64>().unwrap());
+            assert_eq!(gpu["busId"], row[8]);
+            assert_eq!(gpu["computeMode"], row[9]);
+            assert_eq!(gpu["performanceState"], row[10]);
+            assert_eq!(gpu["cudaVersion"], "12.4");
+        }
+        assert_eq!(gpus[0]["name"], "NVIDIA GeForce RTX 4090");
+        assert_eq!(gpus[1]["busId"], "00000000:4C:00.0");
+        assert_eq!(gpus[0]["memoryTotal"], 24564);
+        assert_eq!(gpus[0]["temperature"], 46.0);
+        assert_eq!(gpus[0]["powerCap"], 450.0);
+    }
+}

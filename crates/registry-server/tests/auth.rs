@@ -7,20 +7,6 @@ use common::{Daemon, Reply};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-fn assert_json_error(r: &Reply, status: StatusCode, what: &str) {
-    assert_eq!(r.status, status, "{what}: {}", r.text);
-    let content_type = r
-        .headers
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    assert!(
-        content_type.starts_with("application/json"),
-        "{what}: content-type {content_type:?}"
-    );
-    assert!(!r.error().trim().is_empty(), "{what}: empty error");
-}
-
 /// Every endpoint under /registry-svc, with a body good enough to pass validation.
 fn protected_endpoints() -> Vec<(Method, &'static str, Option<Value>)> {
     vec![
@@ -62,7 +48,7 @@ async fn no_token_is_401_everywhere() {
         let r = d
             .send(method.clone(), path, None, body.map(|b| b.to_string()))
             .await;
-        assert_json_error(&r, StatusCode::UNAUTHORIZED, &format!("{method} {path}"));
+        r.assert_error(StatusCode::UNAUTHORIZED, None, &format!("{method} {path}"));
         assert!(r.error().to_lowercase().contains("token"), "{}", r.text);
     }
     // Nothing was changed by the refused writes.
@@ -82,8 +68,18 @@ async fn unknown_token_is_401() {
                 body.map(|b| b.to_string()),
             )
             .await;
-        assert_json_error(&r, StatusCode::UNAUTHORIZED, &format!("{method} {path}"));
+        r.assert_error(StatusCode::UNAUTHORIZED, None, &format!("{method} {path}"));
     }
+}
+
+/// Lists instances with `header` as the whole Authorization header.
+async fn with_authorization(d: &Daemon, header: &str) -> reqwest::Response {
+    d.http
+        .get(d.url("/registry-svc/instances"))
+        .header("Authorization", header)
+        .send()
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -98,32 +94,13 @@ async fn malformed_authorization_header_is_401() {
         admin.clone(),
         format!("Token {admin}"),
     ] {
-        let response = d
-            .http
-            .get(d.url("/registry-svc/instances"))
-            .header("Authorization", header.as_str())
-            .send()
-            .await
-            .unwrap();
-        let status = response.status();
-        let content_type = response.headers().get("content-type").cloned();
-        let body: Value = response.json().await.unwrap();
-        assert_eq!(status, StatusCode::UNAUTHORIZED, "{header:?}: {body}");
-        assert_eq!(content_type.unwrap(), "application/json");
-        assert!(
-            body["error"].as_str().is_some_and(|e| !e.is_empty()),
-            "{header:?}: {body}"
-        );
+        let r = Reply::read(with_authorization(&d, &header).await).await;
+        r.assert_error(StatusCode::UNAUTHORIZED, None, &format!("{header:?}"));
+        assert_eq!(r.headers["content-type"], "application/json");
     }
     // The same token in the right form works, and the scheme is case-insensitive.
     for header in [format!("Bearer {admin}"), format!("bearer {admin}")] {
-        let response = d
-            .http
-            .get(d.url("/registry-svc/instances"))
-            .header("Authorization", header.as_str())
-            .send()
-            .await
-            .unwrap();
+        let response = with_authorization(&d, &header).await;
         assert_eq!(response.status(), StatusCode::OK, "{header:?}");
     }
 }
@@ -132,30 +109,9 @@ async fn malformed_authorization_header_is_401() {
 async fn user_tokens_are_refused_on_admin_only_endpoints() {
     let d = Daemon::start().await;
     // Real objects, so a 403 cannot be a disguised 404.
-    let r = d
-        .admin(
-            Method::PUT,
-            "/registry-svc/definition",
-            Some(json!({"definition": {"id": "d"}})),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED);
-    let r = d
-        .admin(
-            Method::POST,
-            "/registry-svc/tokens",
-            Some(json!({"slug": "victim"})),
-        )
-        .await;
-    let victim_id = r.body["id"].as_str().unwrap().to_string();
-    let node = d
-        .admin(Method::GET, "/registry-svc/node/self", None)
-        .await
-        .body["node"]["url"]
-        .as_str()
-        .unwrap()
-        .replace(':', "%3A")
-        .replace('/', "%2F");
+    d.save_definition(json!({"id": "d"})).await;
+    let (victim_id, _) = d.create_token(json!({"slug": "victim"})).await;
+    let node = common::encode(d.self_node().await["url"].as_str().unwrap());
 
     let user = d.token("svc-a", "user").await;
     let cases = [
@@ -189,8 +145,11 @@ async fn user_tokens_are_refused_on_admin_only_endpoints() {
     ];
     for (method, path, body) in cases {
         let r = d.as_token(&user, method.clone(), &path, body).await;
-        assert_json_error(&r, StatusCode::FORBIDDEN, &format!("{method} {path}"));
-        assert!(r.error().contains("permission"), "{}", r.text);
+        r.assert_error(
+            StatusCode::FORBIDDEN,
+            Some("permission"),
+            &format!("{method} {path}"),
+        );
     }
 
     // Nothing changed.
@@ -222,20 +181,17 @@ async fn user_tokens_are_refused_on_admin_only_endpoints() {
 async fn user_tokens_may_read_and_register() {
     let d = Daemon::start().await;
     let user = d.token("svc-a", "user").await;
-    let r = d
-        .as_token(&user, Method::GET, "/registry-svc/definitions", None)
-        .await;
-    assert_eq!(
-        (r.status, r.body.clone()),
-        (StatusCode::OK, json!({"definitions": []}))
-    );
-    let r = d
-        .as_token(&user, Method::GET, "/registry-svc/instances", None)
-        .await;
-    assert_eq!(
-        (r.status, r.body.clone()),
-        (StatusCode::OK, json!({"instances": []}))
-    );
+    for (path, empty) in [
+        ("/registry-svc/definitions", json!({"definitions": []})),
+        ("/registry-svc/instances", json!({"instances": []})),
+    ] {
+        let r = d.as_token(&user, Method::GET, path, None).await;
+        assert_eq!(
+            (r.status, r.body.clone()),
+            (StatusCode::OK, empty),
+            "{path}"
+        );
+    }
     let r = d
         .as_token(&user, Method::POST, "/registry-svc/nodes", None)
         .await;
@@ -248,15 +204,8 @@ async fn user_tokens_may_read_and_register() {
     assert!(r.body["node"]["id"]
         .as_str()
         .is_some_and(|id| !id.is_empty()));
-    let r = d
-        .as_token(
-            &user,
-            Method::PUT,
-            "/registry-svc/instance",
-            Some(json!({"url": "http://127.0.0.1:1"})),
-        )
+    d.register_as(&user, json!({"url": "http://127.0.0.1:1"}))
         .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
 }
 
 #[tokio::test]
@@ -296,14 +245,7 @@ async fn token_lifecycle() {
     );
     let other_secret = r.body["token"].as_str().unwrap().to_string();
     assert_ne!(other_secret, secret);
-    let r = d
-        .admin(
-            Method::POST,
-            "/registry-svc/tokens",
-            Some(json!({"slug": "ops", "role": "admin"})),
-        )
-        .await;
-    let ops = r.body["token"].as_str().unwrap().to_string();
+    let ops = d.token("ops", "admin").await;
     let r = d
         .as_token(&ops, Method::GET, "/registry-svc/tokens", None)
         .await;
@@ -352,7 +294,7 @@ async fn token_lifecycle() {
     let r = d
         .as_token(&secret, Method::GET, "/registry-svc/instances", None)
         .await;
-    assert_json_error(&r, StatusCode::UNAUTHORIZED, "revoked token");
+    r.assert_error(StatusCode::UNAUTHORIZED, None, "revoked token");
     let r = d.admin(Method::GET, "/registry-svc/tokens", None).await;
     assert!(r.body["tokens"]
         .as_array()
@@ -370,34 +312,23 @@ async fn token_lifecycle() {
     let r = d
         .admin(Method::DELETE, &format!("/registry-svc/token/{id}"), None)
         .await;
-    assert_json_error(&r, StatusCode::NOT_FOUND, "revoking twice");
+    r.assert_error(StatusCode::NOT_FOUND, None, "revoking twice");
     let r = d
         .admin(Method::DELETE, "/registry-svc/token/tok_unknown", None)
         .await;
-    assert_json_error(&r, StatusCode::NOT_FOUND, "revoking an unknown token");
+    r.assert_error(StatusCode::NOT_FOUND, None, "revoking an unknown token");
 }
 
 #[tokio::test]
 async fn revocation_survives_a_restart() {
     let d = Daemon::start().await;
-    let r = d
-        .admin(
-            Method::POST,
-            "/registry-svc/tokens",
-            Some(json!({"slug": "svc-a"})),
-        )
-        .await;
-    let (id, secret) = (
-        r.body["id"].as_str().unwrap().to_string(),
-        r.body["token"].as_str().unwrap().to_string(),
-    );
+    let (id, secret) = d.create_token(json!({"slug": "svc-a"})).await;
     let kept = d.token("svc-b", "user").await;
     let r = d
         .admin(Method::DELETE, &format!("/registry-svc/token/{id}"), None)
         .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
-    let dir = d.stop().await;
-    let d = Daemon::start_with(common::config(dir.path()), dir).await;
+    let d = d.restart().await;
     let r = d
         .as_token(&secret, Method::GET, "/registry-svc/instances", None)
         .await;
@@ -438,8 +369,7 @@ async fn bootstrap_admin_token_file() {
     );
     let before = std::fs::read(&path).unwrap();
 
-    let dir = d.stop().await;
-    let d = Daemon::start_with(common::config(dir.path()), dir).await;
+    let d = d.restart().await;
     assert_eq!(
         std::fs::read(&path).unwrap(),
         before,
@@ -482,15 +412,8 @@ async fn admin_token_from_the_environment() {
     );
     let env_token = "secret-admin-token-for-tests";
 
-    let r = d
-        .as_token(
-            env_token,
-            Method::PUT,
-            "/registry-svc/instance",
-            Some(json!({"url": "http://127.0.0.1:1"})),
-        )
+    d.register_as(env_token, json!({"url": "http://127.0.0.1:1"}))
         .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     let r = d
         .as_token(env_token, Method::GET, "/registry-svc/instances", None)
         .await;
@@ -534,8 +457,7 @@ async fn token_create_validates_role_and_slug() {
             Some(json!({"slug": "svc-a", "role": "superuser"})),
         )
         .await;
-    assert_json_error(&r, StatusCode::BAD_REQUEST, "invalid role");
-    assert!(r.error().contains("role"), "{}", r.text);
+    r.assert_error(StatusCode::BAD_REQUEST, Some("role"), "invalid role");
     for slug in ["bad slug", "a/b", ""] {
         let r = d
             .admin(
@@ -544,8 +466,11 @@ async fn token_create_validates_role_and_slug() {
                 Some(json!({"slug": slug, "role": "user"})),
             )
             .await;
-        assert_json_error(&r, StatusCode::BAD_REQUEST, &format!("slug {slug:?}"));
-        assert!(r.error().contains("slug"), "{}", r.text);
+        r.assert_error(
+            StatusCode::BAD_REQUEST,
+            Some("slug"),
+            &format!("slug {slug:?}"),
+        );
     }
     let r = d.admin(Method::GET, "/registry-svc/tokens", None).await;
     assert_eq!(

@@ -11,29 +11,6 @@ const INSTANCE: &str = "/registry-svc/instance";
 const DEFINITION: &str = "/registry-svc/definition";
 const TOKENS: &str = "/registry-svc/tokens";
 
-/// Status, JSON content type, a non-empty `error`, and the field name when one is given.
-fn assert_error(r: &Reply, status: StatusCode, field: Option<&str>, what: &str) {
-    assert_eq!(r.status, status, "{what}: {}", r.text);
-    let content_type = r
-        .headers
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    assert!(
-        content_type.starts_with("application/json"),
-        "{what}: content-type {content_type:?}, body {:?}",
-        r.text
-    );
-    let error = r.error();
-    assert!(!error.trim().is_empty(), "{what}: empty error");
-    if let Some(field) = field {
-        assert!(
-            error.contains(field),
-            "{what}: error {error:?} does not name `{field}`"
-        );
-    }
-}
-
 async fn raw(d: &Daemon, method: Method, path: &str, body: &str) -> Reply {
     d.send(method, path, Some(&d.admin), Some(body.to_string()))
         .await
@@ -80,8 +57,7 @@ async fn malformed_json_empty_body_trailing_garbage_and_arrays_are_400() {
         ];
         for (what, body) in bodies {
             let r = raw(&d, method.clone(), path, &body).await;
-            assert_error(
-                &r,
+            r.assert_error(
                 StatusCode::BAD_REQUEST,
                 None,
                 &format!("{what} to {path}: {body:?}"),
@@ -103,15 +79,14 @@ async fn an_array_that_would_fill_the_fields_positionally_is_still_400() {
         r#"["", "", "http://127.0.0.1:1"]"#,
     )
     .await;
-    assert_error(&r, StatusCode::BAD_REQUEST, None, "instance as an array");
+    r.assert_error(StatusCode::BAD_REQUEST, None, "instance as an array");
     // CreateTokenRequest's fields are slug, role.
     let r = raw(&d, Method::POST, TOKENS, r#"["svc-a", "admin"]"#).await;
-    assert_error(&r, StatusCode::BAD_REQUEST, None, "token as an array");
+    r.assert_error(StatusCode::BAD_REQUEST, None, "token as an array");
     let r = raw(&d, Method::PUT, DEFINITION, r#"[{"id": "d"}]"#).await;
-    assert_error(&r, StatusCode::BAD_REQUEST, None, "definition as an array");
+    r.assert_error(StatusCode::BAD_REQUEST, None, "definition as an array");
     let r = raw(&d, Method::POST, "/registry-svc/nodes", r#"[[]]"#).await;
-    assert_error(
-        &r,
+    r.assert_error(
         StatusCode::BAD_REQUEST,
         None,
         "node list request as an array",
@@ -171,7 +146,7 @@ async fn wrong_types_name_the_field() {
     ];
     for (method, path, body, field) in cases {
         let r = raw(&d, method, path, body).await;
-        assert_error(&r, StatusCode::BAD_REQUEST, Some(field), body);
+        r.assert_error(StatusCode::BAD_REQUEST, Some(field), body);
     }
     assert_nothing_stored(&d).await;
 }
@@ -180,24 +155,17 @@ async fn wrong_types_name_the_field() {
 async fn missing_required_fields_are_named() {
     let d = Daemon::start().await;
     let r = raw(&d, Method::PUT, INSTANCE, "{}").await;
-    assert_error(&r, StatusCode::BAD_REQUEST, Some("url"), "instance {}");
+    r.assert_error(StatusCode::BAD_REQUEST, Some("url"), "instance {}");
     let r = raw(&d, Method::PUT, DEFINITION, "{}").await;
-    assert_error(
-        &r,
-        StatusCode::BAD_REQUEST,
-        Some("definition"),
-        "definition {}",
-    );
+    r.assert_error(StatusCode::BAD_REQUEST, Some("definition"), "definition {}");
     let r = raw(&d, Method::PUT, DEFINITION, r#"{"definition": null}"#).await;
-    assert_error(
-        &r,
+    r.assert_error(
         StatusCode::BAD_REQUEST,
         Some("definition"),
         "definition null",
     );
     let r = raw(&d, Method::PUT, DEFINITION, r#"{"definition": {}}"#).await;
-    assert_error(
-        &r,
+    r.assert_error(
         StatusCode::BAD_REQUEST,
         Some("definition.id"),
         "definition without id",
@@ -209,14 +177,13 @@ async fn missing_required_fields_are_named() {
         r#"{"definition": {"id": "d", "image": {"internalPorts": [80]}}}"#,
     )
     .await;
-    assert_error(
-        &r,
+    r.assert_error(
         StatusCode::BAD_REQUEST,
         Some("definition.image.name"),
         "image without name",
     );
     let r = raw(&d, Method::POST, TOKENS, "{}").await;
-    assert_error(&r, StatusCode::BAD_REQUEST, Some("slug"), "token {}");
+    r.assert_error(StatusCode::BAD_REQUEST, Some("slug"), "token {}");
     // With parts instead of a URL, each missing part is named.
     let r = raw(
         &d,
@@ -225,7 +192,7 @@ async fn missing_required_fields_are_named() {
         r#"{"scheme": "http", "port": 1}"#,
     )
     .await;
-    assert_error(&r, StatusCode::BAD_REQUEST, Some("host"), "no host");
+    r.assert_error(StatusCode::BAD_REQUEST, Some("host"), "no host");
     let r = raw(
         &d,
         Method::PUT,
@@ -233,7 +200,7 @@ async fn missing_required_fields_are_named() {
         r#"{"scheme": "http", "host": "127.0.0.1"}"#,
     )
     .await;
-    assert_error(&r, StatusCode::BAD_REQUEST, Some("port"), "no port");
+    r.assert_error(StatusCode::BAD_REQUEST, Some("port"), "no port");
     assert_nothing_stored(&d).await;
 }
 
@@ -294,7 +261,7 @@ async fn invalid_values_name_the_field() {
     ];
     for (body, field) in cases {
         let r = d.admin(Method::PUT, INSTANCE, Some(body.clone())).await;
-        assert_error(&r, StatusCode::BAD_REQUEST, Some(field), &body.to_string());
+        r.assert_error(StatusCode::BAD_REQUEST, Some(field), &body.to_string());
     }
     for id in ["a b", "a/b"] {
         let r = d
@@ -304,13 +271,12 @@ async fn invalid_values_name_the_field() {
                 Some(json!({"definition": {"id": id}})),
             )
             .await;
-        assert_error(&r, StatusCode::BAD_REQUEST, Some("definition.id"), id);
+        r.assert_error(StatusCode::BAD_REQUEST, Some("definition.id"), id);
     }
     let r = d
         .admin(Method::PUT, DEFINITION, Some(json!({"definition": {"id": "d", "image": {"name": "a", "internalPorts": [70000]}}})))
         .await;
-    assert_error(
-        &r,
+    r.assert_error(
         StatusCode::BAD_REQUEST,
         Some("definition.image.internalPorts"),
         "internal port 70000",
@@ -322,8 +288,7 @@ async fn invalid_values_name_the_field() {
             Some(json!({"definition": {"id": "d", "hostPort": 70000}})),
         )
         .await;
-    assert_error(
-        &r,
+    r.assert_error(
         StatusCode::BAD_REQUEST,
         Some("definition.hostPort"),
         "hostPort 70000",
@@ -337,7 +302,7 @@ async fn bad_status_filter_is_400() {
     let r = d
         .admin(Method::GET, "/registry-svc/instances?status=Sleepy", None)
         .await;
-    assert_error(&r, StatusCode::BAD_REQUEST, Some("status"), "status=Sleepy");
+    r.assert_error(StatusCode::BAD_REQUEST, Some("status"), "status=Sleepy");
     assert!(r.error().contains("Sleepy"), "{}", r.text);
 }
 
@@ -347,12 +312,12 @@ async fn oversized_body_is_413() {
     let padding = "x".repeat(2 * 1024 * 1024);
     let body = format!(r#"{{"url": "http://127.0.0.1:1", "metadata": {{"pad": "{padding}"}}}}"#);
     let r = raw(&d, Method::PUT, INSTANCE, &body).await;
-    assert_error(&r, StatusCode::PAYLOAD_TOO_LARGE, None, "2 MiB instance");
+    r.assert_error(StatusCode::PAYLOAD_TOO_LARGE, None, "2 MiB instance");
     let body = format!(
         r#"{{"definition": {{"id": "d", "envars": [{{"key": "k", "value": "{padding}"}}]}}}}"#
     );
     let r = raw(&d, Method::PUT, DEFINITION, &body).await;
-    assert_error(&r, StatusCode::PAYLOAD_TOO_LARGE, None, "2 MiB definition");
+    r.assert_error(StatusCode::PAYLOAD_TOO_LARGE, None, "2 MiB definition");
     assert_nothing_stored(&d).await;
 }
 
@@ -367,7 +332,7 @@ async fn unknown_paths_are_404_json() {
     ] {
         for token in [Some(d.admin.as_str()), None] {
             let r = d.send(Method::GET, path, token, None).await;
-            assert_error(&r, StatusCode::NOT_FOUND, None, path);
+            r.assert_error(StatusCode::NOT_FOUND, None, path);
         }
     }
 }
@@ -386,8 +351,7 @@ async fn wrong_methods_are_405_json() {
     ];
     for (method, path) in cases {
         let r = d.send(method.clone(), path, Some(&d.admin), None).await;
-        assert_error(
-            &r,
+        r.assert_error(
             StatusCode::METHOD_NOT_ALLOWED,
             None,
             &format!("{method} {path}"),
@@ -418,14 +382,7 @@ async fn any_content_type_is_read_as_json() {
         assert_eq!(response.status(), StatusCode::CREATED, "{content_type}");
     }
     // And with no Content-Type at all.
-    let r = raw(
-        &d,
-        Method::PUT,
-        INSTANCE,
-        r#"{"url": "http://127.0.0.1:9"}"#,
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    d.register(json!({"url": "http://127.0.0.1:9"})).await;
     let r = d.admin(Method::GET, "/registry-svc/instances", None).await;
     assert_eq!(r.body["instances"].as_array().unwrap().len(), 4);
 }
@@ -433,14 +390,8 @@ async fn any_content_type_is_read_as_json() {
 #[tokio::test]
 async fn unknown_fields_are_ignored() {
     let d = Daemon::start().await;
-    let r = d
-        .admin(
-            Method::PUT,
-            INSTANCE,
-            Some(json!({"url": "http://127.0.0.1:1", "colour": "red", "nested": {"a": [1]}})),
-        )
+    d.register(json!({"url": "http://127.0.0.1:1", "colour": "red", "nested": {"a": [1]}}))
         .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     let r = d
         .admin(Method::PUT, DEFINITION, Some(json!({"extra": 1, "definition": {"id": "d", "futureField": true, "image": {"name": "a", "digest": "sha"}}})))
         .await;
@@ -489,6 +440,6 @@ async fn invalid_utf8_in_a_path_segment_is_a_client_error() {
             r.status,
             r.text
         );
-        assert_error(&r, r.status, None, path);
+        r.assert_error(r.status, None, path);
     }
 }

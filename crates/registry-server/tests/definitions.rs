@@ -26,14 +26,6 @@ fn long_form() -> Value {
     })
 }
 
-async fn save(d: &Daemon, definition: Value) {
-    let r = d
-        .admin(Method::PUT, SAVE, Some(json!({ "definition": definition })))
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    assert_eq!(r.body, json!({}), "{}", r.text);
-}
-
 async fn list(d: &Daemon) -> Vec<Value> {
     let r = d.admin(Method::GET, LIST, None).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
@@ -72,7 +64,7 @@ async fn empty_list_is_an_empty_array() {
 #[tokio::test]
 async fn long_form_reads_back_exactly() {
     let d = Daemon::start().await;
-    save(&d, long_form()).await;
+    d.save_definition(long_form()).await;
     let definitions = list(&d).await;
     assert_eq!(definitions, vec![long_form()]);
     let def = &definitions[0];
@@ -88,12 +80,9 @@ async fn long_form_reads_back_exactly() {
 #[tokio::test]
 async fn saving_again_replaces_the_definition() {
     let d = Daemon::start().await;
-    save(&d, long_form()).await;
-    save(
-        &d,
-        json!({"id": "other", "image": {"name": "x/other", "internalPorts": [1]}}),
-    )
-    .await;
+    d.save_definition(long_form()).await;
+    d.save_definition(json!({"id": "other", "image": {"name": "x/other", "internalPorts": [1]}}))
+        .await;
     let replacement = json!({
         "id": "user-svc",
         "repository": {
@@ -108,7 +97,7 @@ async fn saving_again_replaces_the_definition() {
         "envars": [{"key": "MODE", "value": "replaced"}],
         "ports": [{"internal": 7000, "host": 7001}]
     });
-    save(&d, replacement.clone()).await;
+    d.save_definition(replacement.clone()).await;
     let definitions = list(&d).await;
     assert_eq!(definitions.len(), 2, "{definitions:?}");
     let saved = find(&definitions, "user-svc");
@@ -123,8 +112,8 @@ async fn saving_again_replaces_the_definition() {
 #[tokio::test]
 async fn delete_then_delete_again_is_404() {
     let d = Daemon::start().await;
-    save(&d, long_form()).await;
-    save(&d, json!({"id": "keep-me"})).await;
+    d.save_definition(long_form()).await;
+    d.save_definition(json!({"id": "keep-me"})).await;
     let r = d
         .admin(Method::DELETE, "/registry-svc/definition/user-svc", None)
         .await;
@@ -135,19 +124,17 @@ async fn delete_then_delete_again_is_404() {
     let r = d
         .admin(Method::DELETE, "/registry-svc/definition/user-svc", None)
         .await;
-    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
-    assert!(r.error().contains("user-svc"), "{}", r.text);
+    r.assert_error(StatusCode::NOT_FOUND, Some("user-svc"), "deleting again");
     let r = d
         .admin(Method::DELETE, "/registry-svc/definition/never-was", None)
         .await;
-    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
-    r.error();
+    r.assert_error(StatusCode::NOT_FOUND, None, "deleting an unknown one");
 }
 
 #[tokio::test]
 async fn definition_without_image_or_repository_is_valid() {
     let d = Daemon::start().await;
-    save(&d, json!({"id": "bare"})).await;
+    d.save_definition(json!({"id": "bare"})).await;
     let definitions = list(&d).await;
     assert_eq!(
         definitions,
@@ -161,8 +148,8 @@ async fn short_form_examples_read_back_in_long_form() {
     let a = yaml_file(&examples_dir().join("test-a.yaml"));
     let b = yaml_file(&examples_dir().join("test-b.yaml"));
     assert_eq!(a["hostPort"], 8887, "test-a.yaml is the short form");
-    save(&d, a).await;
-    save(&d, b).await;
+    d.save_definition(a).await;
+    d.save_definition(b).await;
     let definitions = list(&d).await;
     assert_eq!(definitions.len(), 2);
 
@@ -211,16 +198,7 @@ async fn shared_examples_all_load() {
             .as_str()
             .unwrap_or_else(|| panic!("{} has no id", file.display()))
             .to_string();
-        let r = d
-            .admin(Method::PUT, SAVE, Some(json!({ "definition": definition })))
-            .await;
-        assert_eq!(
-            r.status,
-            StatusCode::CREATED,
-            "{}: {}",
-            file.display(),
-            r.text
-        );
+        d.save_definition(definition).await;
         find(&list(&d).await, &id);
     }
     assert_eq!(list(&d).await.len(), files.len());
@@ -240,8 +218,11 @@ async fn image_and_repository_together_is_400() {
             }})),
         )
         .await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
-    assert!(r.error().contains("definition.image"), "{}", r.text);
+    r.assert_error(
+        StatusCode::BAD_REQUEST,
+        Some("definition.image"),
+        "image and repository",
+    );
     assert_eq!(list(&d).await, Vec::<Value>::new(), "nothing is saved");
 }
 
@@ -252,8 +233,7 @@ async fn bad_id_characters_are_400() {
         let r = d
             .admin(Method::PUT, SAVE, Some(json!({"definition": {"id": id}})))
             .await;
-        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{id:?}: {}", r.text);
-        assert!(r.error().contains("definition.id"), "{id:?}: {}", r.text);
+        r.assert_error(StatusCode::BAD_REQUEST, Some("definition.id"), id);
     }
     assert_eq!(list(&d).await, Vec::<Value>::new());
 }
@@ -261,29 +241,21 @@ async fn bad_id_characters_are_400() {
 #[tokio::test]
 async fn users_may_list_but_not_save_or_delete() {
     let d = Daemon::start().await;
-    save(&d, long_form()).await;
+    d.save_definition(long_form()).await;
     let user = d.token("svc-a", "user").await;
 
-    let r = d
-        .as_token(
-            &user,
-            Method::PUT,
-            SAVE,
-            Some(json!({"definition": {"id": "mine"}})),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
-    assert!(r.error().contains("permission"), "{}", r.text);
-    // Replacing an existing one is also refused, and leaves it as it was.
-    let r = d
-        .as_token(
-            &user,
-            Method::PUT,
-            SAVE,
-            Some(json!({"definition": {"id": "user-svc"}})),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+    // Saving a new one or replacing an existing one is refused, and leaves it as it was.
+    for id in ["mine", "user-svc"] {
+        let r = d
+            .as_token(
+                &user,
+                Method::PUT,
+                SAVE,
+                Some(json!({"definition": {"id": id}})),
+            )
+            .await;
+        r.assert_error(StatusCode::FORBIDDEN, Some("permission"), id);
+    }
     let r = d
         .as_token(
             &user,
@@ -292,8 +264,7 @@ async fn users_may_list_but_not_save_or_delete() {
             None,
         )
         .await;
-    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
-    r.error();
+    r.assert_error(StatusCode::FORBIDDEN, None, "deleting");
 
     let r = d.as_token(&user, Method::GET, LIST, None).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
@@ -303,8 +274,7 @@ async fn users_may_list_but_not_save_or_delete() {
 #[tokio::test]
 async fn definitions_survive_a_restart() {
     let d = Daemon::start().await;
-    save(&d, long_form()).await;
-    let dir = d.stop().await;
-    let d = Daemon::start_with(common::config(dir.path()), dir).await;
+    d.save_definition(long_form()).await;
+    let d = d.restart().await;
     assert_eq!(list(&d).await, vec![long_form()]);
 }

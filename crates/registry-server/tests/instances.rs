@@ -11,20 +11,18 @@ use std::collections::BTreeSet;
 const REGISTER: &str = "/registry-svc/instance";
 const LIST: &str = "/registry-svc/instances";
 
-/// Registers as `token` and returns the instance id the registry answered with.
-async fn register_as(d: &Daemon, token: &str, body: Value) -> String {
+/// Deletes instance `id` as `token`, asserting a 204 with no body.
+async fn delete_as(d: &Daemon, token: &str, id: &str) {
     let r = d
-        .as_token(token, Method::PUT, REGISTER, Some(body.clone()))
+        .as_token(
+            token,
+            Method::DELETE,
+            &format!("/registry-svc/instance/{id}"),
+            None,
+        )
         .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{body}: {}", r.text);
-    r.body["id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no id in {}", r.text))
-        .to_string()
-}
-
-async fn register(d: &Daemon, body: Value) -> String {
-    register_as(d, &d.admin, body).await
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{id}: {}", r.text);
+    assert!(r.text.is_empty(), "204 has no body: {:?}", r.text);
 }
 
 /// The instances a list request answers (as admin), asserting a 200.
@@ -56,21 +54,15 @@ fn is_generated_id(id: &str) -> bool {
 #[tokio::test]
 async fn register_by_url() {
     let d = Daemon::start().await;
-    let r = d
-        .admin(
-            Method::PUT,
-            REGISTER,
-            Some(json!({"url": "http://127.0.0.1:1/api/v1", "deploymentId": "dep-1"})),
-        )
+    let id = d
+        .register(json!({"url": "http://127.0.0.1:1/api/v1", "deploymentId": "dep-1"}))
         .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    let id = r.body["id"].as_str().unwrap();
-    assert!(is_generated_id(id), "{id}");
+    assert!(is_generated_id(&id), "{id}");
 
     let instances = list(&d, "").await;
     assert_eq!(instances.len(), 1);
     let i = &instances[0];
-    assert_eq!(i["id"], id);
+    assert_eq!(i["id"], id.as_str());
     assert_eq!(i["url"], "http://127.0.0.1:1/api/v1");
     assert_eq!(i["scheme"], "http");
     assert_eq!(i["host"], "127.0.0.1");
@@ -87,11 +79,9 @@ async fn register_by_url() {
 #[tokio::test]
 async fn register_by_parts_builds_the_url() {
     let d = Daemon::start().await;
-    let id = register(
-        &d,
-        json!({"scheme": "http", "host": "127.0.0.1", "port": 9000, "path": "api"}),
-    )
-    .await;
+    let id = d
+        .register(json!({"scheme": "http", "host": "127.0.0.1", "port": 9000, "path": "api"}))
+        .await;
     assert!(is_generated_id(&id), "{id}");
     let instances = list(&d, "").await;
     assert_eq!(instances.len(), 1);
@@ -103,11 +93,8 @@ async fn register_by_parts_builds_the_url() {
     );
 
     // An ip alone serves as the host.
-    register(
-        &d,
-        json!({"scheme": "http", "ip": "127.0.0.2", "port": 9001}),
-    )
-    .await;
+    d.register(json!({"scheme": "http", "ip": "127.0.0.2", "port": 9001}))
+        .await;
     let i = list(&d, "?ip=127.0.0.2").await;
     assert_eq!(i.len(), 1);
     assert_eq!(i[0]["url"], "http://127.0.0.2:9001");
@@ -117,16 +104,12 @@ async fn register_by_parts_builds_the_url() {
 async fn registering_the_same_url_again_updates_in_place() {
     let d = Daemon::start().await;
     let url = "http://127.0.0.1:1";
-    let first = register(
-        &d,
-        json!({"url": url, "tags": ["blue"], "deploymentId": "d1"}),
-    )
-    .await;
-    let second = register(
-        &d,
-        json!({"url": url, "tags": ["green", "canary"], "deploymentId": "d2"}),
-    )
-    .await;
+    let first = d
+        .register(json!({"url": url, "tags": ["blue"], "deploymentId": "d1"}))
+        .await;
+    let second = d
+        .register(json!({"url": url, "tags": ["green", "canary"], "deploymentId": "d2"}))
+        .await;
     assert_eq!(first, second);
     let instances = list(&d, "").await;
     assert_eq!(instances.len(), 1, "{instances:?}");
@@ -138,14 +121,14 @@ async fn registering_the_same_url_again_updates_in_place() {
 #[tokio::test]
 async fn register_with_a_given_id() {
     let d = Daemon::start().await;
-    let id = register(&d, json!({"id": "my-inst.1", "url": "http://127.0.0.1:1"})).await;
+    let id = d
+        .register(json!({"id": "my-inst.1", "url": "http://127.0.0.1:1"}))
+        .await;
     assert_eq!(id, "my-inst.1");
     // The id wins over the URL: the same instance moves to a new address.
-    let again = register(
-        &d,
-        json!({"id": "my-inst.1", "url": "http://127.0.0.1:2/x"}),
-    )
-    .await;
+    let again = d
+        .register(json!({"id": "my-inst.1", "url": "http://127.0.0.1:2/x"}))
+        .await;
     assert_eq!(again, "my-inst.1");
     let instances = list(&d, "").await;
     assert_eq!(instances.len(), 1, "{instances:?}");
@@ -169,17 +152,9 @@ async fn empty_list_is_an_empty_array() {
 #[tokio::test]
 async fn delete_then_delete_again_is_404() {
     let d = Daemon::start().await;
-    let gone = register(&d, json!({"url": "http://127.0.0.1:1"})).await;
-    let kept = register(&d, json!({"url": "http://127.0.0.1:2"})).await;
-    let r = d
-        .admin(
-            Method::DELETE,
-            &format!("/registry-svc/instance/{gone}"),
-            None,
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
-    assert!(r.text.is_empty());
+    let gone = d.register(json!({"url": "http://127.0.0.1:1"})).await;
+    let kept = d.register(json!({"url": "http://127.0.0.1:2"})).await;
+    delete_as(&d, &d.admin, &gone).await;
     assert_eq!(ids(&d, "").await, set(&[&kept]));
     let r = d
         .admin(
@@ -188,87 +163,88 @@ async fn delete_then_delete_again_is_404() {
             None,
         )
         .await;
-    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
-    assert!(r.error().contains(&gone), "{}", r.text);
+    r.assert_error(StatusCode::NOT_FOUND, Some(&gone), "deleting again");
 }
 
 /// For each filter, two instances that differ in that field (and only as much else as the
 /// address forces), on a fresh daemon; the filter must pick exactly one.
 #[tokio::test]
 async fn every_filter_selects_by_its_field() {
-    struct Case {
-        filter: &'static str,
-        a: Value,
-        b: Value,
+    /// The instance `id` at http://127.0.0.1:1, with `fields` set over it.
+    fn instance(id: &str, fields: Value) -> Value {
+        let mut body = json!({"id": id, "url": "http://127.0.0.1:1"});
+        body.as_object_mut()
+            .unwrap()
+            .extend(fields.as_object().unwrap().clone());
+        body
     }
+    // (filter, what `a` sets, what `b` sets) over `instance("a")` and `instance("b")`.
     let cases = [
-        Case {
-            filter: "id=inst-a",
-            a: json!({"id": "inst-a", "url": "http://127.0.0.1:1"}),
-            b: json!({"id": "inst-b", "url": "http://127.0.0.1:1"}),
-        },
-        Case {
-            filter: "slug=svc-a",
-            a: json!({"id": "a", "url": "http://127.0.0.1:1", "slug": "svc-a"}),
-            b: json!({"id": "b", "url": "http://127.0.0.1:1", "slug": "svc-b"}),
-        },
-        Case {
-            filter: "host=127.0.0.1",
-            a: json!({"id": "a", "url": "http://127.0.0.1:1", "ip": "127.0.0.9"}),
-            b: json!({"id": "b", "url": "http://127.0.0.2:1", "ip": "127.0.0.9"}),
-        },
-        Case {
-            filter: "ip=127.0.0.3",
-            a: json!({"id": "a", "url": "http://127.0.0.1:1", "ip": "127.0.0.3"}),
-            b: json!({"id": "b", "url": "http://127.0.0.1:1", "ip": "127.0.0.4"}),
-        },
-        Case {
-            filter: "scheme=https",
-            a: json!({"id": "a", "url": "https://127.0.0.1:1"}),
-            b: json!({"id": "b", "url": "http://127.0.0.1:1"}),
-        },
-        Case {
-            filter: "path=%2Fv1",
-            a: json!({"id": "a", "url": "http://127.0.0.1:1/v1"}),
-            b: json!({"id": "b", "url": "http://127.0.0.1:1/v2"}),
-        },
-        Case {
-            filter: "deploymentId=dep-a",
-            a: json!({"id": "a", "url": "http://127.0.0.1:1", "deploymentId": "dep-a"}),
-            b: json!({"id": "b", "url": "http://127.0.0.1:1", "deploymentId": "dep-b"}),
-        },
-        Case {
-            filter: "nodeUrl=http%3A%2F%2F127.0.0.1%3A58231",
-            a: json!({"id": "a", "url": "http://127.0.0.1:1", "nodeUrl": "http://127.0.0.1:58231"}),
-            b: json!({"id": "b", "url": "http://127.0.0.1:1", "nodeUrl": "http://127.0.0.2:58231"}),
-        },
-        Case {
-            filter: "tag=x&tag=y",
-            a: json!({"id": "a", "url": "http://127.0.0.1:1", "tags": ["x", "y", "z"]}),
-            b: json!({"id": "b", "url": "http://127.0.0.1:1", "tags": ["x"]}),
-        },
+        (
+            "id=inst-a",
+            json!({"id": "inst-a"}),
+            json!({"id": "inst-b"}),
+        ),
+        (
+            "slug=svc-a",
+            json!({"slug": "svc-a"}),
+            json!({"slug": "svc-b"}),
+        ),
+        (
+            "host=127.0.0.1",
+            json!({"ip": "127.0.0.9"}),
+            json!({"url": "http://127.0.0.2:1", "ip": "127.0.0.9"}),
+        ),
+        (
+            "ip=127.0.0.3",
+            json!({"ip": "127.0.0.3"}),
+            json!({"ip": "127.0.0.4"}),
+        ),
+        (
+            "scheme=https",
+            json!({"url": "https://127.0.0.1:1"}),
+            json!({}),
+        ),
+        (
+            "path=%2Fv1",
+            json!({"url": "http://127.0.0.1:1/v1"}),
+            json!({"url": "http://127.0.0.1:1/v2"}),
+        ),
+        (
+            "deploymentId=dep-a",
+            json!({"deploymentId": "dep-a"}),
+            json!({"deploymentId": "dep-b"}),
+        ),
+        (
+            "nodeUrl=http%3A%2F%2F127.0.0.1%3A58231",
+            json!({"nodeUrl": "http://127.0.0.1:58231"}),
+            json!({"nodeUrl": "http://127.0.0.2:58231"}),
+        ),
+        (
+            "tag=x&tag=y",
+            json!({"tags": ["x", "y", "z"]}),
+            json!({"tags": ["x"]}),
+        ),
     ];
-    for case in cases {
+    for (filter, a, b) in cases {
         let d = Daemon::start().await;
-        let a = register(&d, case.a.clone()).await;
-        let b = register(&d, case.b.clone()).await;
+        let a = d.register(instance("a", a)).await;
+        let b = d.register(instance("b", b)).await;
         assert_ne!(a, b);
-        assert_eq!(ids(&d, "").await, set(&[&a, &b]), "{}", case.filter);
+        assert_eq!(ids(&d, "").await, set(&[&a, &b]), "{filter}");
         assert_eq!(
-            ids(&d, &format!("?{}", case.filter)).await,
+            ids(&d, &format!("?{filter}")).await,
             set(&[&a]),
-            "filter {}",
-            case.filter
+            "filter {filter}"
         );
     }
 }
-
 #[tokio::test]
 async fn filters_combine_with_and() {
     let d = Daemon::start().await;
-    register(&d, json!({"id": "a1", "url": "http://127.0.0.1:1", "slug": "svc-a", "deploymentId": "d1", "tags": ["x"]})).await;
-    register(&d, json!({"id": "a2", "url": "http://127.0.0.1:2", "slug": "svc-a", "deploymentId": "d2", "tags": ["x", "y"]})).await;
-    register(&d, json!({"id": "b1", "url": "http://127.0.0.1:3", "slug": "svc-b", "deploymentId": "d1", "tags": ["y"]})).await;
+    d.register(json!({"id": "a1", "url": "http://127.0.0.1:1", "slug": "svc-a", "deploymentId": "d1", "tags": ["x"]})).await;
+    d.register(json!({"id": "a2", "url": "http://127.0.0.1:2", "slug": "svc-a", "deploymentId": "d2", "tags": ["x", "y"]})).await;
+    d.register(json!({"id": "b1", "url": "http://127.0.0.1:3", "slug": "svc-b", "deploymentId": "d1", "tags": ["y"]})).await;
 
     assert_eq!(ids(&d, "?slug=svc-a").await, set(&["a1", "a2"]));
     assert_eq!(ids(&d, "?deploymentId=d1").await, set(&["a1", "b1"]));
@@ -292,52 +268,41 @@ async fn only_the_owner_an_admin_or_a_trusted_slug_may_change_an_instance() {
     let svc_b = d.token("svc-b", "user").await;
     let url = "http://127.0.0.1:1";
 
-    let id = register_as(&d, &svc_a, json!({"url": url, "tags": ["original"]})).await;
+    let id = d
+        .register_as(&svc_a, json!({"url": url, "tags": ["original"]}))
+        .await;
     let listed = list(&d, "").await;
     assert_eq!(listed[0]["slug"], "svc-a", "the caller's slug");
 
-    // svc-b can neither take it over by URL or by id, nor remove it.
-    let r = d
-        .as_token(
-            &svc_b,
+    // svc-b can neither take it over by URL or by id, nor remove it, nor register a new
+    // instance in svc-a's name.
+    let path = format!("/registry-svc/instance/{id}");
+    let refused = [
+        (
             Method::PUT,
             REGISTER,
             Some(json!({"url": url, "tags": ["hijacked"]})),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
-    assert!(r.error().contains("svc-a"), "{}", r.text);
-    let r = d
-        .as_token(
-            &svc_b,
+            Some("svc-a"),
+        ),
+        (
             Method::PUT,
             REGISTER,
             Some(json!({"id": id, "url": "http://127.0.0.1:2", "tags": ["hijacked"]})),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
-    r.error();
-    let r = d
-        .as_token(
-            &svc_b,
-            Method::DELETE,
-            &format!("/registry-svc/instance/{id}"),
             None,
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
-    r.error();
-    // ... nor register a new instance in svc-a's name.
-    let r = d
-        .as_token(
-            &svc_b,
+        ),
+        (Method::DELETE, path.as_str(), None, None),
+        (
             Method::PUT,
             REGISTER,
             Some(json!({"url": "http://127.0.0.1:3", "slug": "svc-a"})),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
-    r.error();
+            None,
+        ),
+    ];
+    for (method, path, body, names) in refused {
+        let what = format!("{method} {path} {body:?}");
+        let r = d.as_token(&svc_b, method, path, body).await;
+        r.assert_error(StatusCode::FORBIDDEN, names, &what);
+    }
 
     let listed = list(&d, "").await;
     assert_eq!(listed.len(), 1, "{listed:?}");
@@ -348,31 +313,17 @@ async fn only_the_owner_an_admin_or_a_trusted_slug_may_change_an_instance() {
 
     // The owner may update and remove it.
     assert_eq!(
-        register_as(&d, &svc_a, json!({"url": url, "tags": ["updated"]})).await,
+        d.register_as(&svc_a, json!({"url": url, "tags": ["updated"]}))
+            .await,
         id
     );
     assert_eq!(list(&d, "").await[0]["tags"], json!(["updated"]));
-    let r = d
-        .as_token(
-            &svc_a,
-            Method::DELETE,
-            &format!("/registry-svc/instance/{id}"),
-            None,
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    delete_as(&d, &svc_a, &id).await;
     assert_eq!(list(&d, "").await, Vec::<Value>::new());
 
     // An admin may remove anyone's.
-    let id = register_as(&d, &svc_a, json!({"url": url})).await;
-    let r = d
-        .admin(
-            Method::DELETE,
-            &format!("/registry-svc/instance/{id}"),
-            None,
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    let id = d.register_as(&svc_a, json!({"url": url})).await;
+    delete_as(&d, &d.admin, &id).await;
     assert_eq!(list(&d, "").await, Vec::<Value>::new());
 }
 
@@ -382,24 +333,22 @@ async fn a_trusted_slug_manages_instances_of_every_slug() {
     let deploy = d.token("deploy-svc", "user").await;
     let svc_a = d.token("svc-a", "user").await;
 
-    let theirs = register_as(
-        &d,
-        &deploy,
-        json!({"url": "http://127.0.0.1:1", "slug": "other-svc"}),
-    )
-    .await;
+    let theirs = d
+        .register_as(
+            &deploy,
+            json!({"url": "http://127.0.0.1:1", "slug": "other-svc"}),
+        )
+        .await;
     let listed = list(&d, &format!("?id={theirs}")).await;
     assert_eq!(listed[0]["slug"], "other-svc");
 
-    let owned_by_a = register_as(&d, &svc_a, json!({"url": "http://127.0.0.1:2"})).await;
+    let owned_by_a = d
+        .register_as(&svc_a, json!({"url": "http://127.0.0.1:2"}))
+        .await;
     // The trusted slug may update it (keeping its owner) and remove it.
     assert_eq!(
-        register_as(
-            &d,
-            &deploy,
-            json!({"url": "http://127.0.0.1:2", "tags": ["t"]})
-        )
-        .await,
+        d.register_as(&deploy, json!({"url": "http://127.0.0.1:2", "tags": ["t"]}))
+            .await,
         owned_by_a
     );
     let listed = list(&d, &format!("?id={owned_by_a}")).await;
@@ -407,15 +356,7 @@ async fn a_trusted_slug_manages_instances_of_every_slug() {
         (listed[0]["slug"].as_str(), listed[0]["tags"].clone()),
         (Some("svc-a"), json!(["t"]))
     );
-    let r = d
-        .as_token(
-            &deploy,
-            Method::DELETE,
-            &format!("/registry-svc/instance/{owned_by_a}"),
-            None,
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    delete_as(&d, &deploy, &owned_by_a).await;
     assert_eq!(ids(&d, "").await, set(&[&theirs]));
 }
 
@@ -424,19 +365,7 @@ async fn concurrent_registrations_of_one_url_make_one_instance() {
     let d = Daemon::start().await;
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..100 {
-        let (http, url, token) = (d.http.clone(), d.url(REGISTER), d.admin.clone());
-        tasks.spawn(async move {
-            let r = http
-                .put(url)
-                .bearer_auth(token)
-                .json(&json!({"url": "http://127.0.0.1:1", "tags": [format!("t{i}")]}))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), StatusCode::CREATED);
-            let body: Value = r.json().await.unwrap();
-            body["id"].as_str().unwrap().to_string()
-        });
+        tasks.spawn(d.register(json!({"url": "http://127.0.0.1:1", "tags": [format!("t{i}")]})));
     }
     let answered: BTreeSet<String> = tasks.join_all().await.into_iter().collect();
     assert_eq!(
@@ -457,20 +386,9 @@ async fn concurrent_registrations_of_different_urls_all_appear() {
     let d = Daemon::start().await;
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..200u32 {
-        let (http, url, token) = (d.http.clone(), d.url(REGISTER), d.admin.clone());
-        tasks.spawn(async move {
-            let target = format!("http://127.0.{}.{}:{}", i / 100, i % 100 + 1, 1000 + i);
-            let r = http
-                .put(url)
-                .bearer_auth(token)
-                .json(&json!({"url": target}))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), StatusCode::CREATED);
-            let body: Value = r.json().await.unwrap();
-            (body["id"].as_str().unwrap().to_string(), target)
-        });
+        let target = format!("http://127.0.{}.{}:{}", i / 100, i % 100 + 1, 1000 + i);
+        let register = d.register(json!({"url": target}));
+        tasks.spawn(async move { (register.await, target) });
     }
     let answered: Vec<(String, String)> = tasks.join_all().await;
     let answered_ids: BTreeSet<String> = answered.iter().map(|(id, _)| id.clone()).collect();

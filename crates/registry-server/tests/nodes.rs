@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{wait_until, Daemon};
+use common::{encode, wait_until, Daemon};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -11,10 +11,16 @@ use std::time::Duration;
 
 const SELF_URL: &str = "http://127.0.0.1:40123";
 
+/// The test config with this daemon's node at `SELF_URL`.
+fn config(dir: &Path) -> registry_server::Config {
+    let mut config = common::config(dir);
+    config.self_url = Some(SELF_URL.into());
+    config
+}
+
 async fn start_with(configure: impl FnOnce(&mut registry_server::Config)) -> Daemon {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = common::config(dir.path());
-    config.self_url = Some(SELF_URL.into());
+    let mut config = config(dir.path());
     configure(&mut config);
     Daemon::start_with(config, dir).await
 }
@@ -33,18 +39,6 @@ async fn nodes(d: &Daemon, body: Option<&str>) -> Vec<Value> {
         .as_array()
         .unwrap_or_else(|| panic!("no nodes array: {}", r.text))
         .clone()
-}
-
-async fn self_node(d: &Daemon) -> Value {
-    let r = d.admin(Method::GET, "/registry-svc/node/self", None).await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    r.body["node"].clone()
-}
-
-fn encode(url: &str) -> String {
-    url.replace('%', "%25")
-        .replace(':', "%3A")
-        .replace('/', "%2F")
 }
 
 #[tokio::test]
@@ -99,7 +93,7 @@ async fn region_and_zone_are_reported() {
         c.availability_zone = "eu-west-1b".into();
     })
     .await;
-    let node = self_node(&d).await;
+    let node = d.self_node().await;
     assert_eq!(
         (node["region"].as_str(), node["availabilityZone"].as_str()),
         (Some("eu-west"), Some("eu-west-1b"))
@@ -133,7 +127,7 @@ async fn ids_filter() {
 async fn node_self_is_the_listed_node() {
     let d = start_with(|_| {}).await;
     let listed = nodes(&d, None).await;
-    let node = self_node(&d).await;
+    let node = d.self_node().await;
     assert_eq!(node["id"], listed[0]["id"]);
     assert_eq!(node["url"], SELF_URL);
     assert_eq!(node["status"], "Online");
@@ -143,12 +137,10 @@ async fn node_self_is_the_listed_node() {
 #[tokio::test]
 async fn node_id_is_kept_across_restarts() {
     let d = start_with(|_| {}).await;
-    let id = self_node(&d).await["id"].as_str().unwrap().to_string();
+    let id = d.self_node().await["id"].as_str().unwrap().to_string();
     let dir = d.stop().await;
-    let mut config = common::config(dir.path());
-    config.self_url = Some(SELF_URL.into());
-    let d = Daemon::start_with(config, dir).await;
-    assert_eq!(self_node(&d).await["id"], id.as_str());
+    let d = Daemon::start_with(config(dir.path()), dir).await;
+    assert_eq!(d.self_node().await["id"], id.as_str());
     let listed = nodes(&d, None).await;
     assert_eq!(
         listed.len(),
@@ -161,7 +153,7 @@ async fn node_id_is_kept_across_restarts() {
 #[tokio::test]
 async fn configured_node_id_is_used() {
     let d = start_with(|c| c.node_id = Some("node-fixed".into())).await;
-    assert_eq!(self_node(&d).await["id"], "node-fixed");
+    assert_eq!(d.self_node().await["id"], "node-fixed");
     assert_eq!(nodes(&d, None).await[0]["id"], "node-fixed");
     let listed = nodes(&d, Some(r#"{"ids": ["node-fixed"]}"#)).await;
     assert_eq!(listed.len(), 1);
@@ -177,8 +169,7 @@ async fn delete_removes_the_node_and_unknown_is_404() {
     assert!(r.text.is_empty());
     assert_eq!(nodes(&d, None).await, Vec::<Value>::new());
     let r = d.admin(Method::DELETE, &path, None).await;
-    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
-    assert!(!r.error().is_empty());
+    r.assert_error(StatusCode::NOT_FOUND, None, "deleting again");
 
     let r = d
         .admin(
@@ -187,14 +178,13 @@ async fn delete_removes_the_node_and_unknown_is_404() {
             None,
         )
         .await;
-    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
-    assert!(r.error().contains("127.0.0.9"), "{}", r.text);
+    r.assert_error(StatusCode::NOT_FOUND, Some("127.0.0.9"), "an unknown node");
 }
 
 #[tokio::test]
 async fn a_removed_live_node_comes_back_at_its_next_heartbeat() {
     let d = start_with(|c| c.heartbeat_interval = Duration::from_millis(200)).await;
-    let before = self_node(&d).await;
+    let before = d.self_node().await;
     let path = format!("/registry-svc/node/{}", encode(SELF_URL));
     let r = d.admin(Method::DELETE, &path, None).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
@@ -263,8 +253,7 @@ async fn fake_nvidia_smi(dir: &Path) -> PathBuf {
 async fn gpus_from_a_fake_nvidia_smi() {
     let dir = tempfile::tempdir().unwrap();
     let smi = fake_nvidia_smi(dir.path()).await;
-    let mut config = common::config(dir.path());
-    config.self_url = Some(SELF_URL.into());
+    let mut config = config(dir.path());
     config.nvidia_smi = smi;
     let d = Daemon::start_with(config, dir).await;
 
@@ -276,7 +265,7 @@ async fn gpus_from_a_fake_nvidia_smi() {
         .collect();
     assert_eq!(rows.len(), 2, "the fixture has two GPUs");
 
-    for node in [nodes(&d, None).await.remove(0), self_node(&d).await] {
+    for node in [nodes(&d, None).await.remove(0), d.self_node().await] {
         let gpus = node["gpus"]
             .as_array()
             .unwrap_or_else(|| panic!("no gpus: {node}"));

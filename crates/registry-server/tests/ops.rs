@@ -108,38 +108,11 @@ async fn openapi_document_describes_exactly_the_api() {
 async fn every_documented_operation_is_served() {
     let d = Daemon::start().await;
     // Objects for the operations that take an id.
-    let r = d
-        .admin(
-            Method::PUT,
-            "/registry-svc/definition",
-            Some(json!({"definition": {"id": "ops-def"}})),
-        )
+    d.save_definition(json!({"id": "ops-def"})).await;
+    d.register(json!({"id": "ops-inst", "url": "http://127.0.0.1:1"}))
         .await;
-    assert_eq!(r.status, StatusCode::CREATED);
-    let r = d
-        .admin(
-            Method::PUT,
-            "/registry-svc/instance",
-            Some(json!({"id": "ops-inst", "url": "http://127.0.0.1:1"})),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED);
-    let r = d
-        .admin(
-            Method::POST,
-            "/registry-svc/tokens",
-            Some(json!({"slug": "ops"})),
-        )
-        .await;
-    let token_id = r.body["id"].as_str().unwrap().to_string();
-    let node_url = d
-        .admin(Method::GET, "/registry-svc/node/self", None)
-        .await
-        .body["node"]["url"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let encoded_node = node_url.replace(':', "%3A").replace('/', "%2F");
+    let (token_id, _) = d.create_token(json!({"slug": "ops"})).await;
+    let encoded_node = common::encode(d.self_node().await["url"].as_str().unwrap());
 
     let document = openapi(&d).await;
     let operations = operations(&document);
@@ -230,30 +203,14 @@ async fn graceful_shutdown_keeps_every_acknowledged_write() {
     let d = Daemon::start().await;
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..50u16 {
-        let (http, url, token) = (
-            d.http.clone(),
-            d.url("/registry-svc/instance"),
-            d.admin.clone(),
-        );
-        tasks.spawn(async move {
-            let target = format!("http://127.0.0.1:{}", 2000 + i);
-            let r = http
-                .put(url)
-                .bearer_auth(token)
-                .json(&json!({"url": target, "tags": ["batch"]}))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), StatusCode::CREATED);
-            let body: Value = r.json().await.unwrap();
-            (body["id"].as_str().unwrap().to_string(), target)
-        });
+        let target = format!("http://127.0.0.1:{}", 2000 + i);
+        let register = d.register(json!({"url": target, "tags": ["batch"]}));
+        tasks.spawn(async move { (register.await, target) });
     }
     let registered: BTreeMap<String, String> = tasks.join_all().await.into_iter().collect();
     assert_eq!(registered.len(), 50);
 
-    let dir = d.stop().await;
-    let d = Daemon::start_with(common::config(dir.path()), dir).await;
+    let d = d.restart().await;
     let r = d
         .admin(Method::GET, "/registry-svc/instances?tag=batch", None)
         .await;

@@ -3,11 +3,14 @@
 mod common;
 
 use async_trait::async_trait;
+use common::Daemon;
 use registry_server::store::{
     Change, Kind, Mutation, Record, Snapshot, SqliteStore, Store, StoreError,
 };
 use registry_types::{Definition, Instance};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -136,25 +139,46 @@ async fn one_sqlite_file_serves_one_daemon() {
     SqliteStore::open(&path).expect("free again once the first is closed");
 }
 
-/// A store that takes its time to commit, like a slow disk, and records batch sizes.
-struct SlowStore {
+/// What a test store does before each commit and ping; the default does nothing.
+#[async_trait]
+trait Hooks: Send + Sync + 'static {
+    async fn before_commit(&self, _changes: &[Change]) -> Result<(), StoreError> {
+        Ok(())
+    }
+    fn before_ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+/// A SQLite store that runs `hooks` before it commits or pings.
+struct Hooked<H> {
     inner: SqliteStore,
-    batches: Mutex<Vec<usize>>,
-    commits: AtomicUsize,
+    hooks: H,
+}
+
+impl<H: Hooks> Hooked<H> {
+    /// Starts a daemon on a fresh hooked store in a new data dir; returns both.
+    async fn start_daemon(hooks: H) -> (Daemon, Arc<Self>) {
+        let dir = tempfile::tempdir().unwrap();
+        let inner = SqliteStore::open(&dir.path().join("registry.db")).unwrap();
+        let store = Arc::new(Hooked { inner, hooks });
+        let config = common::config(dir.path());
+        let d = Daemon::start_with_store(config, dir, store.clone()).await;
+        (d, store)
+    }
 }
 
 #[async_trait]
-impl Store for SlowStore {
+impl<H: Hooks> Store for Hooked<H> {
     async fn load(&self) -> Result<Snapshot, StoreError> {
         self.inner.load().await
     }
     async fn commit(&self, changes: Vec<Change>) -> Result<Vec<u64>, StoreError> {
-        self.commits.fetch_add(1, Ordering::SeqCst);
-        self.batches.lock().unwrap().push(changes.len());
-        tokio::time::sleep(Duration::from_millis(20)).await; // a slow fsync
+        self.hooks.before_commit(&changes).await?;
         self.inner.commit(changes).await
     }
     async fn ping(&self) -> Result<(), StoreError> {
+        self.hooks.before_ping()?;
         self.inner.ping().await
     }
     async fn close(&self) -> Result<(), StoreError> {
@@ -162,142 +186,105 @@ impl Store for SlowStore {
     }
 }
 
+/// Commits take their time, like a slow disk; batch sizes are recorded.
+#[derive(Default)]
+struct Slow {
+    batches: Mutex<Vec<usize>>,
+    commits: AtomicUsize,
+}
+
+#[async_trait]
+impl Hooks for Slow {
+    async fn before_commit(&self, changes: &[Change]) -> Result<(), StoreError> {
+        self.commits.fetch_add(1, Ordering::SeqCst);
+        self.batches.lock().unwrap().push(changes.len());
+        tokio::time::sleep(Duration::from_millis(20)).await; // a slow fsync
+        Ok(())
+    }
+}
+
 #[tokio::test]
 async fn concurrent_writes_share_commits() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SlowStore {
-        inner: SqliteStore::open(&dir.path().join("registry.db")).unwrap(),
-        batches: Mutex::new(Vec::new()),
-        commits: AtomicUsize::new(0),
-    });
-    let server = registry_server::start_with_store(common::config(dir.path()), store.clone())
-        .await
-        .unwrap();
-    let admin = std::fs::read_to_string(dir.path().join("admin.token")).unwrap();
-    let admin = admin.trim().to_string();
-    let http = reqwest::Client::new();
-    let before = store.commits.load(Ordering::SeqCst);
+    let (d, store) = Hooked::start_daemon(Slow::default()).await;
+    let before = store.hooks.commits.load(Ordering::SeqCst);
 
     let writes = 200;
     let mut tasks = Vec::new();
     for i in 0..writes {
-        let (http, admin, url) = (
-            http.clone(),
-            admin.clone(),
-            format!("{}/registry-svc/instance", server.base_url()),
-        );
-        tasks.push(tokio::spawn(async move {
-            let body = serde_json::json!({"url": format!("http://127.0.0.1:{}", 10000 + i), "slug": "bulk"});
-            http.put(url).bearer_auth(admin).body(body.to_string()).send().await.unwrap().status()
-        }));
+        let body = json!({"url": format!("http://127.0.0.1:{}", 10000 + i), "slug": "bulk"});
+        tasks.push(tokio::spawn(d.register(body)));
     }
     for task in tasks {
-        assert_eq!(task.await.unwrap(), reqwest::StatusCode::CREATED);
+        task.await.expect("every write is acknowledged with a 201");
     }
-    let commits = store.commits.load(Ordering::SeqCst) - before;
-    let largest = *store.batches.lock().unwrap().iter().max().unwrap();
+    let commits = store.hooks.commits.load(Ordering::SeqCst) - before;
+    let largest = *store.hooks.batches.lock().unwrap().iter().max().unwrap();
     assert!(
         commits < writes,
         "{writes} concurrent writes took {commits} commits"
     );
     assert!(largest > 1, "no commit carried more than one write");
 
-    let listed: serde_json::Value = http
-        .get(format!(
-            "{}/registry-svc/instances?slug=bulk",
-            server.base_url()
-        ))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(listed["instances"].as_array().unwrap().len(), writes);
-    server.shutdown().await.unwrap();
+    let r = d
+        .admin(Method::GET, "/registry-svc/instances?slug=bulk", None)
+        .await;
+    assert_eq!(r.body["instances"].as_array().unwrap().len(), writes);
+    d.stop().await;
 }
 
-/// A store whose disk can be "unplugged".
-struct FlakyStore {
-    inner: SqliteStore,
-    down: std::sync::atomic::AtomicBool,
+/// A disk that can be "unplugged": commits and pings fail while it is down.
+#[derive(Default)]
+struct Flaky {
+    down: AtomicBool,
+}
+
+impl Flaky {
+    fn check(&self) -> Result<(), StoreError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable("disk unplugged".into()));
+        }
+        Ok(())
+    }
 }
 
 #[async_trait]
-impl Store for FlakyStore {
-    async fn load(&self) -> Result<Snapshot, StoreError> {
-        self.inner.load().await
+impl Hooks for Flaky {
+    async fn before_commit(&self, _changes: &[Change]) -> Result<(), StoreError> {
+        self.check()
     }
-    async fn commit(&self, changes: Vec<Change>) -> Result<Vec<u64>, StoreError> {
-        if self.down.load(Ordering::SeqCst) {
-            return Err(StoreError::Unavailable("disk unplugged".into()));
-        }
-        self.inner.commit(changes).await
-    }
-    async fn ping(&self) -> Result<(), StoreError> {
-        if self.down.load(Ordering::SeqCst) {
-            return Err(StoreError::Unavailable("disk unplugged".into()));
-        }
-        self.inner.ping().await
-    }
-    async fn close(&self) -> Result<(), StoreError> {
-        self.inner.close().await
+    fn before_ping(&self) -> Result<(), StoreError> {
+        self.check()
     }
 }
 
 #[tokio::test]
 async fn a_failed_commit_answers_503_and_changes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(FlakyStore {
-        inner: SqliteStore::open(&dir.path().join("registry.db")).unwrap(),
-        down: Default::default(),
-    });
-    let server = registry_server::start_with_store(common::config(dir.path()), store.clone())
-        .await
-        .unwrap();
-    let admin = std::fs::read_to_string(dir.path().join("admin.token")).unwrap();
-    let http = reqwest::Client::new();
-    let register = || {
-        http.put(format!("{}/registry-svc/instance", server.base_url()))
-            .bearer_auth(admin.trim())
-            .body(r#"{"url": "http://127.0.0.1:7"}"#)
-            .send()
-    };
-    let list = || async {
-        let body: serde_json::Value = http
-            .get(format!("{}/registry-svc/instances", server.base_url()))
-            .bearer_auth(admin.trim())
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        body["instances"].as_array().unwrap().len()
+    let (d, store) = Hooked::start_daemon(Flaky::default()).await;
+    let instance = json!({"url": "http://127.0.0.1:7"});
+    let listed = || async {
+        let r = d.admin(Method::GET, "/registry-svc/instances", None).await;
+        r.body["instances"].as_array().unwrap().len()
     };
 
-    store.down.store(true, Ordering::SeqCst);
-    let refused = register().await.unwrap();
-    assert_eq!(refused.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
-    let body: serde_json::Value = refused.json().await.unwrap();
-    assert!(
-        body["error"].as_str().unwrap().contains("disk unplugged"),
-        "{body}"
+    store.hooks.down.store(true, Ordering::SeqCst);
+    let r = d
+        .admin(
+            Method::PUT,
+            "/registry-svc/instance",
+            Some(instance.clone()),
+        )
+        .await;
+    r.assert_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        Some("disk unplugged"),
+        "a write to an unplugged disk",
     );
-    assert_eq!(list().await, 0, "a refused write is not visible");
-    let ready = http
-        .get(format!("{}/readyz", server.base_url()))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ready.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(listed().await, 0, "a refused write is not visible");
+    let ready = d.send(Method::GET, "/readyz", None, None).await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
 
-    store.down.store(false, Ordering::SeqCst);
-    assert_eq!(
-        register().await.unwrap().status(),
-        reqwest::StatusCode::CREATED
-    );
-    assert_eq!(list().await, 1);
-    server.shutdown().await.unwrap();
+    store.hooks.down.store(false, Ordering::SeqCst);
+    d.register(instance).await;
+    assert_eq!(listed().await, 1);
+    d.stop().await;
 }

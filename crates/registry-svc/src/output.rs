@@ -163,7 +163,7 @@ pub fn nodes(list: &[Node], now: DateTime<Utc>) -> String {
             node.url.clone(),
             node.region.clone(),
             node.availability_zone.clone(),
-            format!("{:?}", node.status),
+            node.status.to_string(),
             percent(&node.usage.cpu),
             percent(&node.usage.memory),
             percent(&node.usage.disk),
@@ -182,7 +182,7 @@ pub fn node(node: &Node, now: DateTime<Utc>) -> String {
         ("URL".to_string(), node.url.clone()),
         ("Region".to_string(), node.region.clone()),
         ("Zone".to_string(), node.availability_zone.clone()),
-        ("Status".to_string(), format!("{:?}", node.status)),
+        ("Status".to_string(), node.status.to_string()),
         ("Heartbeat".to_string(), age(now, node.last_heartbeat)),
         (
             "CPU".to_string(),

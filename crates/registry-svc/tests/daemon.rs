@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
 const BIN: &str = env!("CARGO_BIN_EXE_registry-svc");
@@ -12,6 +12,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_registry-svc");
 struct Daemon {
     child: Child,
     addr: String,
+    data_dir: PathBuf,
 }
 
 impl Daemon {
@@ -44,7 +45,42 @@ impl Daemon {
             .strip_prefix("registry-svc listening on ")
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
             .to_string();
-        Daemon { child, addr }
+        Daemon {
+            child,
+            addr,
+            data_dir: data_dir.to_path_buf(),
+        }
+    }
+
+    /// Runs the CLI against this daemon, as the admin from its data dir's token file.
+    fn cli(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .arg("--addr")
+            .arg(&self.addr)
+            .args(args)
+            .env("REGISTRY_DATA_DIR", &self.data_dir)
+            .env_remove("REGISTRY_TOKEN")
+            .output()
+            .unwrap()
+    }
+
+    /// Saves the example definition `file` with the CLI.
+    fn save_definition(&self, file: &str) {
+        let path = examples_dir().join(file);
+        let out = ok(self.cli(&["definitions", "save", path.to_str().unwrap()]));
+        assert!(out.contains("saved definition"), "{out}");
+    }
+
+    /// Registers an instance with the CLI's `instances register ARGS` and returns its id.
+    fn register(&self, args: &[&str]) -> String {
+        let out = ok(self.cli(&[&["instances", "register"], args].concat()));
+        let id = out
+            .split_whitespace()
+            .nth(2)
+            .unwrap_or_default()
+            .to_string();
+        assert!(id.starts_with("inst_"), "{out}");
+        id
     }
 
     fn signal(&mut self, signal: &str) -> std::process::ExitStatus {
@@ -62,18 +98,6 @@ impl Drop for Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// Runs the CLI against `daemon`, as the admin from its data dir's token file.
-fn cli(daemon: &Daemon, data_dir: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .arg("--addr")
-        .arg(&daemon.addr)
-        .args(args)
-        .env("REGISTRY_DATA_DIR", data_dir)
-        .env_remove("REGISTRY_TOKEN")
-        .output()
-        .unwrap()
 }
 
 fn ok(output: Output) -> String {
@@ -100,15 +124,9 @@ fn cli_tour_against_a_real_daemon() {
     let daemon = Daemon::start(dir.path());
 
     for file in ["test-a.yaml", "test-b.yaml"] {
-        let path = examples_dir().join(file);
-        let out = ok(cli(
-            &daemon,
-            dir.path(),
-            &["definitions", "save", path.to_str().unwrap()],
-        ));
-        assert!(out.contains("saved definition"), "{out}");
+        daemon.save_definition(file);
     }
-    let defs = json(cli(&daemon, dir.path(), &["def", "ls", "-o", "json"]));
+    let defs = json(daemon.cli(&["def", "ls", "-o", "json"]));
     let test_a = defs
         .as_array()
         .unwrap()
@@ -120,53 +138,33 @@ fn cli_tour_against_a_real_daemon() {
         test_a["ports"],
         serde_json::json!([{"internal": 8080, "host": 8887}])
     );
-    let table = ok(cli(&daemon, dir.path(), &["definitions", "ls"]));
+    let table = ok(daemon.cli(&["definitions", "ls"]));
     assert!(
         table.starts_with("ID") && table.contains("test-b"),
         "{table}"
     );
 
-    let out = ok(cli(
-        &daemon,
-        dir.path(),
-        &[
-            "instances",
-            "register",
-            "--url",
-            "http://127.0.0.1:1",
-            "--slug",
-            "web",
-            "--tag",
-            "blue",
-        ],
-    ));
-    let id = out.split_whitespace().nth(2).unwrap().to_string();
-    assert!(id.starts_with("inst_"), "{out}");
-    let listed = json(cli(
-        &daemon,
-        dir.path(),
-        &["i", "ls", "--slug", "web", "--tag", "blue", "-o", "json"],
-    ));
+    let id = daemon.register(&[
+        "--url",
+        "http://127.0.0.1:1",
+        "--slug",
+        "web",
+        "--tag",
+        "blue",
+    ]);
+    let listed = json(daemon.cli(&["i", "ls", "--slug", "web", "--tag", "blue", "-o", "json"]));
     assert_eq!(listed[0]["id"], id.as_str());
     assert_eq!(listed[0]["status"], "Unknown");
-    let none = json(cli(
-        &daemon,
-        dir.path(),
-        &["i", "ls", "--slug", "nobody", "-o", "json"],
-    ));
+    let none = json(daemon.cli(&["i", "ls", "--slug", "nobody", "-o", "json"]));
     assert_eq!(none, serde_json::json!([]));
 
-    let node = json(cli(&daemon, dir.path(), &["nodes", "self", "-o", "json"]));
+    let node = json(daemon.cli(&["nodes", "self", "-o", "json"]));
     assert_eq!(node["status"], "Online");
-    let nodes = ok(cli(&daemon, dir.path(), &["nodes", "ls"]));
+    let nodes = ok(daemon.cli(&["nodes", "ls"]));
     assert!(nodes.contains(node["id"].as_str().unwrap()), "{nodes}");
 
     // A user token made with the CLI can look but not administer.
-    let secret = ok(cli(
-        &daemon,
-        dir.path(),
-        &["tokens", "create", "--slug", "user-svc"],
-    ));
+    let secret = ok(daemon.cli(&["tokens", "create", "--slug", "user-svc"]));
     let secret = secret.trim();
     let as_user = |args: &[&str]| {
         Command::new(BIN)
@@ -189,11 +187,11 @@ fn cli_tour_against_a_real_daemon() {
         "one-line error: {stderr}"
     );
 
-    let bad = cli(&daemon, dir.path(), &["instances", "rm", "inst_missing00"]);
+    let bad = daemon.cli(&["instances", "rm", "inst_missing00"]);
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("not found"));
-    ok(cli(&daemon, dir.path(), &["instances", "rm", &id]));
-    ok(cli(&daemon, dir.path(), &["definitions", "rm", "test-a"]));
+    ok(daemon.cli(&["instances", "rm", &id]));
+    ok(daemon.cli(&["definitions", "rm", "test-a"]));
 }
 
 #[test]
@@ -202,34 +200,14 @@ fn acknowledged_writes_survive_sigkill() {
     let mut daemon = Daemon::start(dir.path());
     let mut ids = Vec::new();
     for port in 2000..2025 {
-        let out = ok(cli(
-            &daemon,
-            dir.path(),
-            &[
-                "instances",
-                "register",
-                "--url",
-                &format!("http://127.0.0.1:{port}"),
-                "--slug",
-                "durable",
-            ],
-        ));
-        ids.push(out.split_whitespace().nth(2).unwrap().to_string());
+        let url = format!("http://127.0.0.1:{port}");
+        ids.push(daemon.register(&["--url", &url, "--slug", "durable"]));
     }
-    let def = examples_dir().join("test-a.yaml");
-    ok(cli(
-        &daemon,
-        dir.path(),
-        &["definitions", "save", def.to_str().unwrap()],
-    ));
+    daemon.save_definition("test-a.yaml");
     daemon.signal("-KILL");
 
     let daemon = Daemon::start(dir.path());
-    let listed = json(cli(
-        &daemon,
-        dir.path(),
-        &["instances", "ls", "--slug", "durable", "-o", "json"],
-    ));
+    let listed = json(daemon.cli(&["instances", "ls", "--slug", "durable", "-o", "json"]));
     let mut found: Vec<String> = listed
         .as_array()
         .unwrap()
@@ -239,11 +217,7 @@ fn acknowledged_writes_survive_sigkill() {
     found.sort();
     ids.sort();
     assert_eq!(found, ids, "every acknowledged registration is back");
-    let defs = json(cli(
-        &daemon,
-        dir.path(),
-        &["definitions", "ls", "-o", "json"],
-    ));
+    let defs = json(daemon.cli(&["definitions", "ls", "-o", "json"]));
     assert_eq!(defs[0]["id"], "test-a");
 }
 
@@ -251,22 +225,18 @@ fn acknowledged_writes_survive_sigkill() {
 fn sigterm_shuts_down_cleanly_and_keeps_identity() {
     let dir = tempfile::tempdir().unwrap();
     let mut daemon = Daemon::start(dir.path());
-    let node = json(cli(&daemon, dir.path(), &["nodes", "self", "-o", "json"]));
-    ok(cli(
-        &daemon,
-        dir.path(),
-        &["instances", "register", "--url", "http://127.0.0.1:3"],
-    ));
+    let node = json(daemon.cli(&["nodes", "self", "-o", "json"]));
+    daemon.register(&["--url", "http://127.0.0.1:3"]);
     let status = daemon.signal("-TERM");
     assert!(status.success(), "graceful exit, got {status:?}");
 
     let daemon = Daemon::start(dir.path());
-    let again = json(cli(&daemon, dir.path(), &["nodes", "self", "-o", "json"]));
+    let again = json(daemon.cli(&["nodes", "self", "-o", "json"]));
     assert_eq!(
         again["id"], node["id"],
         "the node id is kept in the data dir"
     );
-    let listed = json(cli(&daemon, dir.path(), &["instances", "ls", "-o", "json"]));
+    let listed = json(daemon.cli(&["instances", "ls", "-o", "json"]));
     assert_eq!(listed.as_array().unwrap().len(), 1);
 }
 

@@ -33,19 +33,32 @@ async fn read_body<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes,
         })
 }
 
+fn malformed(e: serde_json::Error) -> Error {
+    Error::BadRequest(format!("malformed JSON: {e}"))
+}
+
+/// Whether `bytes` is JSON at all, whatever its shape.
+fn check_well_formed(bytes: &[u8]) -> Result<(), Error> {
+    serde_json::from_slice::<serde::de::IgnoredAny>(bytes).map_err(malformed)?;
+    Ok(())
+}
+
 fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
-    // Well-formedness first, so that a type mismatch serde_json reports as a syntax error
-    // (a number where an enum is expected) still names its field below.
-    serde_json::from_slice::<serde::de::IgnoredAny>(bytes)
-        .map_err(|e| Error::BadRequest(format!("malformed JSON: {e}")))?;
     // serde reads a struct from an array positionally; a request body is an object.
     if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        check_well_formed(bytes)?;
         return Err(Error::BadRequest(
             "the request body must be a JSON object".into(),
         ));
     }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+        // serde_json reports some type mismatches (a number where an enum is expected) as
+        // syntax errors; only input that is not JSON at all is called malformed. This second
+        // look happens on the error path only.
+        if let Err(not_json) = check_well_formed(bytes) {
+            return not_json;
+        }
         let path = e.path().to_string();
         let inner = e.into_inner();
         if path == "." {
@@ -53,7 +66,9 @@ fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
         } else {
             Error::BadRequest(format!("invalid field `{path}`: {inner}"))
         }
-    })
+    })?;
+    deserializer.end().map_err(malformed)?;
+    Ok(value)
 }
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {

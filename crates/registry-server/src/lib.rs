@@ -17,6 +17,7 @@ pub mod api;
 pub mod auth;
 mod config;
 mod error;
+pub mod health;
 pub mod nodes;
 pub mod state;
 pub mod store;
@@ -95,9 +96,14 @@ pub async fn start_with_store(
         let (this_node, writer, shutdown) = (this_node.clone(), writer.clone(), shutdown.clone());
         async move { this_node.heartbeat_loop(writer, shutdown).await }
     });
+    let health = tokio::spawn(health::HealthChecker::run(
+        state.clone(),
+        writer.clone(),
+        shutdown.clone(),
+    ));
     let app = api::AppState {
-        state,
-        writer,
+        state: state.clone(),
+        writer: writer.clone(),
         store: store.clone(),
         this_node: this_node.clone(),
         admin_token_hash: config.admin_token.as_deref().map(auth::hash_token),
@@ -113,9 +119,12 @@ pub async fn start_with_store(
                 .with_graceful_shutdown(shutdown.cancelled_owned())
                 .await
                 .context("HTTP server failed")?;
-            // Every writer handle is gone once the heartbeat stops and the router is
-            // dropped; the writer then commits what is queued and ends.
             heartbeat.await.ok();
+            health.await.ok();
+            health::flush_health(&state, &writer).await;
+            // That was the last writer handle (the router's went with the server): the
+            // writer commits what is queued and ends.
+            drop(writer);
             writer_task.await.ok();
             store.close().await.context("closing the store")?;
             tracing::info!("stopped");

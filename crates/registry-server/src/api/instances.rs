@@ -3,13 +3,13 @@
 use super::{list_response, AppState, JsonBody};
 use crate::auth::{Caller, Permission};
 use crate::state::Command;
-use crate::Result;
+use crate::{Error, Result};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
 use registry_types::responses::{ListInstancesResponse, RegisterInstanceResponse};
-use registry_types::{ErrorBody, InstanceFilter, RegisterInstanceRequest};
+use registry_types::{ErrorBody, InstanceFilter, InstanceStatus, RegisterInstanceRequest};
 
 /// Register an instance, or update the one with the same id (else the same URL).
 #[utoipa::path(put, path = "/registry-svc/instance", tag = "instances",
@@ -75,5 +75,48 @@ pub async fn delete(
     app.writer
         .submit(Command::DeleteInstance { caller, id })
         .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Tell the registry an instance is alive. For an instance with a `ttl` this keeps it
+/// Healthy (and makes it Healthy again); for others it only records the heartbeat.
+#[utoipa::path(put, path = "/registry-svc/instance/{id}/heartbeat", tag = "instances",
+    params(("id" = String, Path, description = "Instance id")),
+    responses((status = 204, description = "Recorded"), (status = 404, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn heartbeat(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode> {
+    caller.require(Permission::InstanceEdit)?;
+    let instance = app
+        .state
+        .read()
+        .instance(&id)
+        .cloned()
+        .ok_or_else(|| Error::NotFound(format!("instance {id:?} not found")))?;
+    caller.ensure_manages(&id, &instance.slug)?;
+    let now = chrono::Utc::now();
+    let details = "heartbeat received".to_string();
+    if instance.ttl.is_none() || instance.status == InstanceStatus::Healthy {
+        app.state.touch_instance(
+            &id,
+            &instance.url,
+            instance.ttl.is_some().then_some(details),
+            Some(now),
+        );
+    } else {
+        app.writer
+            .submit(Command::SetHealth {
+                id,
+                url: instance.url.clone(),
+                status: InstanceStatus::Healthy,
+                details,
+                last_heartbeat: Some(now),
+            })
+            .await?;
+    }
     Ok(StatusCode::NO_CONTENT)
 }

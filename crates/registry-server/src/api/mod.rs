@@ -81,6 +81,7 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(instances::register))
         .routes(routes!(instances::list))
         .routes(routes!(instances::delete))
+        .routes(routes!(instances::heartbeat))
         .routes(routes!(nodes::list))
         .routes(routes!(nodes::this_node))
         .routes(routes!(nodes::delete))

@@ -34,6 +34,18 @@ impl Caller {
     pub fn may_manage(&self, slug: &str) -> bool {
         self.role == Role::Admin || self.trusted || self.slug == slug
     }
+
+    /// 403 unless this caller may change instance `id`, owned by `owner`.
+    pub fn ensure_manages(&self, id: &str, owner: &str) -> Result<(), Error> {
+        if self.may_manage(owner) {
+            Ok(())
+        } else {
+            Err(Error::Forbidden(format!(
+                "instance {id:?} belongs to {owner:?}; account {:?} may not change it",
+                self.slug
+            )))
+        }
+    }
 }
 
 impl FromRequestParts<AppState> for Caller {

@@ -9,6 +9,7 @@ use super::Tables;
 use crate::auth::{Caller, StoredToken};
 use crate::store::{Kind, Mutation, Record};
 use crate::Error;
+use chrono::{DateTime, Utc};
 use registry_types::{Definition, Instance, InstanceStatus, Node, RegisterInstanceRequest};
 use std::collections::{BTreeSet, HashMap};
 
@@ -28,6 +29,22 @@ pub enum Command {
     DeleteNode(String),
     PutToken(StoredToken),
     DeleteToken(String),
+    /// A health status change seen by the checker (or a TTL heartbeat). Applies only if
+    /// the instance is still registered at `url`.
+    SetHealth {
+        id: String,
+        url: String,
+        status: InstanceStatus,
+        details: String,
+        last_heartbeat: Option<DateTime<Utc>>,
+    },
+    /// Makes the in-memory health details and heartbeats of these instances durable.
+    FlushHealth(Vec<String>),
+    /// Removes an instance that is still at `url` and still Unreachable.
+    Deregister {
+        id: String,
+        url: String,
+    },
 }
 
 /// The tables as they will be once the mutations planned so far are committed.
@@ -117,9 +134,7 @@ impl<'a> Overlay<'a> {
                     .instance(&id)
                     .map(|i| i.slug.clone())
                     .ok_or_else(|| Error::NotFound(format!("instance {id:?} not found")))?;
-                if !caller.may_manage(&owner) {
-                    return Err(not_owner(&caller, &id, &owner));
-                }
+                caller.ensure_manages(&id, &owner)?;
                 self.delete(Kind::Instance, id, "instance")
             }
             Command::PutNode(node) => {
@@ -134,6 +149,44 @@ impl<'a> Overlay<'a> {
                 Ok(id)
             }
             Command::DeleteToken(id) => self.delete(Kind::Token, id, "token"),
+            Command::SetHealth {
+                id,
+                url,
+                status,
+                details,
+                last_heartbeat,
+            } => {
+                if let Some(current) = self.instance(&id).filter(|i| i.url == url) {
+                    let updated = Instance {
+                        status,
+                        details,
+                        last_heartbeat: current.last_heartbeat.max(last_heartbeat),
+                        ..current.clone()
+                    };
+                    self.push(Mutation::Put(Record::Instance(updated)));
+                }
+                Ok(id)
+            }
+            Command::FlushHealth(ids) => {
+                for id in &ids {
+                    if let Some(current) = self.instance(id).cloned() {
+                        self.push(Mutation::Put(Record::Instance(current)));
+                    }
+                }
+                Ok(format!("{} instances", ids.len()))
+            }
+            Command::Deregister { id, url } => {
+                let still_down = self
+                    .instance(&id)
+                    .is_some_and(|i| i.url == url && i.status == InstanceStatus::Unreachable);
+                if still_down {
+                    self.push(Mutation::Delete {
+                        kind: Kind::Instance,
+                        key: id.clone(),
+                    });
+                }
+                Ok(id)
+            }
         }
     }
 
@@ -163,9 +216,7 @@ impl<'a> Overlay<'a> {
             self.instance_by_url(&address.url)
         };
         if let Some(existing) = existing {
-            if !caller.may_manage(&existing.slug) {
-                return Err(not_owner(caller, &existing.id, &existing.slug));
-            }
+            caller.ensure_manages(&existing.id, &existing.slug)?;
         }
         let slug = match (request.slug.is_empty(), existing) {
             (false, _) => request.slug.clone(),
@@ -218,13 +269,6 @@ impl<'a> Overlay<'a> {
             }
         }
     }
-}
-
-fn not_owner(caller: &Caller, id: &str, owner: &str) -> Error {
-    Error::Forbidden(format!(
-        "instance {id:?} belongs to {owner:?}; account {:?} may not change it",
-        caller.slug
-    ))
 }
 
 #[cfg(test)]
@@ -316,5 +360,59 @@ mod tests {
             })
             .unwrap_err();
         assert!(matches!(err, Error::NotFound(_)), "{err:?}");
+    }
+
+    #[test]
+    fn health_reports_apply_only_to_the_instance_they_checked() {
+        let mut tables = Tables::default();
+        tables.apply(
+            Mutation::Put(Record::Instance(Instance {
+                id: "i".into(),
+                url: "http://127.0.0.1:2".into(),
+                status: InstanceStatus::Unreachable,
+                ..Default::default()
+            })),
+            1,
+        );
+        let mut overlay = Overlay::new(&tables);
+        let set = |id: &str, url: &str| Command::SetHealth {
+            id: id.into(),
+            url: url.into(),
+            status: InstanceStatus::Healthy,
+            details: "connected".into(),
+            last_heartbeat: None,
+        };
+        overlay.plan(set("i", "http://127.0.0.1:1")).unwrap();
+        overlay.plan(set("gone", "http://127.0.0.1:2")).unwrap();
+        assert!(
+            overlay.mutations.is_empty(),
+            "a moved or removed instance is left alone"
+        );
+        overlay
+            .plan(Command::Deregister {
+                id: "i".into(),
+                url: "http://127.0.0.1:1".into(),
+            })
+            .unwrap();
+        assert!(
+            overlay.mutations.is_empty(),
+            "deregistration checks the URL too"
+        );
+        overlay.plan(set("i", "http://127.0.0.1:2")).unwrap();
+        assert_eq!(
+            overlay.instance("i").unwrap().status,
+            InstanceStatus::Healthy
+        );
+        overlay
+            .plan(Command::Deregister {
+                id: "i".into(),
+                url: "http://127.0.0.1:2".into(),
+            })
+            .unwrap();
+        assert_eq!(
+            overlay.mutations.len(),
+            1,
+            "a Healthy instance is not deregistered"
+        );
     }
 }

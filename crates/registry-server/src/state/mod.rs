@@ -12,9 +12,23 @@ pub use writer::{Applied, Writer};
 
 use crate::auth::StoredToken;
 use crate::store::{Kind, Mutation, Record, Snapshot};
+use chrono::{DateTime, Utc};
 use registry_types::{Definition, Instance, InstanceFilter, Node};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use tokio::sync::broadcast;
+
+/// One committed change, as announced to subscribers (the health checker, watchers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    pub revision: u64,
+    pub kind: Kind,
+    pub key: String,
+    pub deleted: bool,
+}
+
+/// How many committed batches a slow subscriber may fall behind before it must re-read.
+const SUBSCRIBER_BACKLOG: usize = 4096;
 
 #[derive(Debug, Default)]
 pub struct Tables {
@@ -166,9 +180,13 @@ impl Tables {
 }
 
 /// The shared, lock-protected tables.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct State {
     tables: RwLock<Tables>,
+    changes: broadcast::Sender<Arc<[Committed]>>,
+    /// Instances whose health details or last heartbeat changed in memory only; see
+    /// [`State::touch_instance`].
+    unflushed: Mutex<HashSet<String>>,
 }
 
 impl State {
@@ -180,7 +198,65 @@ impl State {
         tables.revision = snapshot.revision;
         State {
             tables: RwLock::new(tables),
+            changes: broadcast::channel(SUBSCRIBER_BACKLOG).0,
+            unflushed: Mutex::default(),
         }
+    }
+
+    /// Every committed batch from now on. A receiver that lags is told so
+    /// (`RecvError::Lagged`) and must re-read the tables.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<[Committed]>> {
+        self.changes.subscribe()
+    }
+
+    fn announce(&self, batch: Vec<Committed>) {
+        // No subscriber is not an error.
+        let _ = self.changes.send(batch.into());
+    }
+
+    /// Records what the last health check or TTL heartbeat saw, in memory only: these
+    /// change on every check, and writing each one durably would mean a commit per
+    /// check. They reach the store with the next durable change of the instance, or
+    /// with [`Command::FlushHealth`]. Ignored if the instance is gone or has moved to
+    /// another URL since the check began.
+    pub fn touch_instance(
+        &self,
+        id: &str,
+        url: &str,
+        details: Option<String>,
+        last_heartbeat: Option<DateTime<Utc>>,
+    ) -> bool {
+        let mut tables = self.write();
+        let Some(current) = tables.instances.get_mut(id) else {
+            return false;
+        };
+        if current.url != url {
+            return false;
+        }
+        let instance = Arc::make_mut(current);
+        if let Some(details) = details {
+            instance.details = details;
+        }
+        if last_heartbeat.is_some() {
+            instance.last_heartbeat = instance.last_heartbeat.max(last_heartbeat);
+        }
+        drop(tables);
+        self.mark_unflushed(id.to_string());
+        true
+    }
+
+    /// Puts an instance back on the list to flush (after a failed flush).
+    pub fn mark_unflushed(&self, id: String) {
+        self.unflushed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id);
+    }
+
+    /// Ids of the instances touched in memory since the last call.
+    pub fn take_unflushed(&self) -> Vec<String> {
+        let mut unflushed = self.unflushed.lock().unwrap_or_else(|p| p.into_inner());
+        unflushed.drain().collect()
     }
 
     pub fn read(&self) -> RwLockReadGuard<'_, Tables> {

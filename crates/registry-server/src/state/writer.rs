@@ -7,8 +7,8 @@
 //! request commits at once.
 
 use super::commands::{Command, Overlay};
-use super::State;
-use crate::store::Store;
+use super::{Committed, State};
+use crate::store::{Mutation, Store};
 use crate::Error;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -72,45 +72,59 @@ async fn commit_batch(
     state: &State,
     jobs: impl Iterator<Item = (Command, Reply)>,
 ) {
-    // Plan every command; refused ones are answered at once.
-    let mut accepted: Vec<(Reply, String, usize)> = Vec::new();
-    let mutations = {
+    // Plan every command; refused ones are answered at once. `index` is the command's
+    // last mutation, if it made any (a health report on a removed instance makes none).
+    let mut accepted: Vec<(Reply, String, Option<usize>)> = Vec::new();
+    let (mutations, revision_now) = {
         let tables = state.read();
         let mut overlay = Overlay::new(&tables);
         for (command, reply) in jobs {
+            let before = overlay.mutations.len();
             match overlay.plan(command) {
-                Ok(key) => accepted.push((reply, key, overlay.mutations.len() - 1)),
+                Ok(key) => {
+                    let made = overlay.mutations.len();
+                    accepted.push((reply, key, (made > before).then(|| made - 1)));
+                }
                 Err(e) => {
                     let _ = reply.send(Err(e));
                 }
             }
         }
-        overlay.mutations
+        (overlay.mutations, tables.revision())
     };
-    if mutations.is_empty() {
-        return;
-    }
-    let changes = mutations.iter().map(|m| m.encode()).collect();
-    match store.commit(changes).await {
-        Ok(revisions) => {
-            {
-                let mut tables = state.write();
-                for (mutation, revision) in mutations.into_iter().zip(&revisions) {
-                    tables.apply(mutation, *revision);
+    let revisions = if mutations.is_empty() {
+        Vec::new()
+    } else {
+        let changes = mutations.iter().map(|m| m.encode()).collect();
+        match store.commit(changes).await {
+            Ok(revisions) => revisions,
+            Err(e) => {
+                tracing::error!(error = %e, "commit failed; {} writes refused", accepted.len());
+                for (reply, _, _) in accepted {
+                    let _ = reply.send(Err(Error::from(e.clone())));
                 }
-            }
-            for (reply, key, index) in accepted {
-                let _ = reply.send(Ok(Applied {
-                    key,
-                    revision: revisions[index],
-                }));
+                return;
             }
         }
-        Err(e) => {
-            tracing::error!(error = %e, "commit failed; {} writes refused", accepted.len());
-            for (reply, _, _) in accepted {
-                let _ = reply.send(Err(Error::from(e.clone())));
-            }
+    };
+    let mut announced = Vec::with_capacity(mutations.len());
+    {
+        let mut tables = state.write();
+        for (mutation, revision) in mutations.into_iter().zip(&revisions) {
+            announced.push(Committed {
+                revision: *revision,
+                kind: mutation.kind(),
+                key: mutation.key().to_string(),
+                deleted: matches!(mutation, Mutation::Delete { .. }),
+            });
+            tables.apply(mutation, *revision);
         }
+    }
+    if !announced.is_empty() {
+        state.announce(announced);
+    }
+    for (reply, key, index) in accepted {
+        let revision = index.map_or(revision_now, |i| revisions[i]);
+        let _ = reply.send(Ok(Applied { key, revision }));
     }
 }

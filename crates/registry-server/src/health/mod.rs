@@ -1,0 +1,333 @@
+//! The registry finds out by itself whether each instance is alive.
+//!
+//! One scheduler task keeps a timer per instance in a [`DelayQueue`]. The first check of
+//! an instance comes at a random point of its interval, so 10,000 instances registered at
+//! once are spread evenly; each later check comes one interval (less up to 5%) after
+//! the previous one ended. Probes run as their own tasks, at most [`MAX_IN_FLIGHT`] at a
+//! time, each bounded by its timeout, so a hanging check never holds up the others.
+//!
+//! Results go through a [`Machine`] per instance. Only a status *change* is a durable
+//! write; the details and last heartbeat of every check are kept in memory and flushed
+//! every [`FLUSH_EVERY`] and at shutdown. The scheduler learns of registrations,
+//! changes and removals from the writer's announcements, so a change made by any path
+//! (API, TTL heartbeat, deregistration) is seen the same way.
+
+mod machine;
+mod plan;
+mod probe;
+
+pub use plan::{
+    CheckPlan, Probe, DEFAULT_DEGRADED_LATENCY, DEFAULT_HEALTHY_THRESHOLD, DEFAULT_HTTP_PATH,
+    DEFAULT_INTERVAL, DEFAULT_TIMEOUT, DEFAULT_UNHEALTHY_THRESHOLD,
+};
+
+use crate::state::{Command, State, Writer};
+use crate::store::Kind;
+use chrono::Utc;
+use machine::{is_alive, Machine};
+use probe::Outcome;
+use rand::Rng;
+use registry_types::InstanceStatus;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{broadcast, mpsc, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::time::{delay_queue, DelayQueue};
+
+/// Most checks running at once.
+pub const MAX_IN_FLIGHT: usize = 512;
+
+/// How often in-memory health details and heartbeats are made durable.
+pub const FLUSH_EVERY: Duration = Duration::from_secs(60);
+
+/// What the scheduler knows of one instance.
+struct Entry {
+    url: String,
+    plan: CheckPlan,
+    machine: Machine,
+    /// The pending timer; `None` while a probe runs or when nothing is checked.
+    timer: Option<delay_queue::Key>,
+    /// Start of the TTL clock for an instance that never heartbeated.
+    seen_at: Instant,
+}
+
+/// A finished probe: instance id, the URL it was checked at, what it saw.
+type Finished = (String, String, Outcome);
+
+pub struct HealthChecker {
+    state: Arc<State>,
+    writer: Writer,
+    http: reqwest::Client,
+    in_flight: Arc<Semaphore>,
+    entries: HashMap<String, Entry>,
+    timers: DelayQueue<String>,
+    finished_tx: mpsc::UnboundedSender<Finished>,
+}
+
+/// `interval` less up to 5%, so instances checked in step drift apart while a status
+/// still follows within interval × threshold (plus the timeout).
+fn jittered(interval: Duration) -> Duration {
+    interval.mul_f64(rand::thread_rng().gen_range(0.95..=1.0))
+}
+
+impl HealthChecker {
+    /// Checks every instance until `shutdown`.
+    pub async fn run(state: Arc<State>, writer: Writer, shutdown: CancellationToken) {
+        // Subscribe before the first read of the tables, so no change falls in between.
+        let mut changes = state.subscribe();
+        let (finished_tx, mut finished_rx) = mpsc::unbounded_channel();
+        let mut checker = HealthChecker {
+            state,
+            writer,
+            http: probe::http_client(),
+            in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+            entries: HashMap::new(),
+            timers: DelayQueue::new(),
+            finished_tx,
+        };
+        checker.reconcile_all();
+        let mut flush =
+            tokio::time::interval_at(tokio::time::Instant::now() + FLUSH_EVERY, FLUSH_EVERY);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                Some(expired) = std::future::poll_fn(|cx| checker.timers.poll_expired(cx)) => {
+                    checker.due(expired.into_inner());
+                }
+                Some((id, url, outcome)) = finished_rx.recv() => checker.finished(id, url, outcome),
+                change = changes.recv() => match change {
+                    Ok(batch) => {
+                        for c in batch.iter().filter(|c| c.kind == Kind::Instance) {
+                            checker.reconcile(&c.key);
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => checker.reconcile_all(),
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+                _ = flush.tick() => {
+                    let (state, writer) = (checker.state.clone(), checker.writer.clone());
+                    tokio::spawn(async move { flush_health(&state, &writer).await });
+                }
+            }
+        }
+    }
+
+    fn reconcile_all(&mut self) {
+        let ids: Vec<String> = {
+            let tables = self.state.read();
+            let mut ids: Vec<String> = tables
+                .instances(&Default::default())
+                .iter()
+                .map(|i| i.id.clone())
+                .collect();
+            ids.extend(
+                self.entries
+                    .keys()
+                    .filter(|id| tables.instance(id).is_none())
+                    .cloned(),
+            );
+            ids
+        };
+        for id in ids {
+            self.reconcile(&id);
+        }
+    }
+
+    /// Brings the entry of `id` in line with the tables: new, changed or gone.
+    fn reconcile(&mut self, id: &str) {
+        let instance = self.state.read().instance(id).cloned();
+        let Some(instance) = instance else {
+            if let Some(entry) = self.entries.remove(id) {
+                if let Some(timer) = entry.timer {
+                    self.timers.remove(&timer);
+                }
+            }
+            return;
+        };
+        let plan = CheckPlan::for_instance(&instance);
+        if let Some(entry) = self.entries.get_mut(id) {
+            if entry.url == instance.url && entry.plan == plan {
+                // Same checks; the store may have a status set elsewhere (a TTL heartbeat).
+                entry.machine.set(instance.status);
+                return;
+            }
+            if let Some(timer) = entry.timer.take() {
+                self.timers.remove(&timer);
+            }
+        }
+        let first = match plan.probe {
+            Probe::None => None,
+            Probe::Ttl(ttl) => Some(ttl),
+            Probe::Tcp { .. } | Probe::Http { .. } => Some(
+                plan.interval
+                    .mul_f64(rand::thread_rng().gen_range(0.0..1.0)),
+            ),
+        };
+        let timer = first.map(|delay| self.timers.insert(id.to_string(), delay));
+        self.entries.insert(
+            id.to_string(),
+            Entry {
+                url: instance.url.clone(),
+                plan,
+                machine: Machine::new(instance.status),
+                timer,
+                seen_at: Instant::now(),
+            },
+        );
+    }
+
+    /// A timer fired: start a probe, or judge a TTL.
+    fn due(&mut self, id: String) {
+        let Some(entry) = self.entries.get_mut(&id) else {
+            return;
+        };
+        entry.timer = None;
+        let (url, plan) = (entry.url.clone(), entry.plan.clone());
+        let (http, in_flight, finished) = (
+            self.http.clone(),
+            self.in_flight.clone(),
+            self.finished_tx.clone(),
+        );
+        match plan.probe.clone() {
+            Probe::Ttl(ttl) => self.judge_ttl(id, ttl),
+            Probe::None => {}
+            Probe::Tcp { target } => {
+                tokio::spawn(async move {
+                    let _permit = in_flight.acquire_owned().await;
+                    let _ = finished.send((id, url, probe::tcp(&plan, &target).await));
+                });
+            }
+            Probe::Http { url: check_url } => {
+                tokio::spawn(async move {
+                    let _permit = in_flight.acquire_owned().await;
+                    let _ = finished.send((id, url, probe::http(&plan, &http, &check_url).await));
+                });
+            }
+        }
+    }
+
+    /// A probe finished: count it, record it, maybe deregister, and plan the next one.
+    fn finished(&mut self, id: String, url: String, outcome: Outcome) {
+        let Some(entry) = self.entries.get_mut(&id) else {
+            return;
+        };
+        if entry.url != url || entry.timer.is_some() {
+            return; // the instance moved or was re-planned while this check ran
+        }
+        let heartbeat = is_alive(outcome.status).then(Utc::now);
+        let plan = &entry.plan;
+        match entry.machine.observe(
+            outcome.status,
+            plan.healthy_threshold,
+            plan.unhealthy_threshold,
+        ) {
+            Some(status) => self.report(&id, &url, status, outcome.details, heartbeat),
+            None => {
+                self.state
+                    .touch_instance(&id, &url, Some(outcome.details), heartbeat);
+            }
+        }
+        self.deregister_if_due(&id);
+        if let Some(entry) = self.entries.get_mut(&id) {
+            entry.timer = Some(self.timers.insert(id, jittered(entry.plan.interval)));
+        }
+    }
+
+    /// An instance with a TTL: Unreachable once it has been silent for longer.
+    fn judge_ttl(&mut self, id: String, ttl: Duration) {
+        let last_heartbeat = self
+            .state
+            .read()
+            .instance(&id)
+            .and_then(|i| i.last_heartbeat);
+        let Some(entry) = self.entries.get_mut(&id) else {
+            return;
+        };
+        let silent_for = match last_heartbeat {
+            Some(beat) => (Utc::now() - beat).to_std().unwrap_or_default(),
+            None => entry.seen_at.elapsed(),
+        };
+        let next = if silent_for >= ttl {
+            if entry.machine.status() != InstanceStatus::Unreachable {
+                entry.machine.set(InstanceStatus::Unreachable);
+                let details = format!(
+                    "TTL of {} expired: no heartbeat for {}",
+                    humantime::format_duration(ttl),
+                    humantime::format_duration(Duration::from_secs(silent_for.as_secs()))
+                );
+                let url = entry.url.clone();
+                self.report(&id, &url, InstanceStatus::Unreachable, details, None);
+            }
+            self.deregister_if_due(&id);
+            ttl
+        } else {
+            ttl - silent_for
+        };
+        if let Some(entry) = self.entries.get_mut(&id) {
+            entry.timer = Some(self.timers.insert(id, next));
+        }
+    }
+
+    fn deregister_if_due(&mut self, id: &str) {
+        let Some(entry) = self.entries.get(id) else {
+            return;
+        };
+        let (Some(after), Some(since)) = (
+            entry.plan.deregister_after,
+            entry.machine.unreachable_since(),
+        ) else {
+            return;
+        };
+        if since.elapsed() >= after {
+            tracing::info!(instance = id, url = %entry.url, "deregistering: unreachable for longer than {}", humantime::format_duration(after));
+            self.submit(Command::Deregister {
+                id: id.to_string(),
+                url: entry.url.clone(),
+            });
+        }
+    }
+
+    fn report(
+        &self,
+        id: &str,
+        url: &str,
+        status: InstanceStatus,
+        details: String,
+        last_heartbeat: Option<chrono::DateTime<Utc>>,
+    ) {
+        tracing::debug!(instance = id, %url, %status, %details, "health changed");
+        self.submit(Command::SetHealth {
+            id: id.to_string(),
+            url: url.to_string(),
+            status,
+            details,
+            last_heartbeat,
+        });
+    }
+
+    /// Durable writes go through the writer without holding up the scheduler; many
+    /// land in one group commit.
+    fn submit(&self, command: Command) {
+        let writer = self.writer.clone();
+        tokio::spawn(async move {
+            if let Err(e) = writer.submit(command).await {
+                tracing::warn!(error = %e, "could not record a health change");
+            }
+        });
+    }
+}
+
+/// Makes the health details and heartbeats kept in memory durable.
+pub async fn flush_health(state: &State, writer: &Writer) {
+    let ids = state.take_unflushed();
+    if ids.is_empty() {
+        return;
+    }
+    if let Err(e) = writer.submit(Command::FlushHealth(ids.clone())).await {
+        tracing::warn!(error = %e, "could not flush health details; will retry");
+        for id in ids {
+            state.mark_unflushed(id);
+        }
+    }
+}

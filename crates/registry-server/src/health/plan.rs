@@ -1,0 +1,179 @@
+//! What to check for one instance, with every default filled in.
+
+use registry_types::{parse_duration, HealthCheckType, Instance};
+use std::time::Duration;
+
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+pub const DEFAULT_HEALTHY_THRESHOLD: u32 = 1;
+pub const DEFAULT_UNHEALTHY_THRESHOLD: u32 = 2;
+pub const DEFAULT_DEGRADED_LATENCY: Duration = Duration::from_secs(1);
+pub const DEFAULT_HTTP_PATH: &str = "/healthz";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    /// Dial `host:port`.
+    Tcp { target: String },
+    /// `GET url`; 2xx is success.
+    Http { url: String },
+    /// The instance heartbeats itself; silence longer than this is Unreachable.
+    Ttl(Duration),
+    /// Nobody checks; the status stays as it is.
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckPlan {
+    pub probe: Probe,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub healthy_threshold: u32,
+    pub unhealthy_threshold: u32,
+    pub degraded_latency: Duration,
+    pub deregister_after: Option<Duration>,
+}
+
+/// Durations were validated at registration; a stored one that no longer parses falls
+/// back to the default rather than stopping the checks.
+fn duration(text: Option<&String>, default: Duration) -> Duration {
+    text.and_then(|t| parse_duration("", t).ok())
+        .filter(|d| !d.is_zero())
+        .unwrap_or(default)
+}
+
+impl CheckPlan {
+    /// An instance with a `ttl` is checked by its own heartbeats only; otherwise by the
+    /// registry, with a TCP dial unless its `healthCheck` says otherwise.
+    pub fn for_instance(instance: &Instance) -> CheckPlan {
+        let check = instance.health_check.clone().unwrap_or_default();
+        let interval = duration(check.interval.as_ref(), DEFAULT_INTERVAL);
+        let probe = match (&instance.ttl, check.check_type.unwrap_or_default()) {
+            (Some(ttl), _) => Probe::Ttl(duration(Some(ttl), DEFAULT_INTERVAL)),
+            (None, HealthCheckType::None) => Probe::None,
+            (None, HealthCheckType::Tcp) => {
+                let host = if instance.ip.is_empty() {
+                    &instance.host
+                } else {
+                    &instance.ip
+                };
+                let host = if host.contains(':') {
+                    format!("[{host}]")
+                } else {
+                    host.clone()
+                };
+                Probe::Tcp {
+                    target: format!("{host}:{}", instance.port),
+                }
+            }
+            (None, HealthCheckType::Http) => {
+                let path = check
+                    .path
+                    .as_deref()
+                    .filter(|p| !p.is_empty())
+                    .unwrap_or(DEFAULT_HTTP_PATH);
+                Probe::Http {
+                    url: format!("{}{path}", instance.url.trim_end_matches('/')),
+                }
+            }
+        };
+        CheckPlan {
+            probe,
+            interval,
+            // A check may not outlast its interval, or checks of one instance would overlap.
+            timeout: duration(check.timeout.as_ref(), DEFAULT_TIMEOUT).min(interval),
+            healthy_threshold: check
+                .healthy_threshold
+                .unwrap_or(DEFAULT_HEALTHY_THRESHOLD)
+                .max(1),
+            unhealthy_threshold: check
+                .unhealthy_threshold
+                .unwrap_or(DEFAULT_UNHEALTHY_THRESHOLD)
+                .max(1),
+            degraded_latency: duration(check.degraded_latency.as_ref(), DEFAULT_DEGRADED_LATENCY),
+            deregister_after: instance
+                .deregister_after
+                .as_ref()
+                .and_then(|t| parse_duration("", t).ok()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use registry_types::HealthCheck;
+
+    fn instance(url: &str, ip: &str, port: u16) -> Instance {
+        Instance {
+            url: url.into(),
+            host: "localhost".into(),
+            ip: ip.into(),
+            port,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn defaults_are_a_tcp_dial_every_ten_seconds() {
+        let plan = CheckPlan::for_instance(&instance("http://localhost:8080", "", 8080));
+        assert_eq!(
+            plan.probe,
+            Probe::Tcp {
+                target: "localhost:8080".into()
+            }
+        );
+        assert_eq!(plan.interval, DEFAULT_INTERVAL);
+        assert_eq!(plan.timeout, DEFAULT_TIMEOUT);
+        assert_eq!((plan.healthy_threshold, plan.unhealthy_threshold), (1, 2));
+        assert_eq!(plan.deregister_after, None);
+    }
+
+    #[test]
+    fn tcp_prefers_the_ip_and_brackets_v6() {
+        let plan = CheckPlan::for_instance(&instance("http://localhost:1", "127.0.0.2", 1));
+        assert_eq!(
+            plan.probe,
+            Probe::Tcp {
+                target: "127.0.0.2:1".into()
+            }
+        );
+        let plan = CheckPlan::for_instance(&instance("http://[::1]:1", "::1", 1));
+        assert_eq!(
+            plan.probe,
+            Probe::Tcp {
+                target: "[::1]:1".into()
+            }
+        );
+    }
+
+    #[test]
+    fn http_joins_url_and_path_and_ttl_wins() {
+        let mut i = instance("http://127.0.0.1:9/api/", "127.0.0.1", 9);
+        i.health_check = Some(HealthCheck {
+            check_type: Some(HealthCheckType::Http),
+            interval: Some("1s".into()),
+            timeout: Some("5s".into()),
+            ..Default::default()
+        });
+        let plan = CheckPlan::for_instance(&i);
+        assert_eq!(
+            plan.probe,
+            Probe::Http {
+                url: "http://127.0.0.1:9/api/healthz".into()
+            }
+        );
+        assert_eq!(
+            plan.timeout,
+            std::time::Duration::from_secs(1),
+            "capped at the interval"
+        );
+        i.ttl = Some("30s".into());
+        i.deregister_after = Some("10m".into());
+        let plan = CheckPlan::for_instance(&i);
+        assert_eq!(plan.probe, Probe::Ttl(std::time::Duration::from_secs(30)));
+        assert_eq!(
+            plan.deregister_after,
+            Some(std::time::Duration::from_secs(600))
+        );
+    }
+}

@@ -168,6 +168,13 @@ impl RegistryClient {
             .map(drop)
     }
 
+    /// `PUT /registry-svc/instance/{id}/heartbeat`: tells the registry the instance is alive.
+    /// For an instance registered with a `ttl` this keeps it (or makes it again) Healthy.
+    pub async fn heartbeat_instance(&self, id: &str) -> Result<(), Error> {
+        let path = format!("/instance/{}/heartbeat", segment(id));
+        self.send(self.request(Method::PUT, &path)).await.map(drop)
+    }
+
     /// `POST /registry-svc/nodes`: the nodes with these ids, or every node when `ids` is empty.
     pub async fn list_nodes(&self, ids: &[String]) -> Result<Vec<Node>, Error> {
         let body = ListNodesRequest { ids: ids.to_vec() };

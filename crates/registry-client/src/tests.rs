@@ -127,6 +127,37 @@ async fn node_url_is_one_encoded_segment() {
 }
 
 #[tokio::test]
+async fn heartbeat_puts_to_the_encoded_instance_id() {
+    let (base, server) = serve_once("204 No Content", "").await;
+    RegistryClient::new(base, None)
+        .with_token("secret")
+        .heartbeat_instance("inst/a b")
+        .await
+        .unwrap();
+    let seen = server.await.unwrap();
+    assert_eq!(
+        seen.request_line,
+        "PUT /registry-svc/instance/inst%2Fa%20b/heartbeat HTTP/1.1"
+    );
+    assert_eq!(seen.header("authorization"), Some("Bearer secret"));
+}
+
+#[tokio::test]
+async fn heartbeat_on_an_unknown_instance_is_a_404() {
+    let (base, _server) = serve_once(
+        "404 Not Found",
+        r#"{"error":"instance \"inst_x\" not found"}"#,
+    )
+    .await;
+    let err = RegistryClient::new(base, None)
+        .heartbeat_instance("inst_x")
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(StatusCode::NOT_FOUND));
+    assert!(err.to_string().contains("not found"), "{err}");
+}
+
+#[tokio::test]
 async fn filter_goes_in_the_query() {
     let (base, server) = serve_once("200 OK", r#"{"instances":[]}"#).await;
     let filter = InstanceFilter {

@@ -3,7 +3,7 @@
 mod common;
 
 use async_trait::async_trait;
-use common::Daemon;
+use common::hooked::{Hooked, Hooks};
 use registry_server::store::{
     Change, Kind, Mutation, Record, Snapshot, SqliteStore, Store, StoreError,
 };
@@ -137,53 +137,6 @@ async fn one_sqlite_file_serves_one_daemon() {
     );
     drop(first);
     SqliteStore::open(&path).expect("free again once the first is closed");
-}
-
-/// What a test store does before each commit and ping; the default does nothing.
-#[async_trait]
-trait Hooks: Send + Sync + 'static {
-    async fn before_commit(&self, _changes: &[Change]) -> Result<(), StoreError> {
-        Ok(())
-    }
-    fn before_ping(&self) -> Result<(), StoreError> {
-        Ok(())
-    }
-}
-
-/// A SQLite store that runs `hooks` before it commits or pings.
-struct Hooked<H> {
-    inner: SqliteStore,
-    hooks: H,
-}
-
-impl<H: Hooks> Hooked<H> {
-    /// Starts a daemon on a fresh hooked store in a new data dir; returns both.
-    async fn start_daemon(hooks: H) -> (Daemon, Arc<Self>) {
-        let dir = tempfile::tempdir().unwrap();
-        let inner = SqliteStore::open(&dir.path().join("registry.db")).unwrap();
-        let store = Arc::new(Hooked { inner, hooks });
-        let config = common::config(dir.path());
-        let d = Daemon::start_with_store(config, dir, store.clone()).await;
-        (d, store)
-    }
-}
-
-#[async_trait]
-impl<H: Hooks> Store for Hooked<H> {
-    async fn load(&self) -> Result<Snapshot, StoreError> {
-        self.inner.load().await
-    }
-    async fn commit(&self, changes: Vec<Change>) -> Result<Vec<u64>, StoreError> {
-        self.hooks.before_commit(&changes).await?;
-        self.inner.commit(changes).await
-    }
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.hooks.before_ping()?;
-        self.inner.ping().await
-    }
-    async fn close(&self) -> Result<(), StoreError> {
-        self.inner.close().await
-    }
 }
 
 /// Commits take their time, like a slow disk; batch sizes are recorded.

@@ -112,6 +112,8 @@ pub enum InstancesCommand {
     /// Remove an instance.
     #[command(visible_alias = "remove")]
     Rm { id: String },
+    /// Tell the registry an instance is alive (keeps an instance with a TTL Healthy).
+    Heartbeat { id: String },
 }
 
 #[derive(Debug, Args)]
@@ -310,6 +312,18 @@ mod tests {
                 command: TokensCommand::Revoke { .. }
             }
         ));
+    }
+
+    #[test]
+    fn heartbeat_takes_an_instance_id() {
+        let Command::Instances {
+            command: InstancesCommand::Heartbeat { id },
+        } = parse(&["i", "heartbeat", "inst_1"]).command
+        else {
+            panic!("not a heartbeat command");
+        };
+        assert_eq!(id, "inst_1");
+        assert!(Cli::try_parse_from(["registry-svc", "instances", "heartbeat"]).is_err());
     }
 
     #[test]

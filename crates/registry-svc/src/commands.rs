@@ -93,6 +93,15 @@ async fn instances(
             client.delete_instance(&id).await?;
             confirm(format, "removed instance", &id)
         }
+        InstancesCommand::Heartbeat { id } => {
+            client.heartbeat_instance(&id).await?;
+            match format {
+                OutputFormat::Table => emit(&format!("heartbeat sent for {id}\n")),
+                OutputFormat::Json => {
+                    emit(&output::json(&json!({ "id": id, "result": "heartbeat" }))?)
+                }
+            }
+        }
     }
 }
 

@@ -257,3 +257,31 @@ fn a_second_daemon_on_the_same_data_dir_is_refused() {
         "{stderr}"
     );
 }
+
+#[test]
+fn an_instance_with_a_ttl_is_kept_healthy_by_cli_heartbeats() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path());
+    let id = daemon.register(&["--url", "http://127.0.0.1:4", "--ttl", "30s"]);
+
+    let out = ok(daemon.cli(&["instances", "heartbeat", &id]));
+    assert_eq!(out, format!("heartbeat sent for {id}\n"));
+    let listed = json(daemon.cli(&["instances", "ls", "--id", &id, "-o", "json"]));
+    assert_eq!(listed[0]["status"], "Healthy", "{listed}");
+    assert_eq!(listed[0]["details"], "heartbeat received", "{listed}");
+    assert!(listed[0]["lastHeartbeat"].is_string(), "{listed}");
+
+    let confirmed = json(daemon.cli(&["i", "heartbeat", &id, "-o", "json"]));
+    assert_eq!(
+        confirmed,
+        serde_json::json!({"id": id, "result": "heartbeat"})
+    );
+
+    let missing = daemon.cli(&["instances", "heartbeat", "inst_missing00"]);
+    assert!(!missing.status.success());
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(
+        stderr.starts_with("error: ") && stderr.contains("not found"),
+        "{stderr}"
+    );
+}

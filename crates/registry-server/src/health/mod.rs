@@ -254,7 +254,9 @@ impl HealthChecker {
                 let details = format!(
                     "TTL of {} expired: no heartbeat for {}",
                     humantime::format_duration(ttl),
-                    humantime::format_duration(Duration::from_secs(silent_for.as_secs()))
+                    humantime::format_duration(
+                        Duration::from_millis(silent_for.as_millis() as u64)
+                    )
                 );
                 let url = entry.url.clone();
                 self.report(&id, &url, InstanceStatus::Unreachable, details, None);

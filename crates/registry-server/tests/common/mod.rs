@@ -1,6 +1,8 @@
 //! A real daemon on a free loopback port, in this process, and a small HTTP helper.
 #![allow(dead_code)] // each test binary uses its own part of the harness
 
+pub mod hooked;
+
 use registry_server::store::Store;
 use registry_server::{Config, RunningServer};
 use reqwest::{Method, StatusCode};

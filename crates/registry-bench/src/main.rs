@@ -1,0 +1,431 @@
+//! `registry-bench`: benchmarks of the Registry Svc daemon. A tool to run by hand, not a
+//! test: it prints numbers and passes no judgement.
+//!
+//! `registry-bench health` measures what the daemon's own health checking costs. It
+//! starts `registry-svc serve` on 127.0.0.1 in a throwaway data dir, opens `--listeners`
+//! TCP listeners that accept and drop connections, registers `--instances` instances
+//! spread over them (TCP check every `--interval`), waits until all are Healthy, and then
+//! watches the daemon for `--duration`: its CPU time (from `/proc/<pid>/stat`), how many
+//! checks reached the listeners, and its resident memory at the end.
+//!
+//! ```text
+//! cargo build --release && target/release/registry-bench health --instances 10000 --interval 10s --duration 60s
+//! ```
+//!
+//! Linux only (it reads `/proc`). Everything stays on 127.0.0.1, every wait has a
+//! deadline, and the daemon is killed and its data dir removed however the run ends.
+
+mod daemon;
+mod procfs;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use daemon::Daemon;
+use registry_client::types::{
+    HealthCheck, HealthCheckType, InstanceFilter, InstanceStatus, RegisterInstanceRequest,
+};
+use registry_client::RegistryClient;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+
+/// Registrations in flight at once.
+const REGISTER_CONCURRENCY: usize = 64;
+/// Limit on any one API request of the bench.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often progress is printed while waiting.
+const PROGRESS_EVERY: Duration = Duration::from_secs(2);
+/// Most checks the daemon runs at once (its `MAX_IN_FLIGHT`), for the open-files budget.
+const DAEMON_MAX_IN_FLIGHT: u64 = 256;
+
+#[derive(Parser)]
+#[command(version, about = "Benchmarks of the Registry Svc daemon")]
+struct Cli {
+    #[command(subcommand)]
+    command: Bench,
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// Cost of the daemon checking many instances: CPU, checks per second, memory.
+    Health(HealthArgs),
+}
+
+#[derive(Args, Clone)]
+struct HealthArgs {
+    /// Instances to register.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    instances: u64,
+    /// Health-check interval of every instance (`500ms`, `10s`, ...).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    interval: Duration,
+    /// Length of the measurement window.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    duration: Duration,
+    /// TCP listeners the instances are spread over.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    listeners: u64,
+    /// The `registry-svc` binary; default: the one beside this executable.
+    #[arg(long, value_name = "PATH")]
+    daemon: Option<PathBuf>,
+}
+
+/// A duration in whole milliseconds, at least 1 ms, written as the registry writes them.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let d = registry_types::parse_duration("duration", text).map_err(|e| e.to_string())?;
+    if d < Duration::from_millis(1) {
+        return Err("must be at least 1ms".into());
+    }
+    Ok(Duration::from_millis(d.as_millis() as u64))
+}
+
+/// `10s`, `1500ms`: short, exact for whole milliseconds, and accepted back by both tools.
+fn format_duration(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = tokio::select! {
+        result = match cli.command { Bench::Health(args) => health(args) } => result,
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("registry-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn health(args: HealthArgs) -> Result<()> {
+    check_open_files(args.listeners)?;
+    let binary = daemon::locate(args.daemon.as_deref())?;
+    let mut daemon = Daemon::start(&binary)?;
+    eprintln!(
+        "daemon {} (pid {}) at {}",
+        binary.display(),
+        daemon.pid(),
+        daemon.base_url
+    );
+    let http = reqwest::Client::builder()
+        .timeout(REQUEST_TIMEOUT)
+        .no_proxy()
+        .build()
+        .context("building the HTTP client")?;
+    let client = RegistryClient::new(daemon.base_url.clone(), Some(daemon.token.clone()))
+        .with_http_client(http);
+
+    let accepts = Arc::new(AtomicU64::new(0));
+    let (ports, _listeners) = start_listeners(args.listeners, accepts.clone()).await?;
+    register_all(&client, &ports, &args).await?;
+    daemon.check_alive()?;
+    wait_until_healthy(&client, &args).await?;
+    let report = measure(&mut daemon, &client, &accepts, &args).await?;
+    print!("{}", report.table(&args));
+    Ok(())
+}
+
+/// Fails early when the open-files limit (which the daemon inherits) is too low.
+fn check_open_files(listeners: u64) -> Result<()> {
+    let limit = procfs::open_files_limit()?;
+    // Listeners, registrations, one accepted socket per daemon check in flight, slack.
+    let needed = listeners + REGISTER_CONCURRENCY as u64 + DAEMON_MAX_IN_FLIGHT + 256;
+    if limit < needed {
+        bail!("the open files limit is {limit}, below the {needed} needed; raise it (ulimit -n {needed})");
+    }
+    Ok(())
+}
+
+/// Binds `count` listeners on 127.0.0.1 that accept and drop every connection, counting
+/// them in `accepts`. The tasks end when the returned set is dropped.
+async fn start_listeners(count: u64, accepts: Arc<AtomicU64>) -> Result<(Vec<u16>, JoinSet<()>)> {
+    let mut ports = Vec::new();
+    let mut tasks = JoinSet::new();
+    for _ in 0..count {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .context("binding a listener on 127.0.0.1")?;
+        ports.push(listener.local_addr()?.port());
+        let accepts = accepts.clone();
+        tasks.spawn(async move {
+            loop {
+                match listener.accept().await {
+                    Ok((stream, _)) => {
+                        accepts.fetch_add(1, Ordering::Relaxed);
+                        drop(stream);
+                    }
+                    // The daemon resets each check's connection; one reset before the
+                    // accept still was a check.
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::ConnectionAborted
+                                | std::io::ErrorKind::ConnectionReset
+                        ) =>
+                    {
+                        accepts.fetch_add(1, Ordering::Relaxed);
+                    }
+                    // Out of file descriptors or the like: back off, the daemon retries.
+                    Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+                }
+            }
+        });
+    }
+    Ok((ports, tasks))
+}
+
+/// Registers the instances, [`REGISTER_CONCURRENCY`] at a time.
+async fn register_all(client: &RegistryClient, ports: &[u16], args: &HealthArgs) -> Result<()> {
+    let total = args.instances;
+    let interval = format_duration(args.interval);
+    let next = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicU64::new(0));
+    let ports: Arc<[u16]> = ports.into();
+    let mut workers = JoinSet::new();
+    for _ in 0..REGISTER_CONCURRENCY.min(total as usize) {
+        let (client, next, done, ports, interval) = (
+            client.clone(),
+            next.clone(),
+            done.clone(),
+            ports.clone(),
+            interval.clone(),
+        );
+        workers.spawn(async move {
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= total {
+                    return Ok::<(), anyhow::Error>(());
+                }
+                let port = ports[(n % ports.len() as u64) as usize];
+                let request = RegisterInstanceRequest {
+                    url: format!("http://127.0.0.1:{port}/i/{n}"),
+                    slug: format!("bench-{}", n % 100),
+                    health_check: Some(HealthCheck {
+                        check_type: Some(HealthCheckType::Tcp),
+                        interval: Some(interval.clone()),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                };
+                client
+                    .register_instance(&request)
+                    .await
+                    .with_context(|| format!("registering {}", request.url))?;
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+    }
+    // Generous: 60 s plus 20 ms an instance (10,000 instances: 260 s).
+    let limit = Duration::from_secs(60) + Duration::from_millis(20) * total as u32;
+    let started = Instant::now();
+    let mut progress = tokio::time::interval(PROGRESS_EVERY);
+    progress.tick().await;
+    loop {
+        tokio::select! {
+            joined = workers.join_next() => match joined {
+                None => break,
+                Some(result) => result.context("a registration task failed")??,
+            },
+            _ = progress.tick() => {
+                eprintln!("registered {}/{total}", done.load(Ordering::Relaxed));
+                if started.elapsed() > limit {
+                    bail!("registering took longer than {}s", limit.as_secs());
+                }
+            }
+        }
+    }
+    let took = started.elapsed().as_secs_f64();
+    eprintln!(
+        "registered {total} instances in {took:.1}s ({:.0}/s)",
+        total as f64 / took
+    );
+    Ok(())
+}
+
+/// Polls the Healthy count until it reaches every instance, for at most 2 intervals + 30 s.
+async fn wait_until_healthy(client: &RegistryClient, args: &HealthArgs) -> Result<()> {
+    let limit = args.interval * 2 + Duration::from_secs(30);
+    let started = Instant::now();
+    let healthy = InstanceFilter {
+        status: Some(InstanceStatus::Healthy),
+        ..Default::default()
+    };
+    loop {
+        let count = client.list_instances(&healthy).await?.len() as u64;
+        eprintln!(
+            "healthy {count}/{} after {:.0}s",
+            args.instances,
+            started.elapsed().as_secs_f64()
+        );
+        if count >= args.instances {
+            return Ok(());
+        }
+        if started.elapsed() > limit {
+            bail!(
+                "only {count} of {} instances Healthy after {}s; {}",
+                args.instances,
+                limit.as_secs(),
+                status_summary(client).await
+            );
+        }
+        tokio::time::sleep(PROGRESS_EVERY).await;
+    }
+}
+
+/// Instances by status, and what one that is not Healthy last saw.
+async fn status_summary(client: &RegistryClient) -> String {
+    let all = match client.list_instances(&InstanceFilter::default()).await {
+        Ok(all) => all,
+        Err(e) => return format!("listing them failed: {e}"),
+    };
+    let mut counts = BTreeMap::new();
+    for instance in &all {
+        *counts.entry(instance.status.to_string()).or_insert(0u64) += 1;
+    }
+    let example = all
+        .iter()
+        .find(|i| i.status != InstanceStatus::Healthy)
+        .map(|i| format!("; e.g. {} is {}: {:?}", i.url, i.status, i.details))
+        .unwrap_or_default();
+    format!("by status: {counts:?}{example}")
+}
+
+/// What one measurement window saw.
+struct Report {
+    window: Duration,
+    ticks_per_second: u64,
+    daemon_ticks: u64,
+    bench_ticks: u64,
+    machine_busy: f64,
+    cores: usize,
+    checks: u64,
+    rss_kib: u64,
+    healthy_at_end: u64,
+}
+
+async fn measure(
+    daemon: &mut Daemon,
+    client: &RegistryClient,
+    accepts: &AtomicU64,
+    args: &HealthArgs,
+) -> Result<Report> {
+    let (pid, me) = (daemon.pid(), std::process::id());
+    let ticks_per_second = procfs::ticks_per_second();
+    eprintln!("measuring for {}s ...", args.duration.as_secs_f64().round());
+    let started = Instant::now();
+    let (daemon0, bench0, machine0) = (
+        procfs::cpu_ticks(pid)?,
+        procfs::cpu_ticks(me)?,
+        procfs::machine_ticks()?,
+    );
+    let accepts0 = accepts.load(Ordering::Relaxed);
+    let end = tokio::time::Instant::now() + args.duration;
+    let progress_every = Duration::from_secs(10);
+    while tokio::time::Instant::now() < end {
+        tokio::time::sleep_until(end.min(tokio::time::Instant::now() + progress_every)).await;
+        daemon.check_alive()?;
+        eprintln!(
+            "  {:.0}s: {} checks",
+            started.elapsed().as_secs_f64(),
+            accepts.load(Ordering::Relaxed) - accepts0
+        );
+    }
+    let checks = accepts.load(Ordering::Relaxed) - accepts0;
+    let (daemon1, bench1, machine1) = (
+        procfs::cpu_ticks(pid)?,
+        procfs::cpu_ticks(me)?,
+        procfs::machine_ticks()?,
+    );
+    let window = started.elapsed();
+    let rss_kib = procfs::rss_kib(pid)?;
+    let (busy, total) = (machine1.0 - machine0.0, machine1.1 - machine0.1);
+    // After the window, so the listing does not count against the daemon.
+    let healthy = InstanceFilter {
+        status: Some(InstanceStatus::Healthy),
+        ..Default::default()
+    };
+    let healthy_at_end = client.list_instances(&healthy).await?.len() as u64;
+    Ok(Report {
+        window,
+        ticks_per_second,
+        daemon_ticks: daemon1 - daemon0,
+        bench_ticks: bench1 - bench0,
+        machine_busy: busy as f64 / total.max(1) as f64,
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        checks,
+        rss_kib,
+        healthy_at_end,
+    })
+}
+
+impl Report {
+    fn table(&self, args: &HealthArgs) -> String {
+        let secs = self.window.as_secs_f64();
+        let cpu = |ticks: u64| ticks as f64 / self.ticks_per_second as f64;
+        let expected_rate = args.instances as f64 / args.interval.as_secs_f64();
+        let rate = self.checks as f64 / secs;
+        let rows = [
+            ("instances", args.instances.to_string()),
+            ("listeners", args.listeners.to_string()),
+            ("check interval", format_duration(args.interval)),
+            ("window", format!("{secs:.1} s")),
+            ("daemon CPU", format!("{:.2} s", cpu(self.daemon_ticks))),
+            (
+                "daemon CPU, % of one core",
+                format!("{:.1} %", 100.0 * cpu(self.daemon_ticks) / secs),
+            ),
+            ("checks performed", self.checks.to_string()),
+            (
+                "checks/s",
+                format!("{rate:.1} (expected {expected_rate:.1})"),
+            ),
+            ("on-time ratio", format!("{:.3}", rate / expected_rate)),
+            (
+                "daemon RSS at end",
+                format!("{:.1} MiB", self.rss_kib as f64 / 1024.0),
+            ),
+            (
+                "Healthy after window",
+                format!("{}/{}", self.healthy_at_end, args.instances),
+            ),
+            (
+                "bench's own CPU, % of one core",
+                format!("{:.1} %", 100.0 * cpu(self.bench_ticks) / secs),
+            ),
+            (
+                "whole machine busy",
+                format!("{:.1} % of {} cores", 100.0 * self.machine_busy, self.cores),
+            ),
+        ];
+        let width = rows.iter().map(|(name, _)| name.len()).max().unwrap_or(0);
+        let mut out = String::from("registry-bench health\n");
+        for (name, value) in rows {
+            out += &format!("  {name:<width$}  {value}\n");
+        }
+        let daemon = match &args.daemon {
+            Some(path) => format!(" --daemon {}", path.display()),
+            None => String::new(),
+        };
+        out += &format!(
+            "reproduce with:\ncargo build --release && target/release/registry-bench health \
+             --instances {} --interval {} --duration {} --listeners {}{daemon}\n",
+            args.instances,
+            format_duration(args.interval),
+            format_duration(args.duration),
+            args.listeners,
+        );
+        out
+    }
+}

@@ -93,6 +93,33 @@ async fn store_contract(open: impl Fn() -> Arc<dyn Store>) {
         "latest put wins"
     );
 
+    let log = store.changes_since(0, 100).await.unwrap();
+    assert!(!log.trimmed);
+    let logged: Vec<(u64, &str, bool)> = log
+        .changes
+        .iter()
+        .map(|c| (c.revision, c.change.key.as_str(), c.change.body.is_some()))
+        .collect();
+    assert_eq!(
+        logged,
+        [
+            (1, "a", true),
+            (2, "d1", true),
+            (3, "b", true),
+            (4, "a", false),
+            (5, "b", true)
+        ]
+    );
+    let page = store.changes_since(3, 1).await.unwrap();
+    assert_eq!(page.changes.len(), 1, "the limit is kept");
+    assert_eq!(page.changes[0].revision, 4);
+    assert!(store
+        .changes_since(5, 100)
+        .await
+        .unwrap()
+        .changes
+        .is_empty());
+
     store.close().await.unwrap();
     drop(store);
     let reopened = open();
@@ -110,6 +137,35 @@ async fn sqlite_store_keeps_the_contract() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("registry.db");
     store_contract(|| Arc::new(SqliteStore::open(&path).unwrap())).await;
+}
+
+#[tokio::test]
+async fn a_trimmed_change_log_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open_with_retention(&dir.path().join("registry.db"), 4).unwrap();
+    for i in 0..12 {
+        store
+            .commit(encode(&[definition(&format!("d{i}"))]))
+            .await
+            .unwrap();
+    }
+    let page = store.changes_since(1, 100).await.unwrap();
+    assert!(page.trimmed, "revision 2 is long gone");
+    assert!(page.changes.is_empty());
+    let recent = store.changes_since(10, 100).await.unwrap();
+    assert!(!recent.trimmed);
+    assert_eq!(
+        recent
+            .changes
+            .iter()
+            .map(|c| c.revision)
+            .collect::<Vec<_>>(),
+        [11, 12]
+    );
+    assert!(
+        !store.changes_since(12, 100).await.unwrap().trimmed,
+        "up to date is not trimmed"
+    );
 }
 
 #[tokio::test]

@@ -1,10 +1,12 @@
 //! `PUT /definition`, `GET /definitions`, `DELETE /definition/{id}`.
 
+use super::feed::{indexed, Blocking};
 use super::{list_response, AppState, JsonBody};
 use crate::auth::{Caller, Permission};
 use crate::state::Command;
+use crate::store::Kind;
 use crate::{Error, Result};
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
@@ -45,12 +47,27 @@ pub async fn save(
 
 /// List every definition.
 #[utoipa::path(get, path = "/registry-svc/definitions", tag = "definitions",
+    params(
+        ("index" = Option<u64>, Query, description = "Block until a change of definitions passes this revision"),
+        ("wait" = Option<String>, Query, description = "Longest to block, e.g. 30s (at most 10m)"),
+    ),
     responses((status = 200, body = ListDefinitionsResponse), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn list(State(app): State<AppState>, caller: Caller) -> Result<Response> {
+pub async fn list(
+    State(app): State<AppState>,
+    caller: Caller,
+    RawQuery(query): RawQuery,
+) -> Result<Response> {
     caller.require(Permission::DefinitionView)?;
-    let definitions: Vec<_> = app.state.read().definitions().cloned().collect();
-    Ok(list_response("definitions", &definitions))
+    Blocking::from_query(&query.unwrap_or_default())?
+        .wait(&app.state, Kind::Definition)
+        .await;
+    let (definitions, index) = {
+        let tables = app.state.read();
+        let definitions: Vec<_> = tables.definitions().cloned().collect();
+        (definitions, tables.kind_revision(Kind::Definition))
+    };
+    Ok(indexed(index, list_response("definitions", &definitions)))
 }
 
 /// Delete a definition.

@@ -1,8 +1,10 @@
 //! `PUT /instance`, `GET /instances`, `DELETE /instance/{id}`.
 
+use super::feed::{indexed, Blocking};
 use super::{list_response, AppState, JsonBody};
 use crate::auth::{Caller, Permission};
 use crate::state::Command;
+use crate::store::Kind;
 use crate::{Error, Result};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
@@ -45,6 +47,8 @@ pub async fn register(
         ("deploymentId" = Option<String>, Query), ("nodeUrl" = Option<String>, Query),
         ("status" = Option<String>, Query, description = "Unknown, Healthy, Degraded, Unreachable or Error"),
         ("tag" = Option<Vec<String>>, Query, description = "Repeatable; all must match"),
+        ("index" = Option<u64>, Query, description = "Block until a change of instances passes this revision"),
+        ("wait" = Option<String>, Query, description = "Longest to block, e.g. 30s (at most 10m)"),
     ),
     responses((status = 200, body = ListInstancesResponse), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody)),
@@ -55,9 +59,19 @@ pub async fn list(
     RawQuery(query): RawQuery,
 ) -> Result<Response> {
     caller.require(Permission::InstanceView)?;
-    let filter = InstanceFilter::from_query(query.as_deref().unwrap_or_default())?;
-    let instances = app.state.read().instances(&filter);
-    Ok(list_response("instances", &instances))
+    let query = query.unwrap_or_default();
+    let filter = InstanceFilter::from_query(&query)?;
+    Blocking::from_query(&query)?
+        .wait(&app.state, Kind::Instance)
+        .await;
+    let (instances, index) = {
+        let tables = app.state.read();
+        (
+            tables.instances(&filter),
+            tables.kind_revision(Kind::Instance),
+        )
+    };
+    Ok(indexed(index, list_response("instances", &instances)))
 }
 
 /// Remove an instance (its owner, an admin or a trusted slug).

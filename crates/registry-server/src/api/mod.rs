@@ -7,6 +7,7 @@
 mod definitions;
 mod errors;
 mod extract;
+mod feed;
 mod instances;
 mod nodes;
 mod ops;
@@ -55,6 +56,7 @@ pub struct AppState {
         (name = "instances", description = "Running, callable service instances"),
         (name = "nodes", description = "Machines running a registry daemon"),
         (name = "tokens", description = "API tokens (admin only)"),
+        (name = "feed", description = "Change feed: every change with its revision"),
         (name = "operations", description = "Liveness, readiness and this document")
     )
 )]
@@ -87,6 +89,7 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(nodes::delete))
         .routes(routes!(tokens::create, tokens::list))
         .routes(routes!(tokens::revoke))
+        .routes(routes!(feed::events))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .split_for_parts()

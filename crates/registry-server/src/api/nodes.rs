@@ -1,10 +1,12 @@
 //! `POST /nodes`, `GET /node/self`, `DELETE /node/{url}`.
 
+use super::feed::{indexed, Blocking};
 use super::{list_response, AppState, OptionalJsonBody};
 use crate::auth::{Caller, Permission};
 use crate::state::Command;
+use crate::store::Kind;
 use crate::Result;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
@@ -14,24 +16,34 @@ use registry_types::{ErrorBody, ListNodesRequest};
 /// List nodes, all of them or those with the given ids.
 #[utoipa::path(post, path = "/registry-svc/nodes", tag = "nodes",
     request_body(content = Option<ListNodesRequest>, description = "Empty, or ids to select"),
+    params(
+        ("index" = Option<u64>, Query, description = "Block until a change of nodes passes this revision"),
+        ("wait" = Option<String>, Query, description = "Longest to block, e.g. 30s (at most 10m)"),
+    ),
     responses((status = 200, body = ListNodesResponse), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn list(
     State(app): State<AppState>,
     caller: Caller,
+    RawQuery(query): RawQuery,
     OptionalJsonBody(request): OptionalJsonBody<ListNodesRequest>,
 ) -> Result<Response> {
     caller.require(Permission::NodeView)?;
+    Blocking::from_query(&query.unwrap_or_default())?
+        .wait(&app.state, Kind::Node)
+        .await;
     let now = chrono::Utc::now();
-    let nodes: Vec<_> = app
-        .state
-        .read()
-        .nodes()
-        .filter(|n| request.ids.is_empty() || request.ids.contains(&n.id))
-        .map(|n| app.this_node.with_liveness(n, now))
-        .collect();
-    Ok(list_response("nodes", &nodes))
+    let (nodes, index) = {
+        let tables = app.state.read();
+        let nodes: Vec<_> = tables
+            .nodes()
+            .filter(|n| request.ids.is_empty() || request.ids.contains(&n.id))
+            .map(|n| app.this_node.with_liveness(n, now))
+            .collect();
+        (nodes, tables.kind_revision(Kind::Node))
+    };
+    Ok(indexed(index, list_response("nodes", &nodes)))
 }
 
 /// The node of the daemon answering.

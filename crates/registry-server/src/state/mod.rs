@@ -16,15 +16,16 @@ use chrono::{DateTime, Utc};
 use registry_types::{Definition, Instance, InstanceFilter, Node};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
-/// One committed change, as announced to subscribers (the health checker, watchers).
+/// One committed change, as announced to subscribers (the health checker, the event
+/// stream): its revision and the object's JSON (`None`: deleted).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Committed {
     pub revision: u64,
     pub kind: Kind,
     pub key: String,
-    pub deleted: bool,
+    pub body: Option<Arc<str>>,
 }
 
 /// How many committed batches a slow subscriber may fall behind before it must re-read.
@@ -33,6 +34,8 @@ const SUBSCRIBER_BACKLOG: usize = 4096;
 #[derive(Debug, Default)]
 pub struct Tables {
     revision: u64,
+    /// Revision of the latest change of each kind (indexed by [`Kind::index`]).
+    kind_revisions: [u64; 4],
     definitions: BTreeMap<String, Arc<Definition>>,
     instances: BTreeMap<String, Arc<Instance>>,
     instances_by_slug: HashMap<String, BTreeSet<String>>,
@@ -55,6 +58,12 @@ impl Tables {
     /// Revision of the latest change applied.
     pub fn revision(&self) -> u64 {
         self.revision
+    }
+
+    /// Revision of the latest change of `kind` (after a restart, at most the store's
+    /// revision: a watcher may wake once for nothing, never miss a change).
+    pub fn kind_revision(&self, kind: Kind) -> u64 {
+        self.kind_revisions[kind.index()]
     }
 
     pub fn definitions(&self) -> impl Iterator<Item = &Arc<Definition>> {
@@ -123,6 +132,8 @@ impl Tables {
     /// Applies one committed mutation, keeping every index in step.
     pub fn apply(&mut self, mutation: Mutation, revision: u64) {
         self.revision = self.revision.max(revision);
+        let kind_revision = &mut self.kind_revisions[mutation.kind().index()];
+        *kind_revision = (*kind_revision).max(revision);
         match mutation {
             Mutation::Put(record) => self.put(record),
             Mutation::Delete { kind, key } => self.delete(kind, &key),
@@ -184,6 +195,7 @@ impl Tables {
 pub struct State {
     tables: RwLock<Tables>,
     changes: broadcast::Sender<Arc<[Committed]>>,
+    kind_revisions: [watch::Sender<u64>; 4],
     /// Instances whose health details or last heartbeat changed in memory only; see
     /// [`State::touch_instance`].
     unflushed: Mutex<HashSet<String>>,
@@ -196,11 +208,19 @@ impl State {
             tables.put(record);
         }
         tables.revision = snapshot.revision;
+        tables.kind_revisions = [snapshot.revision; 4];
         State {
             tables: RwLock::new(tables),
             changes: broadcast::channel(SUBSCRIBER_BACKLOG).0,
+            kind_revisions: Kind::ALL.map(|_| watch::channel(snapshot.revision).0),
             unflushed: Mutex::default(),
         }
+    }
+
+    /// The latest revision of `kind`, to wait on (`wait_for(|r| *r > index)`). A watch
+    /// keeps one value, not a queue, so an idle watcher costs one parked future.
+    pub fn watch(&self, kind: Kind) -> watch::Receiver<u64> {
+        self.kind_revisions[kind.index()].subscribe()
     }
 
     /// Every committed batch from now on. A receiver that lags is told so
@@ -210,6 +230,13 @@ impl State {
     }
 
     fn announce(&self, batch: Vec<Committed>) {
+        for committed in &batch {
+            self.kind_revisions[committed.kind.index()].send_if_modified(|latest| {
+                let newer = committed.revision > *latest;
+                *latest = (*latest).max(committed.revision);
+                newer
+            });
+        }
         // No subscriber is not an error.
         let _ = self.changes.send(batch.into());
     }

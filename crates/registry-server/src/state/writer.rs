@@ -8,7 +8,7 @@
 
 use super::commands::{Command, Overlay};
 use super::{Committed, State};
-use crate::store::{Mutation, Store};
+use crate::store::Store;
 use crate::Error;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -92,11 +92,11 @@ async fn commit_batch(
         }
         (overlay.mutations, tables.revision())
     };
+    let changes: Vec<_> = mutations.iter().map(|m| m.encode()).collect();
     let revisions = if mutations.is_empty() {
         Vec::new()
     } else {
-        let changes = mutations.iter().map(|m| m.encode()).collect();
-        match store.commit(changes).await {
+        match store.commit(changes.clone()).await {
             Ok(revisions) => revisions,
             Err(e) => {
                 tracing::error!(error = %e, "commit failed; {} writes refused", accepted.len());
@@ -110,12 +110,12 @@ async fn commit_batch(
     let mut announced = Vec::with_capacity(mutations.len());
     {
         let mut tables = state.write();
-        for (mutation, revision) in mutations.into_iter().zip(&revisions) {
+        for ((mutation, change), revision) in mutations.into_iter().zip(changes).zip(&revisions) {
             announced.push(Committed {
                 revision: *revision,
-                kind: mutation.kind(),
-                key: mutation.key().to_string(),
-                deleted: matches!(mutation, Mutation::Delete { .. }),
+                kind: change.kind,
+                key: change.key,
+                body: change.body,
             });
             tables.apply(mutation, *revision);
         }

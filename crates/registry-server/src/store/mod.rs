@@ -26,6 +26,13 @@ pub enum Kind {
 }
 
 impl Kind {
+    pub const ALL: [Kind; 4] = [Kind::Definition, Kind::Instance, Kind::Node, Kind::Token];
+
+    /// Position in [`Kind::ALL`], for per-kind arrays.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Definition => "definition",
@@ -35,10 +42,8 @@ impl Kind {
         }
     }
 
-    fn parse(text: &str) -> Option<Kind> {
-        [Kind::Definition, Kind::Instance, Kind::Node, Kind::Token]
-            .into_iter()
-            .find(|k| k.as_str() == text)
+    pub fn parse(text: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.as_str() == text)
     }
 }
 
@@ -121,19 +126,37 @@ impl Mutation {
             kind: self.kind(),
             key: self.key().to_string(),
             body: match self {
-                Mutation::Put(record) => Some(record.to_json()),
+                Mutation::Put(record) => Some(record.to_json().into()),
                 Mutation::Delete { .. } => None,
             },
         }
     }
 }
 
-/// A mutation as a store sees it: kind, key and the JSON body (`None` deletes).
+/// A mutation as a store sees it: kind, key and the JSON body (`None` deletes). The body
+/// is shared with the change feed, which announces it after the commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
     pub kind: Kind,
     pub key: String,
-    pub body: Option<String>,
+    pub body: Option<std::sync::Arc<str>>,
+}
+
+/// A change read back from the store's change log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggedChange {
+    pub revision: u64,
+    pub change: Change,
+}
+
+/// A page of the change log.
+#[derive(Debug, Default)]
+pub struct ChangePage {
+    /// Changes after the revision asked for, oldest first.
+    pub changes: Vec<LoggedChange>,
+    /// Whether changes right after the revision asked for were already trimmed from the
+    /// log, so a reader cannot catch up from it and must re-read everything.
+    pub trimmed: bool,
 }
 
 /// Everything in the store, as loaded at start.
@@ -171,6 +194,9 @@ pub trait Store: Send + Sync + 'static {
     /// durable. Each change gets the next store-wide revision; the revisions are returned
     /// in the same order. On error nothing was applied.
     async fn commit(&self, changes: Vec<Change>) -> Result<Vec<u64>, StoreError>;
+
+    /// Up to `limit` logged changes with a revision above `after`, oldest first.
+    async fn changes_since(&self, after: u64, limit: usize) -> Result<ChangePage, StoreError>;
 
     /// Whether the store answers at all (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;

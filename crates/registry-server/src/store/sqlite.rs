@@ -5,14 +5,14 @@
 //! (the writer task sends whole batches, so one fsync covers many requests); another
 //! answers `ping`, so readiness probes never queue behind a commit.
 
-use super::{Change, Kind, Record, Snapshot, Store, StoreError};
+use super::{Change, ChangePage, Kind, LoggedChange, Record, Snapshot, Store, StoreError};
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 /// How many past changes are kept in the change log for readers catching up.
-const CHANGE_LOG_RETAINED: u64 = 100_000;
+pub const CHANGE_LOG_RETAINED: u64 = 100_000;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS objects (
@@ -38,10 +38,12 @@ INSERT OR IGNORE INTO meta (name, value) VALUES ('revision', 0);
 
 pub struct SqliteStore {
     writer: Arc<Mutex<Connection>>,
-    pinger: Arc<Mutex<Connection>>,
+    reader: Arc<Mutex<Connection>>,
     /// Held for the store's life: two daemons on one file would each keep a different
     /// in-memory copy, so the second one is refused.
     _lock: std::fs::File,
+    /// Changes kept in the log; older ones are trimmed now and then.
+    retained: u64,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -63,6 +65,11 @@ fn connect(path: &Path) -> Result<Connection, StoreError> {
 impl SqliteStore {
     /// Opens (creating if needed) the database file and its directory.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with_retention(path, CHANGE_LOG_RETAINED)
+    }
+
+    /// As [`SqliteStore::open`], keeping `retained` changes in the log (at least 1).
+    pub fn open_with_retention(path: &Path, retained: u64) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)
                 .map_err(|e| unavailable(format!("{}: {e}", dir.display())))?;
@@ -79,11 +86,12 @@ impl SqliteStore {
         })?;
         let writer = connect(path)?;
         writer.execute_batch(SCHEMA).map_err(unavailable)?;
-        let pinger = connect(path)?;
+        let reader = connect(path)?;
         Ok(SqliteStore {
             writer: Arc::new(Mutex::new(writer)),
-            pinger: Arc::new(Mutex::new(pinger)),
+            reader: Arc::new(Mutex::new(reader)),
             _lock: lock,
+            retained: retained.max(1),
         })
     }
 
@@ -102,7 +110,11 @@ impl SqliteStore {
     }
 }
 
-fn commit_changes(conn: &mut Connection, changes: Vec<Change>) -> Result<Vec<u64>, StoreError> {
+fn commit_changes(
+    conn: &mut Connection,
+    changes: Vec<Change>,
+    retained: u64,
+) -> Result<Vec<u64>, StoreError> {
     let tx = conn.transaction().map_err(unavailable)?;
     let mut revision: u64 = tx
         .query_row(
@@ -150,17 +162,76 @@ fn commit_changes(conn: &mut Connection, changes: Vec<Change>) -> Result<Vec<u64
         params![revision],
     )
     .map_err(unavailable)?;
-    // Trim the change log now and then rather than on every commit.
-    if revision / 1024 != (revision - changes.len() as u64) / 1024 && revision > CHANGE_LOG_RETAINED
-    {
+    // Trim the change log now and then (each time the revision crosses a multiple of a
+    // quarter of what is kept, at most 1,024) rather than on every commit.
+    let every = (retained / 4).clamp(1, 1024);
+    let first = revision - changes.len() as u64;
+    if revision / every != first / every && revision > retained {
         tx.execute(
             "DELETE FROM changes WHERE revision <= ?1",
-            params![revision - CHANGE_LOG_RETAINED],
+            params![revision - retained],
         )
         .map_err(unavailable)?;
     }
     tx.commit().map_err(unavailable)?;
     Ok(revisions)
+}
+
+fn read_changes(conn: &mut Connection, after: u64, limit: usize) -> Result<ChangePage, StoreError> {
+    let oldest: Option<u64> = conn
+        .query_row("SELECT MIN(revision) FROM changes", [], |row| row.get(0))
+        .map_err(unavailable)?;
+    let latest: u64 = conn
+        .query_row(
+            "SELECT value FROM meta WHERE name = 'revision'",
+            [],
+            |row| row.get(0),
+        )
+        .map_err(unavailable)?;
+    // The log starts at revision 1; anything between `after` and its oldest row is gone.
+    let trimmed = after < latest && oldest.is_none_or(|oldest| oldest > after + 1);
+    if trimmed {
+        return Ok(ChangePage {
+            changes: Vec::new(),
+            trimmed,
+        });
+    }
+    let mut statement = conn
+        .prepare_cached(
+            "SELECT revision, kind, key, body FROM changes WHERE revision > ?1 ORDER BY revision LIMIT ?2",
+        )
+        .map_err(unavailable)?;
+    let rows = statement
+        .query_map(params![after, limit as i64], |row| {
+            Ok((
+                row.get::<_, u64>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, Option<String>>(3)?,
+            ))
+        })
+        .map_err(unavailable)?;
+    let mut changes = Vec::new();
+    for row in rows {
+        let (revision, kind_text, key, body) = row.map_err(unavailable)?;
+        let kind = Kind::parse(&kind_text).ok_or_else(|| StoreError::Corrupt {
+            kind: "change",
+            key: revision.to_string(),
+            problem: format!("unknown kind {kind_text:?}"),
+        })?;
+        changes.push(LoggedChange {
+            revision,
+            change: Change {
+                kind,
+                key,
+                body: body.map(Into::into),
+            },
+        });
+    }
+    Ok(ChangePage {
+        changes,
+        trimmed: false,
+    })
 }
 
 fn load_all(conn: &mut Connection) -> Result<Snapshot, StoreError> {
@@ -214,11 +285,19 @@ impl Store for SqliteStore {
     }
 
     async fn commit(&self, changes: Vec<Change>) -> Result<Vec<u64>, StoreError> {
-        Self::with(&self.writer, move |conn| commit_changes(conn, changes)).await
+        let retained = self.retained;
+        Self::with(&self.writer, move |conn| {
+            commit_changes(conn, changes, retained)
+        })
+        .await
+    }
+
+    async fn changes_since(&self, after: u64, limit: usize) -> Result<ChangePage, StoreError> {
+        Self::with(&self.reader, move |conn| read_changes(conn, after, limit)).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        Self::with(&self.pinger, |conn| {
+        Self::with(&self.reader, |conn| {
             conn.query_row("SELECT value FROM meta WHERE name = 'revision'", [], |_| {
                 Ok(())
             })

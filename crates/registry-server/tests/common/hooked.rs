@@ -2,7 +2,7 @@
 
 use super::{config, Daemon};
 use async_trait::async_trait;
-use registry_server::store::{Change, Snapshot, SqliteStore, Store, StoreError};
+use registry_server::store::{Change, ChangePage, Snapshot, SqliteStore, Store, StoreError};
 use std::sync::Arc;
 
 /// What a test store does before each commit and ping; the default does nothing.
@@ -44,6 +44,9 @@ impl<H: Hooks> Store for Hooked<H> {
     async fn commit(&self, changes: Vec<Change>) -> Result<Vec<u64>, StoreError> {
         self.hooks.before_commit(&changes).await?;
         self.inner.commit(changes).await
+    }
+    async fn changes_since(&self, after: u64, limit: usize) -> Result<ChangePage, StoreError> {
+        self.inner.changes_since(after, limit).await
     }
     async fn ping(&self) -> Result<(), StoreError> {
         self.hooks.before_ping()?;

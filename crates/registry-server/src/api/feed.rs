@@ -1,0 +1,264 @@
+//! The change feed: `X-Registry-Index` on lists, blocking queries (`?index=N&wait=30s`)
+//! and the Server-Sent Events stream `GET /registry-svc/events?since=N`.
+//!
+//! A blocking query parks on a `watch` of its kind's latest revision: no task, no
+//! polling, and a node heartbeat never wakes an instance watcher. The event stream first
+//! replays the store's change log after `since`, then follows the writer's
+//! announcements; a client whose revision is older than the retained log gets a `reset`
+//! event telling it to re-list.
+
+use super::AppState;
+use crate::auth::{Caller, Permission};
+use crate::state::{Committed, State};
+use crate::store::{ChangePage, Kind, Store};
+use crate::Result;
+use axum::extract::{RawQuery, State as AxumState};
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::Response;
+use futures_util::stream::{self, Stream};
+use rand::Rng;
+use registry_types::{parse_duration, ErrorBody, FieldError};
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::broadcast;
+
+pub const INDEX_HEADER: &str = "x-registry-index";
+/// Longest a blocking query waits, whatever it asks for.
+pub const MAX_WAIT: Duration = Duration::from_secs(600);
+/// Wait of a blocking query that gives `index` but no `wait`.
+pub const DEFAULT_WAIT: Duration = Duration::from_secs(300);
+/// Changes read from the store per page while an event stream catches up.
+const CATCH_UP_PAGE: usize = 500;
+
+/// `index` and `wait` of a list request.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Blocking {
+    pub index: Option<u64>,
+    pub wait: Option<Duration>,
+}
+
+impl Blocking {
+    pub fn from_query(query: &str) -> Result<Blocking> {
+        let mut blocking = Blocking::default();
+        for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+            match key.as_ref() {
+                "index" => {
+                    blocking.index = Some(value.parse().map_err(|_| {
+                        FieldError::new("index", format!("{value:?} is not a revision number"))
+                    })?)
+                }
+                "wait" => blocking.wait = Some(parse_duration("wait", &value)?),
+                _ => {}
+            }
+        }
+        Ok(blocking)
+    }
+
+    /// Returns once a change of `kind` passes `index`, or the wait (capped, with up to
+    /// 1/16 added at random so many watchers do not all come back at once) ends. An index
+    /// from the future (another store, a reset one) does not block.
+    pub async fn wait(&self, state: &State, kind: Kind) {
+        let Some(index) = self.index else { return };
+        if index > state.read().revision() {
+            return;
+        }
+        let wait = self.wait.unwrap_or(DEFAULT_WAIT).min(MAX_WAIT);
+        let wait = wait + wait.mul_f64(rand::thread_rng().gen_range(0.0..1.0 / 16.0));
+        let mut latest = state.watch(kind);
+        let _ = tokio::time::timeout(wait, latest.wait_for(|revision| *revision > index)).await;
+    }
+}
+
+/// `response` with the `X-Registry-Index` header.
+pub fn indexed(index: u64, mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(INDEX_HEADER, HeaderValue::from(index));
+    response
+}
+
+/// What the event stream sends, as parsed from its query.
+struct Selection {
+    kinds: Vec<Kind>,
+}
+
+impl Selection {
+    fn wants(&self, kind: Kind) -> bool {
+        // Token changes carry secrets' hashes: never on the feed.
+        kind != Kind::Token && (self.kinds.is_empty() || self.kinds.contains(&kind))
+    }
+}
+
+fn change_event(revision: u64, kind: Kind, key: &str, body: Option<&str>) -> Event {
+    let op = if body.is_some() { "put" } else { "delete" };
+    let data = format!(
+        r#"{{"revision":{revision},"kind":"{}","op":"{op}","id":{},"object":{}}}"#,
+        kind.as_str(),
+        serde_json::to_string(key).expect("strings serialize"),
+        body.unwrap_or("null"),
+    );
+    Event::default()
+        .event("change")
+        .id(revision.to_string())
+        .data(data)
+}
+
+fn reset_event(asked: u64, current: u64) -> Event {
+    let data = serde_json::json!({
+        "revision": current,
+        "reason": format!(
+            "revision {asked} is older than the retained history; re-list, then follow from revision {current}"
+        ),
+    });
+    Event::default()
+        .event("reset")
+        .id(current.to_string())
+        .data(data.to_string())
+}
+
+enum Phase {
+    /// Reading the store's change log after `after`.
+    CatchUp,
+    /// Following the writer's announcements.
+    Live,
+    Done,
+}
+
+struct Follower {
+    store: Arc<dyn Store>,
+    state: Arc<State>,
+    live: broadcast::Receiver<Arc<[Committed]>>,
+    selection: Selection,
+    /// Revision of the last change handled (sent or skipped).
+    after: u64,
+    phase: Phase,
+    ready: VecDeque<Event>,
+}
+
+impl Follower {
+    fn take(&mut self, revision: u64, kind: Kind, key: &str, body: Option<&str>) {
+        if revision <= self.after {
+            return; // seen in the log already
+        }
+        self.after = revision;
+        if self.selection.wants(kind) {
+            self.ready
+                .push_back(change_event(revision, kind, key, body));
+        }
+    }
+
+    async fn next_event(&mut self) -> Option<Event> {
+        loop {
+            if let Some(event) = self.ready.pop_front() {
+                return Some(event);
+            }
+            match self.phase {
+                Phase::Done => return None,
+                Phase::CatchUp => match self.store.changes_since(self.after, CATCH_UP_PAGE).await {
+                    Ok(ChangePage { trimmed: true, .. }) => {
+                        let current = self.state.read().revision();
+                        self.ready.push_back(reset_event(self.after, current));
+                        self.after = current;
+                        self.phase = Phase::Live;
+                    }
+                    Ok(page) if page.changes.is_empty() => self.phase = Phase::Live,
+                    Ok(page) => {
+                        for logged in page.changes {
+                            let c = logged.change;
+                            self.take(logged.revision, c.kind, &c.key, c.body.as_deref());
+                        }
+                    }
+                    Err(e) => {
+                        let data = serde_json::to_string(&ErrorBody {
+                            error: e.to_string(),
+                        })
+                        .expect("error bodies serialize");
+                        self.phase = Phase::Done;
+                        return Some(Event::default().event("error").data(data));
+                    }
+                },
+                Phase::Live => match self.live.recv().await {
+                    Ok(batch) => {
+                        for c in batch.iter() {
+                            self.take(c.revision, c.kind, &c.key, c.body.as_deref());
+                        }
+                    }
+                    // Fell behind the announcements: the log has what was missed.
+                    Err(broadcast::error::RecvError::Lagged(_)) => self.phase = Phase::CatchUp,
+                    Err(broadcast::error::RecvError::Closed) => self.phase = Phase::Done,
+                },
+            }
+        }
+    }
+}
+
+/// Stream every change after `since` (or the `Last-Event-ID` of a reconnecting
+/// EventSource; neither: from now) as Server-Sent Events; `kind` (repeatable) narrows it.
+#[utoipa::path(get, path = "/registry-svc/events", tag = "feed",
+    params(
+        ("since" = Option<u64>, Query, description = "Send the changes after this revision"),
+        ("kind" = Option<Vec<String>>, Query, description = "definition, instance or node; repeatable"),
+    ),
+    responses(
+        (status = 200, description = "text/event-stream: `change` events \
+            {revision, kind, op, id, object}; a `reset` event when `since` is older than the retained history"),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn events(
+    AxumState(app): AxumState<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+    caller.require(Permission::InstanceView)?;
+    let mut since = None;
+    let mut kinds = Vec::new();
+    for (key, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        match key.as_ref() {
+            "since" => {
+                since = Some(value.parse::<u64>().map_err(|_| {
+                    FieldError::new("since", format!("{value:?} is not a revision number"))
+                })?)
+            }
+            "kind" => kinds.push(
+                Kind::parse(&value)
+                    .filter(|k| *k != Kind::Token)
+                    .ok_or_else(|| {
+                        FieldError::new(
+                            "kind",
+                            format!("{value:?} is not one of definition, instance, node"),
+                        )
+                    })?,
+            ),
+            _ => {}
+        }
+    }
+    let last_event_id = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    // Subscribe before reading anything, so no change falls between log and live.
+    let live = app.state.subscribe();
+    let (after, phase) = match since.or(last_event_id) {
+        Some(after) => (after, Phase::CatchUp),
+        None => (app.state.read().revision(), Phase::Live),
+    };
+    let follower = Follower {
+        store: app.store.clone(),
+        state: app.state.clone(),
+        live,
+        selection: Selection { kinds },
+        after,
+        phase,
+        ready: VecDeque::new(),
+    };
+    let events = stream::unfold(follower, |mut follower| async move {
+        let event = follower.next_event().await?;
+        Some((Ok(event), follower))
+    });
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+}

@@ -1,0 +1,324 @@
+//! The change feed over HTTP: list indexes, blocking queries and the event stream.
+
+mod common;
+
+use common::{Daemon, Reply};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+fn index(reply: &Reply) -> u64 {
+    reply
+        .headers
+        .get("x-registry-index")
+        .unwrap_or_else(|| panic!("no X-Registry-Index on {}", reply.text))
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn every_list_carries_the_index_of_its_kind() {
+    let d = Daemon::start().await;
+    let before = index(&d.admin(Method::GET, "/registry-svc/instances", None).await);
+    d.register(json!({"url": "http://127.0.0.1:1", "healthCheck": {"type": "none"}}))
+        .await;
+    let after = index(&d.admin(Method::GET, "/registry-svc/instances", None).await);
+    assert!(after > before, "{after} > {before}");
+    let definitions = index(
+        &d.admin(Method::GET, "/registry-svc/definitions", None)
+            .await,
+    );
+    assert!(
+        definitions < after,
+        "a registration is not a definition change"
+    );
+    let nodes = d.admin(Method::POST, "/registry-svc/nodes", None).await;
+    assert!(index(&nodes) > 0);
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn a_blocking_query_answers_with_the_change_it_waited_for() {
+    let d = Daemon::start().await;
+    let start = index(
+        &d.admin(Method::GET, "/registry-svc/instances?slug=watched", None)
+            .await,
+    );
+    let waiting = {
+        let (http, url, admin) = (
+            d.http.clone(),
+            d.url(&format!(
+                "/registry-svc/instances?slug=watched&index={start}&wait=30s"
+            )),
+            d.admin.clone(),
+        );
+        tokio::spawn(async move {
+            Reply::read(http.get(url).bearer_auth(admin).send().await.unwrap()).await
+        })
+    };
+    d.register(
+        json!({"url": "http://127.0.0.1:1", "slug": "watched", "healthCheck": {"type": "none"}}),
+    )
+    .await;
+    let reply = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("the blocking query returns well before its 30 s wait")
+        .unwrap();
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(index(&reply) > start);
+    assert_eq!(
+        reply.body["instances"][0]["slug"], "watched",
+        "{}",
+        reply.text
+    );
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn node_heartbeats_do_not_move_the_instance_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = common::config(dir.path());
+    config.heartbeat_interval = Duration::from_millis(50);
+    let d = Daemon::start_with(config, dir).await;
+    let instances = index(&d.admin(Method::GET, "/registry-svc/instances", None).await);
+    let nodes = index(&d.admin(Method::POST, "/registry-svc/nodes", None).await);
+    // A blocking node query wakes on the next heartbeat...
+    let reply = d
+        .admin(
+            Method::POST,
+            &format!("/registry-svc/nodes?index={nodes}&wait=30s"),
+            None,
+        )
+        .await;
+    assert!(index(&reply) > nodes);
+    // ...while the instance index has not moved, so instance watchers slept through it.
+    let reply = d
+        .admin(
+            Method::GET,
+            &format!("/registry-svc/instances?index={instances}&wait=100ms"),
+            None,
+        )
+        .await;
+    assert_eq!(index(&reply), instances);
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn bad_blocking_parameters_are_named() {
+    let d = Daemon::start().await;
+    for (query, field) in [
+        ("index=soon", "index"),
+        ("index=1&wait=30", "wait"),
+        ("index=-1", "index"),
+    ] {
+        let r = d
+            .admin(
+                Method::GET,
+                &format!("/registry-svc/instances?{query}"),
+                None,
+            )
+            .await;
+        r.assert_error(StatusCode::BAD_REQUEST, Some(field), query);
+    }
+    let r = d
+        .admin(Method::GET, "/registry-svc/events?kind=token", None)
+        .await;
+    r.assert_error(
+        StatusCode::BAD_REQUEST,
+        Some("kind"),
+        "tokens are never on the feed",
+    );
+    let r = d
+        .admin(Method::GET, "/registry-svc/events?since=x", None)
+        .await;
+    r.assert_error(StatusCode::BAD_REQUEST, Some("since"), "since");
+    d.stop().await;
+}
+
+/// Reads `count` events of an SSE response as (event name, JSON data).
+async fn read_events(response: reqwest::Response, count: usize) -> Vec<(String, Value)> {
+    let mut response = response;
+    let mut buffer = String::new();
+    let mut events = Vec::new();
+    while events.len() < count {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), response.chunk())
+            .await
+            .expect("the next event arrives")
+            .unwrap()
+            .expect("the stream stays open");
+        buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+        while let Some(end) = buffer.find("\n\n") {
+            let block: String = buffer.drain(..end + 2).collect();
+            let mut name = String::from("message");
+            let mut data = String::new();
+            for line in block.lines() {
+                if let Some(value) = line.strip_prefix("event:") {
+                    name = value.trim().to_string();
+                } else if let Some(value) = line.strip_prefix("data:") {
+                    data.push_str(value.trim_start());
+                }
+            }
+            if !data.is_empty() {
+                events.push((name, serde_json::from_str(&data).unwrap()));
+            }
+        }
+    }
+    events
+}
+
+fn events_request(d: &Daemon, query: &str) -> reqwest::RequestBuilder {
+    d.http
+        .get(d.url(&format!("/registry-svc/events?{query}")))
+        .bearer_auth(&d.admin)
+}
+
+#[tokio::test]
+async fn the_event_stream_replays_from_a_revision_then_follows() {
+    let d = Daemon::start().await;
+    let start = index(&d.admin(Method::GET, "/registry-svc/instances", None).await);
+    let first = d
+        .register(json!({"url": "http://127.0.0.1:1", "healthCheck": {"type": "none"}}))
+        .await;
+    d.save_definition(json!({"id": "def-a"})).await;
+    let response = events_request(&d, &format!("since={start}&kind=instance&kind=definition"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+    let consume = tokio::spawn(read_events(response, 4));
+    let r = d
+        .admin(
+            Method::DELETE,
+            &format!("/registry-svc/instance/{first}"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    d.save_definition(json!({"id": "def-b"})).await;
+
+    let events = consume.await.unwrap();
+    let summary: Vec<(String, String, String)> = events
+        .iter()
+        .map(|(name, e)| {
+            (
+                name.clone(),
+                e["kind"].as_str().unwrap().into(),
+                e["op"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let change = |k: &str, op: &str| ("change".to_string(), k.to_string(), op.to_string());
+    assert_eq!(
+        summary,
+        [
+            change("instance", "put"),
+            change("definition", "put"),
+            change("instance", "delete"),
+            change("definition", "put")
+        ]
+    );
+    assert_eq!(events[0].1["id"], first.as_str());
+    assert_eq!(events[0].1["object"]["url"], "http://127.0.0.1:1");
+    assert_eq!(events[2].1["object"], Value::Null);
+    let revisions: Vec<u64> = events
+        .iter()
+        .map(|(_, e)| e["revision"].as_u64().unwrap())
+        .collect();
+    assert!(revisions.windows(2).all(|w| w[0] < w[1]), "{revisions:?}");
+    assert!(revisions[0] > start);
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn a_reconnecting_client_resumes_where_it_stopped() {
+    let d = Daemon::start().await;
+    let start = index(&d.admin(Method::GET, "/registry-svc/instances", None).await);
+    let response = events_request(&d, &format!("since={start}&kind=instance"))
+        .send()
+        .await
+        .unwrap();
+    let consume = tokio::spawn(read_events(response, 1));
+    d.register(json!({"url": "http://127.0.0.1:1", "healthCheck": {"type": "none"}}))
+        .await;
+    let seen = consume.await.unwrap();
+    let last = seen[0].1["revision"].as_u64().unwrap();
+    // Disconnected: two changes happen meanwhile.
+    d.register(json!({"url": "http://127.0.0.1:2", "healthCheck": {"type": "none"}}))
+        .await;
+    d.register(json!({"url": "http://127.0.0.1:3", "healthCheck": {"type": "none"}}))
+        .await;
+    // EventSource reconnects with Last-Event-ID.
+    let response = events_request(&d, "kind=instance")
+        .header("Last-Event-ID", last.to_string())
+        .send()
+        .await
+        .unwrap();
+    let missed = read_events(response, 2).await;
+    let urls: Vec<&str> = missed
+        .iter()
+        .map(|(_, e)| e["object"]["url"].as_str().unwrap())
+        .collect();
+    assert_eq!(urls, ["http://127.0.0.1:2", "http://127.0.0.1:3"]);
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn tokens_never_appear_on_the_feed() {
+    let d = Daemon::start().await;
+    let response = events_request(&d, "since=0").send().await.unwrap();
+    let consume = tokio::spawn(read_events(response, 2));
+    d.token("someone", "user").await;
+    d.save_definition(json!({"id": "after-the-token"})).await;
+    let events = consume.await.unwrap();
+    // Everything since 0: the node's first heartbeat, then the definition; the bootstrap
+    // and new tokens were skipped.
+    assert!(
+        events.iter().all(|(_, e)| e["kind"] != "token"),
+        "{events:?}"
+    );
+    assert_eq!(events[0].1["kind"], "node");
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn a_revision_older_than_the_history_gets_a_reset() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(
+        registry_server::store::SqliteStore::open_with_retention(
+            &dir.path().join("registry.db"),
+            4,
+        )
+        .unwrap(),
+    );
+    let d = Daemon::start_with_store(common::config(dir.path()), dir, store).await;
+    for port in 1..=8 {
+        d.register(
+            json!({"url": format!("http://127.0.0.1:{port}"), "healthCheck": {"type": "none"}}),
+        )
+        .await;
+    }
+    let current = index(&d.admin(Method::GET, "/registry-svc/instances", None).await);
+    let response = events_request(&d, "since=1&kind=instance")
+        .send()
+        .await
+        .unwrap();
+    let consume = tokio::spawn(read_events(response, 2));
+    d.register(json!({"url": "http://127.0.0.1:9", "healthCheck": {"type": "none"}}))
+        .await;
+    let events = consume.await.unwrap();
+    assert_eq!(events[0].0, "reset", "{events:?}");
+    assert!(events[0].1["revision"].as_u64().unwrap() >= current);
+    assert!(events[0].1["reason"].as_str().unwrap().contains("re-list"));
+    assert_eq!(events[1].0, "change");
+    assert_eq!(
+        events[1].1["object"]["url"], "http://127.0.0.1:9",
+        "then it follows live"
+    );
+    d.stop().await;
+}

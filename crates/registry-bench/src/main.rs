@@ -17,6 +17,8 @@
 
 mod daemon;
 mod procfs;
+mod table;
+mod watch;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -41,7 +43,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often progress is printed while waiting.
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 /// Most checks the daemon runs at once (its `MAX_IN_FLIGHT`), for the open-files budget.
-const DAEMON_MAX_IN_FLIGHT: u64 = 256;
+const DAEMON_MAX_IN_FLIGHT: u64 = 512;
 
 #[derive(Parser)]
 #[command(version, about = "Benchmarks of the Registry Svc daemon")]
@@ -54,6 +56,8 @@ struct Cli {
 enum Bench {
     /// Cost of the daemon checking many instances: CPU, checks per second, memory.
     Health(HealthArgs),
+    /// Propagation of a registration to many blocking watchers: latency percentiles.
+    Watch(watch::WatchArgs),
 }
 
 #[derive(Args, Clone)]
@@ -97,7 +101,12 @@ fn format_duration(d: Duration) -> String {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = tokio::select! {
-        result = match cli.command { Bench::Health(args) => health(args) } => result,
+        result = async {
+            match cli.command {
+                Bench::Health(args) => health(args).await,
+                Bench::Watch(args) => watch::run(args).await,
+            }
+        } => result,
         _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
     };
     match result {
@@ -409,23 +418,18 @@ impl Report {
                 format!("{:.1} % of {} cores", 100.0 * self.machine_busy, self.cores),
             ),
         ];
-        let width = rows.iter().map(|(name, _)| name.len()).max().unwrap_or(0);
-        let mut out = String::from("registry-bench health\n");
-        for (name, value) in rows {
-            out += &format!("  {name:<width$}  {value}\n");
-        }
         let daemon = match &args.daemon {
             Some(path) => format!(" --daemon {}", path.display()),
             None => String::new(),
         };
-        out += &format!(
-            "reproduce with:\ncargo build --release && target/release/registry-bench health \
-             --instances {} --interval {} --duration {} --listeners {}{daemon}\n",
+        let command = format!(
+            "cargo build --release && target/release/registry-bench health \
+             --instances {} --interval {} --duration {} --listeners {}{daemon}",
             args.instances,
             format_duration(args.interval),
             format_duration(args.duration),
             args.listeners,
         );
-        out
+        table::render("registry-bench health", &rows, &command)
     }
 }

@@ -108,6 +108,7 @@ pub async fn start_with_store(
         this_node: this_node.clone(),
         admin_token_hash: config.admin_token.as_deref().map(auth::hash_token),
         trusted_slugs: config.trusted_slugs.clone().into(),
+        instance_lists: Default::default(),
     };
     let router = api::router(app);
     tracing::info!(%addr, node = %this_node.url, "serving");

@@ -1,7 +1,7 @@
 //! `PUT /instance`, `GET /instances`, `DELETE /instance/{id}`.
 
 use super::feed::{indexed, Blocking};
-use super::{list_response, AppState, JsonBody};
+use super::{json_response, list_body, AppState, JsonBody};
 use crate::auth::{Caller, Permission};
 use crate::state::Command;
 use crate::store::Kind;
@@ -64,14 +64,19 @@ pub async fn list(
     Blocking::from_query(&query)?
         .wait(&app.state, Kind::Instance)
         .await;
-    let (instances, index) = {
+    let key = filter.to_query();
+    let (instances, version) = {
         let tables = app.state.read();
-        (
-            tables.instances(&filter),
-            tables.kind_revision(Kind::Instance),
-        )
+        let version = tables.instances_version();
+        if let Some(body) = app.instance_lists.get(&key, version) {
+            return Ok(indexed(version.0, json_response(body)));
+        }
+        (tables.instances(&filter), version)
     };
-    Ok(indexed(index, list_response("instances", &instances)))
+    // Serialized outside the lock, cached under the version read with the list.
+    let body = list_body("instances", &instances);
+    app.instance_lists.put(key, version, body.clone());
+    Ok(indexed(version.0, json_response(body)))
 }
 
 /// Remove an instance (its owner, an admin or a trusted slug).

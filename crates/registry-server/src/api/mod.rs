@@ -4,6 +4,7 @@
 //! authentication ([`crate::auth::Caller`]), [`crate::Error`] does the error responses,
 //! reads come from the in-memory tables and writes go through the [`Writer`].
 
+mod cache;
 mod definitions;
 mod errors;
 mod extract;
@@ -18,6 +19,7 @@ pub use extract::{JsonBody, OptionalJsonBody, MAX_BODY_BYTES};
 use crate::nodes::ThisNode;
 use crate::state::{State, Writer};
 use crate::store::Store;
+use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
@@ -41,6 +43,7 @@ pub struct AppState {
     /// Hash of `REGISTRY_ADMIN_TOKEN`, when set.
     pub admin_token_hash: Option<String>,
     pub trusted_slugs: Arc<[String]>,
+    pub instance_lists: Arc<cache::ListCache>,
 }
 
 #[derive(OpenApi)]
@@ -122,13 +125,17 @@ pub fn router(app: AppState) -> Router {
 }
 
 /// `{"<field>": [items]}` without copying the items out of their `Arc`s.
-fn list_response<T: Serialize>(field: &str, items: &[T]) -> Response {
+fn list_body<T: Serialize>(field: &str, items: &[T]) -> Bytes {
     let mut body = Vec::with_capacity(64 + items.len() * 256);
     body.extend_from_slice(b"{\"");
     body.extend_from_slice(field.as_bytes());
     body.extend_from_slice(b"\":");
     serde_json::to_writer(&mut body, items).expect("model types always serialize");
     body.push(b'}');
+    body.into()
+}
+
+fn json_response(body: Bytes) -> Response {
     (
         [(
             header::CONTENT_TYPE,
@@ -137,4 +144,8 @@ fn list_response<T: Serialize>(field: &str, items: &[T]) -> Response {
         body,
     )
         .into_response()
+}
+
+fn list_response<T: Serialize>(field: &str, items: &[T]) -> Response {
+    json_response(list_body(field, items))
 }

@@ -36,6 +36,9 @@ pub struct Tables {
     revision: u64,
     /// Revision of the latest change of each kind (indexed by [`Kind::index`]).
     kind_revisions: [u64; 4],
+    /// Count of in-memory health updates ([`State::touch_instance`]), which change what
+    /// an instance list shows without a new revision.
+    touches: u64,
     definitions: BTreeMap<String, Arc<Definition>>,
     instances: BTreeMap<String, Arc<Instance>>,
     instances_by_slug: HashMap<String, BTreeSet<String>>,
@@ -58,6 +61,11 @@ impl Tables {
     /// Revision of the latest change applied.
     pub fn revision(&self) -> u64 {
         self.revision
+    }
+
+    /// What an instance list shows depends on exactly this: equal versions, equal lists.
+    pub fn instances_version(&self) -> (u64, u64) {
+        (self.kind_revision(Kind::Instance), self.touches)
     }
 
     /// Revision of the latest change of `kind` (after a restart, at most the store's
@@ -267,6 +275,7 @@ impl State {
         if last_heartbeat.is_some() {
             instance.last_heartbeat = instance.last_heartbeat.max(last_heartbeat);
         }
+        tables.touches += 1;
         drop(tables);
         self.mark_unflushed(id.to_string());
         true

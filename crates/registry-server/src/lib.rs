@@ -60,7 +60,7 @@ impl RunningServer {
 
 /// Starts a daemon on the store its configuration names; returns once it is serving.
 pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
-    let store = store::open(&config)?;
+    let store = store::open(&config).await?;
     start_with_store(config, store).await
 }
 
@@ -99,6 +99,8 @@ pub async fn start_with_store(
     let health = tokio::spawn(health::HealthChecker::run(
         state.clone(),
         writer.clone(),
+        this_node.clone(),
+        config.database_url.is_some(),
         shutdown.clone(),
     ));
     let app = api::AppState {

@@ -4,12 +4,15 @@ mod common;
 
 use async_trait::async_trait;
 use common::hooked::{Hooked, Hooks};
+use common::postgres::TestDatabase;
+use registry_server::store::postgres::NOTIFY_CHANNEL;
 use registry_server::store::{
-    Change, Kind, Mutation, Record, Snapshot, SqliteStore, Store, StoreError,
+    Change, Kind, Mutation, PostgresStore, Record, Snapshot, SqliteStore, Store, StoreError,
 };
 use registry_types::{Definition, Instance};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -51,8 +54,12 @@ fn keys(snapshot: &Snapshot, kind: Kind) -> Vec<String> {
 }
 
 /// What every store must do. `open` opens the same store again, as after a restart.
-async fn store_contract(open: impl Fn() -> Arc<dyn Store>) {
-    let store = open();
+async fn store_contract<F, Fut>(open: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Arc<dyn Store>>,
+{
+    let store = open().await;
     let empty = store.load().await.unwrap();
     assert_eq!(empty.revision, 0);
     assert!(empty.records.is_empty());
@@ -122,7 +129,7 @@ async fn store_contract(open: impl Fn() -> Arc<dyn Store>) {
 
     store.close().await.unwrap();
     drop(store);
-    let reopened = open();
+    let reopened = open().await;
     let again = reopened.load().await.unwrap();
     assert_eq!(again.revision, 5, "the revision survives a restart");
     assert_eq!(keys(&again, Kind::Instance), ["b"]);
@@ -136,13 +143,22 @@ async fn store_contract(open: impl Fn() -> Arc<dyn Store>) {
 async fn sqlite_store_keeps_the_contract() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("registry.db");
-    store_contract(|| Arc::new(SqliteStore::open(&path).unwrap())).await;
+    let path = &path;
+    store_contract(
+        move || async move { Arc::new(SqliteStore::open(path).unwrap()) as Arc<dyn Store> },
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn a_trimmed_change_log_says_so() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open_with_retention(&dir.path().join("registry.db"), 4).unwrap();
+    trimmed_log_contract(&store).await;
+}
+
+/// A store keeping 4 changes, after 12 commits, cannot serve a reader at revision 1.
+async fn trimmed_log_contract(store: &dyn Store) {
     for i in 0..12 {
         store
             .commit(encode(&[definition(&format!("d{i}"))]))
@@ -295,5 +311,245 @@ async fn a_failed_commit_answers_503_and_changes_nothing() {
     store.hooks.down.store(false, Ordering::SeqCst);
     d.register(instance).await;
     assert_eq!(listed().await, 1);
+    d.stop().await;
+}
+
+// PostgreSQL: the same contract, and what sharing one database between daemons needs.
+// Each test gets a database of its own; without REGISTRY_TEST_DATABASE_URL they skip.
+
+#[tokio::test]
+async fn postgres_store_keeps_the_contract() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let url = db.url.as_str();
+    store_contract(move || async move {
+        Arc::new(PostgresStore::connect(url).await.unwrap()) as Arc<dyn Store>
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_trimmed_postgres_change_log_says_so() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let store = PostgresStore::connect_with_retention(&db.url, 4)
+        .await
+        .unwrap();
+    trimmed_log_contract(&store).await;
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn postgres_commits_from_two_daemons_get_distinct_consecutive_revisions() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let stores = [
+        Arc::new(PostgresStore::connect(&db.url).await.unwrap()),
+        Arc::new(PostgresStore::connect(&db.url).await.unwrap()),
+    ];
+    let commits_each = 50;
+    let mut tasks = Vec::new();
+    for (daemon, store) in stores.iter().enumerate() {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut written = Vec::new();
+            for i in 0..commits_each {
+                // Two changes a commit: a commit's revisions must be consecutive too.
+                let keys = [format!("n{daemon}-{i}-a"), format!("n{daemon}-{i}-b")];
+                let revisions = store
+                    .commit(encode(&[definition(&keys[0]), definition(&keys[1])]))
+                    .await
+                    .unwrap();
+                assert_eq!(revisions.len(), 2);
+                assert_eq!(revisions[1], revisions[0] + 1, "one commit, consecutive");
+                written.extend(revisions.into_iter().zip(keys));
+            }
+            written
+        }));
+    }
+    let mut written = Vec::new();
+    for task in tasks {
+        written.extend(task.await.unwrap());
+    }
+    written.sort();
+    let total = 2 * commits_each as u64 * 2;
+    assert_eq!(
+        written.iter().map(|(r, _)| *r).collect::<Vec<_>>(),
+        (1..=total).collect::<Vec<_>>(),
+        "every revision from 1 to {total} exactly once"
+    );
+
+    let log = stores[0].changes_since(0, 10_000).await.unwrap();
+    assert!(!log.trimmed);
+    let logged: Vec<(u64, String)> = log
+        .changes
+        .iter()
+        .map(|c| (c.revision, c.change.key.clone()))
+        .collect();
+    assert_eq!(logged, written, "the log lists every commit, in order");
+    let loaded = stores[1].load().await.unwrap();
+    assert_eq!(loaded.revision, total);
+    assert_eq!(loaded.records.len(), total as usize);
+    for store in stores {
+        store.close().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn postgres_puts_and_deletes_of_one_key_in_one_commit() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let store = PostgresStore::connect(&db.url).await.unwrap();
+    let delete = |key: &str| Mutation::Delete {
+        kind: Kind::Instance,
+        key: key.into(),
+    };
+    let revisions = store
+        .commit(encode(&[
+            instance("a", "http://127.0.0.1:1"),
+            instance("a", "http://127.0.0.1:2"),
+            instance("b", "http://127.0.0.1:3"),
+            delete("b"),
+            delete("c"),
+            instance("c", "http://127.0.0.1:4"),
+        ]))
+        .await
+        .unwrap();
+    assert_eq!(revisions, [1, 2, 3, 4, 5, 6]);
+    let loaded = store.load().await.unwrap();
+    assert_eq!(
+        keys(&loaded, Kind::Instance),
+        ["a", "c"],
+        "the last change wins"
+    );
+    let a = loaded.records.iter().find(|r| r.key() == "a").unwrap();
+    assert!(matches!(a, Record::Instance(i) if i.url == "http://127.0.0.1:2"));
+    assert_eq!(store.changes_since(0, 100).await.unwrap().changes.len(), 6);
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn postgres_migrations_run_once_when_daemons_start_together() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let connects = (0..4).map(|_| PostgresStore::connect(&db.url));
+    let stores = futures_util::future::join_all(connects).await;
+    for store in &stores {
+        assert!(store.is_ok(), "{:?}", store.as_ref().err());
+    }
+    let mut conn = db.connection().await;
+    let versions: Vec<i32> =
+        sqlx::query_scalar("SELECT version FROM schema_migrations ORDER BY version")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(versions, [1]);
+    let revision: i64 = sqlx::query_scalar("SELECT value FROM meta WHERE name = 'revision'")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(revision, 0);
+    for store in stores {
+        store.unwrap().close().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_postgres_listener_hears_commits_from_another_daemon() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let listening = PostgresStore::connect(&db.url).await.unwrap();
+    let writing = PostgresStore::connect(&db.url).await.unwrap();
+    let mut listener = listening.listen().await.unwrap();
+    writing
+        .commit(encode(&[definition("d1"), definition("d2")]))
+        .await
+        .unwrap();
+    let heard = tokio::time::timeout(Duration::from_secs(10), listener.recv())
+        .await
+        .expect("a notification within 10s")
+        .unwrap();
+    assert_eq!(heard.channel(), NOTIFY_CHANNEL);
+    assert_eq!(heard.payload(), "2", "the payload is the last revision");
+    writing.commit(encode(&[definition("d3")])).await.unwrap();
+    let heard = tokio::time::timeout(Duration::from_secs(10), listener.recv())
+        .await
+        .expect("a notification within 10s")
+        .unwrap();
+    assert_eq!(heard.payload(), "3");
+    writing.close().await.unwrap();
+    listening.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_unreachable_postgres_is_unavailable_and_keeps_its_password() {
+    // Port 1 on loopback refuses at once; no database needed.
+    let err = PostgresStore::connect("postgres://registry:hunter2@127.0.0.1:1/registry")
+        .await
+        .expect_err("nothing listens on port 1");
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+    let message = err.to_string();
+    assert!(message.contains("127.0.0.1:1"), "{message}");
+    assert!(!message.contains("hunter2"), "{message}");
+}
+
+#[tokio::test]
+async fn a_database_url_of_another_kind_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = common::config(dir.path());
+    config.database_url = Some("mysql://root:hunter2@127.0.0.1/registry".into());
+    let err = registry_server::start(config)
+        .await
+        .err()
+        .expect("only PostgreSQL is supported");
+    let message = format!("{err:#}");
+    assert!(message.contains("--database-url"), "{message}");
+    assert!(message.contains("postgres://"), "{message}");
+    assert!(!message.contains("hunter2"), "{message}");
+}
+
+#[tokio::test]
+async fn a_daemon_on_postgres_keeps_its_instances_across_a_restart() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let admin = "postgres-test-admin-token-0123456789";
+    let start = |dir: tempfile::TempDir| {
+        let mut config = db.daemon_config(dir.path());
+        config.admin_token = Some(admin.into());
+        async move {
+            let mut d = common::Daemon::start_with(config, dir).await;
+            d.admin = admin.into();
+            d
+        }
+    };
+    let d = start(tempfile::tempdir().unwrap()).await;
+    let id = d
+        .register(json!({"url": "http://127.0.0.1:9911", "slug": "pg"}))
+        .await;
+    let dir = d.stop().await;
+    assert!(
+        !dir.path().join("registry.db").exists(),
+        "no embedded store beside PostgreSQL"
+    );
+
+    // A new data dir: whatever the daemon finds comes from PostgreSQL.
+    let d = start(tempfile::tempdir().unwrap()).await;
+    let r = d
+        .admin(Method::GET, "/registry-svc/instances?slug=pg", None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let instances = r.body["instances"].as_array().unwrap();
+    assert_eq!(instances.len(), 1, "{}", r.text);
+    assert_eq!(instances[0]["id"], id.as_str());
+    assert_eq!(instances[0]["url"], "http://127.0.0.1:9911");
+    let ready = d.send(Method::GET, "/readyz", None, None).await;
+    assert_eq!(ready.status, StatusCode::OK);
     d.stop().await;
 }

@@ -9,7 +9,7 @@
 
 use super::AppState;
 use crate::auth::{Caller, Permission};
-use crate::state::{Committed, State};
+use crate::state::{Announcement, State};
 use crate::store::{ChangePage, Kind, Store};
 use crate::Result;
 use axum::extract::{RawQuery, State as AxumState};
@@ -130,7 +130,7 @@ enum Phase {
 struct Follower {
     store: Arc<dyn Store>,
     state: Arc<State>,
-    live: broadcast::Receiver<Arc<[Committed]>>,
+    live: broadcast::Receiver<Announcement>,
     selection: Selection,
     /// Revision of the last change handled (sent or skipped).
     after: u64,
@@ -181,13 +181,16 @@ impl Follower {
                     }
                 },
                 Phase::Live => match self.live.recv().await {
-                    Ok(batch) => {
+                    Ok(Announcement::Changes(batch)) => {
                         for c in batch.iter() {
                             self.take(c.revision, c.kind, &c.key, c.body.as_deref());
                         }
                     }
-                    // Fell behind the announcements: the log has what was missed.
-                    Err(broadcast::error::RecvError::Lagged(_)) => self.phase = Phase::CatchUp,
+                    // Fell behind the announcements, or the node reloaded everything:
+                    // the log has what was missed, or says it is gone (a reset).
+                    Ok(Announcement::Reloaded) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                        self.phase = Phase::CatchUp
+                    }
                     Err(broadcast::error::RecvError::Closed) => self.phase = Phase::Done,
                 },
             }

@@ -11,7 +11,12 @@
 //! every [`FLUSH_EVERY`] and at shutdown. The scheduler learns of registrations,
 //! changes and removals from the writer's announcements, so a change made by any path
 //! (API, TTL heartbeat, deregistration) is seen the same way.
+//!
+//! When several daemons share one store, each checks only its share ([`assign`]): an
+//! instance is checked by exactly one online node, and a node that goes silent has its
+//! share taken over within a heartbeat interval of being declared Offline.
 
+mod assign;
 mod machine;
 mod plan;
 mod probe;
@@ -21,7 +26,8 @@ pub use plan::{
     DEFAULT_INTERVAL, DEFAULT_TIMEOUT, DEFAULT_UNHEALTHY_THRESHOLD,
 };
 
-use crate::state::{Command, State, Writer};
+use crate::nodes::ThisNode;
+use crate::state::{Announcement, Command, State, Writer};
 use crate::store::Kind;
 use chrono::Utc;
 use machine::{is_alive, Machine};
@@ -57,6 +63,11 @@ type Finished = (String, String, Outcome);
 
 pub struct HealthChecker {
     state: Arc<State>,
+    this_node: Arc<ThisNode>,
+    /// Whether other daemons share the store (and so the checks).
+    shared: bool,
+    /// URLs of the online nodes, sorted; the instances are shared among them.
+    online: Vec<String>,
     writer: Writer,
     http: reqwest::Client,
     in_flight: Arc<Semaphore>,
@@ -72,12 +83,25 @@ fn jittered(interval: Duration) -> Duration {
 }
 
 impl HealthChecker {
-    /// Checks every instance until `shutdown`.
-    pub async fn run(state: Arc<State>, writer: Writer, shutdown: CancellationToken) {
+    /// Checks this node's share of the instances until `shutdown`. With a store of its
+    /// own (`shared` false) the share is everything, whatever old node records say.
+    pub async fn run(
+        state: Arc<State>,
+        writer: Writer,
+        this_node: Arc<ThisNode>,
+        shared: bool,
+        shutdown: CancellationToken,
+    ) {
         // Subscribe before the first read of the tables, so no change falls in between.
         let mut changes = state.subscribe();
         let (finished_tx, mut finished_rx) = mpsc::unbounded_channel();
+        // Nodes go offline by staying silent, which no change announces: look again
+        // every heartbeat interval.
+        let mut reassess = tokio::time::interval(this_node.interval());
         let mut checker = HealthChecker {
+            online: vec![this_node.url.clone()],
+            shared,
+            this_node,
             state,
             writer,
             http: probe::http_client(),
@@ -86,6 +110,7 @@ impl HealthChecker {
             timers: DelayQueue::new(),
             finished_tx,
         };
+        checker.online = checker.online_nodes();
         checker.reconcile_all();
         let mut flush =
             tokio::time::interval_at(tokio::time::Instant::now() + FLUSH_EVERY, FLUSH_EVERY);
@@ -96,13 +121,20 @@ impl HealthChecker {
                     checker.due(expired.into_inner());
                 }
                 Some((id, url, outcome)) = finished_rx.recv() => checker.finished(id, url, outcome),
+                _ = reassess.tick() => checker.reassess(),
                 change = changes.recv() => match change {
-                    Ok(batch) => {
+                    Ok(Announcement::Changes(batch)) => {
+                        if batch.iter().any(|c| c.kind == Kind::Node) {
+                            checker.reassess();
+                        }
                         for c in batch.iter().filter(|c| c.kind == Kind::Instance) {
                             checker.reconcile(&c.key);
                         }
                     }
-                    Err(broadcast::error::RecvError::Lagged(_)) => checker.reconcile_all(),
+                    Ok(Announcement::Reloaded) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                        checker.reassess();
+                        checker.reconcile_all();
+                    }
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
                 _ = flush.tick() => {
@@ -110,6 +142,26 @@ impl HealthChecker {
                     tokio::spawn(async move { flush_health(&state, &writer).await });
                 }
             }
+        }
+    }
+
+    /// The nodes the checks are shared among: every online one when the store is
+    /// shared, else this one alone.
+    fn online_nodes(&self) -> Vec<String> {
+        if self.shared {
+            self.this_node.online_nodes(&self.state.read(), Utc::now())
+        } else {
+            vec![self.this_node.url.clone()]
+        }
+    }
+
+    /// Re-reads which nodes are online; a different set re-divides the instances.
+    fn reassess(&mut self) {
+        let online = self.online_nodes();
+        if online != self.online {
+            tracing::info!(nodes = ?online, "online nodes changed; sharing the checks anew");
+            self.online = online;
+            self.reconcile_all();
         }
     }
 
@@ -137,7 +189,10 @@ impl HealthChecker {
     /// Brings the entry of `id` in line with the tables: new, changed or gone.
     fn reconcile(&mut self, id: &str) {
         let instance = self.state.read().instance(id).cloned();
-        let Some(instance) = instance else {
+        let ours = instance.as_ref().is_some_and(|i| {
+            assign::checker(&self.online, &i.id, &i.node_url) == self.this_node.url
+        });
+        let Some(instance) = instance.filter(|_| ours) else {
             if let Some(entry) = self.entries.remove(id) {
                 if let Some(timer) = entry.timer {
                     self.timers.remove(&timer);

@@ -85,22 +85,44 @@ impl ThisNode {
             .clone()
     }
 
-    /// `node` with its `status` worked out from its last heartbeat.
-    pub fn with_liveness(&self, node: &Node, now: DateTime<Utc>) -> Node {
+    /// Whether `node` heartbeated within the last three intervals.
+    pub fn is_online(&self, node: &Node, now: DateTime<Utc>) -> bool {
         let offline_after = self.interval * OFFLINE_AFTER_INTERVALS;
-        let online = node.last_heartbeat.is_some_and(|beat| {
+        node.last_heartbeat.is_some_and(|beat| {
             now.signed_duration_since(beat)
                 .to_std()
                 .map_or(true, |age| age <= offline_after)
-        });
+        })
+    }
+
+    /// `node` with its `status` worked out from its last heartbeat.
+    pub fn with_liveness(&self, node: &Node, now: DateTime<Utc>) -> Node {
         Node {
-            status: if online {
+            status: if self.is_online(node, now) {
                 NodeStatus::Online
             } else {
                 NodeStatus::Offline
             },
             ..node.clone()
         }
+    }
+
+    /// URLs of the nodes online now, this one always among them (its record may be
+    /// missing for a moment after an admin removed it).
+    pub fn online_nodes(&self, tables: &crate::state::Tables, now: DateTime<Utc>) -> Vec<String> {
+        let mut online: Vec<String> = tables
+            .nodes()
+            .filter(|n| n.url != self.url && self.is_online(n, now))
+            .map(|n| n.url.clone())
+            .collect();
+        online.push(self.url.clone());
+        online.sort();
+        online
+    }
+
+    /// How often liveness can change without any write: the heartbeat interval.
+    pub fn interval(&self) -> Duration {
+        self.interval
     }
 
     /// Samples resources and GPUs and records the heartbeat durably.

@@ -28,6 +28,14 @@ pub struct Committed {
     pub body: Option<Arc<str>>,
 }
 
+/// What subscribers hear: a batch of changes, in revision order, or that the tables were
+/// reloaded whole (a node too far behind the shared log), so they must re-read.
+#[derive(Debug, Clone)]
+pub enum Announcement {
+    Changes(Arc<[Committed]>),
+    Reloaded,
+}
+
 /// How many committed batches a slow subscriber may fall behind before it must re-read.
 const SUBSCRIBER_BACKLOG: usize = 4096;
 
@@ -58,6 +66,16 @@ fn unindex(index: &mut HashMap<String, BTreeSet<String>>, key: &str, id: &str) {
 }
 
 impl Tables {
+    fn from_snapshot(snapshot: Snapshot) -> Tables {
+        let mut tables = Tables::default();
+        for record in snapshot.records {
+            tables.put(record);
+        }
+        tables.revision = snapshot.revision;
+        tables.kind_revisions = [snapshot.revision; 4];
+        tables
+    }
+
     /// Revision of the latest change applied.
     pub fn revision(&self) -> u64 {
         self.revision
@@ -202,7 +220,7 @@ impl Tables {
 #[derive(Debug)]
 pub struct State {
     tables: RwLock<Tables>,
-    changes: broadcast::Sender<Arc<[Committed]>>,
+    changes: broadcast::Sender<Announcement>,
     kind_revisions: [watch::Sender<u64>; 4],
     /// Instances whose health details or last heartbeat changed in memory only; see
     /// [`State::touch_instance`].
@@ -211,16 +229,11 @@ pub struct State {
 
 impl State {
     pub fn from_snapshot(snapshot: Snapshot) -> Self {
-        let mut tables = Tables::default();
-        for record in snapshot.records {
-            tables.put(record);
-        }
-        tables.revision = snapshot.revision;
-        tables.kind_revisions = [snapshot.revision; 4];
+        let revision = snapshot.revision;
         State {
-            tables: RwLock::new(tables),
+            tables: RwLock::new(Tables::from_snapshot(snapshot)),
             changes: broadcast::channel(SUBSCRIBER_BACKLOG).0,
-            kind_revisions: Kind::ALL.map(|_| watch::channel(snapshot.revision).0),
+            kind_revisions: Kind::ALL.map(|_| watch::channel(revision).0),
             unflushed: Mutex::default(),
         }
     }
@@ -233,20 +246,48 @@ impl State {
 
     /// Every committed batch from now on. A receiver that lags is told so
     /// (`RecvError::Lagged`) and must re-read the tables.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<[Committed]>> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Announcement> {
         self.changes.subscribe()
     }
 
-    fn announce(&self, batch: Vec<Committed>) {
-        for committed in &batch {
-            self.kind_revisions[committed.kind.index()].send_if_modified(|latest| {
-                let newer = committed.revision > *latest;
-                *latest = (*latest).max(committed.revision);
-                newer
-            });
+    fn wake_watchers(&self, kind: Kind, revision: u64) {
+        self.kind_revisions[kind.index()].send_if_modified(|latest| {
+            let newer = revision > *latest;
+            *latest = (*latest).max(revision);
+            newer
+        });
+    }
+
+    /// Applies committed changes, in revision order, then tells watchers and
+    /// subscribers. Local commits and changes read from a shared store's log both come
+    /// through here, so readers cannot tell them apart.
+    pub(crate) fn apply_committed(&self, batch: Vec<(Mutation, Committed)>) {
+        if batch.is_empty() {
+            return;
+        }
+        let mut announced = Vec::with_capacity(batch.len());
+        {
+            let mut tables = self.write();
+            for (mutation, committed) in batch {
+                tables.apply(mutation, committed.revision);
+                announced.push(committed);
+            }
+        }
+        for committed in &announced {
+            self.wake_watchers(committed.kind, committed.revision);
         }
         // No subscriber is not an error.
-        let _ = self.changes.send(batch.into());
+        let _ = self.changes.send(Announcement::Changes(announced.into()));
+    }
+
+    /// Replaces the tables with a fresh snapshot of the store.
+    pub(crate) fn reload(&self, snapshot: Snapshot) {
+        let revision = snapshot.revision;
+        *self.write() = Tables::from_snapshot(snapshot);
+        for kind in Kind::ALL {
+            self.wake_watchers(kind, revision);
+        }
+        let _ = self.changes.send(Announcement::Reloaded);
     }
 
     /// Records what the last health check or TTL heartbeat saw, in memory only: these

@@ -6,8 +6,10 @@
 //! reachable. Objects travel as JSON text, so an implementation never needs to know the
 //! shape of a definition or an instance.
 
+pub mod postgres;
 mod sqlite;
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 use crate::auth::StoredToken;
@@ -142,6 +144,34 @@ pub struct Change {
     pub body: Option<std::sync::Arc<str>>,
 }
 
+impl Change {
+    /// The typed mutation this change records.
+    pub fn decode(&self) -> Result<Mutation, StoreError> {
+        match &self.body {
+            Some(body) => Record::from_json(self.kind, body)
+                .map(Mutation::Put)
+                .map_err(|e| StoreError::Corrupt {
+                    kind: self.kind.as_str(),
+                    key: self.key.clone(),
+                    problem: e.to_string(),
+                }),
+            None => Ok(Mutation::Delete {
+                kind: self.kind,
+                key: self.key.clone(),
+            }),
+        }
+    }
+}
+
+/// Word from a shared store that other daemons may have committed: the highest revision
+/// announced, and how many times the announcements were interrupted (after which
+/// anything may have been missed).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Notice {
+    pub revision: u64,
+    pub interruptions: u64,
+}
+
 /// A change read back from the store's change log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoggedChange {
@@ -198,6 +228,12 @@ pub trait Store: Send + Sync + 'static {
     /// Up to `limit` logged changes with a revision above `after`, oldest first.
     async fn changes_since(&self, after: u64, limit: usize) -> Result<ChangePage, StoreError>;
 
+    /// Notices of commits made through other handles on the same store (other daemons),
+    /// for stores that can be shared; `None` for a store only this daemon writes.
+    fn notifications(&self) -> Option<tokio::sync::watch::Receiver<Notice>> {
+        None
+    }
+
     /// Whether the store answers at all (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;
 
@@ -205,12 +241,19 @@ pub trait Store: Send + Sync + 'static {
     async fn close(&self) -> Result<(), StoreError>;
 }
 
-/// The store a configuration asks for.
-pub fn open(config: &crate::Config) -> anyhow::Result<std::sync::Arc<dyn Store>> {
+/// The store a configuration asks for: PostgreSQL when `--database-url` names one, else
+/// the embedded SQLite file in the data directory.
+pub async fn open(config: &crate::Config) -> anyhow::Result<std::sync::Arc<dyn Store>> {
     if let Some(url) = &config.database_url {
+        let scheme = url
+            .split_once("://")
+            .map(|(scheme, _)| scheme.to_ascii_lowercase());
+        if matches!(scheme.as_deref(), Some("postgres" | "postgresql")) {
+            return Ok(std::sync::Arc::new(PostgresStore::connect(url).await?));
+        }
         anyhow::bail!(
-            "--database-url {:?}: the shared PostgreSQL store is not part of this build yet; \
-             leave it unset to use the embedded SQLite store in --data-dir",
+            "--database-url {}: unsupported database URL; expected postgres://… or \
+             postgresql://… (leave it unset to use the embedded SQLite store in --data-dir)",
             redact_password(url)
         );
     }
@@ -218,16 +261,65 @@ pub fn open(config: &crate::Config) -> anyhow::Result<std::sync::Arc<dyn Store>>
     Ok(std::sync::Arc::new(SqliteStore::open(&path)?))
 }
 
-/// A database URL safe to print: any password replaced by `***`.
-fn redact_password(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => match rest.split_once('@') {
-            Some((credentials, host)) => {
-                let user = credentials.split(':').next().unwrap_or_default();
-                format!("{scheme}://{user}:***@{host}")
-            }
-            None => url.to_string(),
+/// A database URL safe to print: any password, in the credentials or in a `password=`
+/// query parameter, replaced by `***`.
+pub(crate) fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    // The credentials end at the last `@`: a password may hold an unescaped `@`, `:` or
+    // `/`, and an odd database name garbled in a message is better than a leaked secret.
+    let rest = match rest.rsplit_once('@') {
+        Some((credentials, host)) => match credentials.split_once(':') {
+            Some((user, _password)) => format!("{user}:***@{host}"),
+            None => rest.to_string(),
         },
-        None => url.to_string(),
+        None => rest.to_string(),
+    };
+    let rest = match rest.split_once('?') {
+        Some((base, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((name, _)) if name.to_ascii_lowercase().ends_with("password") => {
+                        format!("{name}=***")
+                    }
+                    _ => pair.to_string(),
+                })
+                .collect();
+            format!("{base}?{}", query.join("&"))
+        }
+        None => rest,
+    };
+    format!("{scheme}://{rest}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_password;
+
+    #[test]
+    fn passwords_are_never_printed() {
+        assert_eq!(
+            redact_password("postgres://app:s3cret@db:5432/registry"),
+            "postgres://app:***@db:5432/registry"
+        );
+        assert_eq!(
+            redact_password("postgres://app:p@ss:w@db/registry?sslmode=require"),
+            "postgres://app:***@db/registry?sslmode=require"
+        );
+        assert_eq!(
+            redact_password("postgres://app@db/registry"),
+            "postgres://app@db/registry"
+        );
+        assert_eq!(
+            redact_password("postgres://app:pa/ss@db/registry"),
+            "postgres://app:***@db/registry"
+        );
+        assert_eq!(
+            redact_password("postgres://db/registry?user=app&password=s3cret&sslmode=require"),
+            "postgres://db/registry?user=app&password=***&sslmode=require"
+        );
+        assert_eq!(redact_password("not a url"), "not a url");
     }
 }

@@ -2,6 +2,7 @@
 #![allow(dead_code)] // each test binary uses its own part of the harness
 
 pub mod hooked;
+pub mod postgres;
 
 use registry_server::store::Store;
 use registry_server::{Config, RunningServer};

@@ -1,0 +1,544 @@
+//! The shared store: one PostgreSQL database for several daemons.
+//!
+//! The tables mirror the embedded store's: `objects` holds the current value of each
+//! object, `changes` logs every change by revision (trimmed to the last `retained`), and
+//! `meta` keeps the latest revision. The schema is created and upgraded by numbered
+//! migrations, applied at connect under an advisory lock so daemons starting together
+//! do not race.
+//!
+//! Commits from all daemons take one transaction-scoped advisory lock, so revisions are
+//! assigned and become visible strictly in increasing order: a reader that has seen
+//! revision R never later finds a smaller one it has not seen. Each commit sends a
+//! `NOTIFY` on [`NOTIFY_CHANNEL`] carrying its last revision; PostgreSQL delivers it at
+//! COMMIT, so other daemons can [`PostgresStore::listen`] and catch up with
+//! [`Store::changes_since`].
+
+use super::sqlite::CHANGE_LOG_RETAINED;
+use super::{
+    redact_password, Change, ChangePage, Kind, LoggedChange, Notice, Record, Snapshot, Store,
+    StoreError,
+};
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
+use sqlx::{ConnectOptions, Connection, PgConnection, Row};
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// The channel every commit notifies, with its last revision (decimal) as the payload.
+pub const NOTIFY_CHANNEL: &str = "registry_changes";
+
+/// Advisory lock held while migrating ("registry" in ASCII).
+const MIGRATION_LOCK: i64 = 0x7265_6769_7374_7279;
+/// Advisory lock held by every commit, so revisions commit in order.
+const COMMIT_LOCK: i64 = MIGRATION_LOCK + 1;
+
+/// Longest a statement may run on a pooled connection.
+const STATEMENT_TIMEOUT: &str = "5s";
+/// Longest a caller waits for a pooled connection, and for the first connection at start.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const MAX_CONNECTIONS: u32 = 8;
+/// Backoff between attempts to (re)connect the notification listener.
+const LISTEN_RETRY_MIN: Duration = Duration::from_millis(100);
+const LISTEN_RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// One schema step. Applied in order, each once per database, never edited once released.
+struct Migration {
+    version: i32,
+    sql: &'static str,
+}
+
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    sql: "
+CREATE TABLE objects (
+    kind     TEXT   NOT NULL,
+    key      TEXT   NOT NULL,
+    revision BIGINT NOT NULL,
+    body     TEXT   NOT NULL,
+    PRIMARY KEY (kind, key)
+);
+CREATE TABLE changes (
+    revision BIGINT PRIMARY KEY,
+    kind     TEXT NOT NULL,
+    key      TEXT NOT NULL,
+    op       TEXT NOT NULL,
+    body     TEXT
+);
+CREATE TABLE meta (
+    name  TEXT PRIMARY KEY,
+    value BIGINT NOT NULL
+);
+INSERT INTO meta (name, value) VALUES ('revision', 0);
+",
+}];
+
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+    /// How to reach the database, for listener connections.
+    options: PgConnectOptions,
+    /// The URL without its password, for messages.
+    target: String,
+    /// Changes kept in the log; older ones are trimmed now and then.
+    retained: u64,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("target", &self.target)
+            .field("retained", &self.retained)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` (`postgres://…`) and brings its schema up to date.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with_retention(url, CHANGE_LOG_RETAINED).await
+    }
+
+    /// As [`PostgresStore::connect`], keeping `retained` changes in the log (at least 1).
+    pub async fn connect_with_retention(url: &str, retained: u64) -> Result<Self, StoreError> {
+        let target = redact_password(url);
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Unavailable(format!("invalid PostgreSQL URL {target}: {e}")))?
+            .options([("statement_timeout", STATEMENT_TIMEOUT)])
+            .application_name("registry-svc")
+            .disable_statement_logging();
+
+        // One connection of its own first: the pool retries a refused connection until
+        // its timeout and then reports only that it timed out, which says nothing useful.
+        let mut first = tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options))
+            .await
+            .map_err(|_| {
+                StoreError::Unavailable(format!(
+                    "cannot connect to PostgreSQL at {target}: no answer within {}s",
+                    CONNECT_TIMEOUT.as_secs()
+                ))
+            })?
+            .map_err(|e| {
+                StoreError::Unavailable(format!("cannot connect to PostgreSQL at {target}: {e}"))
+            })?;
+        let migrated = migrate(&mut first).await;
+        // Best effort: the migration's outcome is what matters.
+        let _ = first.close().await;
+        migrated.map_err(|e| {
+            StoreError::Unavailable(format!(
+                "cannot prepare the schema in PostgreSQL at {target}: {e}"
+            ))
+        })?;
+
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(CONNECT_TIMEOUT)
+            .connect_lazy_with(options.clone());
+        Ok(PostgresStore {
+            pool,
+            options,
+            target,
+            retained: retained.max(1),
+        })
+    }
+
+    /// A new connection listening on [`NOTIFY_CHANNEL`]: each commit, by any daemon on this
+    /// database, sends one notification whose payload is the commit's last revision.
+    ///
+    /// This daemon's own commits are heard too. The listener reconnects by itself when its
+    /// connection drops, but notifications sent meanwhile are lost: use
+    /// [`PgListener::try_recv`] (`Ok(None)` means the connection was lost) and catch up
+    /// with [`Store::changes_since`] after that, after an error, and now and then.
+    pub async fn listen(&self) -> Result<PgListener, StoreError> {
+        // A pool of one, outside the store's pool, so a listener never takes a connection
+        // commits need; the listener uses it to reconnect.
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(CONNECT_TIMEOUT)
+            .max_lifetime(None)
+            .idle_timeout(None)
+            .connect_lazy_with(self.options.clone());
+        let mut listener = PgListener::connect_with(&pool)
+            .await
+            .map_err(|e| self.unavailable(e))?;
+        listener
+            .listen(NOTIFY_CHANNEL)
+            .await
+            .map_err(|e| self.unavailable(e))?;
+        Ok(listener)
+    }
+
+    /// Follows the notifications of commits into `notices` until nobody watches them,
+    /// reconnecting with backoff; each (re)connection counts as an interruption, since
+    /// notifications sent meanwhile are lost.
+    async fn follow(self, notices: watch::Sender<Notice>) {
+        let mut backoff = LISTEN_RETRY_MIN;
+        loop {
+            let mut listener = match self.listen().await {
+                Ok(listener) => listener,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for other daemons' changes; retrying");
+                    tokio::select! {
+                        _ = notices.closed() => return,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(LISTEN_RETRY_MAX);
+                    continue;
+                }
+            };
+            backoff = LISTEN_RETRY_MIN;
+            notices.send_modify(|n| n.interruptions += 1);
+            loop {
+                tokio::select! {
+                    _ = notices.closed() => return,
+                    received = listener.try_recv() => match received {
+                        Ok(Some(notification)) => {
+                            let revision = notification.payload().parse().unwrap_or(u64::MAX);
+                            notices.send_if_modified(|n| {
+                                let newer = revision > n.revision;
+                                n.revision = n.revision.max(revision);
+                                newer
+                            });
+                        }
+                        // The connection dropped; the next receive reconnects.
+                        Ok(None) => notices.send_modify(|n| n.interruptions += 1),
+                        Err(e) => {
+                            tracing::warn!(error = %self.unavailable(e), "lost the notification listener");
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn unavailable(&self, e: sqlx::Error) -> StoreError {
+        let problem = match e {
+            sqlx::Error::PoolTimedOut => format!(
+                "no connection within {}s (is the database reachable?)",
+                CONNECT_TIMEOUT.as_secs()
+            ),
+            sqlx::Error::PoolClosed => "the store is closed".to_string(),
+            e => e.to_string(),
+        };
+        StoreError::Unavailable(format!("PostgreSQL at {}: {problem}", self.target))
+    }
+}
+
+/// Applies every migration the database lacks, in one transaction under an advisory lock,
+/// so that daemons starting at once migrate one after another.
+async fn migrate(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    let mut tx = conn.begin().await?;
+    // A migration may take longer than an ordinary statement.
+    sqlx::query("SET LOCAL statement_timeout = '5min'")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(MIGRATION_LOCK)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version    INT PRIMARY KEY,
+             applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+         )",
+    )
+    .execute(&mut *tx)
+    .await?;
+    let applied: Vec<i32> = sqlx::query_scalar("SELECT version FROM schema_migrations")
+        .fetch_all(&mut *tx)
+        .await?;
+    for migration in MIGRATIONS {
+        if applied.contains(&migration.version) {
+            continue;
+        }
+        sqlx::raw_sql(migration.sql).execute(&mut *tx).await?;
+        sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, now())")
+            .bind(migration.version)
+            .execute(&mut *tx)
+            .await?;
+        tracing::info!(
+            version = migration.version,
+            "applied a PostgreSQL schema migration"
+        );
+    }
+    let known = MIGRATIONS.last().map_or(0, |m| m.version);
+    if let Some(newest) = applied.iter().max().filter(|v| **v > known) {
+        tracing::warn!(
+            database = newest,
+            known,
+            "the PostgreSQL schema is newer than this registry-svc knows; \
+             another daemon may run a newer version"
+        );
+    }
+    tx.commit().await
+}
+
+fn to_db(revision: u64) -> i64 {
+    i64::try_from(revision).unwrap_or(i64::MAX)
+}
+
+fn from_db(what: &'static str, key: &str, value: i64) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|_| StoreError::Corrupt {
+        kind: what,
+        key: key.to_string(),
+        problem: format!("negative revision {value}"),
+    })
+}
+
+fn parse_kind(what: &'static str, key: &str, text: &str) -> Result<Kind, StoreError> {
+    Kind::parse(text).ok_or_else(|| StoreError::Corrupt {
+        kind: what,
+        key: key.to_string(),
+        problem: format!("unknown kind {text:?}"),
+    })
+}
+
+impl PostgresStore {
+    async fn commit_changes(&self, changes: &[Change]) -> Result<Vec<u64>, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(COMMIT_LOCK)
+            .execute(&mut *tx)
+            .await?;
+        let current: i64 =
+            sqlx::query_scalar("SELECT value FROM meta WHERE name = 'revision' FOR UPDATE")
+                .fetch_one(&mut *tx)
+                .await?;
+        let current = u64::try_from(current).unwrap_or(0);
+        let revisions: Vec<u64> = (1..=changes.len() as u64).map(|i| current + i).collect();
+        let last = current + changes.len() as u64;
+
+        // The log gets every change.
+        let log_revisions: Vec<i64> = revisions.iter().map(|r| to_db(*r)).collect();
+        let kinds: Vec<&str> = changes.iter().map(|c| c.kind.as_str()).collect();
+        let keys: Vec<&str> = changes.iter().map(|c| c.key.as_str()).collect();
+        let ops: Vec<&str> = changes
+            .iter()
+            .map(|c| if c.body.is_some() { "put" } else { "delete" })
+            .collect();
+        let bodies: Vec<Option<&str>> = changes.iter().map(|c| c.body.as_deref()).collect();
+        sqlx::query(
+            "INSERT INTO changes (revision, kind, key, op, body)
+             SELECT * FROM UNNEST($1::BIGINT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::TEXT[])",
+        )
+        .bind(&log_revisions)
+        .bind(&kinds)
+        .bind(&keys)
+        .bind(&ops)
+        .bind(&bodies)
+        .execute(&mut *tx)
+        .await?;
+
+        // The objects only get the last change to each key: one statement cannot touch a
+        // row twice, and the earlier changes would be overwritten anyway.
+        let mut latest: HashMap<(Kind, &str), usize> = HashMap::with_capacity(changes.len());
+        for (i, change) in changes.iter().enumerate() {
+            latest.insert((change.kind, change.key.as_str()), i);
+        }
+        let mut finals: Vec<usize> = latest.into_values().collect();
+        finals.sort_unstable();
+        let (puts, deletes): (Vec<usize>, Vec<usize>) =
+            finals.into_iter().partition(|i| changes[*i].body.is_some());
+        if !puts.is_empty() {
+            let kinds: Vec<&str> = puts.iter().map(|i| changes[*i].kind.as_str()).collect();
+            let keys: Vec<&str> = puts.iter().map(|i| changes[*i].key.as_str()).collect();
+            let put_revisions: Vec<i64> = puts.iter().map(|i| log_revisions[*i]).collect();
+            let bodies: Vec<&str> = puts
+                .iter()
+                .map(|i| changes[*i].body.as_deref().unwrap_or_default())
+                .collect();
+            sqlx::query(
+                "INSERT INTO objects (kind, key, revision, body)
+                 SELECT * FROM UNNEST($1::TEXT[], $2::TEXT[], $3::BIGINT[], $4::TEXT[])
+                 ON CONFLICT (kind, key)
+                 DO UPDATE SET revision = EXCLUDED.revision, body = EXCLUDED.body",
+            )
+            .bind(&kinds)
+            .bind(&keys)
+            .bind(&put_revisions)
+            .bind(&bodies)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if !deletes.is_empty() {
+            let kinds: Vec<&str> = deletes.iter().map(|i| changes[*i].kind.as_str()).collect();
+            let keys: Vec<&str> = deletes.iter().map(|i| changes[*i].key.as_str()).collect();
+            sqlx::query(
+                "DELETE FROM objects o
+                 USING UNNEST($1::TEXT[], $2::TEXT[]) AS gone (kind, key)
+                 WHERE o.kind = gone.kind AND o.key = gone.key",
+            )
+            .bind(&kinds)
+            .bind(&keys)
+            .execute(&mut *tx)
+            .await?;
+        }
+
+        sqlx::query("UPDATE meta SET value = $1 WHERE name = 'revision'")
+            .bind(to_db(last))
+            .execute(&mut *tx)
+            .await?;
+        // Trim the change log now and then (each time the revision crosses a multiple of a
+        // quarter of what is kept, at most 1,024) rather than on every commit.
+        let every = (self.retained / 4).clamp(1, 1024);
+        if last / every != current / every && last > self.retained {
+            sqlx::query("DELETE FROM changes WHERE revision <= $1")
+                .bind(to_db(last - self.retained))
+                .execute(&mut *tx)
+                .await?;
+        }
+        // Delivered to listeners when (and only if) the transaction commits.
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(NOTIFY_CHANNEL)
+            .bind(last.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(revisions)
+    }
+
+    async fn load_all(&self) -> Result<Snapshot, StoreError> {
+        let fail = |e| self.unavailable(e);
+        let mut tx = self.pool.begin().await.map_err(fail)?;
+        // One snapshot for the revision and the objects; a large store may take a while.
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
+            .await
+            .map_err(fail)?;
+        sqlx::query("SET LOCAL statement_timeout = '2min'")
+            .execute(&mut *tx)
+            .await
+            .map_err(fail)?;
+        let revision: Option<i64> =
+            sqlx::query_scalar("SELECT value FROM meta WHERE name = 'revision'")
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(fail)?;
+        let rows = sqlx::query("SELECT kind, key, body FROM objects")
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(fail)?;
+        tx.commit().await.map_err(fail)?;
+
+        let mut records = Vec::with_capacity(rows.len());
+        for row in rows {
+            let kind_text: String = row.try_get(0).map_err(fail)?;
+            let key: String = row.try_get(1).map_err(fail)?;
+            let body: String = row.try_get(2).map_err(fail)?;
+            let kind = parse_kind("object", &key, &kind_text)?;
+            let record = Record::from_json(kind, &body).map_err(|e| StoreError::Corrupt {
+                kind: kind.as_str(),
+                key: key.clone(),
+                problem: e.to_string(),
+            })?;
+            records.push(record);
+        }
+        Ok(Snapshot {
+            revision: from_db("meta", "revision", revision.unwrap_or(0))?,
+            records,
+        })
+    }
+
+    async fn read_changes(&self, after: u64, limit: usize) -> Result<ChangePage, StoreError> {
+        let fail = |e| self.unavailable(e);
+        // One statement, so one snapshot: the latest revision, the oldest logged one and
+        // the page (absent columns when the page is empty).
+        let rows: Vec<PgRow> = sqlx::query(
+            "SELECT m.value, (SELECT MIN(revision) FROM changes), c.revision, c.kind, c.key, c.body
+             FROM meta m
+             LEFT JOIN LATERAL (
+                 SELECT revision, kind, key, body FROM changes
+                 WHERE revision > $1 ORDER BY revision LIMIT $2
+             ) c ON TRUE
+             WHERE m.name = 'revision'
+             ORDER BY c.revision",
+        )
+        .bind(to_db(after))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(fail)?;
+        let Some(first) = rows.first() else {
+            return Err(StoreError::Corrupt {
+                kind: "meta",
+                key: "revision".into(),
+                problem: "the revision row is missing".into(),
+            });
+        };
+        let latest = from_db("meta", "revision", first.try_get(0).map_err(fail)?)?;
+        let oldest: Option<i64> = first.try_get(1).map_err(fail)?;
+        let oldest = oldest.map(|o| from_db("change", "oldest", o)).transpose()?;
+        // The log starts at revision 1; anything between `after` and its oldest row is gone.
+        let trimmed = after < latest && oldest.is_none_or(|oldest| oldest > after + 1);
+        if trimmed {
+            return Ok(ChangePage {
+                changes: Vec::new(),
+                trimmed,
+            });
+        }
+        let mut changes = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let Some(revision) = row.try_get::<Option<i64>, _>(2).map_err(fail)? else {
+                continue;
+            };
+            let revision = from_db("change", "revision", revision)?;
+            let kind_text: String = row.try_get(3).map_err(fail)?;
+            let key: String = row.try_get(4).map_err(fail)?;
+            let body: Option<String> = row.try_get(5).map_err(fail)?;
+            let kind = parse_kind("change", &revision.to_string(), &kind_text)?;
+            changes.push(LoggedChange {
+                revision,
+                change: Change {
+                    kind,
+                    key,
+                    body: body.map(Into::into),
+                },
+            });
+        }
+        Ok(ChangePage {
+            changes,
+            trimmed: false,
+        })
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    fn notifications(&self) -> Option<watch::Receiver<Notice>> {
+        let (notices, receiver) = watch::channel(Notice::default());
+        tokio::spawn(self.clone().follow(notices));
+        Some(receiver)
+    }
+
+    async fn load(&self) -> Result<Snapshot, StoreError> {
+        self.load_all().await
+    }
+
+    async fn commit(&self, changes: Vec<Change>) -> Result<Vec<u64>, StoreError> {
+        if changes.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.commit_changes(&changes)
+            .await
+            .map_err(|e| self.unavailable(e))
+    }
+
+    async fn changes_since(&self, after: u64, limit: usize) -> Result<ChangePage, StoreError> {
+        self.read_changes(after, limit).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(|e| self.unavailable(e))
+    }
+
+    async fn close(&self) -> Result<(), StoreError> {
+        self.pool.close().await;
+        Ok(())
+    }
+}

@@ -37,6 +37,8 @@ pub struct RunningServer {
     addr: SocketAddr,
     shutdown: CancellationToken,
     task: JoinHandle<anyhow::Result<()>>,
+    /// Every task of the daemon, for [`RunningServer::abort`].
+    tasks: Vec<tokio::task::AbortHandle>,
 }
 
 impl RunningServer {
@@ -48,6 +50,15 @@ impl RunningServer {
     /// `http://<addr>`.
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Stops everything at once, like a crash: no flush, no goodbye to the store. Tests
+    /// use it to play a daemon killed with SIGKILL.
+    pub fn abort(self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        self.task.abort();
     }
 
     /// Stops accepting connections, finishes the requests in flight, commits every
@@ -115,6 +126,11 @@ pub async fn start_with_store(
     let router = api::router(app);
     tracing::info!(%addr, node = %this_node.url, "serving");
 
+    let tasks = vec![
+        heartbeat.abort_handle(),
+        health.abort_handle(),
+        writer_task.abort_handle(),
+    ];
     let task = tokio::spawn({
         let shutdown = shutdown.clone();
         async move {
@@ -138,6 +154,7 @@ pub async fn start_with_store(
         addr,
         shutdown,
         task,
+        tasks,
     })
 }
 

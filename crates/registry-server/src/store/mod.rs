@@ -47,6 +47,19 @@ impl Kind {
     pub fn parse(text: &str) -> Option<Kind> {
         Kind::ALL.into_iter().find(|k| k.as_str() == text)
     }
+
+    /// A kind as a store wrote it; `what` and `key` say where, should it be unknown.
+    pub(crate) fn parse_stored(
+        text: &str,
+        what: &'static str,
+        key: &str,
+    ) -> Result<Kind, StoreError> {
+        Kind::parse(text).ok_or_else(|| StoreError::Corrupt {
+            kind: what,
+            key: key.to_string(),
+            problem: format!("unknown kind {text:?}"),
+        })
+    }
 }
 
 /// One stored object, typed.

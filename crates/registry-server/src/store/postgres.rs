@@ -287,14 +287,6 @@ fn from_db(what: &'static str, key: &str, value: i64) -> Result<u64, StoreError>
     })
 }
 
-fn parse_kind(what: &'static str, key: &str, text: &str) -> Result<Kind, StoreError> {
-    Kind::parse(text).ok_or_else(|| StoreError::Corrupt {
-        kind: what,
-        key: key.to_string(),
-        problem: format!("unknown kind {text:?}"),
-    })
-}
-
 impl PostgresStore {
     async fn commit_changes(&self, changes: &[Change]) -> Result<Vec<u64>, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
@@ -427,7 +419,7 @@ impl PostgresStore {
             let kind_text: String = row.try_get(0).map_err(fail)?;
             let key: String = row.try_get(1).map_err(fail)?;
             let body: String = row.try_get(2).map_err(fail)?;
-            let kind = parse_kind("object", &key, &kind_text)?;
+            let kind = Kind::parse_stored(&kind_text, "object", &key)?;
             let record = Record::from_json(kind, &body).map_err(|e| StoreError::Corrupt {
                 kind: kind.as_str(),
                 key: key.clone(),
@@ -487,7 +479,7 @@ impl PostgresStore {
             let kind_text: String = row.try_get(3).map_err(fail)?;
             let key: String = row.try_get(4).map_err(fail)?;
             let body: Option<String> = row.try_get(5).map_err(fail)?;
-            let kind = parse_kind("change", &revision.to_string(), &kind_text)?;
+            let kind = Kind::parse_stored(&kind_text, "change", &revision.to_string())?;
             changes.push(LoggedChange {
                 revision,
                 change: Change {

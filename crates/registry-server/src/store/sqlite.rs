@@ -214,11 +214,7 @@ fn read_changes(conn: &mut Connection, after: u64, limit: usize) -> Result<Chang
     let mut changes = Vec::new();
     for row in rows {
         let (revision, kind_text, key, body) = row.map_err(unavailable)?;
-        let kind = Kind::parse(&kind_text).ok_or_else(|| StoreError::Corrupt {
-            kind: "change",
-            key: revision.to_string(),
-            problem: format!("unknown kind {kind_text:?}"),
-        })?;
+        let kind = Kind::parse_stored(&kind_text, "change", &revision.to_string())?;
         changes.push(LoggedChange {
             revision,
             change: Change {
@@ -258,13 +254,7 @@ fn load_all(conn: &mut Connection) -> Result<Snapshot, StoreError> {
     let mut records = Vec::new();
     for row in rows {
         let (kind_text, key, body) = row.map_err(unavailable)?;
-        let Some(kind) = Kind::parse(&kind_text) else {
-            return Err(StoreError::Corrupt {
-                kind: "object",
-                key,
-                problem: format!("unknown kind {kind_text:?}"),
-            });
-        };
+        let kind = Kind::parse_stored(&kind_text, "object", &key)?;
         let record = Record::from_json(kind, &body).map_err(|e| StoreError::Corrupt {
             kind: kind.as_str(),
             key: key.clone(),

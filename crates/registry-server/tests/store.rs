@@ -66,11 +66,14 @@ where
     store.ping().await.unwrap();
 
     let first = store
-        .commit(encode(&[
-            instance("a", "http://127.0.0.1:1"),
-            definition("d1"),
-            instance("b", "http://127.0.0.1:2"),
-        ]))
+        .commit(
+            encode(&[
+                instance("a", "http://127.0.0.1:1"),
+                definition("d1"),
+                instance("b", "http://127.0.0.1:2"),
+            ]),
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -79,13 +82,16 @@ where
         "revisions are store-wide and consecutive"
     );
     let second = store
-        .commit(encode(&[
-            Mutation::Delete {
-                kind: Kind::Instance,
-                key: "a".into(),
-            },
-            instance("b", "http://127.0.0.1:3"),
-        ]))
+        .commit(
+            encode(&[
+                Mutation::Delete {
+                    kind: Kind::Instance,
+                    key: "a".into(),
+                },
+                instance("b", "http://127.0.0.1:3"),
+            ]),
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(second, vec![4, 5]);
@@ -98,6 +104,13 @@ where
     assert!(
         matches!(b, Record::Instance(i) if i.url == "http://127.0.0.1:3"),
         "latest put wins"
+    );
+
+    // A commit planned on an older revision changes nothing.
+    let stale = store.commit(encode(&[definition("late")]), Some(4)).await;
+    assert!(
+        matches!(stale, Err(StoreError::Stale { latest: 5 })),
+        "{stale:?}"
     );
 
     let log = store.changes_since(0, 100).await.unwrap();
@@ -134,7 +147,10 @@ where
     assert_eq!(again.revision, 5, "the revision survives a restart");
     assert_eq!(keys(&again, Kind::Instance), ["b"]);
     assert_eq!(
-        reopened.commit(encode(&[definition("d2")])).await.unwrap(),
+        reopened
+            .commit(encode(&[definition("d2")]), None)
+            .await
+            .unwrap(),
         vec![6]
     );
 }
@@ -161,7 +177,7 @@ async fn a_trimmed_change_log_says_so() {
 async fn trimmed_log_contract(store: &dyn Store) {
     for i in 0..12 {
         store
-            .commit(encode(&[definition(&format!("d{i}"))]))
+            .commit(encode(&[definition(&format!("d{i}"))]), None)
             .await
             .unwrap();
     }
@@ -360,7 +376,7 @@ async fn postgres_commits_from_two_daemons_get_distinct_consecutive_revisions() 
                 // Two changes a commit: a commit's revisions must be consecutive too.
                 let keys = [format!("n{daemon}-{i}-a"), format!("n{daemon}-{i}-b")];
                 let revisions = store
-                    .commit(encode(&[definition(&keys[0]), definition(&keys[1])]))
+                    .commit(encode(&[definition(&keys[0]), definition(&keys[1])]), None)
                     .await
                     .unwrap();
                 assert_eq!(revisions.len(), 2);
@@ -409,14 +425,17 @@ async fn postgres_puts_and_deletes_of_one_key_in_one_commit() {
         key: key.into(),
     };
     let revisions = store
-        .commit(encode(&[
-            instance("a", "http://127.0.0.1:1"),
-            instance("a", "http://127.0.0.1:2"),
-            instance("b", "http://127.0.0.1:3"),
-            delete("b"),
-            delete("c"),
-            instance("c", "http://127.0.0.1:4"),
-        ]))
+        .commit(
+            encode(&[
+                instance("a", "http://127.0.0.1:1"),
+                instance("a", "http://127.0.0.1:2"),
+                instance("b", "http://127.0.0.1:3"),
+                delete("b"),
+                delete("c"),
+                instance("c", "http://127.0.0.1:4"),
+            ]),
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(revisions, [1, 2, 3, 4, 5, 6]);
@@ -468,7 +487,7 @@ async fn a_postgres_listener_hears_commits_from_another_daemon() {
     let writing = PostgresStore::connect(&db.url).await.unwrap();
     let mut listener = listening.listen().await.unwrap();
     writing
-        .commit(encode(&[definition("d1"), definition("d2")]))
+        .commit(encode(&[definition("d1"), definition("d2")]), None)
         .await
         .unwrap();
     let heard = tokio::time::timeout(Duration::from_secs(10), listener.recv())
@@ -477,7 +496,10 @@ async fn a_postgres_listener_hears_commits_from_another_daemon() {
         .unwrap();
     assert_eq!(heard.channel(), NOTIFY_CHANNEL);
     assert_eq!(heard.payload(), "2", "the payload is the last revision");
-    writing.commit(encode(&[definition("d3")])).await.unwrap();
+    writing
+        .commit(encode(&[definition("d3")]), None)
+        .await
+        .unwrap();
     let heard = tokio::time::timeout(Duration::from_secs(10), listener.recv())
         .await
         .expect("a notification within 10s")

@@ -61,6 +61,10 @@ struct Entry {
 /// A finished probe: instance id, the URL it was checked at, what it saw.
 type Finished = (String, String, Outcome);
 
+/// A status change the writer refused (the store was unavailable): instance id, URL,
+/// details and heartbeat of the check that made it.
+type Unrecorded = (String, String, String, Option<chrono::DateTime<Utc>>);
+
 pub struct HealthChecker {
     state: Arc<State>,
     this_node: Arc<ThisNode>,
@@ -74,6 +78,8 @@ pub struct HealthChecker {
     entries: HashMap<String, Entry>,
     timers: DelayQueue<String>,
     finished_tx: mpsc::UnboundedSender<Finished>,
+    /// Status changes that could not be written.
+    unrecorded_tx: mpsc::UnboundedSender<Unrecorded>,
 }
 
 /// `interval` less up to 5%, so instances checked in step drift apart while a status
@@ -95,6 +101,7 @@ impl HealthChecker {
         // Subscribe before the first read of the tables, so no change falls in between.
         let mut changes = state.subscribe();
         let (finished_tx, mut finished_rx) = mpsc::unbounded_channel();
+        let (unrecorded_tx, mut unrecorded_rx) = mpsc::unbounded_channel();
         // Nodes go offline by staying silent, which no change announces: look again
         // every heartbeat interval.
         let mut reassess = tokio::time::interval(this_node.interval());
@@ -109,6 +116,7 @@ impl HealthChecker {
             entries: HashMap::new(),
             timers: DelayQueue::new(),
             finished_tx,
+            unrecorded_tx,
         };
         checker.online = checker.online_nodes();
         checker.reconcile_all();
@@ -121,6 +129,7 @@ impl HealthChecker {
                     checker.due(expired.into_inner());
                 }
                 Some((id, url, outcome)) = finished_rx.recv() => checker.finished(id, url, outcome),
+                Some(unrecorded) = unrecorded_rx.recv() => checker.unrecorded(unrecorded),
                 _ = reassess.tick() => checker.reassess(),
                 change = changes.recv() => match change {
                     Ok(Announcement::Changes(batch)) => {
@@ -354,13 +363,41 @@ impl HealthChecker {
         last_heartbeat: Option<chrono::DateTime<Utc>>,
     ) {
         tracing::debug!(instance = id, %url, %status, %details, "health changed");
-        self.submit(Command::SetHealth {
+        let command = Command::SetHealth {
             id: id.to_string(),
             url: url.to_string(),
             status,
-            details,
+            details: details.clone(),
             last_heartbeat,
+        };
+        let (writer, unrecorded) = (self.writer.clone(), self.unrecorded_tx.clone());
+        let (id, url) = (id.to_string(), url.to_string());
+        tokio::spawn(async move {
+            if let Err(e) = writer.submit(command).await {
+                tracing::warn!(error = %e, instance = %id, "could not record a health change; the next check reports it again");
+                let _ = unrecorded.send((id, url, details, last_heartbeat));
+            }
         });
+    }
+
+    /// A status change could not be written (the store was unavailable). The machine
+    /// takes back the status the tables have, so the next check that agrees with the
+    /// change reports it again; otherwise it would wait for some other write of the
+    /// instance, since later checks that agree with it are no change. What the check saw
+    /// is kept in memory, as for any check that changes nothing.
+    fn unrecorded(&mut self, (id, url, details, last_heartbeat): Unrecorded) {
+        let Some(status) = self.state.read().instance(&id).map(|i| i.status) else {
+            return;
+        };
+        let Some(entry) = self.entries.get_mut(&id) else {
+            return;
+        };
+        if entry.url != url {
+            return; // the instance moved since; its checks started anew
+        }
+        entry.machine.set(status);
+        self.state
+            .touch_instance(&id, &url, Some(details), last_heartbeat);
     }
 
     /// Durable writes go through the writer without holding up the scheduler; many

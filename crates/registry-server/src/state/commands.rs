@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use registry_types::{Definition, Instance, InstanceStatus, Node, RegisterInstanceRequest};
 use std::collections::{BTreeSet, HashMap};
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Command {
     PutDefinition(Definition),
     DeleteDefinition(String),

@@ -24,6 +24,8 @@ use tokio::task::JoinHandle;
 const MAX_BATCH: usize = 1024;
 /// Changes read from the log per step of a catch-up.
 const CATCH_UP_PAGE: usize = 1000;
+/// How often a batch is planned again after other daemons' commits got in first.
+const MAX_REPLANS: usize = 16;
 /// How soon a failed catch-up is tried again.
 const RETRY_CATCH_UP: Duration = Duration::from_secs(1);
 
@@ -155,76 +157,111 @@ async fn catch_up(store: &dyn Store, state: &State, until: Option<u64>) -> Resul
     }
 }
 
+/// Per job: the key it touched and its last mutation (if any), or why it is refused.
+type Outcome = Result<(String, Option<usize>), Error>;
+
+/// What planning a batch against the tables gave.
+struct Plan {
+    mutations: Vec<crate::store::Mutation>,
+    outcomes: Vec<Outcome>,
+    /// Revision of the tables it was planned against.
+    planned_on: u64,
+}
+
+fn plan(state: &State, commands: &[Command]) -> Plan {
+    let tables = state.read();
+    let mut overlay = Overlay::new(&tables);
+    let outcomes = commands
+        .iter()
+        .map(|command| {
+            let before = overlay.mutations.len();
+            overlay.plan(command.clone()).map(|key| {
+                let made = overlay.mutations.len();
+                (key, (made > before).then(|| made - 1))
+            })
+        })
+        .collect();
+    Plan {
+        mutations: overlay.mutations,
+        outcomes,
+        planned_on: tables.revision(),
+    }
+}
+
+fn answer(replies: Vec<Reply>, outcomes: Vec<Outcome>, planned_on: u64, revisions: &[u64]) {
+    for (reply, outcome) in replies.into_iter().zip(outcomes) {
+        let _ = reply.send(outcome.map(|(key, index)| Applied {
+            key,
+            revision: index.map_or(planned_on, |i| revisions[i]),
+        }));
+    }
+}
+
 /// Commits one batch and answers its requests. Returns `false` when the tables are left
-/// behind the store (another daemon's changes came first and could not be read), so the
-/// caller catches up before anything else.
+/// behind the store (another daemon's changes could not be read), so the caller catches
+/// up before anything else.
+///
+/// A batch is planned against the tables and committed only if the store is still at
+/// the tables' revision; when another daemon committed in between, the writer applies
+/// that change and plans the batch again, so no write is based on what another daemon
+/// already changed.
 async fn commit_batch(
     store: &dyn Store,
     state: &State,
     jobs: impl Iterator<Item = (Command, Reply)>,
 ) -> bool {
-    // Plan every command; refused ones are answered at once. `index` is the command's
-    // last mutation, if it made any (a health report on a removed instance makes none).
-    let mut accepted: Vec<(Reply, String, Option<usize>)> = Vec::new();
-    let (mutations, revision_now) = {
-        let tables = state.read();
-        let mut overlay = Overlay::new(&tables);
-        for (command, reply) in jobs {
-            let before = overlay.mutations.len();
-            match overlay.plan(command) {
-                Ok(key) => {
-                    let made = overlay.mutations.len();
-                    accepted.push((reply, key, (made > before).then(|| made - 1)));
-                }
-                Err(e) => {
-                    let _ = reply.send(Err(e));
-                }
-            }
+    let (commands, replies): (Vec<Command>, Vec<Reply>) = jobs.unzip();
+    let mut attempts = 0;
+    loop {
+        let Plan {
+            mutations,
+            outcomes,
+            planned_on,
+        } = plan(state, &commands);
+        if mutations.is_empty() {
+            answer(replies, outcomes, planned_on, &[]);
+            return true;
         }
-        (overlay.mutations, tables.revision())
-    };
-    let mut in_step = true;
-    let mut revisions = Vec::new();
-    if !mutations.is_empty() {
         let changes: Vec<_> = mutations.iter().map(|m| m.encode()).collect();
-        revisions = match store.commit(changes.clone()).await {
-            Ok(revisions) => revisions,
-            Err(e) => {
-                tracing::error!(error = %e, "commit failed; {} writes refused", accepted.len());
-                for (reply, _, _) in accepted {
-                    let _ = reply.send(Err(Error::from(e.clone())));
-                }
+        match store.commit(changes.clone(), Some(planned_on)).await {
+            Ok(revisions) => {
+                let batch = mutations
+                    .into_iter()
+                    .zip(changes)
+                    .zip(&revisions)
+                    .map(|((mutation, change), revision)| {
+                        let committed = Committed {
+                            revision: *revision,
+                            kind: change.kind,
+                            key: change.key,
+                            body: change.body,
+                        };
+                        (mutation, committed)
+                    })
+                    .collect();
+                state.apply_committed(batch);
+                answer(replies, outcomes, planned_on, &revisions);
                 return true;
             }
-        };
-        // On a shared store, other daemons' changes may have taken the revisions
-        // before ours: apply those first, so the tables follow the log's order.
-        if let Err(e) = catch_up(store, state, Some(revisions[0] - 1)).await {
-            tracing::warn!(error = %e, "cannot read the changes before this commit");
-            in_step = false;
-        }
-        if in_step {
-            let batch = mutations
-                .into_iter()
-                .zip(changes)
-                .zip(&revisions)
-                .map(|((mutation, change), revision)| {
-                    let committed = Committed {
-                        revision: *revision,
-                        kind: change.kind,
-                        key: change.key,
-                        body: change.body,
-                    };
-                    (mutation, committed)
-                })
-                .collect();
-            state.apply_committed(batch);
+            Err(StoreError::Stale { latest }) if attempts < MAX_REPLANS => {
+                attempts += 1;
+                if let Err(e) = catch_up(store, state, Some(latest)).await {
+                    tracing::warn!(error = %e, "cannot read the changes of other daemons");
+                    refuse(replies, &e);
+                    return false;
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "commit failed; {} writes refused", replies.len());
+                refuse(replies, &e);
+                return true;
+            }
         }
     }
-    // Durable either way; when not yet applied, the catch-up brings it in order.
-    for (reply, key, index) in accepted {
-        let revision = index.map_or(revision_now, |i| revisions[i]);
-        let _ = reply.send(Ok(Applied { key, revision }));
+}
+
+fn refuse(replies: Vec<Reply>, error: &StoreError) {
+    for reply in replies {
+        let _ = reply.send(Err(Error::from(error.clone())));
     }
-    in_step
 }

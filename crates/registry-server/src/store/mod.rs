@@ -212,6 +212,9 @@ pub struct Snapshot {
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
+    /// Another daemon committed after the revision the changes were planned on.
+    #[error("the store moved on to revision {latest} while this write was prepared")]
+    Stale { latest: u64 },
     #[error("store unavailable: {0}")]
     Unavailable(String),
     #[error("stored {kind} {key:?} cannot be read: {problem}")]
@@ -235,8 +238,15 @@ pub trait Store: Send + Sync + 'static {
 
     /// Applies `changes` in order, in one transaction, and returns only once they are
     /// durable. Each change gets the next store-wide revision; the revisions are returned
-    /// in the same order. On error nothing was applied.
-    async fn commit(&self, changes: Vec<Change>) -> Result<Vec<u64>, StoreError>;
+    /// in the same order. On error nothing was applied. With `planned_on`, the commit
+    /// happens only if the store's latest revision is still that one, else it fails with
+    /// [`StoreError::Stale`]: the changes were worked out from tables that another
+    /// daemon has since changed, and writing them could undo its work.
+    async fn commit(
+        &self,
+        changes: Vec<Change>,
+        planned_on: Option<u64>,
+    ) -> Result<Vec<u64>, StoreError>;
 
     /// Up to `limit` logged changes with a revision above `after`, oldest first.
     async fn changes_since(&self, after: u64, limit: usize) -> Result<ChangePage, StoreError>;

@@ -288,7 +288,12 @@ fn from_db(what: &'static str, key: &str, value: i64) -> Result<u64, StoreError>
 }
 
 impl PostgresStore {
-    async fn commit_changes(&self, changes: &[Change]) -> Result<Vec<u64>, sqlx::Error> {
+    /// The revisions, or `Err(latest)` when the store is no longer at `planned_on`.
+    async fn commit_changes(
+        &self,
+        changes: &[Change],
+        planned_on: Option<u64>,
+    ) -> Result<Result<Vec<u64>, u64>, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(COMMIT_LOCK)
@@ -299,6 +304,10 @@ impl PostgresStore {
                 .fetch_one(&mut *tx)
                 .await?;
         let current = u64::try_from(current).unwrap_or(0);
+        if planned_on.is_some_and(|planned| planned != current) {
+            tx.rollback().await?;
+            return Ok(Err(current));
+        }
         let revisions: Vec<u64> = (1..=changes.len() as u64).map(|i| current + i).collect();
         let last = current + changes.len() as u64;
 
@@ -388,7 +397,7 @@ impl PostgresStore {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(revisions)
+        Ok(Ok(revisions))
     }
 
     async fn load_all(&self) -> Result<Snapshot, StoreError> {
@@ -508,13 +517,18 @@ impl Store for PostgresStore {
         self.load_all().await
     }
 
-    async fn commit(&self, changes: Vec<Change>) -> Result<Vec<u64>, StoreError> {
+    async fn commit(
+        &self,
+        changes: Vec<Change>,
+        planned_on: Option<u64>,
+    ) -> Result<Vec<u64>, StoreError> {
         if changes.is_empty() {
             return Ok(Vec::new());
         }
-        self.commit_changes(&changes)
+        self.commit_changes(&changes, planned_on)
             .await
-            .map_err(|e| self.unavailable(e))
+            .map_err(|e| self.unavailable(e))?
+            .map_err(|latest| StoreError::Stale { latest })
     }
 
     async fn changes_since(&self, after: u64, limit: usize) -> Result<ChangePage, StoreError> {

@@ -41,7 +41,7 @@ pub struct SqliteStore {
     reader: Arc<Mutex<Connection>>,
     /// Held for the store's life: two daemons on one file would each keep a different
     /// in-memory copy, so the second one is refused.
-    _lock: std::fs::File,
+    lock: std::fs::File,
     /// Changes kept in the log; older ones are trimmed now and then.
     retained: u64,
 }
@@ -90,7 +90,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             writer: Arc::new(Mutex::new(writer)),
             reader: Arc::new(Mutex::new(reader)),
-            _lock: lock,
+            lock,
             retained: retained.max(1),
         })
     }
@@ -113,6 +113,7 @@ impl SqliteStore {
 fn commit_changes(
     conn: &mut Connection,
     changes: Vec<Change>,
+    planned_on: Option<u64>,
     retained: u64,
 ) -> Result<Vec<u64>, StoreError> {
     let tx = conn.transaction().map_err(unavailable)?;
@@ -123,6 +124,9 @@ fn commit_changes(
             |row| row.get(0),
         )
         .map_err(unavailable)?;
+    if planned_on.is_some_and(|planned| planned != revision) {
+        return Err(StoreError::Stale { latest: revision });
+    }
     let mut revisions = Vec::with_capacity(changes.len());
     {
         let mut put = tx
@@ -274,10 +278,14 @@ impl Store for SqliteStore {
         Self::with(&self.writer, load_all).await
     }
 
-    async fn commit(&self, changes: Vec<Change>) -> Result<Vec<u64>, StoreError> {
+    async fn commit(
+        &self,
+        changes: Vec<Change>,
+        planned_on: Option<u64>,
+    ) -> Result<Vec<u64>, StoreError> {
         let retained = self.retained;
         Self::with(&self.writer, move |conn| {
-            commit_changes(conn, changes, retained)
+            commit_changes(conn, changes, planned_on, retained)
         })
         .await
     }
@@ -301,6 +309,9 @@ impl Store for SqliteStore {
             conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
                 .map_err(unavailable)
         })
-        .await
+        .await?;
+        // A request still finishing may hold this store a moment longer; the data dir is
+        // free for a new daemon as soon as the shutdown says so.
+        self.lock.unlock().map_err(unavailable)
     }
 }

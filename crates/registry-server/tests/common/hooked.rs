@@ -41,9 +41,13 @@ impl<H: Hooks> Store for Hooked<H> {
     async fn load(&self) -> Result<Snapshot, StoreError> {
         self.inner.load().await
     }
-    async fn commit(&self, changes: Vec<Change>) -> Result<Vec<u64>, StoreError> {
+    async fn commit(
+        &self,
+        changes: Vec<Change>,
+        planned_on: Option<u64>,
+    ) -> Result<Vec<u64>, StoreError> {
         self.hooks.before_commit(&changes).await?;
-        self.inner.commit(changes).await
+        self.inner.commit(changes, planned_on).await
     }
     async fn changes_since(&self, after: u64, limit: usize) -> Result<ChangePage, StoreError> {
         self.inner.changes_since(after, limit).await

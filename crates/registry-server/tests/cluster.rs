@@ -1,0 +1,1049 @@
+//! Many daemons on one PostgreSQL database: every node sees every write, tokens work
+//! everywhere, health checks are shared and taken over, and the cluster rides out a
+//! database outage and missed notifications.
+//!
+//! Each test creates a database of its own ([`TestDatabase`]) and starts its daemons in
+//! this process, each with its own data dir and free loopback port. Without
+//! `REGISTRY_TEST_DATABASE_URL` the tests say "skipped" and pass (but fail under `CI=true`).
+
+mod common;
+
+use common::postgres::TestDatabase;
+use common::{wait_until, Daemon, Reply};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// One admin token for every daemon of a test (`REGISTRY_ADMIN_TOKEN`).
+const ADMIN: &str = "cluster-test-admin-token-0123456789abcdef";
+/// Long enough for a change to reach every node on a busy machine.
+const DEADLINE: Duration = Duration::from_secs(15);
+/// A short heartbeat, for tests where liveness matters: Offline after 600 ms of silence.
+const FAST_HEARTBEAT: Duration = Duration::from_millis(200);
+/// The default heartbeat, where liveness does not matter.
+const SLOW_HEARTBEAT: Duration = Duration::from_secs(10);
+
+// ---------------------------------------------------------------------------------------
+// Daemons
+// ---------------------------------------------------------------------------------------
+
+/// A daemon on the PostgreSQL database at `database_url`, with the shared admin token.
+async fn node(database_url: &str, heartbeat: Duration) -> Daemon {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = common::config(dir.path());
+    config.database_url = Some(database_url.to_string());
+    config.admin_token = Some(ADMIN.into());
+    config.heartbeat_interval = heartbeat;
+    let mut d = Daemon::start_with(config, dir).await;
+    d.admin = ADMIN.into();
+    d
+}
+
+/// Three daemons on `db`.
+async fn cluster(db: &TestDatabase, heartbeat: Duration) -> [Daemon; 3] {
+    [
+        node(&db.url, heartbeat).await,
+        node(&db.url, heartbeat).await,
+        node(&db.url, heartbeat).await,
+    ]
+}
+
+/// Stops `d` like SIGKILL would: no flush, no goodbye to the store.
+fn crash(d: &mut Daemon) {
+    d.server.take().expect("the daemon is running").abort();
+}
+
+/// This node's URL, as the others know it.
+async fn node_url(d: &Daemon) -> String {
+    d.self_node().await["url"].as_str().unwrap().to_string()
+}
+
+/// Waits until every daemon lists all of them as Online.
+async fn wait_all_online(nodes: &[&Daemon]) {
+    let mut urls = BTreeSet::new();
+    for d in nodes {
+        urls.insert(node_url(d).await);
+    }
+    for d in nodes {
+        let seen = Mutex::new(Value::Null);
+        let all = wait_until(DEADLINE, || async {
+            let r = d.admin(Method::POST, "/registry-svc/nodes", None).await;
+            let online: BTreeSet<String> = r.body["nodes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|n| n["status"] == "Online")
+                .filter_map(|n| n["url"].as_str().map(String::from))
+                .collect();
+            *seen.lock().unwrap() = r.body["nodes"].clone();
+            urls.is_subset(&online)
+        })
+        .await;
+        assert!(
+            all,
+            "{} never saw all of {urls:?} Online: {}",
+            d.url(""),
+            seen.into_inner().unwrap()
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Reading
+// ---------------------------------------------------------------------------------------
+
+fn index(reply: &Reply) -> u64 {
+    reply
+        .headers
+        .get("x-registry-index")
+        .unwrap_or_else(|| panic!("no X-Registry-Index on {}", reply.text))
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// `GET /registry-svc/instances?<query>` as the admin, asserting a 200.
+async fn instances(d: &Daemon, query: &str) -> Reply {
+    let r = d
+        .admin(
+            Method::GET,
+            &format!("/registry-svc/instances?{query}"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{query}: {}", r.text);
+    r
+}
+
+/// The instances matching `query`, by id.
+async fn instances_by_id(d: &Daemon, query: &str) -> HashMap<String, Value> {
+    instances(d, query).await.body["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["id"].as_str().unwrap().to_string(), i.clone()))
+        .collect()
+}
+
+async fn definition_ids(d: &Daemon) -> BTreeSet<String> {
+    let r = d
+        .admin(Method::GET, "/registry-svc/definitions", None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    r.body["definitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn status(instance: &Value) -> &str {
+    instance["status"].as_str().unwrap_or_default()
+}
+
+fn last_heartbeat(instance: &Value) -> Option<chrono::DateTime<chrono::Utc>> {
+    instance["lastHeartbeat"].as_str().map(|beat| {
+        chrono::DateTime::parse_from_rfc3339(beat)
+            .unwrap_or_else(|e| panic!("lastHeartbeat {beat:?} is not RFC 3339: {e}"))
+            .to_utc()
+    })
+}
+
+/// Which node checks each of `ids`, as an index into `nodes`; `None` while any is unclear.
+///
+/// The node checking an instance keeps the heartbeat of every successful check in its
+/// own memory (they are written durably only once a minute), so its view of
+/// `lastHeartbeat` runs ahead of every other node's. An instance counts as checked by one
+/// node when that node's view leads every other by at least `lead`; two nodes checking
+/// the same instance would both keep their views fresh and never lead each other by it.
+async fn checkers(nodes: &[&Daemon], ids: &[String], lead: Duration) -> Option<Vec<usize>> {
+    let mut views = Vec::new();
+    for d in nodes {
+        views.push(instances_by_id(d, "").await);
+    }
+    let lead = chrono::Duration::from_std(lead).unwrap();
+    let mut found = Vec::new();
+    for id in ids {
+        let mut beats: Vec<(Option<chrono::DateTime<chrono::Utc>>, usize)> = views
+            .iter()
+            .enumerate()
+            .map(|(n, view)| (view.get(id).and_then(last_heartbeat), n))
+            .collect();
+        beats.sort();
+        let (Some(first), checker) = beats[beats.len() - 1] else {
+            return None;
+        };
+        match beats[beats.len() - 2].0 {
+            Some(second) if first - second < lead => return None,
+            _ => found.push(checker),
+        }
+    }
+    Some(found)
+}
+
+/// A TCP listener on a free loopback port that accepts and drops every connection.
+struct Listener {
+    port: u16,
+    task: JoinHandle<()>,
+}
+
+impl Listener {
+    async fn start() -> Listener {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                drop(stream);
+            }
+        });
+        Listener { port, task }
+    }
+
+    /// Closes the listener: checks of its port are refused from now on.
+    async fn stop(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+}
+
+/// A registration checked by TCP every 100 ms.
+fn checked_instance(port: u16, extra: Value) -> Value {
+    let mut body = json!({
+        "url": format!("http://127.0.0.1:{port}"),
+        "slug": "checked",
+        "healthCheck": {"type": "tcp", "interval": "100ms"},
+    });
+    for (key, value) in extra.as_object().unwrap() {
+        body[key] = value.clone();
+    }
+    body
+}
+
+// ---------------------------------------------------------------------------------------
+// A PostgreSQL proxy that can be cut
+// ---------------------------------------------------------------------------------------
+
+/// Forwards connections to the test PostgreSQL server until cut. Cutting closes every
+/// forwarded connection and makes new ones close at once; restoring forwards again.
+struct PgProxy {
+    /// `db`'s URL with the proxy as its host and port.
+    url: String,
+    cut: Arc<watch::Sender<bool>>,
+    task: JoinHandle<()>,
+}
+
+impl PgProxy {
+    async fn start(db: &TestDatabase) -> PgProxy {
+        let mut url = url::Url::parse(&db.url).unwrap();
+        let upstream = format!(
+            "{}:{}",
+            url.host_str().unwrap_or("127.0.0.1"),
+            url.port().unwrap_or(5432)
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        url.set_host(Some("127.0.0.1")).unwrap();
+        url.set_port(Some(port)).unwrap();
+        let cut = Arc::new(watch::channel(false).0);
+        let task = tokio::spawn({
+            let cut = cut.clone();
+            async move {
+                while let Ok((client, _)) = listener.accept().await {
+                    let mut cut = cut.subscribe();
+                    if *cut.borrow_and_update() {
+                        drop(client);
+                        continue;
+                    }
+                    let upstream = upstream.clone();
+                    tokio::spawn(async move {
+                        let forward = async move {
+                            let mut client = client;
+                            if let Ok(mut server) = TcpStream::connect(&upstream).await {
+                                let _ =
+                                    tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                            }
+                        };
+                        // Whichever ends first; a cut drops both sockets.
+                        tokio::select! {
+                            _ = forward => {}
+                            _ = cut.wait_for(|cut| *cut) => {}
+                        }
+                    });
+                }
+            }
+        });
+        PgProxy {
+            url: url.to_string(),
+            cut,
+            task,
+        }
+    }
+
+    fn cut(&self) {
+        self.cut.send_replace(true);
+    }
+
+    fn restore(&self) {
+        self.cut.send_replace(false);
+    }
+}
+
+impl Drop for PgProxy {
+    fn drop(&mut self) {
+        self.cut.send_replace(true);
+        self.task.abort();
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_write_on_any_node_is_read_on_every_node() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let [a, b, c] = cluster(&db, SLOW_HEARTBEAT).await;
+    let all = [&a, &b, &c];
+
+    // A registration on A is listed on B and C.
+    let id = a
+        .register(json!({"url": "http://127.0.0.1:1/one", "slug": "spread",
+                         "healthCheck": {"type": "none"}}))
+        .await;
+    for d in [&b, &c] {
+        let seen = wait_until(DEADLINE, || async {
+            instances_by_id(d, "slug=spread").await.contains_key(&id)
+        })
+        .await;
+        assert!(seen, "{id} registered on A never listed on {}", d.url(""));
+    }
+    let listed = &instances_by_id(&c, "slug=spread").await[&id];
+    assert_eq!(listed["url"], "http://127.0.0.1:1/one");
+
+    // A definition saved on B shows on A (and C).
+    b.save_definition(
+        json!({"id": "def-from-b", "image": {"name": "nginx:1", "internalPorts": [80]}}),
+    )
+    .await;
+    for d in [&a, &c] {
+        let seen = wait_until(DEADLINE, || async {
+            definition_ids(d).await.contains("def-from-b")
+        })
+        .await;
+        assert!(
+            seen,
+            "the definition saved on B never showed on {}",
+            d.url("")
+        );
+    }
+
+    // Deletes on C disappear everywhere.
+    let r = c
+        .admin(
+            Method::DELETE,
+            &format!("/registry-svc/instance/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    let r = c
+        .admin(Method::DELETE, "/registry-svc/definition/def-from-b", None)
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    for d in [&a, &b] {
+        let gone = wait_until(DEADLINE, || async {
+            !instances_by_id(d, "slug=spread").await.contains_key(&id)
+                && !definition_ids(d).await.contains("def-from-b")
+        })
+        .await;
+        assert!(gone, "the deletes on C never reached {}", d.url(""));
+    }
+
+    // Revisions are global: once settled, every node gives each kind the same index.
+    let indexes = Mutex::new(Vec::new());
+    let agree = wait_until(DEADLINE, || async {
+        let mut seen = Vec::new();
+        for d in all {
+            let i = index(&instances(d, "").await);
+            let defs = index(
+                &d.admin(Method::GET, "/registry-svc/definitions", None)
+                    .await,
+            );
+            let nodes = index(&d.admin(Method::POST, "/registry-svc/nodes", None).await);
+            seen.push((i, defs, nodes));
+        }
+        let same = seen.windows(2).all(|w| w[0] == w[1]);
+        *indexes.lock().unwrap() = seen;
+        same
+    })
+    .await;
+    let indexes = indexes.into_inner().unwrap();
+    assert!(
+        agree,
+        "indexes (instance, definition, node) per node: {indexes:?}"
+    );
+
+    // A blocking query on B and an event stream on C both wake for a registration on A.
+    let since = index(&instances(&b, "slug=watched").await);
+    let blocked = {
+        let request = b
+            .http
+            .get(b.url(&format!(
+                "/registry-svc/instances?slug=watched&index={since}&wait=30s"
+            )))
+            .bearer_auth(ADMIN);
+        tokio::spawn(async move { Reply::read(request.send().await.unwrap()).await })
+    };
+    let stream_since = index(&instances(&c, "").await);
+    let response = c
+        .http
+        .get(c.url(&format!(
+            "/registry-svc/events?since={stream_since}&kind=instance"
+        )))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let watched = a
+        .register(
+            json!({"url": "http://127.0.0.1:1/watched", "slug": "watched",
+                         "healthCheck": {"type": "none"}}),
+        )
+        .await;
+
+    let r = tokio::time::timeout(DEADLINE, blocked)
+        .await
+        .expect("the blocking query on B returns after a change on A")
+        .unwrap();
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let ids: Vec<&str> = r.body["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [watched.as_str()], "{}", r.text);
+    assert!(index(&r) > since, "{} > {since}", index(&r));
+
+    let event = tokio::time::timeout(DEADLINE, next_change_of(response, &watched))
+        .await
+        .expect("C's event stream carries the registration made on A");
+    assert_eq!(event["kind"], "instance", "{event}");
+    assert_eq!(event["op"], "put", "{event}");
+    assert_eq!(
+        event["object"]["url"], "http://127.0.0.1:1/watched",
+        "{event}"
+    );
+    assert!(
+        event["revision"].as_u64().unwrap() > stream_since,
+        "{event}"
+    );
+
+    for d in [a, b, c] {
+        d.stop().await;
+    }
+}
+
+/// Reads `change` events from an SSE response until one is about `id`; every event
+/// before must be an instance change too.
+async fn next_change_of(mut response: reqwest::Response, id: &str) -> Value {
+    let mut buffer = String::new();
+    loop {
+        let chunk = response
+            .chunk()
+            .await
+            .unwrap()
+            .expect("the event stream stays open");
+        buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+        while let Some(end) = buffer.find("\n\n") {
+            let block: String = buffer.drain(..end + 2).collect();
+            let data: String = block
+                .lines()
+                .filter_map(|line| line.strip_prefix("data:"))
+                .map(str::trim_start)
+                .collect();
+            if data.is_empty() {
+                continue; // a keep-alive comment
+            }
+            let event: Value = serde_json::from_str(&data).unwrap();
+            assert_eq!(event["kind"], "instance", "kind=instance only: {event}");
+            if event["id"] == id {
+                return event;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_token_created_on_one_node_works_on_the_others_until_revoked() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let [a, b, c] = cluster(&db, SLOW_HEARTBEAT).await;
+    let (token_id, secret) = a
+        .create_token(json!({"slug": "orders-svc", "role": "user"}))
+        .await;
+    let list = |d: &Daemon| {
+        let secret = secret.clone();
+        let request = d
+            .http
+            .get(d.url("/registry-svc/instances"))
+            .bearer_auth(secret);
+        async move { request.send().await.unwrap().status() }
+    };
+
+    for d in [&b, &c] {
+        let works = wait_until(DEADLINE, || async { list(d).await == StatusCode::OK }).await;
+        assert!(
+            works,
+            "the token created on A never worked on {}",
+            d.url("")
+        );
+    }
+    // The token's account owns what it registers, on whichever node.
+    let id = b
+        .register_as(
+            &secret,
+            json!({"url": "http://127.0.0.1:1/orders",
+                                     "healthCheck": {"type": "none"}}),
+        )
+        .await;
+    let owned = wait_until(DEADLINE, || async {
+        instances_by_id(&a, "slug=orders-svc")
+            .await
+            .contains_key(&id)
+    })
+    .await;
+    assert!(
+        owned,
+        "the registration made with the token on B never showed on A"
+    );
+
+    let r = a
+        .admin(
+            Method::DELETE,
+            &format!("/registry-svc/token/{token_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    for d in [&b, &c] {
+        let refused = wait_until(DEADLINE, || async {
+            list(d).await == StatusCode::UNAUTHORIZED
+        })
+        .await;
+        assert!(
+            refused,
+            "the token revoked on A still works on {}",
+            d.url("")
+        );
+    }
+    for d in [a, b, c] {
+        d.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn checks_are_shared_and_survivors_take_over_those_of_crashed_nodes() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let [mut a, mut b, c] = cluster(&db, FAST_HEARTBEAT).await;
+    wait_all_online(&[&a, &b, &c]).await;
+
+    let mut listeners = Vec::new();
+    let mut ids = Vec::new();
+    for n in 0..20 {
+        let listener = Listener::start().await;
+        // Registered on the three nodes in turn: who registers does not decide who checks.
+        let on = [&a, &b, &c][n % 3];
+        ids.push(
+            on.register(checked_instance(listener.port, json!({})))
+                .await,
+        );
+        listeners.push(listener);
+    }
+
+    // All become Healthy, as any node sees it.
+    for d in [&a, &b, &c] {
+        let last = Mutex::new(HashMap::new());
+        let healthy = wait_until(DEADLINE, || async {
+            let listed = instances_by_id(d, "slug=checked").await;
+            let all = ids
+                .iter()
+                .all(|id| listed.get(id).is_some_and(|i| status(i) == "Healthy"));
+            *last.lock().unwrap() = listed;
+            all
+        })
+        .await;
+        let last = last.into_inner().unwrap();
+        assert!(
+            healthy,
+            "not all Healthy on {}: {:?}",
+            d.url(""),
+            last.values()
+                .map(|i| (&i["id"], &i["status"]))
+                .collect::<Vec<_>>()
+        );
+    }
+
+    // Each instance is checked by exactly one node, and the work is spread.
+    let shares = Mutex::new(None);
+    let one_each = wait_until(DEADLINE, || async {
+        let found = checkers(&[&a, &b, &c], &ids, Duration::from_millis(300)).await;
+        let done = found.is_some();
+        *shares.lock().unwrap() = found;
+        done
+    })
+    .await;
+    assert!(
+        one_each,
+        "some instance is checked by no node or by several"
+    );
+    let shares = shares.into_inner().unwrap().unwrap();
+    let busy: BTreeSet<usize> = shares.iter().copied().collect();
+    assert!(busy.len() >= 2, "one node checks everything: {shares:?}");
+
+    // Two nodes crash. Then every service goes away: only a survivor that took over
+    // every check can see all of them go Unreachable.
+    let survivor_url = node_url(&c).await;
+    let crashed_urls = [node_url(&a).await, node_url(&b).await];
+    crash(&mut a);
+    crash(&mut b);
+    for listener in listeners {
+        listener.stop().await;
+    }
+    let last = Mutex::new(HashMap::new());
+    // Offline after 3 heartbeats, re-assessed within one more, then 2 failed checks.
+    let unreachable = wait_until(DEADLINE, || async {
+        let listed = instances_by_id(&c, "slug=checked").await;
+        let all = ids
+            .iter()
+            .all(|id| listed.get(id).is_some_and(|i| status(i) == "Unreachable"));
+        *last.lock().unwrap() = listed;
+        all
+    })
+    .await;
+    let last = last.into_inner().unwrap();
+    assert!(
+        unreachable,
+        "the survivor did not take over every check: {:?}",
+        last.values()
+            .map(|i| (&i["id"], &i["status"]))
+            .collect::<Vec<_>>()
+    );
+
+    // The survivor lists the crashed nodes Offline and itself Online.
+    let nodes = Mutex::new(Value::Null);
+    let settled = wait_until(DEADLINE, || async {
+        let r = c.admin(Method::POST, "/registry-svc/nodes", None).await;
+        let listed = r.body["nodes"].clone();
+        let status_of = |url: &str| {
+            listed
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|n| n["url"] == url)
+                .map(|n| n["status"].clone())
+        };
+        let settled = crashed_urls
+            .iter()
+            .all(|url| status_of(url) == Some(json!("Offline")))
+            && status_of(&survivor_url) == Some(json!("Online"));
+        *nodes.lock().unwrap() = listed;
+        settled
+    })
+    .await;
+    let nodes = nodes.into_inner().unwrap();
+    assert!(settled, "crashed nodes Offline, survivor Online: {nodes}");
+
+    // And it keeps taking writes.
+    let id = c
+        .register(json!({"url": "http://127.0.0.1:1/after-crash", "healthCheck": {"type": "none"}}))
+        .await;
+    assert!(instances_by_id(&c, "").await.contains_key(&id));
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn the_node_an_instance_runs_on_checks_it() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let [mut a, b, mut c] = cluster(&db, FAST_HEARTBEAT).await;
+    wait_all_online(&[&a, &b, &c]).await;
+    let b_url = node_url(&b).await;
+    let listener = Listener::start().await;
+    // Registered on A, running on B.
+    let id = a
+        .register(checked_instance(listener.port, json!({"nodeUrl": b_url})))
+        .await;
+    let checked_by = Mutex::new(None);
+    let clear = wait_until(DEADLINE, || async {
+        let found = checkers(
+            &[&a, &b, &c],
+            std::slice::from_ref(&id),
+            Duration::from_millis(300),
+        )
+        .await;
+        let done = found.is_some();
+        *checked_by.lock().unwrap() = found;
+        done
+    })
+    .await;
+    assert!(clear, "{id} is checked by no node or by several");
+    assert_eq!(
+        checked_by.into_inner().unwrap(),
+        Some(vec![1]),
+        "{id} runs on B, so B checks it (0: A, 1: B, 2: C)"
+    );
+
+    // Without A and C, B still sees it go.
+    crash(&mut a);
+    crash(&mut c);
+    listener.stop().await;
+    let gone = wait_until(DEADLINE, || async {
+        instances_by_id(&b, &format!("id={id}"))
+            .await
+            .get(&id)
+            .is_some_and(|i| status(i) == "Unreachable")
+    })
+    .await;
+    assert!(gone, "B never saw its own instance go Unreachable");
+    b.stop().await;
+}
+
+/// What a writer under load saw: ids acknowledged (201), and how many were refused.
+#[derive(Default)]
+struct Load {
+    acknowledged: Mutex<Vec<String>>,
+    refused: AtomicUsize,
+    unexpected: Mutex<Vec<String>>,
+}
+
+#[tokio::test]
+async fn a_database_outage_refuses_writes_keeps_reads_and_loses_nothing() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let proxy = PgProxy::start(&db).await;
+    let p = node(&proxy.url, SLOW_HEARTBEAT).await;
+    let direct = node(&db.url, SLOW_HEARTBEAT).await;
+    let before = p
+        .register(json!({"url": "http://127.0.0.1:1/before", "slug": "before",
+                         "healthCheck": {"type": "none"}}))
+        .await;
+    p.save_definition(json!({"id": "def-before"})).await;
+
+    // Four writers register 300 distinct instances through the proxied node. Once the
+    // outage has refused 30 of them they wait for the database to come back, so that
+    // writes land before, during and after it.
+    const TOTAL: usize = 300;
+    let load = Arc::new(Load::default());
+    let next = Arc::new(AtomicUsize::new(0));
+    let (restored_tx, restored) = watch::channel(false);
+    let writers: Vec<JoinHandle<()>> = (0..4)
+        .map(|_| {
+            let (load, next, mut restored) = (load.clone(), next.clone(), restored.clone());
+            let (http, url) = (p.http.clone(), p.url("/registry-svc/instance"));
+            tokio::spawn(async move {
+                loop {
+                    let n = next.fetch_add(1, Ordering::SeqCst);
+                    if n >= TOTAL {
+                        return;
+                    }
+                    let body = json!({"url": format!("http://127.0.0.1:1/load-{n}"),
+                                      "slug": "load", "healthCheck": {"type": "none"}});
+                    let response = http
+                        .put(&url)
+                        .bearer_auth(ADMIN)
+                        .body(body.to_string())
+                        .send()
+                        .await
+                        .expect("the daemon answers during the outage");
+                    let r = Reply::read(response).await;
+                    match r.status {
+                        StatusCode::CREATED => load
+                            .acknowledged
+                            .lock()
+                            .unwrap()
+                            .push(r.body["id"].as_str().unwrap().to_string()),
+                        StatusCode::SERVICE_UNAVAILABLE => {
+                            if load.refused.fetch_add(1, Ordering::SeqCst) + 1 >= 30 {
+                                let _ = restored.wait_for(|r| *r).await;
+                            } else {
+                                tokio::time::sleep(Duration::from_millis(10)).await;
+                            }
+                        }
+                        _ => load
+                            .unexpected
+                            .lock()
+                            .unwrap()
+                            .push(format!("{}: {}", r.status, r.text)),
+                    }
+                }
+            })
+        })
+        .collect();
+
+    let some_acked = wait_until(DEADLINE, || async {
+        load.acknowledged.lock().unwrap().len() >= 50
+    })
+    .await;
+    assert!(some_acked, "the writers never got going");
+    proxy.cut();
+    let refusing = wait_until(DEADLINE, || async {
+        load.refused.load(Ordering::SeqCst) >= 10
+    })
+    .await;
+    assert!(
+        refusing,
+        "no write was refused while the database was cut off"
+    );
+
+    // Reads are served from memory.
+    let listed = instances_by_id(&p, "slug=before").await;
+    assert!(listed.contains_key(&before), "{listed:?}");
+    assert!(definition_ids(&p).await.contains("def-before"));
+    // Writes say why they are refused.
+    let r = p
+        .admin(
+            Method::PUT,
+            "/registry-svc/instance",
+            Some(json!({"url": "http://127.0.0.1:1/during", "healthCheck": {"type": "none"}})),
+        )
+        .await;
+    r.assert_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        None,
+        "a write while cut off",
+    );
+    let error = r.error().to_lowercase();
+    assert!(
+        error.contains("unavailable") && (error.contains("store") || error.contains("postgres")),
+        "{error}"
+    );
+    assert!(!error.contains("password"), "{error}");
+    let ready = p.send(Method::GET, "/readyz", None, None).await;
+    ready.assert_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        None,
+        "/readyz while cut off",
+    );
+    // The other node, on the database directly, is not affected.
+    let ready = direct.send(Method::GET, "/readyz", None, None).await;
+    assert_eq!(ready.status, StatusCode::OK, "{}", ready.text);
+
+    // The database is back: writes succeed again without a restart.
+    let acknowledged_before = load.acknowledged.lock().unwrap().len();
+    proxy.restore();
+    let writes = wait_until(DEADLINE, || async {
+        p.admin(
+            Method::PUT,
+            "/registry-svc/instance",
+            Some(json!({"url": "http://127.0.0.1:1/after", "healthCheck": {"type": "none"}})),
+        )
+        .await
+        .status
+            == StatusCode::CREATED
+    })
+    .await;
+    assert!(writes, "writes never succeeded again after the outage");
+    restored_tx.send_replace(true);
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let ready = p.send(Method::GET, "/readyz", None, None).await;
+    assert_eq!(ready.status, StatusCode::OK, "{}", ready.text);
+
+    let unexpected = load.unexpected.lock().unwrap().clone();
+    assert!(unexpected.is_empty(), "only 201 or 503: {unexpected:?}");
+    let acknowledged: BTreeSet<String> =
+        load.acknowledged.lock().unwrap().iter().cloned().collect();
+    let refused = load.refused.load(Ordering::SeqCst);
+    assert_eq!(acknowledged.len() + refused, TOTAL);
+    assert!(
+        acknowledged.len() > acknowledged_before,
+        "no registration was acknowledged after the outage"
+    );
+
+    // Nothing acknowledged is lost, on this node or on the other.
+    for d in [&p, &direct] {
+        let missing = Mutex::new(Vec::new());
+        let complete = wait_until(DEADLINE, || async {
+            let listed = instances_by_id(d, "slug=load").await;
+            let lost: Vec<String> = acknowledged
+                .iter()
+                .filter(|id| !listed.contains_key(*id))
+                .cloned()
+                .collect();
+            let done = lost.is_empty();
+            *missing.lock().unwrap() = lost;
+            done
+        })
+        .await;
+        let missing = missing.into_inner().unwrap();
+        assert!(
+            complete,
+            "{} of {} acknowledged registrations missing on {}: {missing:?}",
+            missing.len(),
+            acknowledged.len(),
+            d.url("")
+        );
+    }
+    p.stop().await;
+    direct.stop().await;
+    drop(proxy);
+}
+
+#[tokio::test]
+async fn a_status_change_seen_during_an_outage_is_recorded_once_the_database_is_back() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let proxy = PgProxy::start(&db).await;
+    let p = node(&proxy.url, SLOW_HEARTBEAT).await;
+    let other = node(&db.url, SLOW_HEARTBEAT).await;
+    let listener = Listener::start().await;
+    // Checked by the node behind the proxy (it runs there); one failure is enough.
+    let id = other
+        .register(checked_instance(
+            listener.port,
+            json!({"nodeUrl": node_url(&p).await,
+                   "healthCheck": {"type": "tcp", "interval": "100ms", "unhealthyThreshold": 1}}),
+        ))
+        .await;
+    for d in [&p, &other] {
+        let healthy = wait_until(DEADLINE, || async {
+            instances_by_id(d, &format!("id={id}"))
+                .await
+                .get(&id)
+                .is_some_and(|i| status(i) == "Healthy")
+        })
+        .await;
+        assert!(healthy, "{id} never Healthy on {}", d.url(""));
+    }
+
+    proxy.cut();
+    listener.stop().await;
+    // With a threshold of 1 the first failed check is the status change, which cannot be
+    // written; the details of a later one show in P's memory. A write refused after that
+    // shows the writer has been through the status change already.
+    let failing = wait_until(DEADLINE, || async {
+        let listed = instances_by_id(&p, &format!("id={id}")).await;
+        listed.get(&id).is_some_and(|i| {
+            i["details"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("refused")
+        })
+    })
+    .await;
+    assert!(failing, "P's checks never saw the listener go");
+    let r = p
+        .admin(
+            Method::PUT,
+            "/registry-svc/instance",
+            Some(json!({"url": "http://127.0.0.1:1/during", "healthCheck": {"type": "none"}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text);
+    let listed = instances_by_id(&p, &format!("id={id}")).await;
+    assert_eq!(
+        status(&listed[&id]),
+        "Healthy",
+        "nothing written while cut off"
+    );
+
+    proxy.restore();
+    for d in [&p, &other] {
+        let last = Mutex::new(Value::Null);
+        let recorded = wait_until(DEADLINE, || async {
+            let listed = instances_by_id(d, &format!("id={id}")).await;
+            let found = listed.get(&id).cloned().unwrap_or_default();
+            let done = status(&found) == "Unreachable";
+            *last.lock().unwrap() = found;
+            done
+        })
+        .await;
+        let last = last.into_inner().unwrap();
+        assert!(
+            recorded,
+            "the change to Unreachable seen while cut off never reached {}: {last}",
+            d.url("")
+        );
+    }
+    p.stop().await;
+    other.stop().await;
+    drop(proxy);
+}
+
+#[tokio::test]
+async fn a_node_that_missed_notifications_catches_up() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let proxy = PgProxy::start(&db).await;
+    // No heartbeats during the test: a later commit (B's own, or A's that B hears of)
+    // would also bring B up to date, and this test is about the notifications it missed.
+    let a = node(&db.url, Duration::from_secs(3600)).await;
+    let b = node(&proxy.url, Duration::from_secs(3600)).await;
+    // B follows A while connected.
+    let first = a
+        .register(json!({"url": "http://127.0.0.1:1/first", "slug": "missed",
+                         "healthCheck": {"type": "none"}}))
+        .await;
+    let follows = wait_until(DEADLINE, || async {
+        instances_by_id(&b, "slug=missed")
+            .await
+            .contains_key(&first)
+    })
+    .await;
+    assert!(follows, "B never saw A's registration");
+
+    proxy.cut();
+    let cut_off = wait_until(DEADLINE, || async {
+        b.send(Method::GET, "/readyz", None, None).await.status == StatusCode::SERVICE_UNAVAILABLE
+    })
+    .await;
+    assert!(
+        cut_off,
+        "B still reached the database through the cut proxy"
+    );
+    let mut ids = vec![first];
+    for n in 0..10 {
+        ids.push(
+            a.register(json!({"url": format!("http://127.0.0.1:1/missed-{n}"),
+                              "slug": "missed", "healthCheck": {"type": "none"}}))
+                .await,
+        );
+    }
+    proxy.restore();
+    let caught_up = wait_until(DEADLINE, || async {
+        let listed = instances_by_id(&b, "slug=missed").await;
+        ids.iter().all(|id| listed.contains_key(id))
+    })
+    .await;
+    assert!(caught_up, "B never caught up with what it missed");
+    // Same revision, same list.
+    let same = wait_until(DEADLINE, || async {
+        let (ra, rb) = (instances(&a, "").await, instances(&b, "").await);
+        index(&ra) == index(&rb) && ra.body == rb.body
+    })
+    .await;
+    assert!(same, "A and B disagree after the catch-up");
+    a.stop().await;
+    b.stop().await;
+    drop(proxy);
+}

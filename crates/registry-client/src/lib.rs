@@ -1,13 +1,25 @@
-//! A typed async client for the Registry Svc HTTP API.
+//! A typed async client for the Registry Svc HTTP API, with service discovery, client-side
+//! load balancing and self-registration.
 //!
-//! [`RegistryClient`] wraps one registry daemon's address and, optionally, an API token. It
-//! has one method per endpoint: definitions (service templates), instances (running, callable
-//! copies of a service), nodes (the machines running a registry daemon) and tokens. Requests
-//! and answers use the wire types of [`registry_types`], re-exported here as [`types`].
+//! - [`RegistryClient`] wraps one registry daemon's address and, optionally, an API token. It
+//!   has one method per endpoint: definitions (service templates), instances (running,
+//!   callable copies of a service), nodes (the machines running a registry daemon) and
+//!   tokens, plus blocking queries ([`list_instances_blocking`]) that wait for a change.
+//!   Requests and answers use the wire types of [`registry_types`], re-exported as [`types`].
+//! - [`Discovery`] keeps a live, in-memory set of one service's healthy instances, refreshed
+//!   by blocking queries in a background task, and [`pick`](Discovery::pick)s one with a
+//!   [`Balancer`]: round-robin, random, power of two choices, or zone affinity.
+//! - [`register_self`] registers the caller's own instance with a TTL and keeps it alive
+//!   with heartbeats until [`Registration::deregister`].
 //!
-//! Every method returns [`Error`]: [`Error::Api`] when the registry answered with an error
-//! status (it carries the status and the registry's message), [`Error::Transport`] when it
-//! could not be reached, and [`Error::Decode`] when an answer was not what the API promises.
+//! Every client method returns [`Error`]: [`Error::Api`] when the registry answered with an
+//! error status (it carries the status and the registry's message), [`Error::Transport`] when
+//! it could not be reached, and [`Error::Decode`] when an answer was not what the API
+//! promises.
+//!
+//! [`list_instances_blocking`]: RegistryClient::list_instances_blocking
+//!
+//! # Listing instances
 //!
 //! ```no_run
 //! use registry_client::{types::InstanceFilter, RegistryClient};
@@ -24,6 +36,75 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! # Watching for changes
+//!
+//! Each list answer carries the registry's index (`X-Registry-Index`); passing it back makes
+//! the next request wait until something changes:
+//!
+//! ```no_run
+//! use registry_client::{types::InstanceFilter, RegistryClient};
+//! use std::time::Duration;
+//!
+//! # async fn example(client: RegistryClient) -> Result<(), registry_client::Error> {
+//! let filter = InstanceFilter::default();
+//! let (mut instances, mut index) = client.list_instances_indexed(&filter).await?;
+//! loop {
+//!     println!("{} instances at index {index}", instances.len());
+//!     (instances, index) = client
+//!         .list_instances_blocking(&filter, index, Duration::from_secs(60))
+//!         .await?;
+//! }
+//! # }
+//! ```
+//!
+//! # Discovering and calling a service
+//!
+//! [`Discovery::pick`] never touches the network: it chooses from the set in memory, which
+//! stays in service (the last known set) while the registry is unreachable.
+//!
+//! ```no_run
+//! use registry_client::{Balancer, Discovery, DiscoveryOptions, RegistryClient};
+//! use std::time::Duration;
+//!
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! let client = RegistryClient::new("http://127.0.0.1:58231", Some("my-token".to_string()));
+//! let options = DiscoveryOptions {
+//!     balancer: Balancer::zone_affinity("eu-west-1a"),
+//!     ..Default::default()
+//! };
+//! let orders = Discovery::start(client, "order-svc", options);
+//! orders.wait_ready(Duration::from_secs(5)).await?;
+//!
+//! let instance = orders.pick()?;
+//! let reply = reqwest::get(format!("{}/orders", instance.url())).await?;
+//! println!("{} answered {}", instance.id, reply.status());
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Registering yourself
+//!
+//! ```no_run
+//! use registry_client::{register_self, types::RegisterInstanceRequest, RegistryClient};
+//!
+//! # async fn example() -> Result<(), registry_client::Error> {
+//! let client = RegistryClient::new("http://127.0.0.1:58231", Some("order-svc-token".into()));
+//! let request = RegisterInstanceRequest {
+//!     url: "http://127.0.0.1:8080".to_string(),
+//!     ttl: Some("30s".to_string()),
+//!     ..Default::default()
+//! };
+//! let registration = register_self(client, request).await?; // heartbeats every 10 s
+//! // ... serve ...
+//! registration.deregister().await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The `hello_service` example puts the three together.
+
+#![warn(missing_docs)]
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use registry_types::responses::{
@@ -34,12 +115,30 @@ use registry_types::{
     CreateTokenRequest, CreatedToken, Definition, ErrorBody, Instance, InstanceFilter,
     ListNodesRequest, Node, RegisterInstanceRequest, Role, TokenInfo, API_PREFIX,
 };
+use reqwest::header::HeaderMap;
 use reqwest::{Method, RequestBuilder};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::time::Duration;
+
+mod backoff;
+mod balancer;
+mod discovery;
+mod registration;
+mod snapshot;
+
+pub use backoff::Backoff;
+pub use balancer::{Balancer, Picked};
+pub use discovery::{Discovery, DiscoveryError, DiscoveryOptions};
+pub use registration::{register_self, Registration, DEFAULT_TTL};
+pub use snapshot::Snapshot;
 
 pub use registry_types as types;
 pub use reqwest::StatusCode;
+
+/// The response header of every list endpoint that carries the revision of the latest change
+/// of the listed kind (the "index" of a blocking query).
+pub const INDEX_HEADER: &str = "X-Registry-Index";
 
 /// What can go wrong talking to the registry.
 #[derive(Debug, thiserror::Error)]
@@ -47,7 +146,12 @@ pub enum Error {
     /// The registry answered with an error status; `message` is its `{"error": ...}` text,
     /// or the raw body when that was not JSON.
     #[error("{message} (HTTP {status})")]
-    Api { status: StatusCode, message: String },
+    Api {
+        /// The HTTP status, e.g. 404.
+        status: StatusCode,
+        /// What went wrong, in the registry's words.
+        message: String,
+    },
     /// The request could not be sent or its answer not read (connection refused, timeout, ...).
     #[error("request to the registry failed")]
     Transport(#[from] reqwest::Error),
@@ -160,6 +264,56 @@ impl RegistryClient {
         Ok(answer.instances)
     }
 
+    /// `GET /registry-svc/instances`, also returning the `X-Registry-Index` of the answer: the
+    /// revision of the latest instance change, to pass to [`list_instances_blocking`]
+    /// (0 when the registry sent none).
+    ///
+    /// [`list_instances_blocking`]: RegistryClient::list_instances_blocking
+    pub async fn list_instances_indexed(
+        &self,
+        filter: &InstanceFilter,
+    ) -> Result<(Vec<Instance>, u64), Error> {
+        self.instances_at(filter, None).await
+    }
+
+    /// A blocking query: `GET /registry-svc/instances?index=N&wait=W`. The registry holds the
+    /// request until an instance change passes revision `index` (any instance, not only those
+    /// `filter` matches) or `wait` ends (it caps the wait at 10 minutes), then answers with
+    /// the list and its new index. An unchanged index means the wait ended with no change.
+    ///
+    /// The request's own timeout is set a little above `wait`, whatever timeout the
+    /// underlying HTTP client has.
+    pub async fn list_instances_blocking(
+        &self,
+        filter: &InstanceFilter,
+        index: u64,
+        wait: Duration,
+    ) -> Result<(Vec<Instance>, u64), Error> {
+        self.instances_at(filter, Some((index, wait))).await
+    }
+
+    async fn instances_at(
+        &self,
+        filter: &InstanceFilter,
+        blocking: Option<(u64, Duration)>,
+    ) -> Result<(Vec<Instance>, u64), Error> {
+        let mut query = filter.to_query();
+        if let Some((index, wait)) = blocking {
+            if !query.is_empty() {
+                query.push('&');
+            }
+            query.push_str(&blocking_query(index, wait));
+        }
+        let path = if query.is_empty() {
+            "/instances".to_string()
+        } else {
+            format!("/instances?{query}")
+        };
+        let request = with_wait(self.request(Method::GET, &path), blocking);
+        let (answer, index): (ListInstancesResponse, u64) = self.send_indexed(request).await?;
+        Ok((answer.instances, index))
+    }
+
     /// `DELETE /registry-svc/instance/{id}`.
     pub async fn delete_instance(&self, id: &str) -> Result<(), Error> {
         let path = format!("/instance/{}", segment(id));
@@ -181,6 +335,39 @@ impl RegistryClient {
         let request = self.request(Method::POST, "/nodes").json(&body);
         let answer: ListNodesResponse = self.send_json(request).await?;
         Ok(answer.nodes)
+    }
+
+    /// `POST /registry-svc/nodes` like [`list_nodes`](RegistryClient::list_nodes), also
+    /// returning the `X-Registry-Index` of the answer (0 when the registry sent none).
+    pub async fn list_nodes_indexed(&self, ids: &[String]) -> Result<(Vec<Node>, u64), Error> {
+        self.nodes_at(ids, None).await
+    }
+
+    /// A blocking query on nodes: `POST /registry-svc/nodes?index=N&wait=W`, answered once a
+    /// node change passes revision `index` or `wait` ends. Node heartbeats are changes, so
+    /// with several daemons this wakes about once per heartbeat interval.
+    pub async fn list_nodes_blocking(
+        &self,
+        ids: &[String],
+        index: u64,
+        wait: Duration,
+    ) -> Result<(Vec<Node>, u64), Error> {
+        self.nodes_at(ids, Some((index, wait))).await
+    }
+
+    async fn nodes_at(
+        &self,
+        ids: &[String],
+        blocking: Option<(u64, Duration)>,
+    ) -> Result<(Vec<Node>, u64), Error> {
+        let path = match blocking {
+            Some((index, wait)) => format!("/nodes?{}", blocking_query(index, wait)),
+            None => "/nodes".to_string(),
+        };
+        let body = ListNodesRequest { ids: ids.to_vec() };
+        let request = with_wait(self.request(Method::POST, &path).json(&body), blocking);
+        let (answer, index): (ListNodesResponse, u64) = self.send_indexed(request).await?;
+        Ok((answer.nodes, index))
     }
 
     /// `GET /registry-svc/node/self`: the node of the daemon answering.
@@ -253,11 +440,62 @@ impl RegistryClient {
         Err(Error::Api { status, message })
     }
 
+    /// Sends `request` and reads the JSON answer as `T`, with the answer's `X-Registry-Index`.
+    async fn send_indexed<T: DeserializeOwned>(
+        &self,
+        request: RequestBuilder,
+    ) -> Result<(T, u64), Error> {
+        let response = self.send(request).await?;
+        let index = index_of(response.headers());
+        let body = response.bytes().await?;
+        Ok((serde_json::from_slice(&body)?, index))
+    }
+
     /// Sends `request` and reads the JSON answer as `T`.
     async fn send_json<T: DeserializeOwned>(&self, request: RequestBuilder) -> Result<T, Error> {
         let body = self.send(request).await?.bytes().await?;
         Ok(serde_json::from_slice(&body)?)
     }
+}
+
+/// `index=N&wait=W` of a blocking query, the wait in whole milliseconds (at least 1 ms).
+fn blocking_query(index: u64, wait: Duration) -> String {
+    if wait.as_secs() > 0 && wait.subsec_millis() == 0 {
+        format!("index={index}&wait={}s", wait.as_secs())
+    } else {
+        format!("index={index}&wait={}ms", wait.as_millis().max(1))
+    }
+}
+
+/// `request` with a timeout that outlasts a blocking query's `wait`: the registry may add up
+/// to 1/16 of the wait at random, and the answer takes time to arrive.
+fn with_wait(request: RequestBuilder, blocking: Option<(u64, Duration)>) -> RequestBuilder {
+    match blocking {
+        Some((_, wait)) => request.timeout(wait + wait / 8 + Duration::from_secs(10)),
+        None => request,
+    }
+}
+
+/// The `X-Registry-Index` header as a number; missing or malformed reads as 0.
+fn index_of(headers: &HeaderMap) -> u64 {
+    headers
+        .get(INDEX_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// `err` with its chain of causes, e.g. `request to the registry failed: error sending
+/// request for url (...): ... Connection refused`.
+pub(crate) fn describe(err: &Error) -> String {
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// `text` percent-encoded to stand as one path segment.

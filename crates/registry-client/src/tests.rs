@@ -23,6 +23,15 @@ impl Seen {
 
 /// Serves one request with `status` and `body`, and hands back what it received.
 async fn serve_once(status: &'static str, answer: &'static str) -> (String, JoinHandle<Seen>) {
+    serve_once_with(status, "", answer).await
+}
+
+/// [`serve_once`] with `extra` header lines (each ending in `\r\n`) in the answer.
+async fn serve_once_with(
+    status: &'static str,
+    extra: &'static str,
+    answer: &'static str,
+) -> (String, JoinHandle<Seen>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let handle = tokio::spawn(async move {
@@ -54,7 +63,7 @@ async fn serve_once(status: &'static str, answer: &'static str) -> (String, Join
         }
         let body = String::from_utf8(data[head_end..head_end + length].to_vec()).unwrap();
         let response = format!(
-            "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+            "HTTP/1.1 {status}\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{answer}",
             answer.len()
         );
         socket.write_all(response.as_bytes()).await.unwrap();
@@ -255,4 +264,110 @@ async fn unreachable_registry_is_a_transport_error() {
 fn segment_encodes_reserved_characters() {
     assert_eq!(segment("inst_AbC-1.2~"), "inst_AbC-1.2~");
     assert_eq!(segment("a/b:c d?"), "a%2Fb%3Ac%20d%3F");
+}
+
+#[tokio::test]
+async fn indexed_list_reads_the_index_header() {
+    let (base, server) = serve_once_with(
+        "200 OK",
+        "X-Registry-Index: 42\r\n",
+        r#"{"instances":[{"id":"inst_1","url":"http://127.0.0.1:9"}]}"#,
+    )
+    .await;
+    let filter = InstanceFilter {
+        slug: Some("svc".into()),
+        ..Default::default()
+    };
+    let (list, index) = RegistryClient::new(base, None)
+        .list_instances_indexed(&filter)
+        .await
+        .unwrap();
+    assert_eq!((list.len(), index), (1, 42));
+    assert_eq!(
+        server.await.unwrap().request_line,
+        "GET /registry-svc/instances?slug=svc HTTP/1.1"
+    );
+}
+
+#[tokio::test]
+async fn missing_or_bad_index_reads_as_zero() {
+    for extra in ["", "X-Registry-Index: soon\r\n"] {
+        let (base, _server) = serve_once_with("200 OK", extra, r#"{"nodes":[]}"#).await;
+        let (nodes, index) = RegistryClient::new(base, None)
+            .list_nodes_indexed(&[])
+            .await
+            .unwrap();
+        assert!(nodes.is_empty());
+        assert_eq!(index, 0, "{extra:?}");
+    }
+}
+
+#[tokio::test]
+async fn blocking_queries_send_index_and_wait() {
+    let (base, server) =
+        serve_once_with("200 OK", "x-registry-index: 8\r\n", r#"{"instances":[]}"#).await;
+    let filter = InstanceFilter {
+        slug: Some("svc".into()),
+        ..Default::default()
+    };
+    let (_, index) = RegistryClient::new(base, None)
+        .list_instances_blocking(&filter, 7, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(index, 8);
+    assert_eq!(
+        server.await.unwrap().request_line,
+        "GET /registry-svc/instances?slug=svc&index=7&wait=30s HTTP/1.1"
+    );
+
+    let (base, server) = serve_once_with("200 OK", "", r#"{"nodes":[]}"#).await;
+    RegistryClient::new(base, None)
+        .list_nodes_blocking(&[], 3, Duration::from_millis(1500))
+        .await
+        .unwrap();
+    let seen = server.await.unwrap();
+    assert_eq!(
+        seen.request_line,
+        "POST /registry-svc/nodes?index=3&wait=1500ms HTTP/1.1"
+    );
+    assert_eq!(seen.body, r#"{"ids":[]}"#);
+}
+
+#[tokio::test]
+async fn blocking_queries_outlast_a_shorter_client_timeout() {
+    // The answer comes after 300 ms; the HTTP client gives up after 100 ms on its own.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut buf = [0u8; 4096];
+        let _ = socket.read(&mut buf).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let body = r#"{"instances":[]}"#;
+        let response = format!(
+            "HTTP/1.1 200 OK\r\nX-Registry-Index: 5\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        socket.write_all(response.as_bytes()).await.unwrap();
+    });
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let client = RegistryClient::new(base, None).with_http_client(http);
+    let (_, index) = client
+        .list_instances_blocking(&InstanceFilter::default(), 4, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert_eq!(index, 5);
+}
+
+#[test]
+fn describe_walks_the_causes() {
+    let err = Error::Decode(serde_json::from_str::<u8>("x").unwrap_err());
+    let text = describe(&err);
+    assert!(
+        text.starts_with("unexpected answer from the registry: "),
+        "{text}"
+    );
 }

@@ -122,6 +122,7 @@ pub async fn start_with_store(
         admin_token_hash: config.admin_token.as_deref().map(auth::hash_token),
         trusted_slugs: config.trusted_slugs.clone().into(),
         instance_lists: Default::default(),
+        shutdown: shutdown.clone(),
     };
     let router = api::router(app);
     tracing::info!(%addr, node = %this_node.url, "serving");

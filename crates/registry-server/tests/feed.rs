@@ -322,3 +322,31 @@ async fn a_revision_older_than_the_history_gets_a_reset() {
     );
     d.stop().await;
 }
+
+#[tokio::test]
+async fn shutdown_ends_parked_watchers_and_streams() {
+    let d = Daemon::start().await;
+    let start = index(&d.admin(Method::GET, "/registry-svc/instances", None).await);
+    let watcher = {
+        let (http, url, admin) = (
+            d.http.clone(),
+            d.url(&format!("/registry-svc/instances?index={start}&wait=10m")),
+            d.admin.clone(),
+        );
+        tokio::spawn(async move { http.get(url).bearer_auth(admin).send().await })
+    };
+    let stream = events_request(&d, "kind=instance").send().await.unwrap();
+    // The watcher parks; a stop must not wait out its ten minutes.
+    tokio::time::timeout(Duration::from_secs(20), d.stop())
+        .await
+        .expect("shutdown does not wait for parked watchers");
+    let answered = watcher
+        .await
+        .unwrap()
+        .expect("the parked watcher is answered");
+    assert_eq!(answered.status(), StatusCode::OK);
+    let rest = tokio::time::timeout(Duration::from_secs(10), stream.bytes())
+        .await
+        .expect("the event stream ends");
+    assert!(rest.is_ok());
+}

@@ -108,7 +108,7 @@ pub enum InstancesCommand {
     Register(RegisterArgs),
     /// List instances; filters combine with AND.
     #[command(visible_alias = "list")]
-    Ls(InstanceFilterArgs),
+    Ls(ListInstancesArgs),
     /// Remove an instance.
     #[command(visible_alias = "remove")]
     Rm { id: String },
@@ -164,6 +164,15 @@ pub enum CheckKind {
     Tcp,
     Http,
     None,
+}
+
+#[derive(Debug, Args)]
+pub struct ListInstancesArgs {
+    #[command(flatten)]
+    pub filter: InstanceFilterArgs,
+    /// Keep listing: redraw each time the registry reports a change, until Ctrl-C.
+    #[arg(long, short)]
+    pub watch: bool,
 }
 
 #[derive(Debug, Args)]
@@ -312,6 +321,26 @@ mod tests {
                 command: TokensCommand::Revoke { .. }
             }
         ));
+    }
+
+    #[test]
+    fn instances_ls_watches_with_filters() {
+        let Command::Instances {
+            command: InstancesCommand::Ls(args),
+        } = parse(&["i", "ls", "--watch", "--slug", "svc", "--status", "healthy"]).command
+        else {
+            panic!("not an ls command");
+        };
+        assert!(args.watch);
+        assert_eq!(args.filter.slug.as_deref(), Some("svc"));
+        assert_eq!(args.filter.status, Some(InstanceStatus::Healthy));
+        let Command::Instances {
+            command: InstancesCommand::Ls(args),
+        } = parse(&["i", "ls"]).command
+        else {
+            panic!("not an ls command");
+        };
+        assert!(!args.watch);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use crate::cli::{
     CheckKind, Cli, Command, DefinitionsCommand, InstanceFilterArgs, InstancesCommand,
     NodesCommand, OutputFormat, RegisterArgs, ResolveArgs, TokensCommand,
 };
-use crate::{connection, output, serve};
+use crate::{connection, output, serve, watch};
 
 pub async fn run(cli: Cli) -> Result<()> {
     if let Command::Serve(config) = cli.command {
@@ -85,8 +85,11 @@ async fn instances(
                 }
             }
         }
+        InstancesCommand::Ls(args) if args.watch => {
+            watch::instances(client, format, &instance_filter(args.filter)).await
+        }
         InstancesCommand::Ls(args) => {
-            let list = client.list_instances(&instance_filter(args)).await?;
+            let list = client.list_instances(&instance_filter(args.filter)).await?;
             show(format, &list, |list| output::instances(list, Utc::now()))
         }
         InstancesCommand::Rm { id } => {

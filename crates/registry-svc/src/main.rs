@@ -7,6 +7,7 @@ mod commands;
 mod connection;
 mod output;
 mod serve;
+mod watch;
 
 use clap::Parser;
 use std::process::ExitCode;

@@ -285,3 +285,81 @@ fn an_instance_with_a_ttl_is_kept_healthy_by_cli_heartbeats() {
         "{stderr}"
     );
 }
+
+#[test]
+fn instances_ls_watch_redraws_on_each_change_until_interrupted() {
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path());
+    let mut watch = Command::new(BIN)
+        .args([
+            "--addr",
+            &daemon.addr,
+            "instances",
+            "ls",
+            "--watch",
+            "--slug",
+            "web",
+        ])
+        .env("REGISTRY_DATA_DIR", &daemon.data_dir)
+        .env_remove("REGISTRY_TOKEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (lines, received) = mpsc::channel();
+    let stdout = watch.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if lines.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    // Reads lines until one satisfies `want`; returns all lines read.
+    let read_until = |want: &dyn Fn(&str) -> bool, what: &str| -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match received.recv_timeout(left) {
+                Ok(line) => {
+                    let done = want(&line);
+                    seen.push(line);
+                    if done {
+                        return seen;
+                    }
+                }
+                Err(_) => panic!("no {what} in {seen:?}"),
+            }
+        }
+    };
+
+    // Not a terminal: the first frame is the plain table, no escape codes.
+    let first = read_until(&|line| line.starts_with("ID"), "table header");
+    assert!(first.iter().all(|l| !l.contains('\x1b')), "{first:?}");
+
+    let id = daemon.register(&["--url", "http://127.0.0.1:1", "--slug", "web"]);
+    let next = read_until(&|line| line.contains(&id), "redraw with the new instance");
+    assert!(
+        next.iter().any(|l| l.starts_with("--- index ")),
+        "separator before the redraw: {next:?}"
+    );
+
+    let status = Command::new("kill")
+        .args(["-INT", &watch.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let exit = loop {
+        if let Some(exit) = watch.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(Instant::now() < deadline, "watch did not stop on Ctrl-C");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(exit.success(), "{exit:?}");
+}

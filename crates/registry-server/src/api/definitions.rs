@@ -60,7 +60,7 @@ pub async fn list(
 ) -> Result<Response> {
     caller.require(Permission::DefinitionView)?;
     Blocking::from_query(&query.unwrap_or_default())?
-        .wait(&app.state, Kind::Definition)
+        .wait(&app, Kind::Definition)
         .await;
     let (definitions, index) = {
         let tables = app.state.read();

@@ -24,6 +24,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
 
 pub const INDEX_HEADER: &str = "x-registry-index";
 /// Longest a blocking query waits, whatever it asks for.
@@ -57,18 +58,21 @@ impl Blocking {
         Ok(blocking)
     }
 
-    /// Returns once a change of `kind` passes `index`, or the wait (capped, with up to
-    /// 1/16 added at random so many watchers do not all come back at once) ends. An index
-    /// from the future (another store, a reset one) does not block.
-    pub async fn wait(&self, state: &State, kind: Kind) {
+    /// Returns once a change of `kind` passes `index`, the wait (capped, with up to 1/16
+    /// added at random so many watchers do not all come back at once) ends, or the daemon
+    /// shuts down. An index from the future (another store, a reset one) does not block.
+    pub async fn wait(&self, app: &AppState, kind: Kind) {
         let Some(index) = self.index else { return };
-        if index > state.read().revision() {
+        if index > app.state.read().revision() {
             return;
         }
         let wait = self.wait.unwrap_or(DEFAULT_WAIT).min(MAX_WAIT);
         let wait = wait + wait.mul_f64(rand::thread_rng().gen_range(0.0..1.0 / 16.0));
-        let mut latest = state.watch(kind);
-        let _ = tokio::time::timeout(wait, latest.wait_for(|revision| *revision > index)).await;
+        let mut latest = app.state.watch(kind);
+        tokio::select! {
+            _ = tokio::time::timeout(wait, latest.wait_for(|revision| *revision > index)) => {}
+            _ = app.shutdown.cancelled() => {}
+        }
     }
 }
 
@@ -129,6 +133,8 @@ enum Phase {
 
 struct Follower {
     store: Arc<dyn Store>,
+    /// The stream ends when the daemon shuts down.
+    shutdown: CancellationToken,
     state: Arc<State>,
     live: broadcast::Receiver<Announcement>,
     selection: Selection,
@@ -180,7 +186,10 @@ impl Follower {
                         return Some(Event::default().event("error").data(data));
                     }
                 },
-                Phase::Live => match self.live.recv().await {
+                Phase::Live => match tokio::select! {
+                    received = self.live.recv() => received,
+                    _ = self.shutdown.cancelled() => Err(broadcast::error::RecvError::Closed),
+                } {
                     Ok(Announcement::Changes(batch)) => {
                         for c in batch.iter() {
                             self.take(c.revision, c.kind, &c.key, c.body.as_deref());
@@ -252,6 +261,7 @@ pub async fn events(
     };
     let follower = Follower {
         store: app.store.clone(),
+        shutdown: app.shutdown.clone(),
         state: app.state.clone(),
         live,
         selection: Selection { kinds },

@@ -62,7 +62,7 @@ pub async fn list(
     let query = query.unwrap_or_default();
     let filter = InstanceFilter::from_query(&query)?;
     Blocking::from_query(&query)?
-        .wait(&app.state, Kind::Instance)
+        .wait(&app, Kind::Instance)
         .await;
     let key = filter.to_query();
     let (instances, version) = {

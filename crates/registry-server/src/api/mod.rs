@@ -44,6 +44,8 @@ pub struct AppState {
     pub admin_token_hash: Option<String>,
     pub trusted_slugs: Arc<[String]>,
     pub instance_lists: Arc<cache::ListCache>,
+    /// Cancelled when the daemon shuts down: ends blocking queries and event streams.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 #[derive(OpenApi)]

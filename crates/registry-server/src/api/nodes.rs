@@ -31,7 +31,7 @@ pub async fn list(
 ) -> Result<Response> {
     caller.require(Permission::NodeView)?;
     Blocking::from_query(&query.unwrap_or_default())?
-        .wait(&app.state, Kind::Node)
+        .wait(&app, Kind::Node)
         .await;
     let now = chrono::Utc::now();
     let (nodes, index) = {

@@ -1,0 +1,189 @@
+//! `instances ls --watch`: redraws the listing each time a blocking query reports a change.
+//!
+//! On a terminal each frame clears the screen first; otherwise a table frame after the first
+//! is preceded by a separator line, and JSON frames simply follow one another (a stream of
+//! JSON documents, as `jq` reads them). A failure after the first answer is reported on
+//! stderr and retried with backoff; Ctrl-C or a closed stdout ends the watch successfully.
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, SecondsFormat, Utc};
+use registry_client::{Backoff, RegistryClient};
+use registry_types::{Instance, InstanceFilter};
+use std::future::Future;
+use std::io::{IsTerminal, Write};
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+use crate::cli::OutputFormat;
+use crate::output;
+
+/// How long each blocking query waits for a change.
+const WAIT: Duration = Duration::from_secs(300);
+/// The shortest time between two queries that saw no change (a registry that does not block).
+const NO_CHANGE_PAUSE: Duration = Duration::from_secs(1);
+/// Clears a terminal and moves the cursor home.
+const CLEAR: &str = "\x1b[2J\x1b[H";
+
+/// Lists the instances `filter` matches, then redraws after every change until Ctrl-C.
+pub async fn instances(
+    client: &RegistryClient,
+    format: OutputFormat,
+    filter: &InstanceFilter,
+) -> Result<()> {
+    let terminal = std::io::stdout().is_terminal();
+    let mut index: Option<u64> = None;
+    let mut backoff = Backoff::default();
+    // One listener for the whole watch, so a Ctrl-C between two requests is not lost.
+    let interrupt = tokio::signal::ctrl_c();
+    tokio::pin!(interrupt);
+    loop {
+        let started = Instant::now();
+        let request = async {
+            match index {
+                None => client.list_instances_indexed(filter).await,
+                Some(at) => client.list_instances_blocking(filter, at, WAIT).await,
+            }
+        };
+        let Some(answer) = until_interrupted(&mut interrupt, request).await else {
+            return Ok(());
+        };
+        let pause = match answer {
+            Ok((list, new_index)) => {
+                backoff.reset();
+                let changed = index != Some(new_index);
+                if changed {
+                    let frame = frame(
+                        format,
+                        terminal,
+                        index.is_none(),
+                        new_index,
+                        &list,
+                        Utc::now(),
+                    )?;
+                    if !write_frame(&frame)? {
+                        return Ok(()); // the reader went away
+                    }
+                }
+                index = Some(new_index);
+                if changed {
+                    Duration::ZERO
+                } else {
+                    NO_CHANGE_PAUSE.saturating_sub(started.elapsed())
+                }
+            }
+            // The first failure is the command's: a bad address or token is not worth a retry.
+            Err(err) if index.is_none() => return Err(err.into()),
+            Err(err) => {
+                let delay = backoff.next_delay();
+                eprintln!(
+                    "error: {:#} (retrying in {} ms)",
+                    anyhow::Error::from(err),
+                    delay.as_millis()
+                );
+                delay
+            }
+        };
+        if !pause.is_zero()
+            && until_interrupted(&mut interrupt, tokio::time::sleep(pause))
+                .await
+                .is_none()
+        {
+            return Ok(());
+        }
+    }
+}
+
+/// `work`'s output, or `None` if `interrupt` (Ctrl-C) comes first.
+async fn until_interrupted<I: Future, T>(
+    interrupt: &mut Pin<&mut I>,
+    work: impl Future<Output = T>,
+) -> Option<T> {
+    tokio::select! {
+        _ = interrupt.as_mut() => None,
+        output = work => Some(output),
+    }
+}
+
+/// One redraw: on a terminal, clear screen, a status line and the listing; elsewhere the
+/// listing, after a separator line for table frames but the first.
+fn frame(
+    format: OutputFormat,
+    terminal: bool,
+    first: bool,
+    index: u64,
+    list: &[Instance],
+    now: DateTime<Utc>,
+) -> Result<String> {
+    let body = match format {
+        OutputFormat::Table => output::instances(list, now),
+        OutputFormat::Json => output::json(list)?,
+    };
+    let at = now.to_rfc3339_opts(SecondsFormat::Secs, true);
+    Ok(match (terminal, format) {
+        (true, _) => format!(
+            "{CLEAR}{} instances at index {index}, {at} (Ctrl-C to stop)\n\n{body}",
+            list.len()
+        ),
+        (false, OutputFormat::Table) if !first => {
+            format!("--- index {index}, {at} ---\n{body}")
+        }
+        (false, _) => body,
+    })
+}
+
+/// Writes a frame to stdout; `false` when the reader has gone away (`| head`).
+fn write_frame(frame: &str) -> Result<bool> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(frame.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => Err(e).context("cannot write to stdout"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use registry_types::InstanceStatus;
+
+    fn list() -> Vec<Instance> {
+        vec![Instance {
+            id: "inst_1".into(),
+            url: "http://127.0.0.1:9000".into(),
+            slug: "svc".into(),
+            status: InstanceStatus::Healthy,
+            ..Default::default()
+        }]
+    }
+
+    #[test]
+    fn terminal_frames_clear_the_screen() {
+        let now = Utc::now();
+        let text = frame(OutputFormat::Table, true, true, 7, &list(), now).unwrap();
+        assert!(text.starts_with(CLEAR), "{text:?}");
+        assert!(text.contains("1 instances at index 7"), "{text:?}");
+        assert!(text.contains("inst_1"), "{text:?}");
+    }
+
+    #[test]
+    fn piped_table_frames_are_separated() {
+        let now = Utc::now();
+        let first = frame(OutputFormat::Table, false, true, 7, &list(), now).unwrap();
+        assert_eq!(first, output::instances(&list(), now));
+        let next = frame(OutputFormat::Table, false, false, 8, &list(), now).unwrap();
+        assert!(next.starts_with("--- index 8, "), "{next:?}");
+        assert!(!next.contains('\x1b'), "{next:?}");
+        assert!(next.ends_with(&first), "{next:?}");
+    }
+
+    #[test]
+    fn piped_json_frames_are_plain_documents() {
+        let now = Utc::now();
+        let next = frame(OutputFormat::Json, false, false, 8, &list(), now).unwrap();
+        let parsed: Vec<Instance> = serde_json::from_str(&next).unwrap();
+        assert_eq!(parsed, list());
+    }
+}

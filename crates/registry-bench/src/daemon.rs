@@ -11,6 +11,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// How long the daemon may take to print its address.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The admin token of daemons started on a shared store (a benchmark's throwaway one).
+pub const SHARED_ADMIN_TOKEN: &str = "registry-bench-shared-admin-token";
+
 /// The first line `registry-svc serve` prints, before its base URL.
 const LISTENING: &str = "registry-svc listening on ";
 
@@ -49,6 +52,12 @@ impl Daemon {
     /// Starts `binary serve --listen 127.0.0.1:0` in a new temporary data dir and waits
     /// until it is listening. Its log goes to `daemon.log` in that dir.
     pub fn start(binary: &Path) -> Result<Daemon> {
+        Self::start_on(binary, None)
+    }
+
+    /// As [`Daemon::start`], on the shared PostgreSQL store at `database_url` when given;
+    /// then every such daemon takes the same fixed admin token, [`SHARED_ADMIN_TOKEN`].
+    pub fn start_on(binary: &Path, database_url: Option<&str>) -> Result<Daemon> {
         let dir = make_temp_dir()?;
         let log = fs::File::create(dir.join("daemon.log"));
         let mut command = Command::new(binary);
@@ -64,6 +73,11 @@ impl Daemon {
             if name.to_string_lossy().starts_with("REGISTRY_") {
                 command.env_remove(name);
             }
+        }
+        if let Some(url) = database_url {
+            command
+                .args(["--database-url", url])
+                .env("REGISTRY_ADMIN_TOKEN", SHARED_ADMIN_TOKEN);
         }
         let spawned = log.context("creating the daemon log").and_then(|log| {
             command
@@ -88,11 +102,15 @@ impl Daemon {
         daemon.base_url = daemon
             .read_address()
             .with_context(|| format!("daemon did not start{}", daemon.log_tail()))?;
-        let token_file = daemon.dir.join("admin.token");
-        daemon.token = fs::read_to_string(&token_file)
-            .with_context(|| format!("reading {}", token_file.display()))?
-            .trim()
-            .to_string();
+        daemon.token = if database_url.is_some() {
+            SHARED_ADMIN_TOKEN.to_string()
+        } else {
+            let token_file = daemon.dir.join("admin.token");
+            fs::read_to_string(&token_file)
+                .with_context(|| format!("reading {}", token_file.display()))?
+                .trim()
+                .to_string()
+        };
         Ok(daemon)
     }
 

@@ -1,6 +1,9 @@
 //! `registry-bench`: benchmarks of the Registry Svc daemon. A tool to run by hand, not a
 //! test: it prints numbers and passes no judgement.
 //!
+//! Three benchmarks: `health` (the daemon's own health checking), `watch` (propagation of
+//! a change to blocking watchers) and `pick` (choosing an instance in the client).
+//!
 //! `registry-bench health` measures what the daemon's own health checking costs. It
 //! starts `registry-svc serve` on 127.0.0.1 in a throwaway data dir, opens `--listeners`
 //! TCP listeners that accept and drop connections, registers `--instances` instances
@@ -16,6 +19,7 @@
 //! deadline, and the daemon is killed and its data dir removed however the run ends.
 
 mod daemon;
+mod pick;
 mod procfs;
 mod table;
 mod watch;
@@ -58,6 +62,8 @@ enum Bench {
     Health(HealthArgs),
     /// Propagation of a registration to many blocking watchers: latency percentiles.
     Watch(watch::WatchArgs),
+    /// Cost of choosing an instance in the client (`Discovery::pick`), per balancer.
+    Pick(pick::PickArgs),
 }
 
 #[derive(Args, Clone)]
@@ -105,6 +111,7 @@ async fn main() -> ExitCode {
             match cli.command {
                 Bench::Health(args) => health(args).await,
                 Bench::Watch(args) => watch::run(args).await,
+                Bench::Pick(args) => pick::run(args).await,
             }
         } => result,
         _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),

@@ -33,6 +33,10 @@ pub struct WatchArgs {
     /// The `registry-svc` binary; default: the one beside this executable.
     #[arg(long, value_name = "PATH")]
     daemon: Option<PathBuf>,
+    /// An empty PostgreSQL database: run two daemons on it, register on the first and
+    /// watch on the second, to time propagation between nodes.
+    #[arg(long, value_name = "URL")]
+    database_url: Option<String>,
 }
 
 fn index_of(response: &reqwest::Response) -> Result<u64> {
@@ -47,14 +51,21 @@ fn index_of(response: &reqwest::Response) -> Result<u64> {
 
 pub async fn run(args: WatchArgs) -> Result<()> {
     let binary = crate::daemon::locate(args.daemon.as_deref())?;
-    let mut daemon = Daemon::start(&binary)?;
+    let url = args.database_url.as_deref();
+    let mut daemon = Daemon::start_on(&binary, url)?;
     eprintln!(
         "daemon {} (pid {}) at {}",
         binary.display(),
         daemon.pid(),
         daemon.base_url
     );
-    let list_url = format!("{}/registry-svc/instances?slug={SLUG}", daemon.base_url);
+    // With a shared store the watchers ask a second node; without, the same one.
+    let watched = match url {
+        Some(_) => Some(Daemon::start_on(&binary, url)?),
+        None => None,
+    };
+    let watched_url = watched.as_ref().map_or(&daemon.base_url, |d| &d.base_url);
+    let list_url = format!("{watched_url}/registry-svc/instances?slug={SLUG}");
     let http = reqwest::Client::builder()
         .no_proxy()
         .pool_max_idle_per_host(args.watchers as usize + 8)
@@ -152,7 +163,12 @@ pub async fn run(args: WatchArgs) -> Result<()> {
         let at = ((sorted.len() as f64 - 1.0) * p).round() as usize;
         format!("{:.2} ms", sorted[at].as_secs_f64() * 1000.0)
     };
+    let nodes = match watched {
+        Some(_) => "2 on PostgreSQL: register on one, watch the other",
+        None => "1 (SQLite)",
+    };
     let rows = vec![
+        ("nodes", nodes.to_string()),
         ("watchers", args.watchers.to_string()),
         ("changes timed", args.changes.to_string()),
         ("201 → watcher, p50", percentile(&latencies, 0.50)),
@@ -167,8 +183,12 @@ pub async fn run(args: WatchArgs) -> Result<()> {
             percentile(&last_of_each, 0.99),
         ),
     ];
+    let shared = match url {
+        Some(_) => " --database-url postgres://USER@HOST/AN_EMPTY_DATABASE",
+        None => "",
+    };
     let command = format!(
-        "cargo build --release && target/release/registry-bench watch --watchers {} --changes {}",
+        "cargo build --release && target/release/registry-bench watch --watchers {} --changes {}{shared}",
         args.watchers, args.changes
     );
     print!("{}", table::render("registry-bench watch", &rows, &command));

@@ -192,6 +192,25 @@ pub struct LoggedChange {
     pub change: Change,
 }
 
+impl LoggedChange {
+    /// A change-log row as a store reads it: the kind as written, the body as text.
+    pub(crate) fn from_row(
+        revision: u64,
+        kind: &str,
+        key: String,
+        body: Option<String>,
+    ) -> Result<LoggedChange, StoreError> {
+        Ok(LoggedChange {
+            revision,
+            change: Change {
+                kind: Kind::parse_stored(kind, "change", &revision.to_string())?,
+                key,
+                body: body.map(Into::into),
+            },
+        })
+    }
+}
+
 /// A page of the change log.
 #[derive(Debug, Default)]
 pub struct ChangePage {

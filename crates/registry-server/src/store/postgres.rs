@@ -485,18 +485,10 @@ impl PostgresStore {
                 continue;
             };
             let revision = from_db("change", "revision", revision)?;
-            let kind_text: String = row.try_get(3).map_err(fail)?;
+            let kind: String = row.try_get(3).map_err(fail)?;
             let key: String = row.try_get(4).map_err(fail)?;
             let body: Option<String> = row.try_get(5).map_err(fail)?;
-            let kind = Kind::parse_stored(&kind_text, "change", &revision.to_string())?;
-            changes.push(LoggedChange {
-                revision,
-                change: Change {
-                    kind,
-                    key,
-                    body: body.map(Into::into),
-                },
-            });
+            changes.push(LoggedChange::from_row(revision, &kind, key, body)?);
         }
         Ok(ChangePage {
             changes,

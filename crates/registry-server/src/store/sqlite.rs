@@ -217,16 +217,8 @@ fn read_changes(conn: &mut Connection, after: u64, limit: usize) -> Result<Chang
         .map_err(unavailable)?;
     let mut changes = Vec::new();
     for row in rows {
-        let (revision, kind_text, key, body) = row.map_err(unavailable)?;
-        let kind = Kind::parse_stored(&kind_text, "change", &revision.to_string())?;
-        changes.push(LoggedChange {
-            revision,
-            change: Change {
-                kind,
-                key,
-                body: body.map(Into::into),
-            },
-        });
+        let (revision, kind, key, body) = row.map_err(unavailable)?;
+        changes.push(LoggedChange::from_row(revision, &kind, key, body)?);
     }
     Ok(ChangePage {
         changes,

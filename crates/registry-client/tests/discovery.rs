@@ -98,8 +98,16 @@ struct Listener {
 }
 
 impl Listener {
+    /// Listens on a free loopback port.
     async fn start() -> Listener {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Listener::start_on("127.0.0.1:0".parse().unwrap()).await
+    }
+
+    /// Listens on `addr`, which must be free.
+    async fn start_on(addr: SocketAddr) -> Listener {
+        let listener = TcpListener::bind(addr)
+            .await
+            .unwrap_or_else(|e| panic!("{addr} is not free: {e}"));
         let addr = listener.local_addr().unwrap();
         let task = tokio::spawn(async move {
             while let Ok((socket, _)) = listener.accept().await {
@@ -147,6 +155,16 @@ fn ids(discovery: &Discovery) -> BTreeSet<String> {
 
 fn set(ids: &[&str]) -> BTreeSet<String> {
     ids.iter().map(|id| id.to_string()).collect()
+}
+
+/// Waits until the cache of `discovery` holds exactly the instances `want`.
+async fn eventually_cached(what: &str, discovery: &Discovery, want: &[&str]) {
+    eventually(what, || {
+        let found = ids(discovery);
+        let want = set(want);
+        async move { found == want }
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -227,11 +245,11 @@ async fn discovery_follows_health_and_removals() {
     );
     discovery.wait_ready(DEADLINE).await.unwrap();
     let mut changes = discovery.subscribe();
-    eventually("both instances are healthy in the cache", || {
-        let found = ids(&discovery);
-        let want = set(&[&id_a, &id_b]);
-        async move { found == want }
-    })
+    eventually_cached(
+        "both instances are healthy in the cache",
+        &discovery,
+        &[&id_a, &id_b],
+    )
     .await;
     assert!(discovery.snapshot().index() > 0);
     let picks: BTreeSet<String> = (0..4)
@@ -242,11 +260,11 @@ async fn discovery_follows_health_and_removals() {
     // A removal disappears, and subscribers hear of it.
     changes.borrow_and_update();
     registry.client.delete_instance(&id_a).await.unwrap();
-    eventually("the removed instance leaves the cache", || {
-        let found = ids(&discovery);
-        let want = set(&[&id_b]);
-        async move { found == want }
-    })
+    eventually_cached(
+        "the removed instance leaves the cache",
+        &discovery,
+        &[&id_b],
+    )
     .await;
     assert!(changes.has_changed().unwrap());
 
@@ -266,19 +284,13 @@ async fn discovery_follows_health_and_removals() {
     assert_eq!(err.to_string(), "no healthy instance of \"svc\"");
 
     // It comes back on the same address: Healthy again, pickable again.
-    let back = TcpListener::bind(address_of(&registry, &id_b).await)
-        .await
-        .expect("the released port is free again");
-    let _serving = tokio::spawn(async move {
-        while let Ok((socket, _)) = back.accept().await {
-            drop(socket);
-        }
-    });
-    eventually("the recovered instance returns to the cache", || {
-        let found = ids(&discovery);
-        let want = set(&[&id_b]);
-        async move { found == want }
-    })
+    // The released port is free again.
+    let _back = Listener::start_on(address_of(&registry, &id_b).await).await;
+    eventually_cached(
+        "the recovered instance returns to the cache",
+        &discovery,
+        &[&id_b],
+    )
     .await;
     assert_eq!(discovery.pick().unwrap().id, id_b);
 }
@@ -302,12 +314,7 @@ async fn cache_keeps_serving_while_the_registry_is_down_and_recovers() {
     let a = Listener::start().await;
     let id_a = registry.register("svc", a.addr).await;
     let discovery = Discovery::start(registry.client.clone(), "svc", options(Balancer::Random));
-    eventually("the instance is healthy in the cache", || {
-        let found = ids(&discovery);
-        let want = set(&[&id_a]);
-        async move { found == want }
-    })
-    .await;
+    eventually_cached("the instance is healthy in the cache", &discovery, &[&id_a]).await;
 
     let (dir, _) = registry.stop().await;
     eventually("discovery notices the registry is gone", || {
@@ -324,11 +331,11 @@ async fn cache_keeps_serving_while_the_registry_is_down_and_recovers() {
     let registry = Registry::start_in(dir, |config| config.listen = addr.to_string()).await;
     let b = Listener::start().await;
     let id_b = registry.register("svc", b.addr).await;
-    eventually("a registration after the outage reaches the cache", || {
-        let found = ids(&discovery);
-        let want = set(&[&id_a, &id_b]);
-        async move { found == want }
-    })
+    eventually_cached(
+        "a registration after the outage reaches the cache",
+        &discovery,
+        &[&id_a, &id_b],
+    )
     .await;
     assert_eq!(discovery.last_error(), None);
 }
@@ -364,11 +371,11 @@ async fn zone_affinity_prefers_instances_on_nodes_in_the_zone() {
         options(Balancer::zone_affinity("zone-b")),
     );
     for discovery in [&near, &far] {
-        eventually("both instances are healthy in the cache", || {
-            let found = ids(discovery);
-            let want = set(&[&id_local, &id_remote]);
-            async move { found == want }
-        })
+        eventually_cached(
+            "both instances are healthy in the cache",
+            discovery,
+            &[&id_local, &id_remote],
+        )
         .await;
     }
     assert_eq!(near.snapshot().zone_of(&id_local), Some("zone-a"));
@@ -384,12 +391,7 @@ async fn zone_affinity_prefers_instances_on_nodes_in_the_zone() {
 
     // The local instance fails: fall back to the other zone.
     drop(local);
-    eventually("the zone-a instance leaves the cache", || {
-        let found = ids(&near);
-        let want = set(&[&id_remote]);
-        async move { found == want }
-    })
-    .await;
+    eventually_cached("the zone-a instance leaves the cache", &near, &[&id_remote]).await;
     assert_eq!(near.pick().unwrap().id, id_remote);
 }
 

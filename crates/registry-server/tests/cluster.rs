@@ -9,7 +9,9 @@
 mod common;
 
 use common::postgres::TestDatabase;
-use common::{wait_until, Daemon, Reply};
+use common::{
+    details, last_heartbeat, node_status, status, wait_until, Daemon, EventStream, Listener, Reply,
+};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap};
@@ -71,26 +73,21 @@ async fn wait_all_online(nodes: &[&Daemon]) {
         urls.insert(node_url(d).await);
     }
     for d in nodes {
-        let seen = Mutex::new(Value::Null);
-        let all = wait_until(DEADLINE, || async {
-            let r = d.admin(Method::POST, "/registry-svc/nodes", None).await;
-            let online: BTreeSet<String> = r.body["nodes"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|n| n["status"] == "Online")
-                .filter_map(|n| n["url"].as_str().map(String::from))
-                .collect();
-            *seen.lock().unwrap() = r.body["nodes"].clone();
-            urls.is_subset(&online)
-        })
-        .await;
-        assert!(
-            all,
-            "{} never saw all of {urls:?} Online: {}",
-            d.url(""),
-            seen.into_inner().unwrap()
-        );
+        let all = d
+            .wait_for_nodes(DEADLINE, |listed| {
+                let online: BTreeSet<String> = listed
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|n| n["status"] == "Online")
+                    .filter_map(|n| n["url"].as_str().map(String::from))
+                    .collect();
+                urls.is_subset(&online)
+            })
+            .await;
+        if let Err(seen) = all {
+            panic!("{} never saw all of {urls:?} Online: {seen}", d.url(""));
+        }
     }
 }
 
@@ -98,33 +95,9 @@ async fn wait_all_online(nodes: &[&Daemon]) {
 // Reading
 // ---------------------------------------------------------------------------------------
 
-fn index(reply: &Reply) -> u64 {
-    reply
-        .headers
-        .get("x-registry-index")
-        .unwrap_or_else(|| panic!("no X-Registry-Index on {}", reply.text))
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
-/// `GET /registry-svc/instances?<query>` as the admin, asserting a 200.
-async fn instances(d: &Daemon, query: &str) -> Reply {
-    let r = d
-        .admin(
-            Method::GET,
-            &format!("/registry-svc/instances?{query}"),
-            None,
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{query}: {}", r.text);
-    r
-}
-
 /// The instances matching `query`, by id.
 async fn instances_by_id(d: &Daemon, query: &str) -> HashMap<String, Value> {
-    instances(d, query).await.body["instances"]
+    d.list_instances(query).await.body["instances"]
         .as_array()
         .unwrap()
         .iter()
@@ -143,18 +116,6 @@ async fn definition_ids(d: &Daemon) -> BTreeSet<String> {
         .iter()
         .map(|d| d["id"].as_str().unwrap().to_string())
         .collect()
-}
-
-fn status(instance: &Value) -> &str {
-    instance["status"].as_str().unwrap_or_default()
-}
-
-fn last_heartbeat(instance: &Value) -> Option<chrono::DateTime<chrono::Utc>> {
-    instance["lastHeartbeat"].as_str().map(|beat| {
-        chrono::DateTime::parse_from_rfc3339(beat)
-            .unwrap_or_else(|e| panic!("lastHeartbeat {beat:?} is not RFC 3339: {e}"))
-            .to_utc()
-    })
 }
 
 /// Which node checks each of `ids`, as an index into `nodes`; `None` while any is unclear.
@@ -189,29 +150,49 @@ async fn checkers(nodes: &[&Daemon], ids: &[String], lead: Duration) -> Option<V
     Some(found)
 }
 
-/// A TCP listener on a free loopback port that accepts and drops every connection.
-struct Listener {
-    port: u16,
-    task: JoinHandle<()>,
+/// Polls until `d` lists `id` among the instances matching `query`.
+async fn wait_listed(d: &Daemon, query: &str, id: &str) -> bool {
+    wait_until(DEADLINE, || async {
+        instances_by_id(d, query).await.contains_key(id)
+    })
+    .await
 }
 
-impl Listener {
-    async fn start() -> Listener {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let task = tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                drop(stream);
-            }
-        });
-        Listener { port, task }
+/// Polls until `d` lists every one of `ids` (slug `checked`) as `wanted`; else `Err` with
+/// the (id, status) pairs it listed last.
+async fn wait_all_checked(
+    d: &Daemon,
+    ids: &[String],
+    wanted: &str,
+) -> Result<(), Vec<(Value, Value)>> {
+    let last = Mutex::new(HashMap::new());
+    let all = wait_until(DEADLINE, || async {
+        let listed = instances_by_id(d, "slug=checked").await;
+        let all = ids
+            .iter()
+            .all(|id| listed.get(id).is_some_and(|i| status(i) == wanted));
+        *last.lock().unwrap() = listed;
+        all
+    })
+    .await;
+    if all {
+        return Ok(());
     }
+    let last = last.into_inner().unwrap();
+    Err(last
+        .values()
+        .map(|i| (i["id"].clone(), i["status"].clone()))
+        .collect())
+}
 
-    /// Closes the listener: checks of its port are refused from now on.
-    async fn stop(self) {
-        self.task.abort();
-        let _ = self.task.await;
-    }
+/// `PUT /registry-svc/instance` of an unchecked instance at `url` as the admin; no status asserted.
+async fn try_register(d: &Daemon, url: &str) -> Reply {
+    d.admin(
+        Method::PUT,
+        "/registry-svc/instance",
+        Some(json!({"url": url, "healthCheck": {"type": "none"}})),
+    )
+    .await
 }
 
 /// A registration checked by TCP every 100 ms.
@@ -303,6 +284,15 @@ impl Drop for PgProxy {
     }
 }
 
+/// A node on `db` through a new [`PgProxy`] and one on `db` directly, both with the slow
+/// heartbeat unless `heartbeat` says otherwise: `(proxy, proxied node, direct node)`.
+async fn proxied_and_direct(db: &TestDatabase, heartbeat: Duration) -> (PgProxy, Daemon, Daemon) {
+    let proxy = PgProxy::start(db).await;
+    let proxied = node(&proxy.url, heartbeat).await;
+    let direct = node(&db.url, heartbeat).await;
+    (proxy, proxied, direct)
+}
+
 // ---------------------------------------------------------------------------------------
 // Tests
 // ---------------------------------------------------------------------------------------
@@ -321,10 +311,7 @@ async fn a_write_on_any_node_is_read_on_every_node() {
                          "healthCheck": {"type": "none"}}))
         .await;
     for d in [&b, &c] {
-        let seen = wait_until(DEADLINE, || async {
-            instances_by_id(d, "slug=spread").await.contains_key(&id)
-        })
-        .await;
+        let seen = wait_listed(d, "slug=spread", &id).await;
         assert!(seen, "{id} registered on A never listed on {}", d.url(""));
     }
     let listed = &instances_by_id(&c, "slug=spread").await[&id];
@@ -374,12 +361,9 @@ async fn a_write_on_any_node_is_read_on_every_node() {
     let agree = wait_until(DEADLINE, || async {
         let mut seen = Vec::new();
         for d in all {
-            let i = index(&instances(d, "").await);
-            let defs = index(
-                &d.admin(Method::GET, "/registry-svc/definitions", None)
-                    .await,
-            );
-            let nodes = index(&d.admin(Method::POST, "/registry-svc/nodes", None).await);
+            let i = d.list_instances("").await.index();
+            let defs = d.index_of(Method::GET, "/registry-svc/definitions").await;
+            let nodes = d.index_of(Method::POST, "/registry-svc/nodes").await;
             seen.push((i, defs, nodes));
         }
         let same = seen.windows(2).all(|w| w[0] == w[1]);
@@ -394,23 +378,13 @@ async fn a_write_on_any_node_is_read_on_every_node() {
     );
 
     // A blocking query on B and an event stream on C both wake for a registration on A.
-    let since = index(&instances(&b, "slug=watched").await);
-    let blocked = {
-        let request = b
-            .http
-            .get(b.url(&format!(
-                "/registry-svc/instances?slug=watched&index={since}&wait=30s"
-            )))
-            .bearer_auth(ADMIN);
-        tokio::spawn(async move { Reply::read(request.send().await.unwrap()).await })
-    };
-    let stream_since = index(&instances(&c, "").await);
+    let since = b.list_instances("slug=watched").await.index();
+    let blocked = b.spawn_get(&format!(
+        "/registry-svc/instances?slug=watched&index={since}&wait=30s"
+    ));
+    let stream_since = c.list_instances("").await.index();
     let response = c
-        .http
-        .get(c.url(&format!(
-            "/registry-svc/events?since={stream_since}&kind=instance"
-        )))
-        .bearer_auth(ADMIN)
+        .events_request(&format!("since={stream_since}&kind=instance"))
         .send()
         .await
         .unwrap();
@@ -434,7 +408,7 @@ async fn a_write_on_any_node_is_read_on_every_node() {
         .map(|i| i["id"].as_str().unwrap())
         .collect();
     assert_eq!(ids, [watched.as_str()], "{}", r.text);
-    assert!(index(&r) > since, "{} > {since}", index(&r));
+    assert!(r.index() > since, "{} > {since}", r.index());
 
     let event = tokio::time::timeout(DEADLINE, next_change_of(response, &watched))
         .await
@@ -457,30 +431,13 @@ async fn a_write_on_any_node_is_read_on_every_node() {
 
 /// Reads `change` events from an SSE response until one is about `id`; every event
 /// before must be an instance change too.
-async fn next_change_of(mut response: reqwest::Response, id: &str) -> Value {
-    let mut buffer = String::new();
+async fn next_change_of(response: reqwest::Response, id: &str) -> Value {
+    let mut stream = EventStream::new(response);
     loop {
-        let chunk = response
-            .chunk()
-            .await
-            .unwrap()
-            .expect("the event stream stays open");
-        buffer.push_str(std::str::from_utf8(&chunk).unwrap());
-        while let Some(end) = buffer.find("\n\n") {
-            let block: String = buffer.drain(..end + 2).collect();
-            let data: String = block
-                .lines()
-                .filter_map(|line| line.strip_prefix("data:"))
-                .map(str::trim_start)
-                .collect();
-            if data.is_empty() {
-                continue; // a keep-alive comment
-            }
-            let event: Value = serde_json::from_str(&data).unwrap();
-            assert_eq!(event["kind"], "instance", "kind=instance only: {event}");
-            if event["id"] == id {
-                return event;
-            }
+        let (_, event) = stream.next().await;
+        assert_eq!(event["kind"], "instance", "kind=instance only: {event}");
+        if event["id"] == id {
+            return event;
         }
     }
 }
@@ -519,12 +476,7 @@ async fn a_token_created_on_one_node_works_on_the_others_until_revoked() {
                                      "healthCheck": {"type": "none"}}),
         )
         .await;
-    let owned = wait_until(DEADLINE, || async {
-        instances_by_id(&a, "slug=orders-svc")
-            .await
-            .contains_key(&id)
-    })
-    .await;
+    let owned = wait_listed(&a, "slug=orders-svc", &id).await;
     assert!(
         owned,
         "the registration made with the token on B never showed on A"
@@ -577,25 +529,9 @@ async fn checks_are_shared_and_survivors_take_over_those_of_crashed_nodes() {
 
     // All become Healthy, as any node sees it.
     for d in [&a, &b, &c] {
-        let last = Mutex::new(HashMap::new());
-        let healthy = wait_until(DEADLINE, || async {
-            let listed = instances_by_id(d, "slug=checked").await;
-            let all = ids
-                .iter()
-                .all(|id| listed.get(id).is_some_and(|i| status(i) == "Healthy"));
-            *last.lock().unwrap() = listed;
-            all
-        })
-        .await;
-        let last = last.into_inner().unwrap();
-        assert!(
-            healthy,
-            "not all Healthy on {}: {:?}",
-            d.url(""),
-            last.values()
-                .map(|i| (&i["id"], &i["status"]))
-                .collect::<Vec<_>>()
-        );
+        if let Err(last) = wait_all_checked(d, &ids, "Healthy").await {
+            panic!("not all Healthy on {}: {last:?}", d.url(""));
+        }
     }
 
     // Each instance is checked by exactly one node, and the work is spread.
@@ -624,49 +560,23 @@ async fn checks_are_shared_and_survivors_take_over_those_of_crashed_nodes() {
     for listener in listeners {
         listener.stop().await;
     }
-    let last = Mutex::new(HashMap::new());
     // Offline after 3 heartbeats, re-assessed within one more, then 2 failed checks.
-    let unreachable = wait_until(DEADLINE, || async {
-        let listed = instances_by_id(&c, "slug=checked").await;
-        let all = ids
-            .iter()
-            .all(|id| listed.get(id).is_some_and(|i| status(i) == "Unreachable"));
-        *last.lock().unwrap() = listed;
-        all
-    })
-    .await;
-    let last = last.into_inner().unwrap();
-    assert!(
-        unreachable,
-        "the survivor did not take over every check: {:?}",
-        last.values()
-            .map(|i| (&i["id"], &i["status"]))
-            .collect::<Vec<_>>()
-    );
+    if let Err(last) = wait_all_checked(&c, &ids, "Unreachable").await {
+        panic!("the survivor did not take over every check: {last:?}");
+    }
 
     // The survivor lists the crashed nodes Offline and itself Online.
-    let nodes = Mutex::new(Value::Null);
-    let settled = wait_until(DEADLINE, || async {
-        let r = c.admin(Method::POST, "/registry-svc/nodes", None).await;
-        let listed = r.body["nodes"].clone();
-        let status_of = |url: &str| {
-            listed
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|n| n["url"] == url)
-                .map(|n| n["status"].clone())
-        };
-        let settled = crashed_urls
-            .iter()
-            .all(|url| status_of(url) == Some(json!("Offline")))
-            && status_of(&survivor_url) == Some(json!("Online"));
-        *nodes.lock().unwrap() = listed;
-        settled
-    })
-    .await;
-    let nodes = nodes.into_inner().unwrap();
-    assert!(settled, "crashed nodes Offline, survivor Online: {nodes}");
+    let settled = c
+        .wait_for_nodes(DEADLINE, |nodes| {
+            crashed_urls
+                .iter()
+                .all(|url| node_status(nodes, "url", url) == Some(json!("Offline")))
+                && node_status(nodes, "url", &survivor_url) == Some(json!("Online"))
+        })
+        .await;
+    if let Err(nodes) = settled {
+        panic!("crashed nodes Offline, survivor Online: {nodes}");
+    }
 
     // And it keeps taking writes.
     let id = c
@@ -713,14 +623,9 @@ async fn the_node_an_instance_runs_on_checks_it() {
     crash(&mut a);
     crash(&mut c);
     listener.stop().await;
-    let gone = wait_until(DEADLINE, || async {
-        instances_by_id(&b, &format!("id={id}"))
-            .await
-            .get(&id)
-            .is_some_and(|i| status(i) == "Unreachable")
-    })
-    .await;
-    assert!(gone, "B never saw its own instance go Unreachable");
+    b.wait_for_instance(&id, DEADLINE, |i| status(i) == "Unreachable")
+        .await
+        .unwrap_or_else(|last| panic!("B never saw its own instance go Unreachable: {last}"));
     b.stop().await;
 }
 
@@ -737,9 +642,7 @@ async fn a_database_outage_refuses_writes_keeps_reads_and_loses_nothing() {
     let Some(db) = TestDatabase::create().await else {
         return;
     };
-    let proxy = PgProxy::start(&db).await;
-    let p = node(&proxy.url, SLOW_HEARTBEAT).await;
-    let direct = node(&db.url, SLOW_HEARTBEAT).await;
+    let (proxy, p, direct) = proxied_and_direct(&db, SLOW_HEARTBEAT).await;
     let before = p
         .register(json!({"url": "http://127.0.0.1:1/before", "slug": "before",
                          "healthCheck": {"type": "none"}}))
@@ -817,13 +720,7 @@ async fn a_database_outage_refuses_writes_keeps_reads_and_loses_nothing() {
     assert!(listed.contains_key(&before), "{listed:?}");
     assert!(definition_ids(&p).await.contains("def-before"));
     // Writes say why they are refused.
-    let r = p
-        .admin(
-            Method::PUT,
-            "/registry-svc/instance",
-            Some(json!({"url": "http://127.0.0.1:1/during", "healthCheck": {"type": "none"}})),
-        )
-        .await;
+    let r = try_register(&p, "http://127.0.0.1:1/during").await;
     r.assert_error(
         StatusCode::SERVICE_UNAVAILABLE,
         None,
@@ -849,14 +746,7 @@ async fn a_database_outage_refuses_writes_keeps_reads_and_loses_nothing() {
     let acknowledged_before = load.acknowledged.lock().unwrap().len();
     proxy.restore();
     let writes = wait_until(DEADLINE, || async {
-        p.admin(
-            Method::PUT,
-            "/registry-svc/instance",
-            Some(json!({"url": "http://127.0.0.1:1/after", "healthCheck": {"type": "none"}})),
-        )
-        .await
-        .status
-            == StatusCode::CREATED
+        try_register(&p, "http://127.0.0.1:1/after").await.status == StatusCode::CREATED
     })
     .await;
     assert!(writes, "writes never succeeded again after the outage");
@@ -912,9 +802,7 @@ async fn a_status_change_seen_during_an_outage_is_recorded_once_the_database_is_
     let Some(db) = TestDatabase::create().await else {
         return;
     };
-    let proxy = PgProxy::start(&db).await;
-    let p = node(&proxy.url, SLOW_HEARTBEAT).await;
-    let other = node(&db.url, SLOW_HEARTBEAT).await;
+    let (proxy, p, other) = proxied_and_direct(&db, SLOW_HEARTBEAT).await;
     let listener = Listener::start().await;
     // Checked by the node behind the proxy (it runs there); one failure is enough.
     let id = other
@@ -925,14 +813,7 @@ async fn a_status_change_seen_during_an_outage_is_recorded_once_the_database_is_
         ))
         .await;
     for d in [&p, &other] {
-        let healthy = wait_until(DEADLINE, || async {
-            instances_by_id(d, &format!("id={id}"))
-                .await
-                .get(&id)
-                .is_some_and(|i| status(i) == "Healthy")
-        })
-        .await;
-        assert!(healthy, "{id} never Healthy on {}", d.url(""));
+        d.wait_for_status(&id, "Healthy", DEADLINE).await;
     }
 
     proxy.cut();
@@ -940,49 +821,27 @@ async fn a_status_change_seen_during_an_outage_is_recorded_once_the_database_is_
     // With a threshold of 1 the first failed check is the status change, which cannot be
     // written; the details of a later one show in P's memory. A write refused after that
     // shows the writer has been through the status change already.
-    let failing = wait_until(DEADLINE, || async {
-        let listed = instances_by_id(&p, &format!("id={id}")).await;
-        listed.get(&id).is_some_and(|i| {
-            i["details"]
-                .as_str()
-                .unwrap_or_default()
-                .contains("refused")
-        })
-    })
-    .await;
-    assert!(failing, "P's checks never saw the listener go");
-    let r = p
-        .admin(
-            Method::PUT,
-            "/registry-svc/instance",
-            Some(json!({"url": "http://127.0.0.1:1/during", "healthCheck": {"type": "none"}})),
-        )
-        .await;
+    p.wait_for_instance(&id, DEADLINE, |i| details(i).contains("refused"))
+        .await
+        .unwrap_or_else(|last| panic!("P's checks never saw the listener go: {last}"));
+    let r = try_register(&p, "http://127.0.0.1:1/during").await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text);
-    let listed = instances_by_id(&p, &format!("id={id}")).await;
     assert_eq!(
-        status(&listed[&id]),
+        status(&p.instance(&id).await.unwrap()),
         "Healthy",
         "nothing written while cut off"
     );
 
     proxy.restore();
     for d in [&p, &other] {
-        let last = Mutex::new(Value::Null);
-        let recorded = wait_until(DEADLINE, || async {
-            let listed = instances_by_id(d, &format!("id={id}")).await;
-            let found = listed.get(&id).cloned().unwrap_or_default();
-            let done = status(&found) == "Unreachable";
-            *last.lock().unwrap() = found;
-            done
-        })
-        .await;
-        let last = last.into_inner().unwrap();
-        assert!(
-            recorded,
-            "the change to Unreachable seen while cut off never reached {}: {last}",
-            d.url("")
-        );
+        d.wait_for_instance(&id, DEADLINE, |i| status(i) == "Unreachable")
+            .await
+            .unwrap_or_else(|last| {
+                panic!(
+                    "the change to Unreachable seen while cut off never reached {}: {last}",
+                    d.url("")
+                )
+            });
     }
     p.stop().await;
     other.stop().await;
@@ -994,22 +853,15 @@ async fn a_node_that_missed_notifications_catches_up() {
     let Some(db) = TestDatabase::create().await else {
         return;
     };
-    let proxy = PgProxy::start(&db).await;
     // No heartbeats during the test: a later commit (B's own, or A's that B hears of)
     // would also bring B up to date, and this test is about the notifications it missed.
-    let a = node(&db.url, Duration::from_secs(3600)).await;
-    let b = node(&proxy.url, Duration::from_secs(3600)).await;
+    let (proxy, b, a) = proxied_and_direct(&db, Duration::from_secs(3600)).await;
     // B follows A while connected.
     let first = a
         .register(json!({"url": "http://127.0.0.1:1/first", "slug": "missed",
                          "healthCheck": {"type": "none"}}))
         .await;
-    let follows = wait_until(DEADLINE, || async {
-        instances_by_id(&b, "slug=missed")
-            .await
-            .contains_key(&first)
-    })
-    .await;
+    let follows = wait_listed(&b, "slug=missed", &first).await;
     assert!(follows, "B never saw A's registration");
 
     proxy.cut();
@@ -1038,8 +890,8 @@ async fn a_node_that_missed_notifications_catches_up() {
     assert!(caught_up, "B never caught up with what it missed");
     // Same revision, same list.
     let same = wait_until(DEADLINE, || async {
-        let (ra, rb) = (instances(&a, "").await, instances(&b, "").await);
-        index(&ra) == index(&rb) && ra.body == rb.body
+        let (ra, rb) = (a.list_instances("").await, b.list_instances("").await);
+        ra.index() == rb.index() && ra.body == rb.body
     })
     .await;
     assert!(same, "A and B disagree after the catch-up");

@@ -2,62 +2,38 @@
 
 mod common;
 
-use common::{Daemon, Reply};
+use common::{Daemon, EventStream};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::time::Duration;
 
-fn index(reply: &Reply) -> u64 {
-    reply
-        .headers
-        .get("x-registry-index")
-        .unwrap_or_else(|| panic!("no X-Registry-Index on {}", reply.text))
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
 #[tokio::test]
 async fn every_list_carries_the_index_of_its_kind() {
     let d = Daemon::start().await;
-    let before = index(&d.admin(Method::GET, "/registry-svc/instances", None).await);
+    let before = d.index_of(Method::GET, "/registry-svc/instances").await;
     d.register(json!({"url": "http://127.0.0.1:1", "healthCheck": {"type": "none"}}))
         .await;
-    let after = index(&d.admin(Method::GET, "/registry-svc/instances", None).await);
+    let after = d.index_of(Method::GET, "/registry-svc/instances").await;
     assert!(after > before, "{after} > {before}");
-    let definitions = index(
-        &d.admin(Method::GET, "/registry-svc/definitions", None)
-            .await,
-    );
+    let definitions = d.index_of(Method::GET, "/registry-svc/definitions").await;
     assert!(
         definitions < after,
         "a registration is not a definition change"
     );
     let nodes = d.admin(Method::POST, "/registry-svc/nodes", None).await;
-    assert!(index(&nodes) > 0);
+    assert!(nodes.index() > 0);
     d.stop().await;
 }
 
 #[tokio::test]
 async fn a_blocking_query_answers_with_the_change_it_waited_for() {
     let d = Daemon::start().await;
-    let start = index(
-        &d.admin(Method::GET, "/registry-svc/instances?slug=watched", None)
-            .await,
-    );
-    let waiting = {
-        let (http, url, admin) = (
-            d.http.clone(),
-            d.url(&format!(
-                "/registry-svc/instances?slug=watched&index={start}&wait=30s"
-            )),
-            d.admin.clone(),
-        );
-        tokio::spawn(async move {
-            Reply::read(http.get(url).bearer_auth(admin).send().await.unwrap()).await
-        })
-    };
+    let start = d
+        .index_of(Method::GET, "/registry-svc/instances?slug=watched")
+        .await;
+    let waiting = d.spawn_get(&format!(
+        "/registry-svc/instances?slug=watched&index={start}&wait=30s"
+    ));
     d.register(
         json!({"url": "http://127.0.0.1:1", "slug": "watched", "healthCheck": {"type": "none"}}),
     )
@@ -67,7 +43,7 @@ async fn a_blocking_query_answers_with_the_change_it_waited_for() {
         .expect("the blocking query returns well before its 30 s wait")
         .unwrap();
     assert_eq!(reply.status, StatusCode::OK);
-    assert!(index(&reply) > start);
+    assert!(reply.index() > start);
     assert_eq!(
         reply.body["instances"][0]["slug"], "watched",
         "{}",
@@ -82,8 +58,8 @@ async fn node_heartbeats_do_not_move_the_instance_index() {
     let mut config = common::config(dir.path());
     config.heartbeat_interval = Duration::from_millis(50);
     let d = Daemon::start_with(config, dir).await;
-    let instances = index(&d.admin(Method::GET, "/registry-svc/instances", None).await);
-    let nodes = index(&d.admin(Method::POST, "/registry-svc/nodes", None).await);
+    let instances = d.index_of(Method::GET, "/registry-svc/instances").await;
+    let nodes = d.index_of(Method::POST, "/registry-svc/nodes").await;
     // A blocking node query wakes on the next heartbeat...
     let reply = d
         .admin(
@@ -92,7 +68,7 @@ async fn node_heartbeats_do_not_move_the_instance_index() {
             None,
         )
         .await;
-    assert!(index(&reply) > nodes);
+    assert!(reply.index() > nodes);
     // ...while the instance index has not moved, so instance watchers slept through it.
     let reply = d
         .admin(
@@ -101,7 +77,7 @@ async fn node_heartbeats_do_not_move_the_instance_index() {
             None,
         )
         .await;
-    assert_eq!(index(&reply), instances);
+    assert_eq!(reply.index(), instances);
     d.stop().await;
 }
 
@@ -137,52 +113,29 @@ async fn bad_blocking_parameters_are_named() {
     d.stop().await;
 }
 
-/// Reads `count` events of an SSE response as (event name, JSON data).
+/// Reads `count` events of an SSE response as (event name, JSON data), each within 10 s.
 async fn read_events(response: reqwest::Response, count: usize) -> Vec<(String, Value)> {
-    let mut response = response;
-    let mut buffer = String::new();
+    let mut stream = EventStream::new(response);
     let mut events = Vec::new();
     while events.len() < count {
-        let chunk = tokio::time::timeout(Duration::from_secs(10), response.chunk())
+        let event = tokio::time::timeout(Duration::from_secs(10), stream.next())
             .await
-            .expect("the next event arrives")
-            .unwrap()
-            .expect("the stream stays open");
-        buffer.push_str(std::str::from_utf8(&chunk).unwrap());
-        while let Some(end) = buffer.find("\n\n") {
-            let block: String = buffer.drain(..end + 2).collect();
-            let mut name = String::from("message");
-            let mut data = String::new();
-            for line in block.lines() {
-                if let Some(value) = line.strip_prefix("event:") {
-                    name = value.trim().to_string();
-                } else if let Some(value) = line.strip_prefix("data:") {
-                    data.push_str(value.trim_start());
-                }
-            }
-            if !data.is_empty() {
-                events.push((name, serde_json::from_str(&data).unwrap()));
-            }
-        }
+            .expect("the next event arrives");
+        events.push(event);
     }
     events
-}
-
-fn events_request(d: &Daemon, query: &str) -> reqwest::RequestBuilder {
-    d.http
-        .get(d.url(&format!("/registry-svc/events?{query}")))
-        .bearer_auth(&d.admin)
 }
 
 #[tokio::test]
 async fn the_event_stream_replays_from_a_revision_then_follows() {
     let d = Daemon::start().await;
-    let start = index(&d.admin(Method::GET, "/registry-svc/instances", None).await);
+    let start = d.index_of(Method::GET, "/registry-svc/instances").await;
     let first = d
         .register(json!({"url": "http://127.0.0.1:1", "healthCheck": {"type": "none"}}))
         .await;
     d.save_definition(json!({"id": "def-a"})).await;
-    let response = events_request(&d, &format!("since={start}&kind=instance&kind=definition"))
+    let response = d
+        .events_request(&format!("since={start}&kind=instance&kind=definition"))
         .send()
         .await
         .unwrap();
@@ -238,8 +191,9 @@ async fn the_event_stream_replays_from_a_revision_then_follows() {
 #[tokio::test]
 async fn a_reconnecting_client_resumes_where_it_stopped() {
     let d = Daemon::start().await;
-    let start = index(&d.admin(Method::GET, "/registry-svc/instances", None).await);
-    let response = events_request(&d, &format!("since={start}&kind=instance"))
+    let start = d.index_of(Method::GET, "/registry-svc/instances").await;
+    let response = d
+        .events_request(&format!("since={start}&kind=instance"))
         .send()
         .await
         .unwrap();
@@ -254,7 +208,8 @@ async fn a_reconnecting_client_resumes_where_it_stopped() {
     d.register(json!({"url": "http://127.0.0.1:3", "healthCheck": {"type": "none"}}))
         .await;
     // EventSource reconnects with Last-Event-ID.
-    let response = events_request(&d, "kind=instance")
+    let response = d
+        .events_request("kind=instance")
         .header("Last-Event-ID", last.to_string())
         .send()
         .await
@@ -271,7 +226,7 @@ async fn a_reconnecting_client_resumes_where_it_stopped() {
 #[tokio::test]
 async fn tokens_never_appear_on_the_feed() {
     let d = Daemon::start().await;
-    let response = events_request(&d, "since=0").send().await.unwrap();
+    let response = d.events_request("since=0").send().await.unwrap();
     let consume = tokio::spawn(read_events(response, 2));
     d.token("someone", "user").await;
     d.save_definition(json!({"id": "after-the-token"})).await;
@@ -303,8 +258,9 @@ async fn a_revision_older_than_the_history_gets_a_reset() {
         )
         .await;
     }
-    let current = index(&d.admin(Method::GET, "/registry-svc/instances", None).await);
-    let response = events_request(&d, "since=1&kind=instance")
+    let current = d.index_of(Method::GET, "/registry-svc/instances").await;
+    let response = d
+        .events_request("since=1&kind=instance")
         .send()
         .await
         .unwrap();
@@ -326,7 +282,7 @@ async fn a_revision_older_than_the_history_gets_a_reset() {
 #[tokio::test]
 async fn shutdown_ends_parked_watchers_and_streams() {
     let d = Daemon::start().await;
-    let start = index(&d.admin(Method::GET, "/registry-svc/instances", None).await);
+    let start = d.index_of(Method::GET, "/registry-svc/instances").await;
     let watcher = {
         let (http, url, admin) = (
             d.http.clone(),
@@ -335,7 +291,7 @@ async fn shutdown_ends_parked_watchers_and_streams() {
         );
         tokio::spawn(async move { http.get(url).bearer_auth(admin).send().await })
     };
-    let stream = events_request(&d, "kind=instance").send().await.unwrap();
+    let stream = d.events_request("kind=instance").send().await.unwrap();
     // The watcher parks; a stop must not wait out its ten minutes.
     tokio::time::timeout(Duration::from_secs(20), d.stop())
         .await

@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::StatusCode as HttpStatus;
 use axum::routing::get;
 use common::hooked::{Hooked, Recorder};
-use common::{wait_until, Daemon};
+use common::{details, last_heartbeat, node_status, status, wait_until, Daemon, Listener};
 use registry_server::store::Kind;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -115,39 +115,6 @@ impl Service {
     }
 }
 
-/// A bare TCP listener that accepts and closes connections (enough for a tcp check), or
-/// with `hold`, accepts and keeps them open without ever answering (a hanging service).
-struct Listener {
-    port: u16,
-    task: JoinHandle<()>,
-}
-
-impl Listener {
-    async fn start(hold: bool) -> Listener {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let task = tokio::spawn(async move {
-            let mut held = Vec::new();
-            while let Ok((stream, _)) = listener.accept().await {
-                if hold {
-                    held.push(stream);
-                }
-            }
-        });
-        Listener { port, task }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// Closes the listener (and any connections it held).
-    async fn stop(self) {
-        self.task.abort();
-        let _ = self.task.await;
-    }
-}
-
 /// A loopback port nothing listens on (bound once, then released).
 async fn dead_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -160,36 +127,10 @@ async fn dead_port() -> u16 {
 
 /// Instances matching the query (e.g. `id=inst_x&status=Healthy`), as the admin.
 async fn list(d: &Daemon, query: &str) -> Vec<Value> {
-    let r = d
-        .admin(
-            Method::GET,
-            &format!("/registry-svc/instances?{query}"),
-            None,
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{query}: {}", r.text);
-    r.body["instances"].as_array().unwrap().clone()
-}
-
-/// The instance with this id, if it is registered.
-async fn instance(d: &Daemon, id: &str) -> Option<Value> {
-    list(d, &format!("id={id}")).await.into_iter().next()
-}
-
-fn status(instance: &Value) -> &str {
-    instance["status"].as_str().unwrap_or_default()
-}
-
-fn details(instance: &Value) -> &str {
-    instance["details"].as_str().unwrap_or_default()
-}
-
-fn last_heartbeat(instance: &Value) -> Option<chrono::DateTime<chrono::Utc>> {
-    instance["lastHeartbeat"].as_str().map(|beat| {
-        chrono::DateTime::parse_from_rfc3339(beat)
-            .unwrap_or_else(|e| panic!("lastHeartbeat {beat:?} is not RFC 3339: {e}"))
-            .to_utc()
-    })
+    d.list_instances(query).await.body["instances"]
+        .as_array()
+        .unwrap()
+        .clone()
 }
 
 /// Watches one instance, remembering every status it was seen in (each once, in order).
@@ -209,7 +150,9 @@ impl<'a> Watch<'a> {
     }
 
     async fn read(&mut self) -> Value {
-        let found = instance(self.d, &self.id)
+        let found = self
+            .d
+            .instance(&self.id)
             .await
             .unwrap_or_else(|| panic!("instance {} is gone", self.id));
         let now = status(&found).to_string();
@@ -251,20 +194,11 @@ async fn wait_for_heartbeat_after(
     id: &str,
     after: Option<chrono::DateTime<chrono::Utc>>,
 ) -> Value {
-    let last = Mutex::new(Value::Null);
-    let advanced = wait_until(DEADLINE, || async {
-        let now = instance(d, id).await.unwrap_or(Value::Null);
-        let moved = last_heartbeat(&now).is_some() && last_heartbeat(&now) > after;
-        *last.lock().unwrap() = now;
-        moved
+    d.wait_for_instance(id, DEADLINE, |now| {
+        last_heartbeat(now).is_some() && last_heartbeat(now) > after
     })
-    .await;
-    let last = last.into_inner().unwrap();
-    assert!(
-        advanced,
-        "lastHeartbeat of {id} never moved past {after:?}: {last}"
-    );
-    last
+    .await
+    .unwrap_or_else(|last| panic!("lastHeartbeat of {id} never moved past {after:?}: {last}"))
 }
 
 fn heartbeat_path(id: &str) -> String {
@@ -362,7 +296,7 @@ async fn http_check_follows_the_service_through_every_status() {
 #[tokio::test]
 async fn default_tcp_check_sees_a_listener_come_and_go() {
     let d = Daemon::start().await;
-    let listener = Listener::start(false).await;
+    let listener = Listener::start().await;
     // No check type: a TCP dial of the instance's host and port.
     let id = d
         .register(json!({"url": listener.url(), "healthCheck": {"interval": "100ms"}}))
@@ -383,7 +317,7 @@ async fn default_tcp_check_sees_a_listener_come_and_go() {
 #[tokio::test]
 async fn one_failed_check_does_not_flip_the_status() {
     let d = Daemon::start().await;
-    let listener = Listener::start(false).await;
+    let listener = Listener::start().await;
     let id = d
         .register(json!({
             "url": listener.url(),
@@ -395,16 +329,10 @@ async fn one_failed_check_does_not_flip_the_status() {
     // The first failed check shows in the details at once, while the status waits for
     // two more failures in a row.
     listener.stop().await;
-    let first_failure = Mutex::new(Value::Null);
-    let seen = wait_until(DEADLINE, || async {
-        let now = instance(&d, &id).await.unwrap();
-        let failed = details(&now) == "connection refused";
-        *first_failure.lock().unwrap() = now;
-        failed
-    })
-    .await;
-    let first_failure = first_failure.into_inner().unwrap();
-    assert!(seen, "no failed check was recorded: {first_failure}");
+    let first_failure = d
+        .wait_for_instance(&id, DEADLINE, |now| details(now) == "connection refused")
+        .await
+        .unwrap_or_else(|last| panic!("no failed check was recorded: {last}"));
     assert_eq!(
         status(&first_failure),
         "Healthy",
@@ -433,7 +361,7 @@ async fn ttl_instances_live_by_their_heartbeats() {
             .await;
         assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
         assert!(r.text.is_empty(), "204 has no body: {:?}", r.text);
-        let now = instance(&d, &id).await.unwrap();
+        let now = d.instance(&id).await.unwrap();
         assert_eq!(status(&now), "Healthy", "{now}");
         assert_eq!(details(&now), "heartbeat received", "{now}");
         let beat = last_heartbeat(&now);
@@ -451,7 +379,7 @@ async fn ttl_instances_live_by_their_heartbeats() {
         .as_token(&owner, Method::PUT, &heartbeat_path(&id), None)
         .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
-    let back = instance(&d, &id).await.unwrap();
+    let back = d.instance(&id).await.unwrap();
     assert_eq!(status(&back), "Healthy", "{back}");
     assert_eq!(details(&back), "heartbeat received", "{back}");
     assert!(last_heartbeat(&back) > previous, "{back}");
@@ -515,7 +443,7 @@ async fn a_heartbeat_without_a_ttl_only_records_the_sign_of_life() {
         .await;
     let r = d.admin(Method::PUT, &heartbeat_path(&id), None).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
-    let after = instance(&d, &id).await.unwrap();
+    let after = d.instance(&id).await.unwrap();
     assert_eq!(status(&after), "Unknown", "{after}");
     assert!(last_heartbeat(&after).is_some(), "{after}");
     d.stop().await;
@@ -549,7 +477,7 @@ async fn unreachable_instances_are_deregistered_only_when_asked() {
         .await;
 
     for id in [&leaving, &silent] {
-        let gone = wait_until(DEADLINE, || async { instance(&d, id).await.is_none() }).await;
+        let gone = wait_until(DEADLINE, || async { d.instance(id).await.is_none() }).await;
         assert!(gone, "{id} was not deregistered");
     }
     wait_for(&d, &staying, "Unreachable", |d| d == "connection refused").await;
@@ -559,7 +487,7 @@ async fn unreachable_instances_are_deregistered_only_when_asked() {
 #[tokio::test]
 async fn only_status_changes_are_written_and_heartbeats_are_flushed_at_shutdown() {
     let (d, store) = Hooked::start_daemon(Recorder::default()).await;
-    let listener = Listener::start(false).await;
+    let listener = Listener::start().await;
     let id = d
         .register(json!({"url": listener.url(), "healthCheck": {"interval": "50ms"}}))
         .await;
@@ -590,7 +518,7 @@ async fn only_status_changes_are_written_and_heartbeats_are_flushed_at_shutdown(
     // is still there.
     listener.stop().await;
     let d = Daemon::start_with(common::config(dir.path()), dir).await;
-    let restored = instance(&d, &id).await.unwrap();
+    let restored = d.instance(&id).await.unwrap();
     assert_eq!(
         last_heartbeat(&restored),
         last_heartbeat(&last),
@@ -618,33 +546,22 @@ async fn a_node_that_stopped_heartbeating_goes_offline() {
     // node-b's own beats keep it Online.
     config.heartbeat_interval = Duration::from_millis(200);
     let b = Daemon::start_with(config, dir).await;
-    let nodes = Mutex::new(Value::Null);
-    let settled = wait_until(DEADLINE, || async {
-        let r = b.admin(Method::POST, "/registry-svc/nodes", None).await;
-        let listed = r.body["nodes"].clone();
-        let status_of = |id: &str| {
-            listed
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|n| n["id"] == id)
-                .map(|n| n["status"].clone())
-        };
-        let settled = status_of("node-a") == Some(json!("Offline"))
-            && status_of("node-b") == Some(json!("Online"));
-        *nodes.lock().unwrap() = listed;
-        settled
-    })
-    .await;
-    let nodes = nodes.into_inner().unwrap();
-    assert!(settled, "node-a never went Offline beside node-b: {nodes}");
+    let settled = b
+        .wait_for_nodes(DEADLINE, |nodes| {
+            node_status(nodes, "id", "node-a") == Some(json!("Offline"))
+                && node_status(nodes, "id", "node-b") == Some(json!("Online"))
+        })
+        .await;
+    if let Err(nodes) = settled {
+        panic!("node-a never went Offline beside node-b: {nodes}");
+    }
     b.stop().await;
 }
 
 #[tokio::test]
 async fn a_hanging_check_times_out_without_holding_up_the_others() {
     let d = Daemon::start().await;
-    let hanging = Listener::start(true).await;
+    let hanging = Listener::start_holding().await;
     let service = Service::start().await;
     let stuck = d
         .register(json!({
@@ -671,7 +588,7 @@ async fn a_hanging_check_times_out_without_holding_up_the_others() {
     for _ in 0..3 {
         beat = last_heartbeat(&wait_for_heartbeat_after(&d, &fine, beat).await);
     }
-    assert_eq!(status(&instance(&d, &stuck).await.unwrap()), "Unreachable");
+    assert_eq!(status(&d.instance(&stuck).await.unwrap()), "Unreachable");
     hanging.stop().await;
     d.stop().await;
 }

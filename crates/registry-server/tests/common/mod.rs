@@ -11,6 +11,8 @@ use serde_json::{json, Value};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 
 pub struct Daemon {
     pub server: Option<RunningServer>,
@@ -45,6 +47,17 @@ impl Reply {
             body,
             text,
         }
+    }
+
+    /// The `X-Registry-Index` header as a number; fails the test if it is missing.
+    pub fn index(&self) -> u64 {
+        self.headers
+            .get("x-registry-index")
+            .unwrap_or_else(|| panic!("no X-Registry-Index on {}", self.text))
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap()
     }
 
     /// The `error` message of an error response; fails the test if the body has none.
@@ -244,6 +257,81 @@ impl Daemon {
         r.body["node"].clone()
     }
 
+    /// `GET /registry-svc/instances?<query>` as the admin, asserting a 200.
+    pub async fn list_instances(&self, query: &str) -> Reply {
+        let r = self
+            .admin(
+                Method::GET,
+                &format!("/registry-svc/instances?{query}"),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{query}: {}", r.text);
+        r
+    }
+
+    /// The instance with this id as this daemon lists it, if it is listed.
+    pub async fn instance(&self, id: &str) -> Option<Value> {
+        self.list_instances(&format!("id={id}")).await.body["instances"]
+            .as_array()
+            .unwrap()
+            .first()
+            .cloned()
+    }
+
+    /// Polls instance `id` until `check` holds for it: `Ok(instance)`, or after `deadline`
+    /// `Err` with the last one seen (`Value::Null` while it was not listed).
+    pub async fn wait_for_instance(
+        &self,
+        id: &str,
+        deadline: Duration,
+        check: impl Fn(&Value) -> bool,
+    ) -> Result<Value, Value> {
+        let read = || async { self.instance(id).await.unwrap_or(Value::Null) };
+        wait_for_value(deadline, read, check).await
+    }
+
+    /// Polls until instance `id` is listed with status `wanted`; fails the test after `deadline`.
+    pub async fn wait_for_status(&self, id: &str, wanted: &str, deadline: Duration) -> Value {
+        self.wait_for_instance(id, deadline, |i| status(i) == wanted)
+            .await
+            .unwrap_or_else(|last| {
+                panic!("{id} never {wanted} on {}; last seen {last}", self.url(""))
+            })
+    }
+
+    /// Polls `POST /registry-svc/nodes` until `check` holds for the listed `nodes`:
+    /// `Ok(nodes)`, or after `deadline` `Err` with the last list.
+    pub async fn wait_for_nodes(
+        &self,
+        deadline: Duration,
+        check: impl Fn(&Value) -> bool,
+    ) -> Result<Value, Value> {
+        let read = || async {
+            let r = self.admin(Method::POST, "/registry-svc/nodes", None).await;
+            r.body["nodes"].clone()
+        };
+        wait_for_value(deadline, read, check).await
+    }
+
+    /// The `X-Registry-Index` of the answer to `method path` as the admin.
+    pub async fn index_of(&self, method: Method, path: &str) -> u64 {
+        self.admin(method, path, None).await.index()
+    }
+
+    /// Starts `GET path` as the admin in a task (for a blocking query); yields its reply.
+    pub fn spawn_get(&self, path: &str) -> JoinHandle<Reply> {
+        let request = self.http.get(self.url(path)).bearer_auth(&self.admin);
+        tokio::spawn(async move { Reply::read(request.send().await.unwrap()).await })
+    }
+
+    /// A request for the event stream `/registry-svc/events?<query>` as the admin.
+    pub fn events_request(&self, query: &str) -> reqwest::RequestBuilder {
+        self.http
+            .get(self.url(&format!("/registry-svc/events?{query}")))
+            .bearer_auth(&self.admin)
+    }
+
     /// Stops the daemon gracefully and hands back its data dir for a restart.
     pub async fn stop(mut self) -> tempfile::TempDir {
         self.server
@@ -271,5 +359,154 @@ where
             return false;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Polls `read` until `check` holds for what it read: `Ok(value)`, or after `deadline`
+/// `Err` with the last value read.
+pub async fn wait_for_value<R, Fut>(
+    deadline: Duration,
+    mut read: R,
+    check: impl Fn(&Value) -> bool,
+) -> Result<Value, Value>
+where
+    R: FnMut() -> Fut,
+    Fut: Future<Output = Value>,
+{
+    let last = std::sync::Mutex::new(Value::Null);
+    let done = wait_until(deadline, || {
+        let now = read();
+        async {
+            let now = now.await;
+            let done = check(&now);
+            *last.lock().unwrap() = now;
+            done
+        }
+    })
+    .await;
+    let last = last.into_inner().unwrap();
+    if done {
+        Ok(last)
+    } else {
+        Err(last)
+    }
+}
+
+/// An instance's `status`, empty when it has none.
+pub fn status(instance: &Value) -> &str {
+    instance["status"].as_str().unwrap_or_default()
+}
+
+/// An instance's `details`, empty when it has none.
+pub fn details(instance: &Value) -> &str {
+    instance["details"].as_str().unwrap_or_default()
+}
+
+/// An instance's `lastHeartbeat`, if it has one; fails the test if it is not RFC 3339.
+pub fn last_heartbeat(instance: &Value) -> Option<chrono::DateTime<chrono::Utc>> {
+    instance["lastHeartbeat"].as_str().map(|beat| {
+        chrono::DateTime::parse_from_rfc3339(beat)
+            .unwrap_or_else(|e| panic!("lastHeartbeat {beat:?} is not RFC 3339: {e}"))
+            .to_utc()
+    })
+}
+
+/// The status of the node in `nodes` whose `field` is `value`, if it is listed.
+pub fn node_status(nodes: &Value, field: &str, value: &str) -> Option<Value> {
+    nodes
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|n| n[field] == value)
+        .map(|n| n["status"].clone())
+}
+
+/// A bare TCP listener on a free loopback port that accepts connections and closes them
+/// (enough for a tcp check) or holds them open without ever answering (a hanging service).
+pub struct Listener {
+    pub port: u16,
+    task: JoinHandle<()>,
+}
+
+impl Listener {
+    /// Listens and closes every connection it accepts.
+    pub async fn start() -> Listener {
+        Listener::spawn(false).await
+    }
+
+    /// Listens and keeps every connection it accepts open, never answering.
+    pub async fn start_holding() -> Listener {
+        Listener::spawn(true).await
+    }
+
+    /// Binds a free loopback port and accepts on it, holding connections when `hold`.
+    async fn spawn(hold: bool) -> Listener {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                if hold {
+                    held.push(stream);
+                }
+            }
+        });
+        Listener { port, task }
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Closes the listener (and any connections it held): its port refuses from now on.
+    pub async fn stop(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+}
+
+/// An SSE response, read one event at a time.
+pub struct EventStream {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+impl EventStream {
+    /// Reads the events of `response`.
+    pub fn new(response: reqwest::Response) -> EventStream {
+        EventStream {
+            response,
+            buffer: String::new(),
+        }
+    }
+
+    /// The next event as (event name, JSON data), skipping keep-alive comments; fails
+    /// the test if the stream ends.
+    pub async fn next(&mut self) -> (String, Value) {
+        loop {
+            while let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let mut name = String::from("message");
+                let mut data = String::new();
+                for line in block.lines() {
+                    if let Some(value) = line.strip_prefix("event:") {
+                        name = value.trim().to_string();
+                    } else if let Some(value) = line.strip_prefix("data:") {
+                        data.push_str(value.trim_start());
+                    }
+                }
+                if !data.is_empty() {
+                    return (name, serde_json::from_str(&data).unwrap());
+                }
+            }
+            let chunk = self
+                .response
+                .chunk()
+                .await
+                .unwrap()
+                .expect("the event stream stays open");
+            self.buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
     }
 }

@@ -1,8 +1,9 @@
 //! `registry-bench`: benchmarks of the Registry Svc daemon. A tool to run by hand, not a
 //! test: it prints numbers and passes no judgement.
 //!
-//! Three benchmarks: `health` (the daemon's own health checking), `watch` (propagation of
-//! a change to blocking watchers) and `pick` (choosing an instance in the client).
+//! Four benchmarks: `health` (the daemon's own health checking), `watch` (propagation of
+//! a change to blocking watchers), `pick` (choosing an instance in the client) and `http`
+//! (discovery reads and registrations under wrk, beside a bare axum server).
 //!
 //! `registry-bench health` measures what the daemon's own health checking costs. It
 //! starts `registry-svc serve` on 127.0.0.1 in a throwaway data dir, opens `--listeners`
@@ -19,6 +20,7 @@
 //! deadline, and the daemon is killed and its data dir removed however the run ends.
 
 mod daemon;
+mod http;
 mod pick;
 mod procfs;
 mod table;
@@ -64,6 +66,8 @@ enum Bench {
     Watch(watch::WatchArgs),
     /// Cost of choosing an instance in the client (`Discovery::pick`), per balancer.
     Pick(pick::PickArgs),
+    /// Discovery reads and durable registrations under wrk, beside a bare axum server.
+    Http(http::HttpArgs),
 }
 
 #[derive(Args, Clone)]
@@ -112,6 +116,7 @@ async fn main() -> ExitCode {
                 Bench::Health(args) => health(args).await,
                 Bench::Watch(args) => watch::run(args).await,
                 Bench::Pick(args) => pick::run(args).await,
+                Bench::Http(args) => http::run(args).await,
             }
         } => result,
         _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),

@@ -157,17 +157,22 @@ pub struct Change {
     pub body: Option<std::sync::Arc<str>>,
 }
 
+impl Record {
+    /// A record as a store wrote it; a body that does not read is named by kind and key.
+    pub(crate) fn decode(kind: Kind, key: &str, body: &str) -> Result<Record, StoreError> {
+        Record::from_json(kind, body).map_err(|e| StoreError::Corrupt {
+            kind: kind.as_str(),
+            key: key.to_string(),
+            problem: e.to_string(),
+        })
+    }
+}
+
 impl Change {
     /// The typed mutation this change records.
     pub fn decode(&self) -> Result<Mutation, StoreError> {
         match &self.body {
-            Some(body) => Record::from_json(self.kind, body)
-                .map(Mutation::Put)
-                .map_err(|e| StoreError::Corrupt {
-                    kind: self.kind.as_str(),
-                    key: self.key.clone(),
-                    problem: e.to_string(),
-                }),
+            Some(body) => Record::decode(self.kind, &self.key, body).map(Mutation::Put),
             None => Ok(Mutation::Delete {
                 kind: self.kind,
                 key: self.key.clone(),

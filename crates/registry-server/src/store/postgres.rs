@@ -429,12 +429,7 @@ impl PostgresStore {
             let key: String = row.try_get(1).map_err(fail)?;
             let body: String = row.try_get(2).map_err(fail)?;
             let kind = Kind::parse_stored(&kind_text, "object", &key)?;
-            let record = Record::from_json(kind, &body).map_err(|e| StoreError::Corrupt {
-                kind: kind.as_str(),
-                key: key.clone(),
-                problem: e.to_string(),
-            })?;
-            records.push(record);
+            records.push(Record::decode(kind, &key, &body)?);
         }
         Ok(Snapshot {
             revision: from_db("meta", "revision", revision.unwrap_or(0))?,

@@ -251,12 +251,7 @@ fn load_all(conn: &mut Connection) -> Result<Snapshot, StoreError> {
     for row in rows {
         let (kind_text, key, body) = row.map_err(unavailable)?;
         let kind = Kind::parse_stored(&kind_text, "object", &key)?;
-        let record = Record::from_json(kind, &body).map_err(|e| StoreError::Corrupt {
-            kind: kind.as_str(),
-            key: key.clone(),
-            problem: e.to_string(),
-        })?;
-        records.push(record);
+        records.push(Record::decode(kind, &key, &body)?);
     }
     Ok(Snapshot {
         revision: revision.unwrap_or(0),

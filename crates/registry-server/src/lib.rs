@@ -81,7 +81,7 @@ pub async fn start_with_store(
     store: Arc<dyn store::Store>,
 ) -> anyhow::Result<RunningServer> {
     let snapshot = store.load().await.context("loading the store")?;
-    let state = Arc::new(State::from_snapshot(snapshot));
+    let state = Arc::new(State::from_snapshot(snapshot).context("loading the store")?);
     let (writer, writer_task) = Writer::start(store.clone(), state.clone());
 
     if config.admin_token.is_none() && state.read().tokens().next().is_none() {

@@ -278,3 +278,37 @@ async fn definitions_survive_a_restart() {
     let d = d.restart().await;
     assert_eq!(list(&d).await, vec![long_form()]);
 }
+
+#[tokio::test]
+async fn definitions_page_by_limit_and_after() {
+    let d = Daemon::start().await;
+    for id in ["d-a", "d-b", "d-c"] {
+        d.save_definition(json!({ "id": id })).await;
+    }
+    let page = |query: &'static str| {
+        let d = &d;
+        async move {
+            let r = d
+                .admin(
+                    Method::GET,
+                    &format!("/registry-svc/definitions?{query}"),
+                    None,
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::OK, "{query}: {}", r.text);
+            let ids: Vec<String> = r.body["definitions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d["id"].as_str().unwrap().to_string())
+                .collect();
+            (ids, r.body["next"].as_str().map(str::to_string))
+        }
+    };
+    assert_eq!(
+        page("limit=2").await,
+        (vec!["d-a".into(), "d-b".into()], Some("d-b".into()))
+    );
+    assert_eq!(page("limit=2&after=d-b").await, (vec!["d-c".into()], None));
+    assert_eq!(page("after=d-a").await.0, ["d-b", "d-c"]);
+}

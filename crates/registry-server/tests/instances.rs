@@ -403,3 +403,114 @@ async fn concurrent_registrations_of_different_urls_all_appear() {
         assert_eq!(instance["url"], *url);
     }
 }
+
+/// Registers `count` instances of slug `paged` with health checks off (127.0.0.1 ports
+/// 20000 and up, never dialled); returns their ids.
+async fn register_paged(d: &Daemon, count: u16) -> BTreeSet<String> {
+    let registrations: Vec<_> = (0..count)
+        .map(|n| {
+            d.register(json!({
+                "url": format!("http://127.0.0.1:{}", 20_000 + n),
+                "slug": "paged",
+                "healthCheck": {"type": "none"},
+            }))
+        })
+        .collect();
+    let mut ids = BTreeSet::new();
+    for registration in registrations {
+        ids.insert(registration.await);
+    }
+    ids
+}
+
+#[tokio::test]
+async fn lists_page_by_limit_and_after() {
+    let d = Daemon::start().await;
+    let all = register_paged(&d, 25).await;
+    let mut seen = Vec::new();
+    let mut after = String::new();
+    let mut pages = 0;
+    loop {
+        let r = d
+            .admin(
+                Method::GET,
+                &format!("{LIST}?slug=paged&limit=10&after={after}"),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        let page: Vec<String> = r.body["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["id"].as_str().unwrap().to_string())
+            .collect();
+        pages += 1;
+        assert!(page.len() <= 10, "{}", page.len());
+        seen.extend(page.iter().cloned());
+        match r.body["next"].as_str() {
+            Some(next) => {
+                assert_eq!(Some(next), page.last().map(String::as_str));
+                after = next.to_string();
+            }
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    assert!(
+        seen.windows(2).all(|w| w[0] < w[1]),
+        "in id order: {seen:?}"
+    );
+    assert_eq!(seen.into_iter().collect::<BTreeSet<_>>(), all);
+
+    // The whole list, asked for plainly, has no `next`: the OpenOrch answer unchanged.
+    let whole = d
+        .admin(Method::GET, &format!("{LIST}?slug=paged"), None)
+        .await;
+    assert_eq!(whole.body["instances"].as_array().unwrap().len(), 25);
+    assert!(whole.body.get("next").is_none(), "{}", whole.text);
+    // `after` alone skips, without a limit.
+    let first = all.iter().next().unwrap();
+    let rest = ids(&d, &format!("?slug=paged&after={first}")).await;
+    assert_eq!(rest.len(), 24);
+    assert!(!rest.contains(first));
+}
+
+#[tokio::test]
+async fn bad_limit_is_a_400_naming_it() {
+    let d = Daemon::start().await;
+    for bad in ["0", "-3", "many", "10001"] {
+        let r = d
+            .admin(Method::GET, &format!("{LIST}?limit={bad}"), None)
+            .await;
+        r.assert_error(StatusCode::BAD_REQUEST, Some("limit"), bad);
+        let r = d
+            .admin(
+                Method::GET,
+                &format!("/registry-svc/definitions?limit={bad}"),
+                None,
+            )
+            .await;
+        r.assert_error(StatusCode::BAD_REQUEST, Some("limit"), bad);
+    }
+}
+
+#[tokio::test]
+async fn a_long_list_streams_whole_and_intact() {
+    let d = Daemon::start().await;
+    // More than one streamed chunk (512) and more than the cached-list limit.
+    let all = register_paged(&d, 1300).await;
+    let r = d
+        .admin(Method::GET, &format!("{LIST}?slug=paged"), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let listed: Vec<String> = r.body["instances"]
+        .as_array()
+        .unwrap_or_else(|| panic!("not a list: {}", &r.text[..200.min(r.text.len())]))
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(listed.windows(2).all(|w| w[0] < w[1]), "in id order");
+    assert_eq!(listed.into_iter().collect::<BTreeSet<_>>(), all);
+    assert!(r.index() > 0, "a streamed answer still carries its index");
+}

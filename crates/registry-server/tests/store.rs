@@ -44,10 +44,10 @@ fn encode(mutations: &[Mutation]) -> Vec<Change> {
 
 fn keys(snapshot: &Snapshot, kind: Kind) -> Vec<String> {
     let mut keys: Vec<_> = snapshot
-        .records
+        .objects
         .iter()
-        .filter(|r| r.kind() == kind)
-        .map(|r| r.key().to_string())
+        .filter(|o| o.kind == kind)
+        .map(|o| o.key.clone())
         .collect();
     keys.sort();
     keys
@@ -62,7 +62,7 @@ where
     let store = open().await;
     let empty = store.load().await.unwrap();
     assert_eq!(empty.revision, 0);
-    assert!(empty.records.is_empty());
+    assert!(empty.objects.is_empty());
     store.ping().await.unwrap();
 
     let first = store
@@ -100,7 +100,8 @@ where
     assert_eq!(loaded.revision, 5);
     assert_eq!(keys(&loaded, Kind::Instance), ["b"]);
     assert_eq!(keys(&loaded, Kind::Definition), ["d1"]);
-    let b = loaded.records.iter().find(|r| r.key() == "b").unwrap();
+    let records = loaded.records().unwrap();
+    let b = records.iter().find(|r| r.key() == "b").unwrap();
     assert!(
         matches!(b, Record::Instance(i) if i.url == "http://127.0.0.1:3"),
         "latest put wins"
@@ -408,7 +409,7 @@ async fn postgres_commits_from_two_daemons_get_distinct_consecutive_revisions() 
     assert_eq!(logged, written, "the log lists every commit, in order");
     let loaded = stores[1].load().await.unwrap();
     assert_eq!(loaded.revision, total);
-    assert_eq!(loaded.records.len(), total as usize);
+    assert_eq!(loaded.objects.len(), total as usize);
     for store in stores {
         store.close().await.unwrap();
     }
@@ -445,7 +446,8 @@ async fn postgres_puts_and_deletes_of_one_key_in_one_commit() {
         ["a", "c"],
         "the last change wins"
     );
-    let a = loaded.records.iter().find(|r| r.key() == "a").unwrap();
+    let records = loaded.records().unwrap();
+    let a = records.iter().find(|r| r.key() == "a").unwrap();
     assert!(matches!(a, Record::Instance(i) if i.url == "http://127.0.0.1:2"));
     assert_eq!(store.changes_since(0, 100).await.unwrap().changes.len(), 6);
     store.close().await.unwrap();

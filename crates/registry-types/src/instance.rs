@@ -499,6 +499,26 @@ impl InstanceFilter {
         query.finish()
     }
 
+    /// Whether it filters on nothing but id, slug and status.
+    pub fn only_id_slug_status(&self) -> bool {
+        let InstanceFilter {
+            id: _,
+            slug: _,
+            status: _,
+            host,
+            ip,
+            scheme,
+            path,
+            deployment_id,
+            node_url,
+            tags,
+        } = self;
+        [host, ip, scheme, path, deployment_id, node_url]
+            .iter()
+            .all(|f| f.is_none())
+            && tags.is_empty()
+    }
+
     pub fn matches(&self, instance: &Instance) -> bool {
         fn eq(want: &Option<String>, have: &str) -> bool {
             want.as_deref().is_none_or(|want| want == have)

@@ -1,7 +1,8 @@
 //! `PUT /definition`, `GET /definitions`, `DELETE /definition/{id}`.
 
 use super::feed::{indexed, Blocking};
-use super::{list_response, AppState, JsonBody};
+use super::page::{list_response, Page};
+use super::{AppState, JsonBody};
 use crate::auth::{Caller, Permission};
 use crate::state::Command;
 use crate::store::Kind;
@@ -45,13 +46,16 @@ pub async fn save(
     Ok((StatusCode::CREATED, Json(Empty {})))
 }
 
-/// List every definition.
+/// List every definition, in id order.
 #[utoipa::path(get, path = "/registry-svc/definitions", tag = "definitions",
     params(
+        ("limit" = Option<usize>, Query, description = "Extension: at most this many (1 to 10000); a `next` field in the answer says there are more"),
+        ("after" = Option<String>, Query, description = "Extension: only ids after this one (the `next` of the previous page)"),
         ("index" = Option<u64>, Query, description = "Block until a change of definitions passes this revision"),
         ("wait" = Option<String>, Query, description = "Longest to block, e.g. 30s (at most 10m)"),
     ),
-    responses((status = 200, body = ListDefinitionsResponse), (status = 401, body = ErrorBody)),
+    responses((status = 200, body = ListDefinitionsResponse), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn list(
     State(app): State<AppState>,
@@ -59,15 +63,23 @@ pub async fn list(
     RawQuery(query): RawQuery,
 ) -> Result<Response> {
     caller.require(Permission::DefinitionView)?;
-    Blocking::from_query(&query.unwrap_or_default())?
+    let query = query.unwrap_or_default();
+    let page = Page::from_query(&query)?;
+    Blocking::from_query(&query)?
         .wait(&app, Kind::Definition)
         .await;
-    let (definitions, index) = {
+    let ((definitions, next), index) = {
         let tables = app.state.read();
-        let definitions: Vec<_> = tables.definitions().cloned().collect();
-        (definitions, tables.kind_revision(Kind::Definition))
+        let definitions = tables.definitions(page.after.as_deref());
+        (
+            page.take(definitions.cloned(), |d| &d.id),
+            tables.kind_revision(Kind::Definition),
+        )
     };
-    Ok(indexed(index, list_response("definitions", &definitions)))
+    Ok(indexed(
+        index,
+        list_response("definitions", definitions, next),
+    ))
 }
 
 /// Delete a definition.

@@ -1,7 +1,8 @@
 //! `PUT /instance`, `GET /instances`, `DELETE /instance/{id}`.
 
 use super::feed::{indexed, Blocking};
-use super::{json_response, list_body, AppState, JsonBody};
+use super::page::{list_body, list_response, Page};
+use super::{json_response, AppState, JsonBody};
 use crate::auth::{Caller, Permission};
 use crate::state::Command;
 use crate::store::Kind;
@@ -12,6 +13,10 @@ use axum::response::Response;
 use axum::Json;
 use registry_types::responses::{ListInstancesResponse, RegisterInstanceResponse};
 use registry_types::{ErrorBody, InstanceFilter, InstanceStatus, RegisterInstanceRequest};
+
+/// Longest list whose serialized answer is cached (the answers to discovery queries,
+/// one slug's instances, are far shorter).
+const CACHED_LIST_MAX: usize = 512;
 
 /// Register an instance, or update the one with the same id (else the same URL).
 #[utoipa::path(put, path = "/registry-svc/instance", tag = "instances",
@@ -38,7 +43,7 @@ pub async fn register(
     ))
 }
 
-/// List instances; every filter given must match.
+/// List instances, in id order; every filter given must match.
 #[utoipa::path(get, path = "/registry-svc/instances", tag = "instances",
     params(
         ("id" = Option<String>, Query), ("slug" = Option<String>, Query),
@@ -47,6 +52,8 @@ pub async fn register(
         ("deploymentId" = Option<String>, Query), ("nodeUrl" = Option<String>, Query),
         ("status" = Option<String>, Query, description = "Unknown, Healthy, Degraded, Unreachable or Error"),
         ("tag" = Option<Vec<String>>, Query, description = "Repeatable; all must match"),
+        ("limit" = Option<usize>, Query, description = "Extension: at most this many (1 to 10000); a `next` field in the answer says there are more"),
+        ("after" = Option<String>, Query, description = "Extension: only ids after this one (the `next` of the previous page)"),
         ("index" = Option<u64>, Query, description = "Block until a change of instances passes this revision"),
         ("wait" = Option<String>, Query, description = "Longest to block, e.g. 30s (at most 10m)"),
     ),
@@ -61,20 +68,33 @@ pub async fn list(
     caller.require(Permission::InstanceView)?;
     let query = query.unwrap_or_default();
     let filter = InstanceFilter::from_query(&query)?;
+    let page = Page::from_query(&query)?;
     Blocking::from_query(&query)?
         .wait(&app, Kind::Instance)
         .await;
     let key = filter.to_query();
-    let (instances, version) = {
+    let ((instances, next), version) = {
         let tables = app.state.read();
         let version = tables.instances_version();
-        if let Some(body) = app.instance_lists.get(&key, version) {
-            return Ok(indexed(version.0, json_response(body)));
+        if !page.is_partial() {
+            if let Some(body) = app.instance_lists.get(&key, version) {
+                return Ok(indexed(version.0, json_response(body)));
+            }
         }
-        (tables.instances(&filter), version)
+        let matching = tables.instances(&filter, page.after.as_deref());
+        let (instances, next) = page.take(matching, |(id, _)| id);
+        let instances: Vec<_> = instances.into_iter().map(|(_, i)| i.clone()).collect();
+        ((instances, next), version)
     };
-    // Serialized outside the lock, cached under the version read with the list.
-    let body = list_body("instances", &instances);
+    // Serialized outside the lock. Whole lists short enough for one buffer are cached
+    // under the version read with them; pages and long lists are made per request.
+    if page.is_partial() || instances.len() > CACHED_LIST_MAX {
+        return Ok(indexed(
+            version.0,
+            list_response("instances", instances, next),
+        ));
+    }
+    let body = list_body("instances", &instances, None);
     app.instance_lists.put(key, version, body.clone());
     Ok(indexed(version.0, json_response(body)))
 }
@@ -114,7 +134,6 @@ pub async fn heartbeat(
         .state
         .read()
         .instance(&id)
-        .cloned()
         .ok_or_else(|| Error::NotFound(format!("instance {id:?} not found")))?;
     caller.ensure_manages(&id, &instance.slug)?;
     let now = chrono::Utc::now();

@@ -12,6 +12,7 @@ mod feed;
 mod instances;
 mod nodes;
 mod ops;
+mod page;
 mod tokens;
 
 pub use extract::{JsonBody, OptionalJsonBody, MAX_BODY_BYTES};
@@ -24,7 +25,6 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use serde::Serialize;
 use std::sync::Arc;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
@@ -126,17 +126,6 @@ pub fn router(app: AppState) -> Router {
         .with_state(app)
 }
 
-/// `{"<field>": [items]}` without copying the items out of their `Arc`s.
-fn list_body<T: Serialize>(field: &str, items: &[T]) -> Bytes {
-    let mut body = Vec::with_capacity(64 + items.len() * 256);
-    body.extend_from_slice(b"{\"");
-    body.extend_from_slice(field.as_bytes());
-    body.extend_from_slice(b"\":");
-    serde_json::to_writer(&mut body, items).expect("model types always serialize");
-    body.push(b'}');
-    body.into()
-}
-
 fn json_response(body: Bytes) -> Response {
     (
         [(
@@ -146,8 +135,4 @@ fn json_response(body: Bytes) -> Response {
         body,
     )
         .into_response()
-}
-
-fn list_response<T: Serialize>(field: &str, items: &[T]) -> Response {
-    json_response(list_body(field, items))
 }

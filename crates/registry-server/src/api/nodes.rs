@@ -1,7 +1,8 @@
 //! `POST /nodes`, `GET /node/self`, `DELETE /node/{url}`.
 
 use super::feed::{indexed, Blocking};
-use super::{list_response, AppState, OptionalJsonBody};
+use super::page::list_response;
+use super::{AppState, OptionalJsonBody};
 use crate::auth::{Caller, Permission};
 use crate::state::Command;
 use crate::store::Kind;
@@ -43,7 +44,7 @@ pub async fn list(
             .collect();
         (nodes, tables.kind_revision(Kind::Node))
     };
-    Ok(indexed(index, list_response("nodes", &nodes)))
+    Ok(indexed(index, list_response("nodes", nodes, None)))
 }
 
 /// The node of the daemon answering.

@@ -178,14 +178,13 @@ impl HealthChecker {
         let ids: Vec<String> = {
             let tables = self.state.read();
             let mut ids: Vec<String> = tables
-                .instances(&Default::default())
-                .iter()
-                .map(|i| i.id.clone())
+                .instances(&Default::default(), None)
+                .map(|(id, _)| id.to_string())
                 .collect();
             ids.extend(
                 self.entries
                     .keys()
-                    .filter(|id| tables.instance(id).is_none())
+                    .filter(|id| !tables.has_instance(id))
                     .cloned(),
             );
             ids
@@ -197,11 +196,14 @@ impl HealthChecker {
 
     /// Brings the entry of `id` in line with the tables: new, changed or gone.
     fn reconcile(&mut self, id: &str) {
-        let instance = self.state.read().instance(id).cloned();
+        let instance = self.state.read().instance(id);
         let ours = instance.as_ref().is_some_and(|i| {
             assign::checker(&self.online, &i.id, &i.node_url) == self.this_node.url
         });
-        let Some(instance) = instance.filter(|_| ours) else {
+        let plan = instance.as_ref().map(CheckPlan::for_instance);
+        // An instance nobody checks needs no entry: no timer, nothing to judge.
+        let checked = plan.as_ref().is_some_and(|p| p.probe != Probe::None);
+        let (Some(instance), Some(plan)) = (instance.filter(|_| ours && checked), plan) else {
             if let Some(entry) = self.entries.remove(id) {
                 if let Some(timer) = entry.timer {
                     self.timers.remove(&timer);
@@ -209,7 +211,6 @@ impl HealthChecker {
             }
             return;
         };
-        let plan = CheckPlan::for_instance(&instance);
         if let Some(entry) = self.entries.get_mut(id) {
             if entry.url == instance.url && entry.plan == plan {
                 // Same checks; the store may have a status set elsewhere (a TTL heartbeat).
@@ -221,14 +222,12 @@ impl HealthChecker {
             }
         }
         let first = match plan.probe {
-            Probe::None => None,
-            Probe::Ttl(ttl) => Some(ttl),
-            Probe::Tcp { .. } | Probe::Http { .. } => Some(
-                plan.interval
-                    .mul_f64(rand::thread_rng().gen_range(0.0..1.0)),
-            ),
+            Probe::Ttl(ttl) => ttl,
+            _ => plan
+                .interval
+                .mul_f64(rand::thread_rng().gen_range(0.0..1.0)),
         };
-        let timer = first.map(|delay| self.timers.insert(id.to_string(), delay));
+        let timer = Some(self.timers.insert(id.to_string(), first));
         self.entries.insert(
             id.to_string(),
             Entry {

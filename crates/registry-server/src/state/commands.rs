@@ -90,25 +90,31 @@ impl<'a> Overlay<'a> {
         }
         match kind {
             Kind::Definition => self.tables.definition(key).is_some(),
-            Kind::Instance => self.tables.instance(key).is_some(),
+            Kind::Instance => self.tables.has_instance(key),
             Kind::Node => self.tables.node(key).is_some(),
             Kind::Token => self.tables.token(key).is_some(),
         }
     }
 
-    fn instance(&self, id: &str) -> Option<&Instance> {
+    fn instance(&self, id: &str) -> Option<Instance> {
         match self.pending.get(&(Kind::Instance, id.to_string())) {
-            Some(Some(Record::Instance(i))) => Some(i),
+            Some(Some(Record::Instance(i))) => Some(i.clone()),
             Some(_) => None,
-            None => self.tables.instance(id).map(|i| i.as_ref()),
+            None => self.tables.instance(id),
         }
     }
 
     /// The instance registered at `url` (the lowest id if several are).
-    fn instance_by_url(&self, url: &str) -> Option<&Instance> {
+    fn instance_by_url(&self, url: &str) -> Option<Instance> {
         self.tables
             .instance_ids_by_url(url)
-            .chain(self.pending_urls.get(url).into_iter().flatten())
+            .chain(
+                self.pending_urls
+                    .get(url)
+                    .into_iter()
+                    .flatten()
+                    .map(String::as_str),
+            )
             .filter_map(|id| self.instance(id))
             .filter(|i| i.url == url)
             .min_by(|a, b| a.id.cmp(&b.id))
@@ -169,7 +175,7 @@ impl<'a> Overlay<'a> {
             }
             Command::FlushHealth(ids) => {
                 for id in &ids {
-                    if let Some(current) = self.instance(id).cloned() {
+                    if let Some(current) = self.instance(id) {
                         self.push(Mutation::Put(Record::Instance(current)));
                     }
                 }
@@ -215,6 +221,7 @@ impl<'a> Overlay<'a> {
         } else {
             self.instance_by_url(&address.url)
         };
+        let existing = existing.as_ref();
         if let Some(existing) = existing {
             caller.ensure_manages(&existing.id, &existing.slug)?;
         }

@@ -5,16 +5,22 @@
 //! batch, so memory never runs ahead of the disk.
 
 mod commands;
+mod stored;
 mod writer;
 
 pub use commands::Command;
+pub use stored::StoredInstance;
 pub use writer::{Applied, Writer};
 
 use crate::auth::StoredToken;
-use crate::store::{Kind, Mutation, Record, Snapshot};
+use crate::store::{Kind, Mutation, Record, Snapshot, StoreError};
 use chrono::{DateTime, Utc};
 use registry_types::{Definition, Instance, InstanceFilter, Node};
+use smallvec::SmallVec;
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::hash::{BuildHasher, Hash, RandomState};
+use std::ops::Bound;
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use tokio::sync::{broadcast, watch};
 
@@ -48,32 +54,82 @@ pub struct Tables {
     /// an instance list shows without a new revision.
     touches: u64,
     definitions: BTreeMap<String, Arc<Definition>>,
-    instances: BTreeMap<String, Arc<Instance>>,
-    instances_by_slug: HashMap<String, BTreeSet<String>>,
-    instances_by_url: HashMap<String, BTreeSet<String>>,
+    /// Instances by id. The indexes share each id's one allocation (`Arc<str>`): at
+    /// 100,000 instances, copies of ids were a good part of the daemon's memory.
+    instances: BTreeMap<Arc<str>, StoredInstance>,
+    instances_by_slug: HashMap<Box<str>, BTreeSet<Arc<str>>>,
+    /// By a hash of the URL, not the URL itself, which would be one more allocation per
+    /// instance: readers check the URL of what they find, so a collision costs nothing
+    /// but a look. Almost always one id per URL, held inline.
+    instances_by_url: HashMap<u64, UrlIds>,
+    url_hasher: RandomState,
     nodes: BTreeMap<String, Arc<Node>>,
     tokens: BTreeMap<String, Arc<StoredToken>>,
     tokens_by_hash: HashMap<String, String>,
 }
 
-fn unindex(index: &mut HashMap<String, BTreeSet<String>>, key: &str, id: &str) {
-    if let Some(ids) = index.get_mut(key) {
-        ids.remove(id);
-        if ids.is_empty() {
-            index.remove(key);
+/// The range of keys after `after` (all keys, if `None`).
+fn after_bound(after: Option<&str>) -> (Bound<&str>, Bound<&str>) {
+    match after {
+        Some(after) => (Bound::Excluded(after), Bound::Unbounded),
+        None => (Bound::Unbounded, Bound::Unbounded),
+    }
+}
+
+/// The ids of one slug or URL in an index, in id order.
+trait IdSet: Default {
+    fn add(&mut self, id: Arc<str>);
+    /// Removes `id`; true when none is left.
+    fn remove_id(&mut self, id: &str) -> bool;
+}
+
+impl IdSet for BTreeSet<Arc<str>> {
+    fn add(&mut self, id: Arc<str>) {
+        self.insert(id);
+    }
+    fn remove_id(&mut self, id: &str) -> bool {
+        self.remove(id);
+        self.is_empty()
+    }
+}
+
+type UrlIds = SmallVec<[Arc<str>; 1]>;
+
+impl IdSet for UrlIds {
+    fn add(&mut self, id: Arc<str>) {
+        if let Err(at) = self.binary_search_by(|probe| (**probe).cmp(&*id)) {
+            self.insert(at, id);
         }
+    }
+    fn remove_id(&mut self, id: &str) -> bool {
+        self.retain(|kept| &**kept != id);
+        self.is_empty()
+    }
+}
+
+fn index<K: Eq + Hash, S: IdSet>(index: &mut HashMap<K, S>, key: K, id: &Arc<str>) {
+    index.entry(key).or_default().add(id.clone());
+}
+
+fn unindex<K: Eq + Hash + Borrow<Q>, Q: Hash + Eq + ?Sized, S: IdSet>(
+    index: &mut HashMap<K, S>,
+    key: &Q,
+    id: &str,
+) {
+    if index.get_mut(key).is_some_and(|ids| ids.remove_id(id)) {
+        index.remove(key);
     }
 }
 
 impl Tables {
-    fn from_snapshot(snapshot: Snapshot) -> Tables {
+    fn from_snapshot(snapshot: Snapshot) -> Result<Tables, StoreError> {
         let mut tables = Tables::default();
-        for record in snapshot.records {
-            tables.put(record);
+        for object in snapshot.objects {
+            tables.put(object.decode()?);
         }
         tables.revision = snapshot.revision;
         tables.kind_revisions = [snapshot.revision; 4];
-        tables
+        Ok(tables)
     }
 
     /// Revision of the latest change applied.
@@ -92,45 +148,77 @@ impl Tables {
         self.kind_revisions[kind.index()]
     }
 
-    pub fn definitions(&self) -> impl Iterator<Item = &Arc<Definition>> {
-        self.definitions.values()
+    /// Definitions whose ids sort after `after` (all, if `None`), in id order.
+    pub fn definitions<'a>(
+        &'a self,
+        after: Option<&'a str>,
+    ) -> impl Iterator<Item = &'a Arc<Definition>> + 'a {
+        self.definitions
+            .range::<str, _>(after_bound(after))
+            .map(|(_, d)| d)
     }
 
     pub fn definition(&self, id: &str) -> Option<&Arc<Definition>> {
         self.definitions.get(id)
     }
 
-    pub fn instance(&self, id: &str) -> Option<&Arc<Instance>> {
-        self.instances.get(id)
+    /// The instance `id`, decoded.
+    pub fn instance(&self, id: &str) -> Option<Instance> {
+        self.instances.get(id).map(StoredInstance::decode)
+    }
+
+    pub fn has_instance(&self, id: &str) -> bool {
+        self.instances.contains_key(id)
     }
 
     /// Ids of the instances registered at `url`, in id order.
-    pub fn instance_ids_by_url(&self, url: &str) -> impl Iterator<Item = &String> {
-        self.instances_by_url.get(url).into_iter().flatten()
+    pub fn instance_ids_by_url(&self, url: &str) -> impl Iterator<Item = &str> {
+        self.instances_by_url
+            .get(&self.url_hasher.hash_one(url))
+            .into_iter()
+            .flatten()
+            .map(|id| &**id)
     }
 
-    /// Instances matching `filter`, in id order; a slug filter reads only that slug's index.
-    pub fn instances(&self, filter: &InstanceFilter) -> Vec<Arc<Instance>> {
-        let matching = |i: &&Arc<Instance>| filter.matches(i);
+    /// Instances matching `filter` whose ids sort after `after` (all, if `None`), in id
+    /// order; a slug filter reads only that slug's index. Lazy, so a page of a long
+    /// list costs the page, not the list.
+    pub fn instances<'a>(
+        &'a self,
+        filter: &'a InstanceFilter,
+        after: Option<&'a str>,
+    ) -> Box<dyn Iterator<Item = (&'a str, &'a StoredInstance)> + 'a> {
+        let range = after_bound(after);
+        let matching = move |(_, i): &(&str, &StoredInstance)| i.matches(filter);
         match (&filter.id, &filter.slug) {
-            (Some(id), _) => self
-                .instances
-                .get(id)
-                .filter(matching)
-                .cloned()
-                .into_iter()
-                .collect(),
-            (None, Some(slug)) => self
-                .instances_by_slug
-                .get(slug)
-                .into_iter()
-                .flatten()
-                .filter_map(|id| self.instances.get(id))
-                .filter(matching)
-                .cloned()
-                .collect(),
-            (None, None) => self.instances.values().filter(matching).cloned().collect(),
+            (Some(id), _) => Box::new(
+                self.instances
+                    .get_key_value(id.as_str())
+                    .map(|(id, i)| (&**id, i))
+                    .filter(move |(id, _)| after.is_none_or(|after| *id > after))
+                    .filter(move |(_, i)| filter.matches(&i.decode()))
+                    .into_iter(),
+            ),
+            (None, Some(slug)) => Box::new(
+                self.instances_by_slug
+                    .get(slug.as_str())
+                    .into_iter()
+                    .flat_map(move |ids| ids.range::<str, _>(range))
+                    .filter_map(|id| self.instances.get(id).map(|i| (&**id, i)))
+                    .filter(matching),
+            ),
+            (None, None) => Box::new(
+                self.instances
+                    .range::<str, _>(range)
+                    .map(|(id, i)| (&**id, i))
+                    .filter(matching),
+            ),
         }
+    }
+
+    /// Number of instances.
+    pub fn instance_count(&self) -> usize {
+        self.instances.len()
     }
 
     pub fn nodes(&self) -> impl Iterator<Item = &Arc<Node>> {
@@ -173,15 +261,11 @@ impl Tables {
                 self.definitions.insert(d.id.clone(), Arc::new(d));
             }
             Record::Instance(i) => {
-                self.instances_by_slug
-                    .entry(i.slug.clone())
-                    .or_default()
-                    .insert(i.id.clone());
-                self.instances_by_url
-                    .entry(i.url.clone())
-                    .or_default()
-                    .insert(i.id.clone());
-                self.instances.insert(i.id.clone(), Arc::new(i));
+                let id: Arc<str> = i.id.as_str().into();
+                index(&mut self.instances_by_slug, i.slug.as_str().into(), &id);
+                let url = self.url_hasher.hash_one(&i.url);
+                index(&mut self.instances_by_url, url, &id);
+                self.instances.insert(id, StoredInstance::new(&i));
             }
             Record::Node(n) => {
                 self.nodes.insert(n.url.clone(), Arc::new(n));
@@ -200,8 +284,10 @@ impl Tables {
             }
             Kind::Instance => {
                 if let Some(old) = self.instances.remove(key) {
-                    unindex(&mut self.instances_by_slug, &old.slug, key);
-                    unindex(&mut self.instances_by_url, &old.url, key);
+                    let old = old.decode();
+                    unindex(&mut self.instances_by_slug, old.slug.as_str(), key);
+                    let url = self.url_hasher.hash_one(&old.url);
+                    unindex(&mut self.instances_by_url, &url, key);
                 }
             }
             Kind::Node => {
@@ -228,14 +314,15 @@ pub struct State {
 }
 
 impl State {
-    pub fn from_snapshot(snapshot: Snapshot) -> Self {
+    /// The tables of a loaded store; fails on an object that does not decode.
+    pub fn from_snapshot(snapshot: Snapshot) -> Result<Self, StoreError> {
         let revision = snapshot.revision;
-        State {
-            tables: RwLock::new(Tables::from_snapshot(snapshot)),
+        Ok(State {
+            tables: RwLock::new(Tables::from_snapshot(snapshot)?),
             changes: broadcast::channel(SUBSCRIBER_BACKLOG).0,
             kind_revisions: Kind::ALL.map(|_| watch::channel(revision).0),
             unflushed: Mutex::default(),
-        }
+        })
     }
 
     /// The latest revision of `kind`, to wait on (`wait_for(|r| *r > index)`). A watch
@@ -281,13 +368,16 @@ impl State {
     }
 
     /// Replaces the tables with a fresh snapshot of the store.
-    pub(crate) fn reload(&self, snapshot: Snapshot) {
+    pub(crate) fn reload(&self, snapshot: Snapshot) -> Result<(), StoreError> {
         let revision = snapshot.revision;
-        *self.write() = Tables::from_snapshot(snapshot);
+        // Built before taking the lock: readers keep the old tables meanwhile.
+        let tables = Tables::from_snapshot(snapshot)?;
+        *self.write() = tables;
         for kind in Kind::ALL {
             self.wake_watchers(kind, revision);
         }
         let _ = self.changes.send(Announcement::Reloaded);
+        Ok(())
     }
 
     /// Records what the last health check or TTL heartbeat saw, in memory only: these
@@ -306,16 +396,25 @@ impl State {
         let Some(current) = tables.instances.get_mut(id) else {
             return false;
         };
-        if current.url != url {
+        let mut instance = current.decode();
+        if instance.url != url {
             return false;
         }
-        let instance = Arc::make_mut(current);
-        if let Some(details) = details {
+        let mut changed = false;
+        if let Some(details) = details.filter(|d| *d != instance.details) {
             instance.details = details;
+            changed = true;
         }
-        if last_heartbeat.is_some() {
-            instance.last_heartbeat = instance.last_heartbeat.max(last_heartbeat);
+        let latest = instance.last_heartbeat.max(last_heartbeat);
+        if latest != instance.last_heartbeat {
+            instance.last_heartbeat = latest;
+            changed = true;
         }
+        if !changed {
+            // Lists stay as they are, and cached answers stay valid.
+            return true;
+        }
+        *current = StoredInstance::new(&instance);
         tables.touches += 1;
         drop(tables);
         self.mark_unflushed(id.to_string());
@@ -366,12 +465,14 @@ mod tests {
         tables.apply(Mutation::Put(instance("a", "s1", "http://127.0.0.1:1")), 1);
         tables.apply(Mutation::Put(instance("b", "s1", "http://127.0.0.1:2")), 2);
         let by_slug = |t: &Tables, slug: &str| {
-            t.instances(&InstanceFilter {
-                slug: Some(slug.into()),
-                ..Default::default()
-            })
-            .iter()
-            .map(|i| i.id.clone())
+            t.instances(
+                &InstanceFilter {
+                    slug: Some(slug.into()),
+                    ..Default::default()
+                },
+                None,
+            )
+            .map(|(id, _)| id.to_string())
             .collect::<Vec<_>>()
         };
         assert_eq!(by_slug(&tables, "s1"), ["a", "b"]);

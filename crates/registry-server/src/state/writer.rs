@@ -133,7 +133,7 @@ async fn catch_up(store: &dyn Store, state: &State, until: Option<u64>) -> Resul
         let page = store.changes_since(after, limit).await?;
         if page.trimmed {
             tracing::warn!(after, "too far behind the change log; reloading everything");
-            state.reload(store.load().await?);
+            state.reload(store.load().await?)?;
             continue;
         }
         if page.changes.is_empty() {

@@ -226,12 +226,35 @@ pub struct ChangePage {
     pub trimmed: bool,
 }
 
-/// Everything in the store, as loaded at start.
+/// Everything in the store, as loaded at start: the stored JSON, decoded one object at a
+/// time as the tables are built, so that loading 100,000 instances never holds them all
+/// decoded at once.
 #[derive(Debug, Default)]
 pub struct Snapshot {
     /// Revision of the latest committed change; 0 for an empty store.
     pub revision: u64,
-    pub records: Vec<Record>,
+    pub objects: Vec<StoredObject>,
+}
+
+/// One object as the store holds it.
+#[derive(Debug)]
+pub struct StoredObject {
+    pub kind: Kind,
+    pub key: String,
+    pub body: String,
+}
+
+impl StoredObject {
+    pub fn decode(&self) -> Result<Record, StoreError> {
+        Record::decode(self.kind, &self.key, &self.body)
+    }
+}
+
+impl Snapshot {
+    /// Every object, decoded.
+    pub fn records(&self) -> Result<Vec<Record>, StoreError> {
+        self.objects.iter().map(StoredObject::decode).collect()
+    }
 }
 
 #[derive(Debug, Clone, thiserror::Error)]

@@ -15,8 +15,8 @@
 
 use super::sqlite::CHANGE_LOG_RETAINED;
 use super::{
-    redact_password, Change, ChangePage, Kind, LoggedChange, Notice, Record, Snapshot, Store,
-    StoreError,
+    redact_password, Change, ChangePage, Kind, LoggedChange, Notice, Snapshot, Store, StoreError,
+    StoredObject,
 };
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
@@ -423,17 +423,17 @@ impl PostgresStore {
             .map_err(fail)?;
         tx.commit().await.map_err(fail)?;
 
-        let mut records = Vec::with_capacity(rows.len());
+        let mut objects = Vec::with_capacity(rows.len());
         for row in rows {
             let kind_text: String = row.try_get(0).map_err(fail)?;
             let key: String = row.try_get(1).map_err(fail)?;
             let body: String = row.try_get(2).map_err(fail)?;
             let kind = Kind::parse_stored(&kind_text, "object", &key)?;
-            records.push(Record::decode(kind, &key, &body)?);
+            objects.push(StoredObject { kind, key, body });
         }
         Ok(Snapshot {
             revision: from_db("meta", "revision", revision.unwrap_or(0))?,
-            records,
+            objects,
         })
     }
 

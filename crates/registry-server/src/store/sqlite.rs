@@ -5,7 +5,7 @@
 //! (the writer task sends whole batches, so one fsync covers many requests); another
 //! answers `ping`, so readiness probes never queue behind a commit.
 
-use super::{Change, ChangePage, Kind, LoggedChange, Record, Snapshot, Store, StoreError};
+use super::{Change, ChangePage, Kind, LoggedChange, Snapshot, Store, StoreError, StoredObject};
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
@@ -87,6 +87,10 @@ impl SqliteStore {
         let writer = connect(path)?;
         writer.execute_batch(SCHEMA).map_err(unavailable)?;
         let reader = connect(path)?;
+        // The reader only pages through the change log; a small page cache will do.
+        reader
+            .pragma_update(None, "cache_size", -256)
+            .map_err(unavailable)?;
         Ok(SqliteStore {
             writer: Arc::new(Mutex::new(writer)),
             reader: Arc::new(Mutex::new(reader)),
@@ -247,15 +251,15 @@ fn load_all(conn: &mut Connection) -> Result<Snapshot, StoreError> {
             ))
         })
         .map_err(unavailable)?;
-    let mut records = Vec::new();
+    let mut objects = Vec::new();
     for row in rows {
         let (kind_text, key, body) = row.map_err(unavailable)?;
         let kind = Kind::parse_stored(&kind_text, "object", &key)?;
-        records.push(Record::decode(kind, &key, &body)?);
+        objects.push(StoredObject { kind, key, body });
     }
     Ok(Snapshot {
         revision: revision.unwrap_or(0),
-        records,
+        objects,
     })
 }
 

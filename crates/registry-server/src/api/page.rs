@@ -1,0 +1,183 @@
+//! Long lists: `?limit=N&after=ID` pages (an extension to the OpenOrch API), and a
+//! streamed body for a long list asked for whole, so that 100,000 instances never sit in
+//! one buffer.
+//!
+//! Lists are in id order. A page that stops short of the end says where the next one
+//! starts: `"next": "<id of its last item>"`, to send back as `after`. Without `limit`
+//! and `after` the answer is exactly the OpenOrch one.
+
+use super::json_response;
+use axum::body::{Body, Bytes};
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use registry_types::FieldError;
+use serde::Serialize;
+use std::convert::Infallible;
+use std::sync::Arc;
+
+/// Largest `limit` accepted.
+pub const MAX_LIMIT: usize = 10_000;
+/// Lists longer than this are streamed, this many items a chunk, instead of serialized
+/// into one buffer first.
+const STREAM_CHUNK: usize = 512;
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Page {
+    pub limit: Option<usize>,
+    pub after: Option<String>,
+}
+
+impl Page {
+    /// Reads `limit` and `after` from a raw query string; other parameters are ignored.
+    pub fn from_query(query: &str) -> Result<Page, FieldError> {
+        let mut page = Page::default();
+        for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+            match key.as_ref() {
+                "limit" => {
+                    let limit = value
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|n| (1..=MAX_LIMIT).contains(n));
+                    page.limit = Some(limit.ok_or_else(|| {
+                        FieldError::new(
+                            "limit",
+                            format!("{value:?} is not a whole number from 1 to {MAX_LIMIT}"),
+                        )
+                    })?);
+                }
+                "after" if !value.is_empty() => page.after = Some(value.into_owned()),
+                _ => {}
+            }
+        }
+        Ok(page)
+    }
+
+    /// Whether this asks for part of a list rather than all of it.
+    pub fn is_partial(&self) -> bool {
+        self.limit.is_some() || self.after.is_some()
+    }
+
+    /// Takes this page from `items` (already past `after`): at most `limit` of them, and
+    /// the key to continue after when more are left.
+    pub fn take<T>(
+        &self,
+        items: impl Iterator<Item = T>,
+        key: impl Fn(&T) -> &str,
+    ) -> (Vec<T>, Option<String>) {
+        let Some(limit) = self.limit else {
+            return (items.collect(), None);
+        };
+        let mut items = items.peekable();
+        let page: Vec<T> = items.by_ref().take(limit).collect();
+        let next = match (items.peek(), page.last()) {
+            (Some(_), Some(last)) => Some(key(last).to_string()),
+            _ => None,
+        };
+        (page, next)
+    }
+}
+
+/// `{"<field>": [items]}` (plus `"next"` when given) without copying the items out of
+/// their `Arc`s.
+pub fn list_body<T: Serialize>(field: &str, items: &[T], next: Option<&str>) -> Bytes {
+    let mut body = Vec::with_capacity(64 + items.len() * 256);
+    body.extend_from_slice(b"{\"");
+    body.extend_from_slice(field.as_bytes());
+    body.extend_from_slice(b"\":");
+    serde_json::to_writer(&mut body, items).expect("model types always serialize");
+    push_next(&mut body, next);
+    body.push(b'}');
+    body.into()
+}
+
+fn push_next(body: &mut Vec<u8>, next: Option<&str>) {
+    if let Some(next) = next {
+        body.extend_from_slice(b",\"next\":");
+        serde_json::to_writer(&mut *body, next).expect("a string serializes");
+    }
+}
+
+/// The list as a response: one buffer when short, else a stream that serializes
+/// [`STREAM_CHUNK`] items at a time as the client reads.
+pub fn list_response<T>(field: &'static str, items: Vec<T>, next: Option<String>) -> Response
+where
+    T: Serialize + Send + Sync + 'static,
+{
+    if items.len() <= STREAM_CHUNK {
+        return json_response(list_body(field, &items, next.as_deref()));
+    }
+    let items: Arc<[T]> = items.into();
+    let chunks = items.len().div_ceil(STREAM_CHUNK);
+    let open = Bytes::from(format!("{{\"{field}\":["));
+    let body = (0..chunks).map(move |chunk| {
+        let start = chunk * STREAM_CHUNK;
+        let end = (start + STREAM_CHUNK).min(items.len());
+        let mut bytes = Vec::with_capacity((end - start) * 512);
+        for (n, item) in items[start..end].iter().enumerate() {
+            if start + n > 0 {
+                bytes.push(b',');
+            }
+            serde_json::to_writer(&mut bytes, item).expect("model types always serialize");
+        }
+        if end == items.len() {
+            bytes.push(b']');
+            push_next(&mut bytes, next.as_deref());
+            bytes.push(b'}');
+        }
+        Ok::<_, Infallible>(Bytes::from(bytes))
+    });
+    let stream = futures_util::stream::iter(std::iter::once(Ok(open)).chain(body));
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        Body::from_stream(stream),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_limit_and_after() {
+        let page = Page::from_query("slug=a&limit=2&after=inst_1").unwrap();
+        assert_eq!(page.limit, Some(2));
+        assert_eq!(page.after.as_deref(), Some("inst_1"));
+        assert!(page.is_partial());
+        assert!(!Page::from_query("slug=a&after=").unwrap().is_partial());
+        for bad in ["limit=0", "limit=-1", "limit=ten", "limit=10001"] {
+            let err = Page::from_query(bad).unwrap_err();
+            assert_eq!(err.field, "limit", "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_page_says_where_the_next_starts_only_when_items_are_left() {
+        let items = ["a", "b", "c"];
+        fn key<'a>(item: &'a &str) -> &'a str {
+            item
+        }
+        let two = Page {
+            limit: Some(2),
+            after: None,
+        };
+        let (page, next) = two.take(items.into_iter(), key);
+        assert_eq!(page, ["a", "b"]);
+        assert_eq!(next.as_deref(), Some("b"));
+        let (page, next) = two.take(items[2..].iter().copied(), key);
+        assert_eq!(page, ["c"]);
+        assert_eq!(next, None);
+        let three = Page {
+            limit: Some(3),
+            after: None,
+        };
+        assert_eq!(
+            three.take(items.into_iter(), key).1,
+            None,
+            "exactly the rest"
+        );
+    }
+}

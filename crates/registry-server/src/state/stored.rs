@@ -1,0 +1,85 @@
+//! How the tables hold an instance: as its wire JSON.
+//!
+//! At 100,000 instances a decoded [`Instance`] (a dozen `String`s, a map, options, each
+//! its own allocation) was most of the daemon's memory. The JSON is about a third of
+//! that, and it is also what every list answer is made of, so a list is a copy of bytes
+//! rather than a serialization. Readers that need fields decode (a microsecond or two);
+//! the status, which discovery filters on, is kept beside the JSON.
+
+use registry_types::{Instance, InstanceFilter, InstanceStatus};
+use serde::{Serialize, Serializer};
+use serde_json::value::RawValue;
+use std::sync::Arc;
+
+/// One instance in the tables (its id is the key it is kept under). Cheap to clone: one
+/// reference count.
+#[derive(Debug, Clone)]
+pub struct StoredInstance {
+    status: InstanceStatus,
+    json: Arc<RawValue>,
+}
+
+impl StoredInstance {
+    pub(super) fn new(instance: &Instance) -> Self {
+        let json = serde_json::value::to_raw_value(instance).expect("model types always serialize");
+        StoredInstance {
+            status: instance.status,
+            json: json.into(),
+        }
+    }
+
+    pub fn status(&self) -> InstanceStatus {
+        self.status
+    }
+
+    /// The instance, decoded.
+    pub fn decode(&self) -> Instance {
+        // Made from an `Instance` by the same serde code, so it always reads back.
+        serde_json::from_str(self.json.get()).expect("a stored instance decodes")
+    }
+
+    /// Whether it passes `filter`, decoding only for filters on fields not kept beside
+    /// the JSON (id and slug are answered by the indexes before this).
+    pub fn matches(&self, filter: &InstanceFilter) -> bool {
+        if filter.status.is_some_and(|wanted| wanted != self.status) {
+            return false;
+        }
+        filter.only_id_slug_status() || filter.matches(&self.decode())
+    }
+}
+
+/// Serializes as the instance itself: its JSON, verbatim.
+impl Serialize for StoredInstance {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.json.serialize(serializer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_back_and_serializes_as_the_instance() {
+        let instance = Instance {
+            id: "i".into(),
+            url: "http://127.0.0.1:9/x".into(),
+            slug: "svc".into(),
+            host: "127.0.0.1".into(),
+            status: InstanceStatus::Healthy,
+            tags: vec!["blue".into()],
+            ..Default::default()
+        };
+        let stored = StoredInstance::new(&instance);
+        assert_eq!(stored.decode(), instance);
+        assert_eq!(
+            serde_json::to_string(&[&stored]).unwrap(),
+            serde_json::to_string(&[&instance]).unwrap()
+        );
+        let filter = |query: &str| InstanceFilter::from_query(query).unwrap();
+        assert!(stored.matches(&filter("slug=svc&status=Healthy")));
+        assert!(!stored.matches(&filter("status=Unreachable")));
+        assert!(stored.matches(&filter("tag=blue&host=127.0.0.1")));
+        assert!(!stored.matches(&filter("tag=green")));
+    }
+}

@@ -44,10 +44,9 @@ fn encode(mutations: &[Mutation]) -> Vec<Change> {
 
 fn keys(snapshot: &Snapshot, kind: Kind) -> Vec<String> {
     let mut keys: Vec<_> = snapshot
-        .objects
-        .iter()
+        .objects()
         .filter(|o| o.kind == kind)
-        .map(|o| o.key.clone())
+        .map(|o| o.key.to_string())
         .collect();
     keys.sort();
     keys
@@ -62,7 +61,7 @@ where
     let store = open().await;
     let empty = store.load().await.unwrap();
     assert_eq!(empty.revision, 0);
-    assert!(empty.objects.is_empty());
+    assert!(empty.is_empty());
     store.ping().await.unwrap();
 
     let first = store
@@ -409,7 +408,7 @@ async fn postgres_commits_from_two_daemons_get_distinct_consecutive_revisions() 
     assert_eq!(logged, written, "the log lists every commit, in order");
     let loaded = stores[1].load().await.unwrap();
     assert_eq!(loaded.revision, total);
-    assert_eq!(loaded.objects.len(), total as usize);
+    assert_eq!(loaded.len(), total as usize);
     for store in stores {
         store.close().await.unwrap();
     }

@@ -124,9 +124,20 @@ fn unindex<K: Eq + Hash + Borrow<Q>, Q: Hash + Eq + ?Sized, S: IdSet>(
 impl Tables {
     fn from_snapshot(snapshot: Snapshot) -> Result<Tables, StoreError> {
         let mut tables = Tables::default();
-        for object in snapshot.objects {
-            tables.put(object.decode()?);
+        let mut instances = Vec::new();
+        for object in snapshot.objects() {
+            match object.decode()? {
+                Record::Instance(i) => {
+                    let id: Arc<str> = i.id.as_str().into();
+                    tables.index_instance(&id, &i);
+                    instances.push((id, StoredInstance::new(&i)));
+                }
+                other => tables.put(other),
+            }
         }
+        // Built in one go, the tree's nodes are full; inserted in id order one by one,
+        // each would be left half empty (about 3 MB more at 100,000 instances).
+        tables.instances = instances.into_iter().collect();
         tables.revision = snapshot.revision;
         tables.kind_revisions = [snapshot.revision; 4];
         Ok(tables)
@@ -254,6 +265,16 @@ impl Tables {
         }
     }
 
+    fn index_instance(&mut self, id: &Arc<str>, instance: &Instance) {
+        index(
+            &mut self.instances_by_slug,
+            instance.slug.as_str().into(),
+            id,
+        );
+        let url = self.url_hasher.hash_one(&instance.url);
+        index(&mut self.instances_by_url, url, id);
+    }
+
     fn put(&mut self, record: Record) {
         self.delete(record.kind(), record.key());
         match record {
@@ -262,9 +283,7 @@ impl Tables {
             }
             Record::Instance(i) => {
                 let id: Arc<str> = i.id.as_str().into();
-                index(&mut self.instances_by_slug, i.slug.as_str().into(), &id);
-                let url = self.url_hasher.hash_one(&i.url);
-                index(&mut self.instances_by_url, url, &id);
+                self.index_instance(&id, &i);
                 self.instances.insert(id, StoredInstance::new(&i));
             }
             Record::Node(n) => {

@@ -16,6 +16,7 @@ use crate::auth::StoredToken;
 use async_trait::async_trait;
 use registry_types::{Definition, Instance, Node};
 use serde::{Deserialize, Serialize};
+use std::ops::Range;
 
 /// The four kinds of stored object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -226,34 +227,70 @@ pub struct ChangePage {
     pub trimmed: bool,
 }
 
-/// Everything in the store, as loaded at start: the stored JSON, decoded one object at a
-/// time as the tables are built, so that loading 100,000 instances never holds them all
-/// decoded at once.
+/// Everything in the store, as loaded at start: the stored JSON of every object, decoded
+/// one at a time as the tables are built, so that 100,000 instances are never held
+/// decoded all at once. The text of all objects sits in one buffer: one large
+/// allocation, handed back to the system whole when the snapshot is dropped, where
+/// 100,000 small ones would leave the allocator's heap riddled with holes for good.
 #[derive(Debug, Default)]
 pub struct Snapshot {
     /// Revision of the latest committed change; 0 for an empty store.
     pub revision: u64,
-    pub objects: Vec<StoredObject>,
+    objects: Vec<(Kind, Range<usize>, Range<usize>)>,
+    text: String,
 }
 
 /// One object as the store holds it.
-#[derive(Debug)]
-pub struct StoredObject {
+#[derive(Debug, Clone, Copy)]
+pub struct StoredObject<'a> {
     pub kind: Kind,
-    pub key: String,
-    pub body: String,
+    pub key: &'a str,
+    pub body: &'a str,
 }
 
-impl StoredObject {
+impl StoredObject<'_> {
     pub fn decode(&self) -> Result<Record, StoreError> {
-        Record::decode(self.kind, &self.key, &self.body)
+        Record::decode(self.kind, self.key, self.body)
     }
 }
 
 impl Snapshot {
+    pub fn new(revision: u64) -> Self {
+        Snapshot {
+            revision,
+            ..Default::default()
+        }
+    }
+
+    pub fn push(&mut self, kind: Kind, key: &str, body: &str) {
+        let mut append = |part: &str| {
+            let start = self.text.len();
+            self.text.push_str(part);
+            start..self.text.len()
+        };
+        let (key, body) = (append(key), append(body));
+        self.objects.push((kind, key, body));
+    }
+
+    pub fn len(&self) -> usize {
+        self.objects.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.objects.is_empty()
+    }
+
+    pub fn objects(&self) -> impl Iterator<Item = StoredObject<'_>> {
+        self.objects.iter().map(|(kind, key, body)| StoredObject {
+            kind: *kind,
+            key: &self.text[key.clone()],
+            body: &self.text[body.clone()],
+        })
+    }
+
     /// Every object, decoded.
     pub fn records(&self) -> Result<Vec<Record>, StoreError> {
-        self.objects.iter().map(StoredObject::decode).collect()
+        self.objects().map(|o| o.decode()).collect()
     }
 }
 

@@ -16,7 +16,6 @@
 use super::sqlite::CHANGE_LOG_RETAINED;
 use super::{
     redact_password, Change, ChangePage, Kind, LoggedChange, Notice, Snapshot, Store, StoreError,
-    StoredObject,
 };
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
@@ -423,18 +422,15 @@ impl PostgresStore {
             .map_err(fail)?;
         tx.commit().await.map_err(fail)?;
 
-        let mut objects = Vec::with_capacity(rows.len());
+        let mut snapshot = Snapshot::new(from_db("meta", "revision", revision.unwrap_or(0))?);
         for row in rows {
-            let kind_text: String = row.try_get(0).map_err(fail)?;
-            let key: String = row.try_get(1).map_err(fail)?;
-            let body: String = row.try_get(2).map_err(fail)?;
-            let kind = Kind::parse_stored(&kind_text, "object", &key)?;
-            objects.push(StoredObject { kind, key, body });
+            let kind_text: &str = row.try_get(0).map_err(fail)?;
+            let key: &str = row.try_get(1).map_err(fail)?;
+            let body: &str = row.try_get(2).map_err(fail)?;
+            let kind = Kind::parse_stored(kind_text, "object", key)?;
+            snapshot.push(kind, key, body);
         }
-        Ok(Snapshot {
-            revision: from_db("meta", "revision", revision.unwrap_or(0))?,
-            objects,
-        })
+        Ok(snapshot)
     }
 
     async fn read_changes(&self, after: u64, limit: usize) -> Result<ChangePage, StoreError> {

@@ -5,7 +5,7 @@
 //! (the writer task sends whole batches, so one fsync covers many requests); another
 //! answers `ping`, so readiness probes never queue behind a commit.
 
-use super::{Change, ChangePage, Kind, LoggedChange, Snapshot, Store, StoreError, StoredObject};
+use super::{Change, ChangePage, Kind, LoggedChange, Snapshot, Store, StoreError};
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
@@ -251,16 +251,13 @@ fn load_all(conn: &mut Connection) -> Result<Snapshot, StoreError> {
             ))
         })
         .map_err(unavailable)?;
-    let mut objects = Vec::new();
+    let mut snapshot = Snapshot::new(revision.unwrap_or(0));
     for row in rows {
         let (kind_text, key, body) = row.map_err(unavailable)?;
         let kind = Kind::parse_stored(&kind_text, "object", &key)?;
-        objects.push(StoredObject { kind, key, body });
+        snapshot.push(kind, &key, &body);
     }
-    Ok(Snapshot {
-        revision: revision.unwrap_or(0),
-        objects,
-    })
+    Ok(snapshot)
 }
 
 #[async_trait]

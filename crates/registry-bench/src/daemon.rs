@@ -5,8 +5,9 @@ use std::fs;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// How long the daemon may take to print its address.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -42,6 +43,10 @@ pub fn locate(explicit: Option<&Path>) -> Result<PathBuf> {
 pub struct Daemon {
     child: Child,
     dir: PathBuf,
+    binary: PathBuf,
+    database_url: Option<String>,
+    /// Starts so far in `dir`: 1, then one more per [`Daemon::restart`].
+    starts: u32,
     /// `http://127.0.0.1:PORT`, as the daemon printed it.
     pub base_url: String,
     /// The bootstrap admin token the daemon wrote to its data dir.
@@ -59,33 +64,7 @@ impl Daemon {
     /// then every such daemon takes the same fixed admin token, [`SHARED_ADMIN_TOKEN`].
     pub fn start_on(binary: &Path, database_url: Option<&str>) -> Result<Daemon> {
         let dir = make_temp_dir()?;
-        let log = fs::File::create(dir.join("daemon.log"));
-        let mut command = Command::new(binary);
-        command
-            .arg("serve")
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(&dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped());
-        // Only the flags above configure it: no admin token, database or address from
-        // the caller's environment.
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("REGISTRY_") {
-                command.env_remove(name);
-            }
-        }
-        if let Some(url) = database_url {
-            command
-                .args(["--database-url", url])
-                .env("REGISTRY_ADMIN_TOKEN", SHARED_ADMIN_TOKEN);
-        }
-        let spawned = log.context("creating the daemon log").and_then(|log| {
-            command
-                .stderr(log)
-                .spawn()
-                .with_context(|| format!("starting {}", binary.display()))
-        });
-        let child = match spawned {
+        let child = match spawn(binary, &dir, database_url, 1) {
             Ok(child) => child,
             Err(e) => {
                 let _ = fs::remove_dir_all(&dir);
@@ -96,22 +75,51 @@ impl Daemon {
         let mut daemon = Daemon {
             child,
             dir,
+            binary: binary.to_path_buf(),
+            database_url: database_url.map(str::to_string),
+            starts: 1,
             base_url: String::new(),
             token: String::new(),
         };
-        daemon.base_url = daemon
+        daemon.await_address()?;
+        Ok(daemon)
+    }
+
+    /// Kills the daemon (SIGKILL: nothing is flushed on the way out, the store must be
+    /// durable as it is) and starts a new one on the same data dir. Returns when the new
+    /// one has printed its address, with the instant just before it was spawned; its new
+    /// base URL and token are in `base_url` and `token`.
+    pub fn restart(&mut self) -> Result<Instant> {
+        let _ = self.child.kill();
+        self.child.wait().context("waiting for the killed daemon")?;
+        self.starts += 1;
+        let spawned_at = Instant::now();
+        // A failed spawn leaves the dead child in place: Drop still removes the dir.
+        self.child = spawn(
+            &self.binary,
+            &self.dir,
+            self.database_url.as_deref(),
+            self.starts,
+        )?;
+        self.await_address()?;
+        Ok(spawned_at)
+    }
+
+    /// Waits for the address line, then reads the admin token.
+    fn await_address(&mut self) -> Result<()> {
+        self.base_url = self
             .read_address()
-            .with_context(|| format!("daemon did not start{}", daemon.log_tail()))?;
-        daemon.token = if database_url.is_some() {
+            .with_context(|| format!("daemon did not start{}", self.log_tail()))?;
+        self.token = if self.database_url.is_some() {
             SHARED_ADMIN_TOKEN.to_string()
         } else {
-            let token_file = daemon.dir.join("admin.token");
+            let token_file = self.dir.join("admin.token");
             fs::read_to_string(&token_file)
                 .with_context(|| format!("reading {}", token_file.display()))?
                 .trim()
                 .to_string()
         };
-        Ok(daemon)
+        Ok(())
     }
 
     pub fn pid(&self) -> u32 {
@@ -152,7 +160,7 @@ impl Daemon {
 
     /// The end of the daemon's log, as a suffix for error messages.
     fn log_tail(&self) -> String {
-        let text = fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default();
+        let text = fs::read_to_string(self.dir.join(log_name(self.starts))).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         if lines.is_empty() {
             return String::new();
@@ -170,14 +178,73 @@ impl Drop for Daemon {
     }
 }
 
-/// A new, empty directory under the system's temp dir.
-fn make_temp_dir() -> Result<PathBuf> {
+/// The log of the `start`-th daemon in a data dir: `daemon.log`, then `daemon-2.log`, ...
+fn log_name(start: u32) -> String {
+    match start {
+        1 => "daemon.log".to_string(),
+        n => format!("daemon-{n}.log"),
+    }
+}
+
+/// Spawns `binary serve` on 127.0.0.1:0 in `dir`, its stderr to that dir's log.
+fn spawn(binary: &Path, dir: &Path, database_url: Option<&str>, start: u32) -> Result<Child> {
+    let log = fs::File::create(dir.join(log_name(start))).context("creating the daemon log")?;
+    let mut command = Command::new(binary);
+    command
+        .arg("serve")
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log);
+    // Only the flags above configure it: no admin token, database or address from
+    // the caller's environment.
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("REGISTRY_") {
+            command.env_remove(name);
+        }
+    }
+    if let Some(url) = database_url {
+        command
+            .args(["--database-url", url])
+            .env("REGISTRY_ADMIN_TOKEN", SHARED_ADMIN_TOKEN);
+    }
+    command
+        .spawn()
+        .with_context(|| format!("starting {}", binary.display()))
+}
+
+/// A new, empty directory under the system's temp dir, named `registry-bench-…`.
+pub fn make_temp_dir() -> Result<PathBuf> {
+    static MADE: AtomicU32 = AtomicU32::new(0);
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
-    let dir =
-        std::env::temp_dir().join(format!("registry-bench-{}-{nanos:09}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!(
+        "registry-bench-{}-{}-{nanos:09}",
+        std::process::id(),
+        MADE.fetch_add(1, Ordering::Relaxed)
+    ));
     fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
     Ok(dir)
+}
+
+/// A temporary directory, removed with everything in it when dropped.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new() -> Result<TempDir> {
+        make_temp_dir().map(TempDir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
 }

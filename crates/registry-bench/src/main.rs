@@ -1,9 +1,23 @@
 //! `registry-bench`: benchmarks of the Registry Svc daemon. A tool to run by hand, not a
-//! test: it prints numbers and passes no judgement.
+//! test: it prints numbers (and the targets beside them) and fails only when a run breaks.
 //!
-//! Four benchmarks: `health` (the daemon's own health checking), `watch` (propagation of
-//! a change to blocking watchers), `pick` (choosing an instance in the client) and `http`
-//! (discovery reads and registrations under wrk, beside a bare axum server).
+//! Four benchmarks: `compare` (every headline figure in one run, beside bare axum and
+//! etcd), `health` (the daemon's own health checking), `watch` (propagation of a change
+//! to blocking watchers) and `pick` (choosing an instance in the client). Each prints one
+//! table and the exact command that reproduces it.
+//!
+//! `registry-bench compare` starts the daemon itself, registers `--instances` (100,000)
+//! instances and reads its RSS, kills it and times a new daemon on the same data to
+//! serving them all, then drives a discovery read and registrations with wrk (`-t2 -c64`
+//! keep-alive, `--seconds` each) beside a bare axum server answering the same bytes; when
+//! `etcd` is on PATH (Debian: `etcd-server`) it loads the same instances into a
+//! throwaway etcd and drives it the same way; last, it times propagation from a
+//! registration's 201 to 1,000 blocking watchers (`--skip-watch` leaves it out). Needs
+//! `wrk` on PATH (Debian: `wrk`).
+//!
+//! ```text
+//! cargo build --release -p registry-bench -p registry-svc && target/release/registry-bench compare --seconds 10
+//! ```
 //!
 //! `registry-bench health` measures what the daemon's own health checking costs. It
 //! starts `registry-svc serve` on 127.0.0.1 in a throwaway data dir, opens `--listeners`
@@ -16,10 +30,17 @@
 //! cargo build --release && target/release/registry-bench health --instances 10000 --interval 10s --duration 60s
 //! ```
 //!
-//! Linux only (it reads `/proc`). Everything stays on 127.0.0.1, every wait has a
-//! deadline, and the daemon is killed and its data dir removed however the run ends.
+//! `registry-bench watch --watchers 1000 --changes 100` runs `compare`'s propagation
+//! workload alone (see `watch.rs` for what it measures); `registry-bench pick` times the
+//! client's balancers.
+//!
+//! Linux only (it reads `/proc`). Everything stays on 127.0.0.1 on ports the system
+//! picks, every wait has a deadline, and the daemons, etcd and their data dirs are
+//! removed however the run ends.
 
+mod compare;
 mod daemon;
+mod etcd;
 mod http;
 mod pick;
 mod procfs;
@@ -66,8 +87,10 @@ enum Bench {
     Watch(watch::WatchArgs),
     /// Cost of choosing an instance in the client (`Discovery::pick`), per balancer.
     Pick(pick::PickArgs),
-    /// Discovery reads and durable registrations under wrk, beside a bare axum server.
-    Http(http::HttpArgs),
+    /// Every headline figure in one run (read, registration, memory, start-up,
+    /// propagation), beside a bare axum server and etcd on the same data.
+    #[command(alias = "http")]
+    Compare(compare::CompareArgs),
 }
 
 #[derive(Args, Clone)]
@@ -116,10 +139,11 @@ async fn main() -> ExitCode {
                 Bench::Health(args) => health(args).await,
                 Bench::Watch(args) => watch::run(args).await,
                 Bench::Pick(args) => pick::run(args).await,
-                Bench::Http(args) => http::run(args).await,
+                Bench::Compare(args) => compare::run(args).await,
             }
         } => result,
         _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+        _ = terminated() => Err(anyhow::anyhow!("terminated")),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -127,6 +151,17 @@ async fn main() -> ExitCode {
             eprintln!("registry-bench: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Resolves on SIGTERM, so that `kill` too ends the run through the cleanup of every
+/// daemon and etcd (their `Drop`); never, when the handler cannot be installed.
+async fn terminated() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut signal) => {
+            signal.recv().await;
+        }
+        Err(_) => std::future::pending().await,
     }
 }
 

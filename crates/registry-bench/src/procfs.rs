@@ -79,3 +79,21 @@ pub fn open_files_limit() -> Result<u64> {
         None => bail!("cannot read the open files limit from {line:?}"),
     }
 }
+
+/// TCP segments this machine has retransmitted since boot (`RetransSegs` of
+/// `/proc/net/snmp`); on loopback, each one is a packet dropped and resent after at
+/// least 200 ms.
+pub fn tcp_retransmits() -> Result<u64> {
+    let text = fs::read_to_string("/proc/net/snmp").context("reading /proc/net/snmp")?;
+    let mut tcp = text.lines().filter(|l| l.starts_with("Tcp:"));
+    let (names, values) = (tcp.next(), tcp.next());
+    let (Some(names), Some(values)) = (names, values) else {
+        bail!("/proc/net/snmp has no Tcp lines");
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(name, _)| *name == "RetransSegs")
+        .and_then(|(_, value)| value.parse().ok())
+        .context("/proc/net/snmp has no RetransSegs")
+}

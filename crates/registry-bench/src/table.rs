@@ -15,3 +15,76 @@ pub fn render(title: &str, rows: &[(&str, String)], command: &str) -> String {
     out += &format!("reproduce with:\n{command}\n");
     out
 }
+
+/// `title`, a grid of `header` and `rows` (columns aligned, the first to the left, the
+/// others to the right), the `notes` as in [`render`], then the reproducing command.
+pub fn render_grid(
+    title: &str,
+    header: &[&str],
+    rows: &[Vec<String>],
+    notes: &[(&str, String)],
+    command: &str,
+) -> String {
+    let columns = header.len();
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate().take(columns) {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut out = String::from(" ");
+        for (i, cell) in cells.iter().enumerate() {
+            let pad = " ".repeat(widths[i] - cell.chars().count());
+            out += " ";
+            if i == 0 {
+                out += &format!("{cell}{pad}");
+            } else {
+                out += &format!("| {pad}{cell}");
+            }
+            out += " ";
+        }
+        out.trim_end().to_string() + "\n"
+    };
+    let mut out = format!("{title}\n");
+    out += &line(header.to_vec());
+    let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
+    out += &format!("  {}\n", rule.join("--+-"));
+    for row in rows {
+        let mut cells: Vec<&str> = row.iter().map(String::as_str).collect();
+        cells.resize(columns, "");
+        out += &line(cells);
+    }
+    let width = notes
+        .iter()
+        .map(|(name, _)| name.chars().count())
+        .max()
+        .unwrap_or(0);
+    for (name, value) in notes {
+        let pad = width - name.chars().count();
+        out += &format!("  {name}{}  {value}\n", " ".repeat(pad));
+    }
+    out += &format!("reproduce with:\n{command}\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_grid_aligns_its_columns() {
+        let out = render_grid(
+            "t",
+            &["name", "value"],
+            &[
+                vec!["a".into(), "1 req/s".into()],
+                vec!["longer".into(), "22".into()],
+            ],
+            &[("note", "n".into())],
+            "cmd",
+        );
+        let expected = "t\n  name    |   value\n  --------+--------\n  a       | 1 req/s\n  longer  |      22\n  note  n\nreproduce with:\ncmd\n";
+        assert_eq!(out, expected);
+    }
+}

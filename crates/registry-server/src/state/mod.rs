@@ -107,8 +107,17 @@ impl IdSet for UrlIds {
     }
 }
 
-fn index<K: Eq + Hash, S: IdSet>(index: &mut HashMap<K, S>, key: K, id: &Arc<str>) {
-    index.entry(key).or_default().add(id.clone());
+fn index<K: Eq + Hash + Borrow<Q>, Q: Eq + Hash + ?Sized, S: IdSet>(
+    index: &mut HashMap<K, S>,
+    key: &Q,
+    owned_key: impl FnOnce(&Q) -> K,
+    id: &Arc<str>,
+) {
+    // Looked up first, so that adding to an existing slug allocates nothing.
+    match index.get_mut(key) {
+        Some(ids) => ids.add(id.clone()),
+        None => index.entry(owned_key(key)).or_default().add(id.clone()),
+    }
 }
 
 fn unindex<K: Eq + Hash + Borrow<Q>, Q: Hash + Eq + ?Sized, S: IdSet>(
@@ -268,11 +277,12 @@ impl Tables {
     fn index_instance(&mut self, id: &Arc<str>, instance: &Instance) {
         index(
             &mut self.instances_by_slug,
-            instance.slug.as_str().into(),
+            instance.slug.as_str(),
+            |slug: &str| Box::from(slug),
             id,
         );
         let url = self.url_hasher.hash_one(&instance.url);
-        index(&mut self.instances_by_url, url, id);
+        index(&mut self.instances_by_url, &url, |url| *url, id);
     }
 
     fn put(&mut self, record: Record) {

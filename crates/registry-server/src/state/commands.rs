@@ -66,8 +66,15 @@ impl<'a> Overlay<'a> {
     }
 
     fn push(&mut self, mutation: Mutation) {
+        self.assume(&mutation);
+        self.mutations.push(mutation);
+    }
+
+    /// Plans from here on as if `mutation` were applied (a batch still committing),
+    /// without making it part of this plan.
+    pub(super) fn assume(&mut self, mutation: &Mutation) {
         let key = (mutation.kind(), mutation.key().to_string());
-        let value = match &mutation {
+        let value = match mutation {
             Mutation::Put(record) => {
                 if let Record::Instance(i) = record {
                     self.pending_urls
@@ -80,7 +87,6 @@ impl<'a> Overlay<'a> {
             Mutation::Delete { .. } => None,
         };
         self.pending.insert(key, value);
-        self.mutations.push(mutation);
     }
 
     /// Whether an object of `kind` with `key` exists, pending changes included.

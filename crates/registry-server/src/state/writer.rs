@@ -6,14 +6,20 @@
 //! then answers each request. Under load, many requests share one fsync; idle, a lone
 //! request commits at once.
 //!
+//! Commits overlap with applying: the moment a batch is durable, the requests that
+//! queued meanwhile are planned against the tables *plus* that batch and sent to the
+//! store, and only then is the durable batch applied and answered, while the next one
+//! commits. Nothing is applied or answered before its own commit.
+//!
 //! When other daemons share the store, the writer is also the only one to apply their
-//! changes: on each notice from the store it reads the change log after the tables'
-//! revision and applies it, and before applying its own commit it applies whatever the
-//! log holds before it. So the tables always follow the log's order.
+//! changes: on each notice from the store, when no commit of its own is in flight, it
+//! reads the change log after the tables' revision and applies it, and before applying
+//! its own commit it applies whatever the log holds before it. So the tables always
+//! follow the log's order.
 
 use super::commands::{Command, Overlay};
 use super::{Committed, State};
-use crate::store::{Notice, Store, StoreError};
+use crate::store::{Change, Mutation, Notice, Store, StoreError};
 use crate::Error;
 use std::sync::Arc;
 use std::time::Duration;
@@ -77,9 +83,13 @@ async fn run(
     let mut interruptions = 0;
     // Anything committed by others between loading and listening.
     let mut behind = true;
-    let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut open = true;
+    // The batch in the store, and the requests that queued up meanwhile.
+    let mut in_flight: Option<InFlight> = None;
+    let mut waiting: Vec<(Command, Reply)> = Vec::new();
     loop {
-        if behind {
+        let idle = in_flight.is_none();
+        if behind && idle {
             behind = match catch_up(store.as_ref(), &state, None).await {
                 Ok(()) => false,
                 Err(e) => {
@@ -88,20 +98,48 @@ async fn run(
                 }
             };
         }
+        if idle && !waiting.is_empty() {
+            let (commands, replies) = waiting.drain(..).unzip();
+            in_flight = start(&store, &state, commands, replies, None);
+            continue;
+        }
+        if !open && idle {
+            return;
+        }
+        let room = MAX_BATCH - waiting.len();
         tokio::select! {
-            received = receiver.recv_many(&mut batch, MAX_BATCH) => {
+            received = receiver.recv_many(&mut waiting, room), if open && room > 0 => {
                 if received == 0 {
-                    return;
+                    open = false;
                 }
-                behind |= !commit_batch(store.as_ref(), &state, batch.drain(..)).await;
             }
-            notice = next_notice(&mut others) => {
+            done = async { (&mut in_flight.as_mut().expect("guarded").commit).await }, if !idle => {
+                let done_batch = in_flight.take().expect("guarded").batch;
+                let done = done.unwrap_or_else(|e| {
+                    Err(StoreError::Unavailable(format!("store task failed: {e}")))
+                });
+                match done {
+                    Ok(revisions) => {
+                        // What queued meanwhile goes to the store, planned on this batch,
+                        // before this one is applied and answered.
+                        if !waiting.is_empty() {
+                            let (commands, replies) = waiting.drain(..).unzip();
+                            in_flight = start(&store, &state, commands, replies, Some(&done_batch));
+                        }
+                        done_batch.apply_and_answer(&state, &revisions);
+                    }
+                    Err(error) => {
+                        behind |= !recommit(store.as_ref(), &state, done_batch, error).await;
+                    }
+                }
+            }
+            notice = next_notice(&mut others), if idle => {
                 if let Some(notice) = notice {
                     behind |= notice.interruptions != interruptions || notice.revision > state.read().revision();
                     interruptions = notice.interruptions;
                 }
             }
-            _ = tokio::time::sleep(RETRY_CATCH_UP), if behind => {}
+            _ = tokio::time::sleep(RETRY_CATCH_UP), if behind && idle => {}
         }
     }
 }
@@ -160,32 +198,108 @@ async fn catch_up(store: &dyn Store, state: &State, until: Option<u64>) -> Resul
 /// Per job: the key it touched and its last mutation (if any), or why it is refused.
 type Outcome = Result<(String, Option<usize>), Error>;
 
-/// What planning a batch against the tables gave.
-struct Plan {
-    mutations: Vec<crate::store::Mutation>,
+/// A batch of requests, planned: what it would change, and what each request is told.
+struct Planned {
+    commands: Vec<Command>,
+    replies: Vec<Reply>,
+    mutations: Vec<Mutation>,
+    changes: Vec<Change>,
     outcomes: Vec<Outcome>,
-    /// Revision of the tables it was planned against.
+    /// The store revision it counts on: the tables', plus the batch before it.
     planned_on: u64,
 }
 
-fn plan(state: &State, commands: &[Command]) -> Plan {
-    let tables = state.read();
-    let mut overlay = Overlay::new(&tables);
-    let outcomes = commands
-        .iter()
-        .map(|command| {
-            let before = overlay.mutations.len();
-            overlay.plan(command.clone()).map(|key| {
-                let made = overlay.mutations.len();
-                (key, (made > before).then(|| made - 1))
+/// A planned batch whose commit is under way.
+struct InFlight {
+    batch: Planned,
+    commit: JoinHandle<Result<Vec<u64>, StoreError>>,
+}
+
+impl Planned {
+    /// Plans `commands` against the tables, plus `before` (the batch being committed)
+    /// as if it were already applied.
+    fn new(
+        state: &State,
+        commands: Vec<Command>,
+        replies: Vec<Reply>,
+        before: Option<&Planned>,
+    ) -> Planned {
+        let tables = state.read();
+        let mut overlay = Overlay::new(&tables);
+        let planned_on = match before {
+            Some(before) => {
+                for mutation in &before.mutations {
+                    overlay.assume(mutation);
+                }
+                before.planned_on + before.mutations.len() as u64
+            }
+            None => tables.revision(),
+        };
+        let outcomes = commands
+            .iter()
+            .map(|command| {
+                let before = overlay.mutations.len();
+                overlay.plan(command.clone()).map(|key| {
+                    let made = overlay.mutations.len();
+                    (key, (made > before).then(|| made - 1))
+                })
             })
-        })
-        .collect();
-    Plan {
-        mutations: overlay.mutations,
-        outcomes,
-        planned_on: tables.revision(),
+            .collect();
+        let mutations = overlay.mutations;
+        Planned {
+            changes: mutations.iter().map(Mutation::encode).collect(),
+            commands,
+            replies,
+            mutations,
+            outcomes,
+            planned_on,
+        }
     }
+
+    /// Applies the committed batch to the tables, then answers its requests.
+    fn apply_and_answer(self, state: &State, revisions: &[u64]) {
+        let batch = self
+            .mutations
+            .into_iter()
+            .zip(self.changes)
+            .zip(revisions)
+            .map(|((mutation, change), revision)| {
+                let committed = Committed {
+                    revision: *revision,
+                    kind: change.kind,
+                    key: change.key,
+                    body: change.body,
+                };
+                (mutation, committed)
+            })
+            .collect();
+        state.apply_committed(batch);
+        answer(self.replies, self.outcomes, self.planned_on, revisions);
+    }
+}
+
+/// Plans a batch on the tables (plus `before`, just committed but not yet applied) and
+/// sends it to the store. Returns the commit under way, if any.
+fn start(
+    store: &Arc<dyn Store>,
+    state: &State,
+    commands: Vec<Command>,
+    replies: Vec<Reply>,
+    before: Option<&Planned>,
+) -> Option<InFlight> {
+    send(store, Planned::new(state, commands, replies, before))
+}
+
+/// Sends a planned batch to the store. The batch it was planned on, if any, is already
+/// committed, so a batch that changes nothing can be answered at once.
+fn send(store: &Arc<dyn Store>, batch: Planned) -> Option<InFlight> {
+    if batch.mutations.is_empty() {
+        answer(batch.replies, batch.outcomes, batch.planned_on, &[]);
+        return None;
+    }
+    let (store, changes, planned_on) = (store.clone(), batch.changes.clone(), batch.planned_on);
+    let commit = tokio::spawn(async move { store.commit(changes, Some(planned_on)).await });
+    Some(InFlight { batch, commit })
 }
 
 fn answer(replies: Vec<Reply>, outcomes: Vec<Outcome>, planned_on: u64, revisions: &[u64]) {
@@ -197,53 +311,23 @@ fn answer(replies: Vec<Reply>, outcomes: Vec<Outcome>, planned_on: u64, revision
     }
 }
 
-/// Commits one batch and answers its requests. Returns `false` when the tables are left
-/// behind the store (another daemon's changes could not be read), so the caller catches
-/// up before anything else.
+/// After a pipelined commit failed with `error`: when another daemon's commit got in
+/// first, applies it and commits the batch again, planned anew, one step at a time;
+/// otherwise refuses the batch. Returns `false` when the tables are left behind the
+/// store (another daemon's changes could not be read), so the caller catches up first.
 ///
-/// A batch is planned against the tables and committed only if the store is still at
-/// the tables' revision; when another daemon committed in between, the writer applies
-/// that change and plans the batch again, so no write is based on what another daemon
-/// already changed.
-async fn commit_batch(
-    store: &dyn Store,
-    state: &State,
-    jobs: impl Iterator<Item = (Command, Reply)>,
-) -> bool {
-    let (commands, replies): (Vec<Command>, Vec<Reply>) = jobs.unzip();
+/// A batch is committed only if the store is still at the revision it was planned on,
+/// so no write is based on what another daemon already changed.
+async fn recommit(store: &dyn Store, state: &State, failed: Planned, error: StoreError) -> bool {
+    let Planned {
+        commands, replies, ..
+    } = failed;
+    let mut error = error;
     let mut attempts = 0;
+    let mut replies = replies;
     loop {
-        let Plan {
-            mutations,
-            outcomes,
-            planned_on,
-        } = plan(state, &commands);
-        if mutations.is_empty() {
-            answer(replies, outcomes, planned_on, &[]);
-            return true;
-        }
-        let changes: Vec<_> = mutations.iter().map(|m| m.encode()).collect();
-        match store.commit(changes.clone(), Some(planned_on)).await {
-            Ok(revisions) => {
-                let batch = mutations
-                    .into_iter()
-                    .zip(changes)
-                    .zip(&revisions)
-                    .map(|((mutation, change), revision)| {
-                        let committed = Committed {
-                            revision: *revision,
-                            kind: change.kind,
-                            key: change.key,
-                            body: change.body,
-                        };
-                        (mutation, committed)
-                    })
-                    .collect();
-                state.apply_committed(batch);
-                answer(replies, outcomes, planned_on, &revisions);
-                return true;
-            }
-            Err(StoreError::Stale { latest }) if attempts < MAX_REPLANS => {
+        match error {
+            StoreError::Stale { latest } if attempts < MAX_REPLANS => {
                 attempts += 1;
                 if let Err(e) = catch_up(store, state, Some(latest)).await {
                     tracing::warn!(error = %e, "cannot read the changes of other daemons");
@@ -251,10 +335,28 @@ async fn commit_batch(
                     return false;
                 }
             }
-            Err(e) => {
+            e => {
                 tracing::error!(error = %e, "commit failed; {} writes refused", replies.len());
                 refuse(replies, &e);
                 return true;
+            }
+        }
+        let batch = Planned::new(state, commands.clone(), replies, None);
+        if batch.mutations.is_empty() {
+            answer(batch.replies, batch.outcomes, batch.planned_on, &[]);
+            return true;
+        }
+        match store
+            .commit(batch.changes.clone(), Some(batch.planned_on))
+            .await
+        {
+            Ok(revisions) => {
+                batch.apply_and_answer(state, &revisions);
+                return true;
+            }
+            Err(e) => {
+                error = e;
+                replies = batch.replies;
             }
         }
     }

@@ -12,8 +12,9 @@
 //! keep-alive, `--seconds` each) beside a bare axum server answering the same bytes; when
 //! `etcd` is on PATH (Debian: `etcd-server`) it loads the same instances into a
 //! throwaway etcd and drives it the same way; last, it times propagation from a
-//! registration's 201 to 1,000 blocking watchers (`--skip-watch` leaves it out). Needs
-//! `wrk` on PATH (Debian: `wrk`).
+//! registration's 201 to 1,000 blocking watchers (`--skip-watch` leaves it out), then to
+//! 1,000 subscribers of the Server-Sent Events stream (`--skip-sse`). Needs `wrk` on PATH
+//! (Debian: `wrk`).
 //!
 //! ```text
 //! cargo build --release -p registry-bench -p registry-svc && target/release/registry-bench compare --seconds 10
@@ -31,8 +32,8 @@
 //! ```
 //!
 //! `registry-bench watch --watchers 1000 --changes 100` runs `compare`'s propagation
-//! workload alone (see `watch.rs` for what it measures); `registry-bench pick` times the
-//! client's balancers.
+//! workload alone, and `registry-bench watch --sse` its SSE one (see `watch.rs` for what
+//! they measure); `registry-bench pick` times the client's balancers.
 //!
 //! Linux only (it reads `/proc`). Everything stays on 127.0.0.1 on ports the system
 //! picks, every wait has a deadline, and the daemons, etcd and their data dirs are
@@ -44,6 +45,7 @@ mod etcd;
 mod http;
 mod pick;
 mod procfs;
+mod sse;
 mod table;
 mod watch;
 
@@ -83,7 +85,8 @@ struct Cli {
 enum Bench {
     /// Cost of the daemon checking many instances: CPU, checks per second, memory.
     Health(HealthArgs),
-    /// Propagation of a registration to many blocking watchers: latency percentiles.
+    /// Propagation of a registration to many blocking watchers (`--sse`: event-stream
+    /// subscribers): latency percentiles.
     Watch(watch::WatchArgs),
     /// Cost of choosing an instance in the client (`Discovery::pick`), per balancer.
     Pick(pick::PickArgs),

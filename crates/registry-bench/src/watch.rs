@@ -1,4 +1,5 @@
-//! `registry-bench watch`: how fast a registration reaches blocking watchers.
+//! `registry-bench watch`: how fast a registration reaches blocking watchers, or, with
+//! `--sse`, subscribers of the Server-Sent Events stream.
 //!
 //! What is measured: for each timed change, from the moment the registering client has
 //! read its `201 Created` to the moment each watcher has received, in full, the first
@@ -15,13 +16,33 @@
 //! first answer before anything is timed (all at once, the daemon's accept queue
 //! overflows and the retried SYNs land, a second later, in the timed changes).
 //!
+//! With `--sse` (and `compare`'s "SSE subscriber" row), the same daemon, slug and
+//! changes, but each of the `--watchers` connections is a subscriber holding one event
+//! stream, `GET /registry-svc/events?kind=instance` (no `since`: from the revision it
+//! connects at), and never sends another request. What is measured: from the moment the
+//! registering client has read its `201 Created` to the moment each subscriber has read
+//! the whole `change` event (`op` `put`) of the new instance: a read of the socket
+//! returned the event's end, its blank line (one small chunk of the chunked body, about
+//! 400 B). Told before the 201 is read: 0. The deregistration after each change is not
+//! timed, and the next change waits until every subscriber has read its `delete` event.
+//! The subscribers connect as gradually as the watchers; each counts as connected once
+//! its stream has answered 200 (the daemon subscribes it to the live changes before
+//! answering), and then, not timed, the 10th standing instance is registered as a
+//! warm-up and every subscriber must have read its event before anything is timed. The
+//! event stream is not parsed: the bytes are de-chunked, cut at blank lines and searched
+//! (`sse.rs`). The stream sends nothing on connecting and, when idle, a `:` comment every
+//! 15 s; neither is waited for.
+//!
 //! The watchers are kept cheap, so that the bench, which shares the machine with the
 //! daemon, measures the daemon rather than itself: they run on a single-threaded runtime
 //! of their own, each is one keep-alive HTTP/1.1 connection written and read by hand,
 //! and an answer is not parsed, only searched for the tag of the instance the driver is
 //! waiting for (every instance of the slug carries its own). The table shows the CPU
 //! time each side spent per change, and the TCP retransmissions meanwhile (each one is a
-//! loopback packet dropped and sent again 200 ms or more later).
+//! loopback packet dropped and sent again 200 ms or more later). With `--sse` the bench's
+//! share is not small: reading 1,000 sockets costs it about as much (mostly the
+//! kernel's loopback receive path) as writing them costs the daemon, and both share the
+//! machine's cores, so the last subscribers' figures include the bench's own turn.
 
 use crate::daemon::Daemon;
 use crate::table;
@@ -47,13 +68,27 @@ const SETTLE: Duration = Duration::from_millis(20);
 /// Longest a change may take to reach every watcher before the run fails.
 const DEADLINE: Duration = Duration::from_secs(30);
 /// No change is timed yet.
-const NO_CHANGE: u64 = u64::MAX;
+pub(crate) const NO_CHANGE: u64 = u64::MAX;
+
+/// How the watchers follow the slug.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Blocking queries, `GET /registry-svc/instances?slug=…&index=N&wait=60s`.
+    Blocking,
+    /// Server-Sent Events streams, `GET /registry-svc/events?kind=instance`.
+    Sse,
+}
 
 #[derive(Args, Clone)]
 pub struct WatchArgs {
-    /// Concurrent blocking watchers of one slug.
+    /// Concurrent blocking watchers of one slug (with `--sse`: event-stream subscribers).
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub watchers: u64,
+    /// Follow the changes on the Server-Sent Events stream
+    /// (`GET /registry-svc/events?kind=instance`, one stream per subscriber) instead of
+    /// blocking queries.
+    #[arg(long)]
+    pub sse: bool,
     /// Registrations to time, one after another.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub changes: u64,
@@ -77,7 +112,8 @@ pub struct WatchFigures {
     /// 201 → the last watcher of each change.
     pub last_p50: Duration,
     pub last_p99: Duration,
-    /// Size of a watcher's answer that held a timed change.
+    /// Size of a watcher's answer (with `Mode::Sse`: of the event, without its blank
+    /// line) that held a timed change.
     pub answer_bytes: usize,
     /// Connections the watchers had to open again after one failed or closed.
     pub reconnects: u64,
@@ -95,8 +131,10 @@ pub fn ms(d: Duration) -> String {
 
 pub async fn run(args: WatchArgs) -> Result<()> {
     let binary = crate::daemon::locate(args.daemon.as_deref())?;
+    let mode = if args.sse { Mode::Sse } else { Mode::Blocking };
     let figures = measure(
         &binary,
+        mode,
         args.watchers,
         args.changes,
         args.database_url.as_deref(),
@@ -106,27 +144,43 @@ pub async fn run(args: WatchArgs) -> Result<()> {
         Some(_) => "2 on PostgreSQL: register on one, watch the other",
         None => "1 (SQLite)",
     };
-    let rows = vec![
-        ("nodes", nodes.to_string()),
-        ("watchers", figures.watchers.to_string()),
-        ("changes timed", figures.changes.to_string()),
-        (
-            "watched slug",
+    let (who, slug) = match mode {
+        Mode::Blocking => (
+            "watcher",
             format!(
                 "{STANDING}-{} instances, {} B answers",
                 STANDING + 1,
                 figures.answer_bytes
             ),
         ),
-        ("201 → watcher, p50", ms(figures.p50)),
-        ("201 → watcher, p99", ms(figures.p99)),
-        ("201 → watcher, max", ms(figures.max)),
-        ("201 → last watcher of a change, p50", ms(figures.last_p50)),
-        ("201 → last watcher of a change, p99", ms(figures.last_p99)),
-        ("watcher reconnects", figures.reconnects.to_string()),
-        ("TCP retransmits meanwhile", figures.retransmits.to_string()),
+        Mode::Sse => (
+            "SSE subscriber",
+            format!(
+                "{STANDING}-{} instances; events/instance stream, {} B events",
+                STANDING + 1,
+                figures.answer_bytes
+            ),
+        ),
+    };
+    let label = |what: &str| format!("201 → {who}, {what}");
+    let last = |what: &str| format!("201 → last {who} of a change, {what}");
+    let rows: Vec<(String, String)> = vec![
+        ("nodes".into(), nodes.to_string()),
+        (format!("{who}s"), figures.watchers.to_string()),
+        ("changes timed".into(), figures.changes.to_string()),
+        ("watched slug".into(), slug),
+        (label("p50"), ms(figures.p50)),
+        (label("p99"), ms(figures.p99)),
+        (label("max"), ms(figures.max)),
+        (last("p50"), ms(figures.last_p50)),
+        (last("p99"), ms(figures.last_p99)),
+        (format!("{who} reconnects"), figures.reconnects.to_string()),
         (
-            "CPU per change, daemon / bench",
+            "TCP retransmits meanwhile".into(),
+            figures.retransmits.to_string(),
+        ),
+        (
+            "CPU per change, daemon / bench".into(),
             format!(
                 "{} / {}",
                 ms(figures.daemon_cpu_per_change),
@@ -134,20 +188,25 @@ pub async fn run(args: WatchArgs) -> Result<()> {
             ),
         ),
     ];
+    let rows: Vec<(&str, String)> = rows.iter().map(|(n, v)| (n.as_str(), v.clone())).collect();
     let shared = match args.database_url {
         Some(_) => " --database-url postgres://USER@HOST/AN_EMPTY_DATABASE",
         None => "",
     };
+    let (title, flag) = match mode {
+        Mode::Blocking => ("registry-bench watch", ""),
+        Mode::Sse => ("registry-bench watch --sse", " --sse"),
+    };
     let command = format!(
-        "cargo build --release -p registry-bench -p registry-svc && target/release/registry-bench watch --watchers {} --changes {}{shared}",
+        "cargo build --release -p registry-bench -p registry-svc && target/release/registry-bench watch{flag} --watchers {} --changes {}{shared}",
         args.watchers, args.changes
     );
-    print!("{}", table::render("registry-bench watch", &rows, &command));
+    print!("{}", table::render(title, &rows, &command));
     Ok(())
 }
 
 /// The tag that marks timed change `change`, as it appears (quoted) in an answer.
-fn tag(change: u64) -> String {
+pub(crate) fn tag(change: u64) -> String {
     format!("bench-change-{change}")
 }
 
@@ -168,6 +227,7 @@ fn instance(url: String, tags: Vec<String>) -> RegisterInstanceRequest {
 /// workload on it and returns the figures; the daemons are gone when it returns.
 pub async fn measure(
     binary: &Path,
+    mode: Mode,
     watchers: u64,
     changes: u64,
     database_url: Option<&str>,
@@ -181,9 +241,13 @@ pub async fn measure(
     }
     let mut daemon = Daemon::start_on(binary, database_url)?;
     eprintln!(
-        "watch: daemon (pid {}) at {}, {watchers} watchers, {changes} changes",
+        "watch: daemon (pid {}) at {}, {watchers} {}, {changes} changes",
         daemon.pid(),
-        daemon.base_url
+        daemon.base_url,
+        match mode {
+            Mode::Blocking => "blocking watchers",
+            Mode::Sse => "SSE subscribers",
+        }
     );
     let watched = match database_url {
         Some(_) => Some(Daemon::start_on(binary, database_url)?),
@@ -203,9 +267,14 @@ pub async fn measure(
 
     // Every instance of the slug is numbered and tagged with its number: the standing
     // ones 0..STANDING, then one per timed change. The watched slug holds the newest
-    // STANDING of them between changes. (number, id), oldest first:
+    // STANDING of them between changes. (number, id), oldest first. With SSE, the last
+    // standing one is registered once the subscribers are connected, as their warm-up.
     let mut standing = VecDeque::new();
-    for n in 0..STANDING as u64 {
+    let before_watchers = match mode {
+        Mode::Blocking => STANDING as u64,
+        Mode::Sse => STANDING as u64 - 1,
+    };
+    for n in 0..before_watchers {
         let url = format!("http://127.0.0.1:1/watch/{n}");
         standing.push_back((
             n,
@@ -220,25 +289,42 @@ pub async fn measure(
     let expect = Arc::new(Expect {
         appear: AtomicU64::new(NO_CHANGE),
         gone: AtomicU64::new(NO_CHANGE),
+        gone_id: std::sync::Mutex::new((NO_CHANGE, String::new())),
     });
     // Watchers report (what, when its answer was in, answer size) once per expectation.
     let (seen_tx, mut seen_rx) = mpsc::unbounded_channel::<(Seen, Instant, usize)>();
     let connects = Arc::new(AtomicU64::new(0));
     let ready = Arc::new(AtomicU64::new(0));
-    let pool = WatcherPool::start(watchers, |i| {
-        watcher(
-            // Connecting all at once would overflow the daemon's accept queue; the SYNs
-            // retried a second or more later would then land in the timed changes.
-            Duration::from_micros(500 * i),
-            address.clone(),
-            daemon.token.clone(),
-            expect.clone(),
-            seen_tx.clone(),
-            (connects.clone(), ready.clone()),
-        )
-    })?;
+    // Connecting all at once would overflow the daemon's accept queue; the SYNs retried
+    // a second or more later would then land in the timed changes.
+    let delay = |i: u64| Duration::from_micros(500 * i);
+    let counters = (connects.clone(), ready.clone());
+    let (token, expected) = (&daemon.token, &expect);
+    let pool = match mode {
+        Mode::Blocking => WatcherPool::start(watchers, |i| {
+            watcher(
+                delay(i),
+                address.clone(),
+                token.clone(),
+                expected.clone(),
+                seen_tx.clone(),
+                counters.clone(),
+            )
+        })?,
+        Mode::Sse => WatcherPool::start(watchers, |i| {
+            crate::sse::subscriber(
+                delay(i),
+                address.clone(),
+                token.clone(),
+                expected.clone(),
+                seen_tx.clone(),
+                counters.clone(),
+            )
+        })?,
+    };
     drop(seen_tx);
-    // Every watcher connected, answered once, and (shortly after) parked again.
+    // Every watcher connected and answered once (and shortly after parked again); every
+    // subscriber connected and had its stream's 200.
     let started = Instant::now();
     while ready.load(Ordering::SeqCst) < watchers {
         if started.elapsed() > DEADLINE {
@@ -262,8 +348,6 @@ pub async fn measure(
             crate::procfs::cpu_ticks(std::process::id())?,
         ))
     };
-    let cpu_before = cpu()?;
-    let retransmits_before = crate::procfs::tcp_retransmits()?;
     // Waits until every watcher has reported `want`; returns when each one's answer was in.
     let mut collect = async |want: Seen| -> Result<Vec<(Instant, usize)>> {
         let mut got = Vec::with_capacity(watchers as usize);
@@ -285,6 +369,21 @@ pub async fn measure(
         }
         Ok(got)
     };
+    if mode == Mode::Sse {
+        // Warm-up, not timed: every subscriber has received an event on its stream.
+        let n = STANDING as u64 - 1;
+        expect.appear.store(n, Ordering::SeqCst);
+        let url = format!("http://127.0.0.1:1/watch/{n}");
+        standing.push_back((
+            n,
+            client
+                .register_instance(&instance(url, vec![tag(n)]))
+                .await?,
+        ));
+        collect(Seen::Appeared(n)).await?;
+    }
+    let cpu_before = cpu()?;
+    let retransmits_before = crate::procfs::tcp_retransmits()?;
     for n in STANDING as u64..STANDING as u64 + changes {
         tokio::time::sleep(SETTLE).await;
         // Timed: a registration, from its 201 to every watcher's answer holding it.
@@ -307,6 +406,7 @@ pub async fn measure(
         // the next change waits until all have seen it, so that the two never overlap.
         if let Some((old, id)) = standing.pop_front() {
             tokio::time::sleep(SETTLE).await;
+            *expect.gone_id.lock().expect("not poisoned") = (old, id.clone());
             expect.gone.store(old, Ordering::SeqCst);
             client.delete_instance(&id).await?;
             collect(Seen::Gone(old)).await?;
@@ -395,14 +495,17 @@ impl Drop for WatcherPool {
 }
 
 /// What the driver currently waits for; see `measure`.
-struct Expect {
-    appear: AtomicU64,
-    gone: AtomicU64,
+pub(crate) struct Expect {
+    pub appear: AtomicU64,
+    pub gone: AtomicU64,
+    /// The number and id of the instance `gone` names, set before `gone` (subscribers
+    /// look for its delete event, which carries only the id).
+    pub gone_id: std::sync::Mutex<(u64, String)>,
 }
 
 /// What a watcher reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Seen {
+pub(crate) enum Seen {
     /// An answer held the instance numbered so.
     Appeared(u64),
     /// An answer no longer held the instance numbered so.
@@ -611,7 +714,7 @@ impl Conn {
 }
 
 /// Where `needle` (a short ASCII delimiter) first occurs in `haystack`.
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+pub(crate) fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     let first = needle[0];
     let mut from = 0;
     while let Some(at) = haystack[from..].iter().position(|&b| b == first) {

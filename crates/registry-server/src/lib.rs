@@ -114,7 +114,7 @@ pub async fn start_with_store(
         config.database_url.is_some(),
         shutdown.clone(),
     ));
-    let app = api::AppState {
+    let app = api::AppState::new(api::Shared {
         state: state.clone(),
         writer: writer.clone(),
         store: store.clone(),
@@ -123,7 +123,7 @@ pub async fn start_with_store(
         trusted_slugs: config.trusted_slugs.clone().into(),
         instance_lists: Default::default(),
         shutdown: shutdown.clone(),
-    };
+    });
     let router = api::router(app);
     tracing::info!(%addr, node = %this_node.url, "serving");
 

@@ -264,6 +264,26 @@ impl RegistryClient {
         Ok(answer.instances)
     }
 
+    /// One page of `GET /registry-svc/instances` (an extension of this registry): at most
+    /// `limit` instances matching `filter` whose ids sort after `after`, in id order, and
+    /// the `after` of the next page when there are more.
+    pub async fn list_instances_page(
+        &self,
+        filter: &InstanceFilter,
+        limit: usize,
+        after: Option<&str>,
+    ) -> Result<(Vec<Instance>, Option<String>), Error> {
+        let mut query = url::form_urlencoded::Serializer::new(filter.to_query());
+        query.append_pair("limit", &limit.to_string());
+        if let Some(after) = after {
+            query.append_pair("after", after);
+        }
+        let path = format!("/instances?{}", query.finish());
+        let answer: ListInstancesResponse =
+            self.send_json(self.request(Method::GET, &path)).await?;
+        Ok((answer.instances, answer.next))
+    }
+
     /// `GET /registry-svc/instances`, also returning the `X-Registry-Index` of the answer: the
     /// revision of the latest instance change, to pass to [`list_instances_blocking`]
     /// (0 when the registry sent none).

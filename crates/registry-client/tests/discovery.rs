@@ -505,3 +505,46 @@ async fn unreachable_registry_is_reported_and_stop_ends_the_wait() {
         .unwrap();
     assert_eq!(result, Err(DiscoveryError::Stopped { slug: "svc".into() }));
 }
+
+#[tokio::test]
+async fn pages_through_a_long_list() {
+    let registry = Registry::start().await;
+    let mut registered = BTreeSet::new();
+    for port in 30_000..30_023 {
+        registered.insert(
+            registry
+                .register_with(RegisterInstanceRequest {
+                    url: format!("http://127.0.0.1:{port}"),
+                    slug: "paged".into(),
+                    health_check: Some(HealthCheck {
+                        check_type: Some(HealthCheckType::None),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                })
+                .await,
+        );
+    }
+    let filter = InstanceFilter {
+        slug: Some("paged".into()),
+        ..Default::default()
+    };
+    let (mut listed, mut after, mut pages) = (Vec::new(), None, 0);
+    loop {
+        let (page, next) = registry
+            .client
+            .list_instances_page(&filter, 10, after.as_deref())
+            .await
+            .unwrap();
+        pages += 1;
+        listed.extend(page.into_iter().map(|i| i.id));
+        match next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    assert!(listed.windows(2).all(|w| w[0] < w[1]), "in id order");
+    assert_eq!(listed.into_iter().collect::<BTreeSet<_>>(), registered);
+    registry.stop().await;
+}

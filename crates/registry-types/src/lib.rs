@@ -39,6 +39,10 @@ pub mod responses {
     pub struct ListDefinitionsResponse {
         #[serde(default)]
         pub definitions: Vec<Definition>,
+        /// Extension: present when a `limit` stopped the page short of the end; the
+        /// `after` of the next page.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub next: Option<String>,
     }
 
     #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -46,6 +50,10 @@ pub mod responses {
     pub struct ListInstancesResponse {
         #[serde(default)]
         pub instances: Vec<Instance>,
+        /// Extension: present when a `limit` stopped the page short of the end; the
+        /// `after` of the next page.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub next: Option<String>,
     }
 
     #[derive(Debug, Clone, Serialize, Deserialize, Default)]

@@ -222,7 +222,7 @@ async fn registry(
     let client = RegistryClient::new(daemon.base_url.clone(), Some(daemon.token.clone()))
         .with_http_client(http.clone());
     eprintln!("registry: registering {} instances ...", args.instances);
-    http::register_many(&client, args.instances).await?;
+    http::register_bulk(&client, args.instances).await?;
     tokio::time::sleep(SETTLE).await;
     daemon.check_alive()?;
     let loaded_rss_kib = procfs::rss_kib(daemon.pid())?;
@@ -571,31 +571,24 @@ fn report(
             format!("<= 2 s: {}", verdict(registry.startup <= STARTUP_TARGET)),
         ],
     ];
-    if let Some(w) = watch {
-        rows.push(vec![
-            format!(
-                "propagation 201 -> watcher p99, {} watchers",
-                thousands(w.watchers as f64)
-            ),
-            watch::ms(w.p99),
-            none(),
-            none(),
-            none(),
-            format!("<= 10 ms: {}", verdict(w.p99 <= PROPAGATION_TARGET)),
-        ]);
-    }
-    if let Some(w) = sse {
-        rows.push(vec![
-            format!(
-                "propagation 201 -> SSE subscriber p99, {} subscribers",
-                thousands(w.watchers as f64)
-            ),
-            watch::ms(w.p99),
-            none(),
-            none(),
-            none(),
-            format!("<= 10 ms: {}", verdict(w.p99 <= SSE_PROPAGATION_TARGET)),
-        ]);
+    let propagation = [
+        ("watcher", "watchers", watch, PROPAGATION_TARGET),
+        ("SSE subscriber", "subscribers", sse, SSE_PROPAGATION_TARGET),
+    ];
+    for (who, plural, figures, target) in propagation {
+        if let Some(w) = figures {
+            rows.push(vec![
+                format!(
+                    "propagation 201 -> {who} p99, {} {plural}",
+                    thousands(w.watchers as f64)
+                ),
+                watch::ms(w.p99),
+                none(),
+                none(),
+                none(),
+                format!("<= 10 ms: {}", verdict(w.p99 <= target)),
+            ]);
+        }
     }
     let mut notes = vec![
         (

@@ -143,27 +143,41 @@ pub fn bulk_slug(n: u64) -> String {
 
 /// Registers `count` instances (see [`bulk_url`], [`bulk_slug`]; no health check),
 /// [`LOAD_CONCURRENCY`] at a time, printing progress.
-pub async fn register_many(client: &RegistryClient, count: u64) -> Result<()> {
+pub async fn register_bulk(client: &RegistryClient, count: u64) -> Result<()> {
+    register_many(client, count, None, |n| RegisterInstanceRequest {
+        url: bulk_url(n),
+        slug: bulk_slug(n),
+        health_check: Some(HealthCheck {
+            check_type: Some(HealthCheckType::None),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+    .await
+}
+
+/// Registers `request(0)` to `request(count - 1)`, [`LOAD_CONCURRENCY`] at a time,
+/// printing progress; fails once `limit` (if any) has passed.
+pub async fn register_many(
+    client: &RegistryClient,
+    count: u64,
+    limit: Option<Duration>,
+    request: impl Fn(u64) -> RegisterInstanceRequest + Send + Sync + 'static,
+) -> Result<()> {
+    let request = Arc::new(request);
     let next = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicU64::new(0));
     let mut workers = JoinSet::new();
     for _ in 0..LOAD_CONCURRENCY.min(count) {
-        let (client, next, done) = (client.clone(), next.clone(), done.clone());
+        let (client, next, done, request) =
+            (client.clone(), next.clone(), done.clone(), request.clone());
         workers.spawn(async move {
             loop {
                 let n = next.fetch_add(1, Ordering::Relaxed);
                 if n >= count {
                     return Ok::<(), anyhow::Error>(());
                 }
-                let request = RegisterInstanceRequest {
-                    url: bulk_url(n),
-                    slug: bulk_slug(n),
-                    health_check: Some(HealthCheck {
-                        check_type: Some(HealthCheckType::None),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                };
+                let request = request(n);
                 client
                     .register_instance(&request)
                     .await
@@ -183,6 +197,9 @@ pub async fn register_many(client: &RegistryClient, count: u64) -> Result<()> {
             },
             _ = progress.tick() => {
                 eprintln!("  registered {}/{count}", done.load(Ordering::Relaxed));
+                if let Some(limit) = limit.filter(|limit| started.elapsed() > *limit) {
+                    bail!("registering took longer than {}s", limit.as_secs());
+                }
             }
         }
     }

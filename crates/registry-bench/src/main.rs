@@ -65,8 +65,6 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
-/// Registrations in flight at once.
-const REGISTER_CONCURRENCY: usize = 64;
 /// Limit on any one API request of the bench.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often progress is printed while waiting.
@@ -200,7 +198,7 @@ async fn health(args: HealthArgs) -> Result<()> {
 fn check_open_files(listeners: u64) -> Result<()> {
     let limit = procfs::open_files_limit()?;
     // Listeners, registrations, one accepted socket per daemon check in flight, slack.
-    let needed = listeners + REGISTER_CONCURRENCY as u64 + DAEMON_MAX_IN_FLIGHT + 256;
+    let needed = listeners + http::LOAD_CONCURRENCY + DAEMON_MAX_IN_FLIGHT + 256;
     if limit < needed {
         bail!("the open files limit is {limit}, below the {needed} needed; raise it (ulimit -n {needed})");
     }
@@ -245,72 +243,26 @@ async fn start_listeners(count: u64, accepts: Arc<AtomicU64>) -> Result<(Vec<u16
     Ok((ports, tasks))
 }
 
-/// Registers the instances, [`REGISTER_CONCURRENCY`] at a time.
+/// Registers the instances, spread over the listeners, each checked over TCP.
 async fn register_all(client: &RegistryClient, ports: &[u16], args: &HealthArgs) -> Result<()> {
     let total = args.instances;
-    let interval = format_duration(args.interval);
-    let next = Arc::new(AtomicU64::new(0));
-    let done = Arc::new(AtomicU64::new(0));
-    let ports: Arc<[u16]> = ports.into();
-    let mut workers = JoinSet::new();
-    for _ in 0..REGISTER_CONCURRENCY.min(total as usize) {
-        let (client, next, done, ports, interval) = (
-            client.clone(),
-            next.clone(),
-            done.clone(),
-            ports.clone(),
-            interval.clone(),
-        );
-        workers.spawn(async move {
-            loop {
-                let n = next.fetch_add(1, Ordering::Relaxed);
-                if n >= total {
-                    return Ok::<(), anyhow::Error>(());
-                }
-                let port = ports[(n % ports.len() as u64) as usize];
-                let request = RegisterInstanceRequest {
-                    url: format!("http://127.0.0.1:{port}/i/{n}"),
-                    slug: format!("bench-{}", n % 100),
-                    health_check: Some(HealthCheck {
-                        check_type: Some(HealthCheckType::Tcp),
-                        interval: Some(interval.clone()),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                };
-                client
-                    .register_instance(&request)
-                    .await
-                    .with_context(|| format!("registering {}", request.url))?;
-                done.fetch_add(1, Ordering::Relaxed);
-            }
-        });
-    }
+    let (ports, interval) = (ports.to_vec(), format_duration(args.interval));
     // Generous: 60 s plus 20 ms an instance (10,000 instances: 260 s).
     let limit = Duration::from_secs(60) + Duration::from_millis(20) * total as u32;
-    let started = Instant::now();
-    let mut progress = tokio::time::interval(PROGRESS_EVERY);
-    progress.tick().await;
-    loop {
-        tokio::select! {
-            joined = workers.join_next() => match joined {
-                None => break,
-                Some(result) => result.context("a registration task failed")??,
-            },
-            _ = progress.tick() => {
-                eprintln!("registered {}/{total}", done.load(Ordering::Relaxed));
-                if started.elapsed() > limit {
-                    bail!("registering took longer than {}s", limit.as_secs());
-                }
-            }
+    http::register_many(client, total, Some(limit), move |n| {
+        let port = ports[(n % ports.len() as u64) as usize];
+        RegisterInstanceRequest {
+            url: format!("http://127.0.0.1:{port}/i/{n}"),
+            slug: format!("bench-{}", n % 100),
+            health_check: Some(HealthCheck {
+                check_type: Some(HealthCheckType::Tcp),
+                interval: Some(interval.clone()),
+                ..Default::default()
+            }),
+            ..Default::default()
         }
-    }
-    let took = started.elapsed().as_secs_f64();
-    eprintln!(
-        "registered {total} instances in {took:.1}s ({:.0}/s)",
-        total as f64 / took
-    );
-    Ok(())
+    })
+    .await
 }
 
 /// Polls the Healthy count until it reaches every instance, for at most 2 intervals + 30 s.

@@ -649,49 +649,29 @@ fn report(
         (None, Some(why)) => notes.push(("etcd", why.clone())),
         (None, None) => {}
     }
-    if let Some(w) = watch {
-        notes.push((
+    match watch {
+        Some(w) => notes.push((
             "propagation",
             format!(
-                "{} changes, watched slug of 10-11 instances ({} B answers): p50 {}, max {}; \
-                 last watcher of a change: p50 {}, p99 {}; CPU per change (2 waves of \
-                 answers): daemon {}, bench {}; {} TCP retransmits, {} reconnects",
+                "{} changes, watched slug of 10-11 instances ({} B answers): {}",
                 w.changes,
                 w.answer_bytes,
-                watch::ms(w.p50),
-                watch::ms(w.max),
-                watch::ms(w.last_p50),
-                watch::ms(w.last_p99),
-                watch::ms(w.daemon_cpu_per_change),
-                watch::ms(w.bench_cpu_per_change),
-                w.retransmits,
-                w.reconnects
+                propagation_figures(w, "watcher", "answers")
             ),
-        ));
-    } else {
-        notes.push(("propagation", "skipped (--skip-watch)".to_string()));
+        )),
+        None => notes.push(("propagation", "skipped (--skip-watch)".to_string())),
     }
-    if let Some(w) = sse {
-        notes.push((
+    match sse {
+        Some(w) => notes.push((
             "SSE propagation",
             format!(
                 "the same changes, each subscriber one GET /registry-svc/events?kind=instance \
-                 stream ({} B events, searched, not parsed): p50 {}, max {}; last subscriber \
-                 of a change: p50 {}, p99 {}; CPU per change (2 waves of events): daemon {}, \
-                 bench {}; {} TCP retransmits, {} reconnects",
+                 stream ({} B events, searched, not parsed): {}",
                 w.answer_bytes,
-                watch::ms(w.p50),
-                watch::ms(w.max),
-                watch::ms(w.last_p50),
-                watch::ms(w.last_p99),
-                watch::ms(w.daemon_cpu_per_change),
-                watch::ms(w.bench_cpu_per_change),
-                w.retransmits,
-                w.reconnects
+                propagation_figures(w, "subscriber", "events")
             ),
-        ));
-    } else {
-        notes.push(("SSE propagation", "skipped (--skip-sse)".to_string()));
+        )),
+        None => notes.push(("SSE propagation", "skipped (--skip-sse)".to_string())),
     }
     table::render_grid(
         "registry-bench compare",
@@ -706,6 +686,22 @@ fn report(
         &rows,
         &notes,
         &args.command(),
+    )
+}
+
+/// The details of a propagation run, for its note under the table.
+fn propagation_figures(w: &WatchFigures, who: &str, waves: &str) -> String {
+    format!(
+        "p50 {}, max {}; last {who} of a change: p50 {}, p99 {}; CPU per change (2 waves of \
+         {waves}): daemon {}, bench {}; {} TCP retransmits, {} reconnects",
+        watch::ms(w.p50),
+        watch::ms(w.max),
+        watch::ms(w.last_p50),
+        watch::ms(w.last_p99),
+        watch::ms(w.daemon_cpu_per_change),
+        watch::ms(w.bench_cpu_per_change),
+        w.retransmits,
+        w.reconnects
     )
 }
 

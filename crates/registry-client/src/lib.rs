@@ -297,8 +297,9 @@ impl RegistryClient {
     }
 
     /// A blocking query: `GET /registry-svc/instances?index=N&wait=W`. The registry holds the
-    /// request until an instance change passes revision `index` (any instance, not only those
-    /// `filter` matches) or `wait` ends (it caps the wait at 10 minutes), then answers with
+    /// request until an instance change passes revision `index` (with a slug in `filter`, a
+    /// change of that slug's instances; else of any instance, not only those `filter`
+    /// matches) or `wait` ends (it caps the wait at 10 minutes), then answers with
     /// the list and its new index. An unchanged index means the wait ended with no change.
     ///
     /// The request's own timeout is set a little above `wait`, whatever timeout the

@@ -53,6 +53,61 @@ async fn a_blocking_query_answers_with_the_change_it_waited_for() {
 }
 
 #[tokio::test]
+async fn a_slug_watcher_sleeps_through_other_slugs() {
+    let d = Daemon::start().await;
+    let start = d
+        .index_of(Method::GET, "/registry-svc/instances?slug=watched")
+        .await;
+    let waiting = d.spawn_get(&format!(
+        "/registry-svc/instances?slug=watched&index={start}&wait=30s"
+    ));
+    // Changes of another slug, including one that moves an instance between two other
+    // slugs: none is an answer for this watcher.
+    let other = d
+        .register(
+            json!({"url": "http://127.0.0.1:1", "slug": "other", "healthCheck": {"type": "none"}}),
+        )
+        .await;
+    d.register(json!({"id": other, "url": "http://127.0.0.1:1", "slug": "third", "healthCheck": {"type": "none"}}))
+        .await;
+    let after_others = d.index_of(Method::GET, "/registry-svc/instances").await;
+    let watched = d
+        .register(json!({"url": "http://127.0.0.1:2", "slug": "watched", "healthCheck": {"type": "none"}}))
+        .await;
+    let reply = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("the blocking query returns well before its 30 s wait")
+        .unwrap();
+    // Had the other slugs' changes ended the wait, the answer would predate this one.
+    assert!(
+        reply.index() > after_others,
+        "{} > {after_others}",
+        reply.index()
+    );
+    assert_eq!(
+        reply.body["instances"][0]["id"],
+        watched.as_str(),
+        "{}",
+        reply.text
+    );
+
+    // Moving an instance out of a slug is a change of that slug.
+    let index = reply.index();
+    let waiting = d.spawn_get(&format!(
+        "/registry-svc/instances?slug=watched&index={index}&wait=30s"
+    ));
+    d.register(json!({"id": watched, "url": "http://127.0.0.1:2", "slug": "elsewhere", "healthCheck": {"type": "none"}}))
+        .await;
+    let reply = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("the move ends the wait")
+        .unwrap();
+    assert!(reply.index() > index);
+    assert_eq!(reply.body["instances"], json!([]), "{}", reply.text);
+    d.stop().await;
+}
+
+#[tokio::test]
 async fn node_heartbeats_do_not_move_the_instance_index() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = common::config(dir.path());

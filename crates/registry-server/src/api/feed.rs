@@ -9,7 +9,7 @@
 
 use super::AppState;
 use crate::auth::{Caller, Permission};
-use crate::state::{Announcement, State};
+use crate::state::{Announcement, State, Tables};
 use crate::store::{ChangePage, Kind, Store};
 use crate::Result;
 use axum::extract::{RawQuery, State as AxumState};
@@ -62,6 +62,19 @@ impl Blocking {
     /// added at random so many watchers do not all come back at once) ends, or the daemon
     /// shuts down. An index from the future (another store, a reset one) does not block.
     pub async fn wait(&self, app: &AppState, kind: Kind) {
+        self.wait_until(app, kind, |_, index| index).await
+    }
+
+    /// As [`Blocking::wait`], for a list of the instances of one slug: only a change of
+    /// that slug's instances ends the wait, so watchers of other slugs sleep on.
+    pub async fn wait_for_slug(&self, app: &AppState, slug: &str) {
+        self.wait_until(app, Kind::Instance, |tables, _| tables.slug_revision(slug))
+            .await
+    }
+
+    /// Waits until `changed` (given the tables and the latest revision of `kind`) passes
+    /// `index`.
+    async fn wait_until(&self, app: &AppState, kind: Kind, changed: impl Fn(&Tables, u64) -> u64) {
         let Some(index) = self.index else { return };
         if index > app.state.read().revision() {
             return;
@@ -69,8 +82,12 @@ impl Blocking {
         let wait = self.wait.unwrap_or(DEFAULT_WAIT).min(MAX_WAIT);
         let wait = wait + wait.mul_f64(rand::thread_rng().gen_range(0.0..1.0 / 16.0));
         let mut latest = app.state.watch(kind);
+        // Checked on every change of `kind`. The writer wakes watchers only after it has
+        // released the tables, so reading them here cannot deadlock with it.
+        let passed =
+            |revision: &u64| *revision > index && changed(&app.state.read(), *revision) > index;
         tokio::select! {
-            _ = tokio::time::timeout(wait, latest.wait_for(|revision| *revision > index)) => {}
+            _ = tokio::time::timeout(wait, latest.wait_for(passed)) => {}
             _ = app.shutdown.cancelled() => {}
         }
     }

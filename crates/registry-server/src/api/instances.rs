@@ -69,9 +69,11 @@ pub async fn list(
     let query = query.unwrap_or_default();
     let filter = InstanceFilter::from_query(&query)?;
     let page = Page::from_query(&query)?;
-    Blocking::from_query(&query)?
-        .wait(&app, Kind::Instance)
-        .await;
+    let blocking = Blocking::from_query(&query)?;
+    match &filter.slug {
+        Some(slug) => blocking.wait_for_slug(&app, slug).await,
+        None => blocking.wait(&app, Kind::Instance).await,
+    }
     let key = filter.to_query();
     let ((instances, next), version) = {
         let tables = app.state.read();

@@ -63,6 +63,14 @@ pub struct Tables {
     /// but a look. Almost always one id per URL, held inline.
     instances_by_url: HashMap<u64, UrlIds>,
     url_hasher: RandomState,
+    /// Revision of the latest change to each slug's instances (an instance added,
+    /// changed, removed, or moved in or out), so a blocking query on a slug wakes for
+    /// that slug only. Slugs are never dropped from it: a slug's last change must be
+    /// remembered after its last instance is gone.
+    slug_revisions: HashMap<Box<str>, u64>,
+    /// Revision of the snapshot the tables were loaded from: no slug's latest change is
+    /// known to be older.
+    loaded_at: u64,
     nodes: BTreeMap<String, Arc<Node>>,
     tokens: BTreeMap<String, Arc<StoredToken>>,
     tokens_by_hash: HashMap<String, String>,
@@ -149,6 +157,8 @@ impl Tables {
         tables.instances = instances.into_iter().collect();
         tables.revision = snapshot.revision;
         tables.kind_revisions = [snapshot.revision; 4];
+        tables.loaded_at = snapshot.revision;
+        tables.slug_revisions.clear();
         Ok(tables)
     }
 
@@ -236,6 +246,26 @@ impl Tables {
         }
     }
 
+    /// Revision of the latest change to the instances of `slug` (after a restart, at
+    /// least the loaded revision: a watcher may wake once for nothing, never miss one).
+    pub fn slug_revision(&self, slug: &str) -> u64 {
+        self.slug_revisions
+            .get(slug)
+            .copied()
+            .unwrap_or(0)
+            .max(self.loaded_at)
+    }
+
+    fn slug_changed(&mut self, slug: &str) {
+        let revision = self.revision;
+        match self.slug_revisions.get_mut(slug) {
+            Some(latest) => *latest = revision,
+            None => {
+                self.slug_revisions.insert(slug.into(), revision);
+            }
+        }
+    }
+
     /// Number of instances.
     pub fn instance_count(&self) -> usize {
         self.instances.len()
@@ -275,6 +305,7 @@ impl Tables {
     }
 
     fn index_instance(&mut self, id: &Arc<str>, instance: &Instance) {
+        self.slug_changed(&instance.slug);
         index(
             &mut self.instances_by_slug,
             instance.slug.as_str(),
@@ -314,6 +345,7 @@ impl Tables {
             Kind::Instance => {
                 if let Some(old) = self.instances.remove(key) {
                     let old = old.decode();
+                    self.slug_changed(&old.slug);
                     unindex(&mut self.instances_by_slug, old.slug.as_str(), key);
                     let url = self.url_hasher.hash_one(&old.url);
                     unindex(&mut self.instances_by_url, &url, key);

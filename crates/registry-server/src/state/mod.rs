@@ -147,9 +147,11 @@ impl Tables {
                 Record::Instance(i) => {
                     let id: Arc<str> = i.id.as_str().into();
                     tables.index_instance(&id, &i);
+                    // Serialized anew, so a body an older version stored reads back in
+                    // today's form.
                     instances.push((id, StoredInstance::new(&i)));
                 }
-                other => tables.put(other),
+                other => tables.put(other, None),
             }
         }
         // Built in one go, the tree's nodes are full; inserted in id order one by one,
@@ -295,11 +297,17 @@ impl Tables {
 
     /// Applies one committed mutation, keeping every index in step.
     pub fn apply(&mut self, mutation: Mutation, revision: u64) {
+        self.apply_committed(mutation, None, revision)
+    }
+
+    /// As [`Tables::apply`], given the JSON the store committed for a put (`body`),
+    /// which an instance keeps instead of being serialized once more.
+    fn apply_committed(&mut self, mutation: Mutation, body: Option<&Arc<str>>, revision: u64) {
         self.revision = self.revision.max(revision);
         let kind_revision = &mut self.kind_revisions[mutation.kind().index()];
         *kind_revision = (*kind_revision).max(revision);
         match mutation {
-            Mutation::Put(record) => self.put(record),
+            Mutation::Put(record) => self.put(record, body),
             Mutation::Delete { kind, key } => self.delete(kind, &key),
         }
     }
@@ -316,7 +324,7 @@ impl Tables {
         index(&mut self.instances_by_url, &url, |url| *url, id);
     }
 
-    fn put(&mut self, record: Record) {
+    fn put(&mut self, record: Record, body: Option<&Arc<str>>) {
         self.delete(record.kind(), record.key());
         match record {
             Record::Definition(d) => {
@@ -325,7 +333,11 @@ impl Tables {
             Record::Instance(i) => {
                 let id: Arc<str> = i.id.as_str().into();
                 self.index_instance(&id, &i);
-                self.instances.insert(id, StoredInstance::new(&i));
+                let stored = match body {
+                    Some(json) => StoredInstance::with_json(&i, json.clone()),
+                    None => StoredInstance::new(&i),
+                };
+                self.instances.insert(id, stored);
             }
             Record::Node(n) => {
                 self.nodes.insert(n.url.clone(), Arc::new(n));
@@ -417,7 +429,7 @@ impl State {
         {
             let mut tables = self.write();
             for (mutation, committed) in batch {
-                tables.apply(mutation, committed.revision);
+                tables.apply_committed(mutation, committed.body.as_ref(), committed.revision);
                 announced.push(committed);
             }
         }

@@ -2,11 +2,13 @@
 //!
 //! At 100,000 instances a decoded [`Instance`] (a dozen `String`s, a map, options, each
 //! its own allocation) was most of the daemon's memory. The JSON is about a third of
-//! that, and it is also what every list answer is made of, so a list is a copy of bytes
-//! rather than a serialization. Readers that need fields decode (a microsecond or two);
+//! that, it is what the store committed (so the tables keep that same allocation), and
+//! it is what every list answer is made of, so a list is a copy of bytes rather than a
+//! serialization. Readers that need fields decode (a microsecond or two);
 //! the status, which discovery filters on, is kept beside the JSON.
 
 use registry_types::{Instance, InstanceFilter, InstanceStatus};
+use serde::ser::Error as _;
 use serde::{Serialize, Serializer};
 use serde_json::value::RawValue;
 use std::sync::Arc;
@@ -16,26 +18,29 @@ use std::sync::Arc;
 #[derive(Debug, Clone)]
 pub struct StoredInstance {
     status: InstanceStatus,
-    json: Arc<RawValue>,
+    /// The very text the store committed, shared with the change announced to
+    /// subscribers: one allocation per write, not one more for the tables.
+    json: Arc<str>,
 }
 
 impl StoredInstance {
     pub(super) fn new(instance: &Instance) -> Self {
-        let json = serde_json::value::to_raw_value(instance).expect("model types always serialize");
-        StoredInstance {
-            status: instance.status,
-            json: json.into(),
-        }
+        let json = serde_json::to_string(instance).expect("model types always serialize");
+        Self::with_json(instance, json.into())
     }
 
-    pub fn status(&self) -> InstanceStatus {
-        self.status
+    /// `json` must be `instance` as serialized (the body a store committed for it).
+    pub(super) fn with_json(instance: &Instance, json: Arc<str>) -> Self {
+        StoredInstance {
+            status: instance.status,
+            json,
+        }
     }
 
     /// The instance, decoded.
     pub fn decode(&self) -> Instance {
         // Made from an `Instance` by the same serde code, so it always reads back.
-        serde_json::from_str(self.json.get()).expect("a stored instance decodes")
+        serde_json::from_str(&self.json).expect("a stored instance decodes")
     }
 
     /// Whether it passes `filter`, decoding only for filters on fields not kept beside
@@ -48,10 +53,12 @@ impl StoredInstance {
     }
 }
 
-/// Serializes as the instance itself: its JSON, verbatim.
+/// Serializes as the instance itself: its JSON, verbatim (checked as it is borrowed,
+/// which costs a fraction of serializing it anew).
 impl Serialize for StoredInstance {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.json.serialize(serializer)
+        let raw: &RawValue = serde_json::from_str(&self.json).map_err(S::Error::custom)?;
+        raw.serialize(serializer)
     }
 }
 

@@ -2,10 +2,27 @@
 
 mod common;
 
-use common::{Daemon, EventStream};
+use common::{Daemon, EventStream, Reply};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::time::Duration;
+use tokio::task::JoinHandle;
+
+/// A blocking query for the instances of `slug` changed after revision `index`, waiting
+/// up to 30 s.
+fn watch_slug(d: &Daemon, slug: &str, index: u64) -> JoinHandle<Reply> {
+    d.spawn_get(&format!(
+        "/registry-svc/instances?slug={slug}&index={index}&wait=30s"
+    ))
+}
+
+/// The answer of a [`watch_slug`] query, which must come well before its wait ends.
+async fn answer(waiting: JoinHandle<Reply>, what: &str) -> Reply {
+    tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: no answer well before the 30 s wait"))
+        .unwrap()
+}
 
 #[tokio::test]
 async fn every_list_carries_the_index_of_its_kind() {
@@ -31,17 +48,12 @@ async fn a_blocking_query_answers_with_the_change_it_waited_for() {
     let start = d
         .index_of(Method::GET, "/registry-svc/instances?slug=watched")
         .await;
-    let waiting = d.spawn_get(&format!(
-        "/registry-svc/instances?slug=watched&index={start}&wait=30s"
-    ));
+    let waiting = watch_slug(&d, "watched", start);
     d.register(
         json!({"url": "http://127.0.0.1:1", "slug": "watched", "healthCheck": {"type": "none"}}),
     )
     .await;
-    let reply = tokio::time::timeout(Duration::from_secs(10), waiting)
-        .await
-        .expect("the blocking query returns well before its 30 s wait")
-        .unwrap();
+    let reply = answer(waiting, "a registration in the slug").await;
     assert_eq!(reply.status, StatusCode::OK);
     assert!(reply.index() > start);
     assert_eq!(
@@ -58,9 +70,7 @@ async fn a_slug_watcher_sleeps_through_other_slugs() {
     let start = d
         .index_of(Method::GET, "/registry-svc/instances?slug=watched")
         .await;
-    let waiting = d.spawn_get(&format!(
-        "/registry-svc/instances?slug=watched&index={start}&wait=30s"
-    ));
+    let waiting = watch_slug(&d, "watched", start);
     // Changes of another slug, including one that moves an instance between two other
     // slugs: none is an answer for this watcher.
     let other = d
@@ -74,10 +84,7 @@ async fn a_slug_watcher_sleeps_through_other_slugs() {
     let watched = d
         .register(json!({"url": "http://127.0.0.1:2", "slug": "watched", "healthCheck": {"type": "none"}}))
         .await;
-    let reply = tokio::time::timeout(Duration::from_secs(10), waiting)
-        .await
-        .expect("the blocking query returns well before its 30 s wait")
-        .unwrap();
+    let reply = answer(waiting, "a registration in the slug").await;
     // Had the other slugs' changes ended the wait, the answer would predate this one.
     assert!(
         reply.index() > after_others,
@@ -93,15 +100,10 @@ async fn a_slug_watcher_sleeps_through_other_slugs() {
 
     // Moving an instance out of a slug is a change of that slug.
     let index = reply.index();
-    let waiting = d.spawn_get(&format!(
-        "/registry-svc/instances?slug=watched&index={index}&wait=30s"
-    ));
+    let waiting = watch_slug(&d, "watched", index);
     d.register(json!({"id": watched, "url": "http://127.0.0.1:2", "slug": "elsewhere", "healthCheck": {"type": "none"}}))
         .await;
-    let reply = tokio::time::timeout(Duration::from_secs(10), waiting)
-        .await
-        .expect("the move ends the wait")
-        .unwrap();
+    let reply = answer(waiting, "a move out of the slug").await;
     assert!(reply.index() > index);
     assert_eq!(reply.body["instances"], json!([]), "{}", reply.text);
     d.stop().await;

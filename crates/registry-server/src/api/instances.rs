@@ -1,7 +1,7 @@
 //! `PUT /instance`, `GET /instances`, `DELETE /instance/{id}`.
 
 use super::feed::{indexed, Blocking};
-use super::page::{list_body, list_response, Page};
+use super::page::{list_body, list_response, Page, STREAM_CHUNK};
 use super::{json_response, AppState, JsonBody};
 use crate::auth::{Caller, Permission};
 use crate::state::Command;
@@ -13,10 +13,6 @@ use axum::response::Response;
 use axum::Json;
 use registry_types::responses::{ListInstancesResponse, RegisterInstanceResponse};
 use registry_types::{ErrorBody, InstanceFilter, InstanceStatus, RegisterInstanceRequest};
-
-/// Longest list whose serialized answer is cached (the answers to discovery queries,
-/// one slug's instances, are far shorter).
-const CACHED_LIST_MAX: usize = 512;
 
 /// Register an instance, or update the one with the same id (else the same URL).
 #[utoipa::path(put, path = "/registry-svc/instance", tag = "instances",
@@ -88,9 +84,10 @@ pub async fn list(
         let instances: Vec<_> = instances.into_iter().map(|(_, i)| i.clone()).collect();
         ((instances, next), version)
     };
-    // Serialized outside the lock. Whole lists short enough for one buffer are cached
-    // under the version read with them; pages and long lists are made per request.
-    if page.is_partial() || instances.len() > CACHED_LIST_MAX {
+    // Serialized outside the lock. Whole lists short enough for one buffer (discovery
+    // answers, one slug's instances, are far shorter) are cached under the version read
+    // with them; pages and streamed long lists are made per request.
+    if page.is_partial() || instances.len() > STREAM_CHUNK {
         return Ok(indexed(
             version.0,
             list_response("instances", instances, next),

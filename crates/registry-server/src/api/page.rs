@@ -19,7 +19,7 @@ use std::sync::Arc;
 pub const MAX_LIMIT: usize = 10_000;
 /// Lists longer than this are streamed, this many items a chunk, instead of serialized
 /// into one buffer first.
-const STREAM_CHUNK: usize = 512;
+pub const STREAM_CHUNK: usize = 512;
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Page {

@@ -160,7 +160,6 @@ impl Tables {
         tables.revision = snapshot.revision;
         tables.kind_revisions = [snapshot.revision; 4];
         tables.loaded_at = snapshot.revision;
-        tables.slug_revisions.clear();
         Ok(tables)
     }
 
@@ -268,11 +267,6 @@ impl Tables {
         }
     }
 
-    /// Number of instances.
-    pub fn instance_count(&self) -> usize {
-        self.instances.len()
-    }
-
     pub fn nodes(&self) -> impl Iterator<Item = &Arc<Node>> {
         self.nodes.values()
     }
@@ -313,7 +307,6 @@ impl Tables {
     }
 
     fn index_instance(&mut self, id: &Arc<str>, instance: &Instance) {
-        self.slug_changed(&instance.slug);
         index(
             &mut self.instances_by_slug,
             instance.slug.as_str(),
@@ -332,6 +325,7 @@ impl Tables {
             }
             Record::Instance(i) => {
                 let id: Arc<str> = i.id.as_str().into();
+                self.slug_changed(&i.slug);
                 self.index_instance(&id, &i);
                 let stored = match body {
                     Some(json) => StoredInstance::with_json(&i, json.clone()),

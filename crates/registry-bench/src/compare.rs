@@ -243,14 +243,7 @@ async fn registry(
     let list_url = format!("{}/registry-svc/instances", daemon.base_url);
     let (startup, startup_list, body) = loop {
         let sent = Instant::now();
-        let body = http
-            .get(&list_url)
-            .bearer_auth(&daemon.token)
-            .send()
-            .await?
-            .error_for_status()?
-            .bytes()
-            .await?;
+        let body = fetch(http, &list_url, &daemon.token).await?;
         if split_objects(&body).len() as u64 == args.instances {
             break (sent - spawned_at, sent.elapsed(), body);
         }
@@ -270,14 +263,7 @@ async fn registry(
     drop(body);
 
     let read_url = format!("{}/registry-svc/instances?slug=bench-7", daemon.base_url);
-    let answer = http
-        .get(&read_url)
-        .bearer_auth(&daemon.token)
-        .send()
-        .await?
-        .error_for_status()?
-        .bytes()
-        .await?;
+    let answer = fetch(http, &read_url, &daemon.token).await?;
     if split_objects(&answer).len() != 10 {
         bail!(
             "bench-7 does not hold 10 instances: {}",
@@ -306,14 +292,7 @@ async fn registry(
     })?;
     daemon.check_alive()?;
     let end_rss_kib = procfs::rss_kib(daemon.pid())?;
-    let end_body = http
-        .get(&list_url)
-        .bearer_auth(&daemon.token)
-        .send()
-        .await?
-        .error_for_status()?
-        .bytes()
-        .await?;
+    let end_body = fetch(http, &list_url, &daemon.token).await?;
     let end_instances = split_objects(&end_body).len();
     Ok((
         Registry {
@@ -687,6 +666,18 @@ fn report(
         &notes,
         &args.command(),
     )
+}
+
+/// The body of a successful `GET url` as `token`.
+async fn fetch(http: &reqwest::Client, url: &str, token: &str) -> Result<axum::body::Bytes> {
+    Ok(http
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await?
+        .error_for_status()?
+        .bytes()
+        .await?)
 }
 
 /// The details of a propagation run, for its note under the table.

@@ -318,30 +318,30 @@ fn answer(replies: Vec<Reply>, outcomes: Vec<Outcome>, planned_on: u64, revision
 ///
 /// A batch is committed only if the store is still at the revision it was planned on,
 /// so no write is based on what another daemon already changed.
-async fn recommit(store: &dyn Store, state: &State, failed: Planned, error: StoreError) -> bool {
-    let Planned {
-        commands, replies, ..
-    } = failed;
-    let mut error = error;
+async fn recommit(
+    store: &dyn Store,
+    state: &State,
+    mut failed: Planned,
+    mut error: StoreError,
+) -> bool {
     let mut attempts = 0;
-    let mut replies = replies;
     loop {
         match error {
             StoreError::Stale { latest } if attempts < MAX_REPLANS => {
                 attempts += 1;
                 if let Err(e) = catch_up(store, state, Some(latest)).await {
                     tracing::warn!(error = %e, "cannot read the changes of other daemons");
-                    refuse(replies, &e);
+                    refuse(failed.replies, &e);
                     return false;
                 }
             }
             e => {
-                tracing::error!(error = %e, "commit failed; {} writes refused", replies.len());
-                refuse(replies, &e);
+                tracing::error!(error = %e, "commit failed; {} writes refused", failed.replies.len());
+                refuse(failed.replies, &e);
                 return true;
             }
         }
-        let batch = Planned::new(state, commands.clone(), replies, None);
+        let batch = Planned::new(state, failed.commands, failed.replies, None);
         if batch.mutations.is_empty() {
             answer(batch.replies, batch.outcomes, batch.planned_on, &[]);
             return true;
@@ -354,10 +354,7 @@ async fn recommit(store: &dyn Store, state: &State, failed: Planned, error: Stor
                 batch.apply_and_answer(state, &revisions);
                 return true;
             }
-            Err(e) => {
-                error = e;
-                replies = batch.replies;
-            }
+            Err(e) => (error, failed) = (e, batch),
         }
     }
 }

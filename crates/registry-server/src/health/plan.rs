@@ -42,6 +42,14 @@ fn duration(text: Option<&String>, default: Duration) -> Duration {
 }
 
 impl CheckPlan {
+    /// How often the instance is looked at: its TTL, or its check interval.
+    pub fn period(&self) -> Duration {
+        match self.probe {
+            Probe::Ttl(ttl) => ttl,
+            _ => self.interval,
+        }
+    }
+
     /// An instance with a `ttl` is checked by its own heartbeats only; otherwise by the
     /// registry, with a TCP dial unless its `healthCheck` says otherwise.
     pub fn for_instance(instance: &Instance) -> CheckPlan {

@@ -14,12 +14,12 @@ pub use writer::{Applied, Writer};
 
 use crate::auth::StoredToken;
 use crate::store::{Kind, Mutation, Record, Snapshot, StoreError};
+use arcstr::ArcStr;
 use chrono::{DateTime, Utc};
+use hashbrown::HashTable;
 use registry_types::{Definition, Instance, InstanceFilter, Node};
-use smallvec::SmallVec;
-use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::hash::{BuildHasher, Hash, RandomState};
+use std::hash::{BuildHasher, RandomState};
 use std::ops::Bound;
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use tokio::sync::{broadcast, watch};
@@ -54,14 +54,15 @@ pub struct Tables {
     /// an instance list shows without a new revision.
     touches: u64,
     definitions: BTreeMap<String, Arc<Definition>>,
-    /// Instances by id. The indexes share each id's one allocation (`Arc<str>`): at
-    /// 100,000 instances, copies of ids were a good part of the daemon's memory.
-    instances: BTreeMap<Arc<str>, StoredInstance>,
-    instances_by_slug: HashMap<Box<str>, BTreeSet<Arc<str>>>,
-    /// By a hash of the URL, not the URL itself, which would be one more allocation per
-    /// instance: readers check the URL of what they find, so a collision costs nothing
-    /// but a look. Almost always one id per URL, held inline.
-    instances_by_url: HashMap<u64, UrlIds>,
+    /// Instances by id. The indexes share each id's one allocation, and an [`ArcStr`]
+    /// is one pointer wide: at 100,000 instances, copies of ids and wide pointers to
+    /// them were a good part of the daemon's memory.
+    instances: BTreeMap<ArcStr, StoredInstance>,
+    instances_by_slug: HashMap<Box<str>, BTreeSet<ArcStr>>,
+    /// `(hash of the URL, id)` pairs, found by the hash. Not the URL itself, which would
+    /// be one more allocation per instance: readers check the URL of what they find, so
+    /// a collision costs nothing but a look.
+    instances_by_url: HashTable<(u64, ArcStr)>,
     url_hasher: RandomState,
     /// Revision of the latest change to each slug's instances (an instance added,
     /// changed, removed, or moved in or out), so a blocking query on a slug wakes for
@@ -84,60 +85,6 @@ fn after_bound(after: Option<&str>) -> (Bound<&str>, Bound<&str>) {
     }
 }
 
-/// The ids of one slug or URL in an index, in id order.
-trait IdSet: Default {
-    fn add(&mut self, id: Arc<str>);
-    /// Removes `id`; true when none is left.
-    fn remove_id(&mut self, id: &str) -> bool;
-}
-
-impl IdSet for BTreeSet<Arc<str>> {
-    fn add(&mut self, id: Arc<str>) {
-        self.insert(id);
-    }
-    fn remove_id(&mut self, id: &str) -> bool {
-        self.remove(id);
-        self.is_empty()
-    }
-}
-
-type UrlIds = SmallVec<[Arc<str>; 1]>;
-
-impl IdSet for UrlIds {
-    fn add(&mut self, id: Arc<str>) {
-        if let Err(at) = self.binary_search_by(|probe| (**probe).cmp(&*id)) {
-            self.insert(at, id);
-        }
-    }
-    fn remove_id(&mut self, id: &str) -> bool {
-        self.retain(|kept| &**kept != id);
-        self.is_empty()
-    }
-}
-
-fn index<K: Eq + Hash + Borrow<Q>, Q: Eq + Hash + ?Sized, S: IdSet>(
-    index: &mut HashMap<K, S>,
-    key: &Q,
-    owned_key: impl FnOnce(&Q) -> K,
-    id: &Arc<str>,
-) {
-    // Looked up first, so that adding to an existing slug allocates nothing.
-    match index.get_mut(key) {
-        Some(ids) => ids.add(id.clone()),
-        None => index.entry(owned_key(key)).or_default().add(id.clone()),
-    }
-}
-
-fn unindex<K: Eq + Hash + Borrow<Q>, Q: Hash + Eq + ?Sized, S: IdSet>(
-    index: &mut HashMap<K, S>,
-    key: &Q,
-    id: &str,
-) {
-    if index.get_mut(key).is_some_and(|ids| ids.remove_id(id)) {
-        index.remove(key);
-    }
-}
-
 impl Tables {
     fn from_snapshot(snapshot: Snapshot) -> Result<Tables, StoreError> {
         let mut tables = Tables::default();
@@ -145,7 +92,7 @@ impl Tables {
         for object in snapshot.objects() {
             match object.decode()? {
                 Record::Instance(i) => {
-                    let id: Arc<str> = i.id.as_str().into();
+                    let id = ArcStr::from(i.id.as_str());
                     tables.index_instance(&id, &i);
                     // Serialized anew, so a body an older version stored reads back in
                     // today's form.
@@ -202,13 +149,14 @@ impl Tables {
         self.instances.contains_key(id)
     }
 
-    /// Ids of the instances registered at `url`, in id order.
+    /// Ids of the instances that may be registered at `url` (callers check the URL),
+    /// in no particular order.
     pub fn instance_ids_by_url(&self, url: &str) -> impl Iterator<Item = &str> {
+        let hash = self.url_hasher.hash_one(url);
         self.instances_by_url
-            .get(&self.url_hasher.hash_one(url))
-            .into_iter()
-            .flatten()
-            .map(|id| &**id)
+            .iter_hash(hash)
+            .filter(move |(h, _)| *h == hash)
+            .map(|(_, id)| id.as_str())
     }
 
     /// Instances matching `filter` whose ids sort after `after` (all, if `None`), in id
@@ -306,15 +254,36 @@ impl Tables {
         }
     }
 
-    fn index_instance(&mut self, id: &Arc<str>, instance: &Instance) {
-        index(
-            &mut self.instances_by_slug,
-            instance.slug.as_str(),
-            |slug: &str| Box::from(slug),
-            id,
-        );
-        let url = self.url_hasher.hash_one(&instance.url);
-        index(&mut self.instances_by_url, &url, |url| *url, id);
+    fn index_instance(&mut self, id: &ArcStr, instance: &Instance) {
+        // Looked up first, so that adding to an existing slug allocates nothing.
+        match self.instances_by_slug.get_mut(instance.slug.as_str()) {
+            Some(ids) => ids.insert(id.clone()),
+            None => self
+                .instances_by_slug
+                .entry(instance.slug.as_str().into())
+                .or_default()
+                .insert(id.clone()),
+        };
+        let hash = self.url_hasher.hash_one(&instance.url);
+        self.instances_by_url
+            .insert_unique(hash, (hash, id.clone()), |(h, _)| *h);
+    }
+
+    fn unindex_instance(&mut self, id: &str, instance: &Instance) {
+        let slug = instance.slug.as_str();
+        if let Some(ids) = self.instances_by_slug.get_mut(slug) {
+            ids.remove(id);
+            if ids.is_empty() {
+                self.instances_by_slug.remove(slug);
+            }
+        }
+        let hash = self.url_hasher.hash_one(&instance.url);
+        if let Ok(entry) = self
+            .instances_by_url
+            .find_entry(hash, |(h, i)| *h == hash && i == id)
+        {
+            entry.remove();
+        }
     }
 
     fn put(&mut self, record: Record, body: Option<&Arc<str>>) {
@@ -324,7 +293,7 @@ impl Tables {
                 self.definitions.insert(d.id.clone(), Arc::new(d));
             }
             Record::Instance(i) => {
-                let id: Arc<str> = i.id.as_str().into();
+                let id = ArcStr::from(i.id.as_str());
                 self.slug_changed(&i.slug);
                 self.index_instance(&id, &i);
                 let stored = match body {
@@ -352,9 +321,7 @@ impl Tables {
                 if let Some(old) = self.instances.remove(key) {
                     let old = old.decode();
                     self.slug_changed(&old.slug);
-                    unindex(&mut self.instances_by_slug, old.slug.as_str(), key);
-                    let url = self.url_hasher.hash_one(&old.url);
-                    unindex(&mut self.instances_by_url, &url, key);
+                    self.unindex_instance(key, &old);
                 }
             }
             Kind::Node => {

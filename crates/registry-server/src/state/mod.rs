@@ -31,7 +31,7 @@ pub struct Committed {
     pub revision: u64,
     pub kind: Kind,
     pub key: String,
-    pub body: Option<Arc<str>>,
+    pub body: Option<ArcStr>,
 }
 
 /// What subscribers hear: a batch of changes, in revision order, or that the tables were
@@ -244,7 +244,7 @@ impl Tables {
 
     /// As [`Tables::apply`], given the JSON the store committed for a put (`body`),
     /// which an instance keeps instead of being serialized once more.
-    fn apply_committed(&mut self, mutation: Mutation, body: Option<&Arc<str>>, revision: u64) {
+    fn apply_committed(&mut self, mutation: Mutation, body: Option<&ArcStr>, revision: u64) {
         self.revision = self.revision.max(revision);
         let kind_revision = &mut self.kind_revisions[mutation.kind().index()];
         *kind_revision = (*kind_revision).max(revision);
@@ -286,7 +286,7 @@ impl Tables {
         }
     }
 
-    fn put(&mut self, record: Record, body: Option<&Arc<str>>) {
+    fn put(&mut self, record: Record, body: Option<&ArcStr>) {
         self.delete(record.kind(), record.key());
         match record {
             Record::Definition(d) => {

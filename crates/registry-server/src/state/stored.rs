@@ -7,11 +7,11 @@
 //! serialization. Readers that need fields decode (a microsecond or two);
 //! the status, which discovery filters on, is kept beside the JSON.
 
+use arcstr::ArcStr;
 use registry_types::{Instance, InstanceFilter, InstanceStatus};
 use serde::ser::Error as _;
 use serde::{Serialize, Serializer};
 use serde_json::value::RawValue;
-use std::sync::Arc;
 
 /// One instance in the tables (its id is the key it is kept under). Cheap to clone: one
 /// reference count.
@@ -20,7 +20,7 @@ pub struct StoredInstance {
     status: InstanceStatus,
     /// The very text the store committed, shared with the change announced to
     /// subscribers: one allocation per write, not one more for the tables.
-    json: Arc<str>,
+    json: ArcStr,
 }
 
 impl StoredInstance {
@@ -30,7 +30,7 @@ impl StoredInstance {
     }
 
     /// `json` must be `instance` as serialized (the body a store committed for it).
-    pub(super) fn with_json(instance: &Instance, json: Arc<str>) -> Self {
+    pub(super) fn with_json(instance: &Instance, json: ArcStr) -> Self {
         StoredInstance {
             status: instance.status,
             json,

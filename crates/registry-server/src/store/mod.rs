@@ -155,7 +155,7 @@ impl Mutation {
 pub struct Change {
     pub kind: Kind,
     pub key: String,
-    pub body: Option<std::sync::Arc<str>>,
+    pub body: Option<arcstr::ArcStr>,
 }
 
 impl Record {

@@ -151,7 +151,7 @@ fn commit_changes(
             revision += 1;
             let kind = change.kind.as_str();
             match &change.body {
-                Some(body) => put.execute(params![kind, change.key, revision, body]),
+                Some(body) => put.execute(params![kind, change.key, revision, body.as_str()]),
                 None => delete.execute(params![kind, change.key]),
             }
             .map_err(unavailable)?;
@@ -160,8 +160,14 @@ fn commit_changes(
             } else {
                 "delete"
             };
-            log.execute(params![revision, kind, change.key, op, change.body])
-                .map_err(unavailable)?;
+            log.execute(params![
+                revision,
+                kind,
+                change.key,
+                op,
+                change.body.as_deref()
+            ])
+            .map_err(unavailable)?;
             revisions.push(revision);
         }
     }

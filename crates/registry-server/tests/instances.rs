@@ -262,6 +262,37 @@ async fn filters_combine_with_and() {
 }
 
 #[tokio::test]
+async fn a_list_asked_again_follows_every_change_however_it_is_spelled() {
+    let d = Daemon::start().await;
+    let spellings = ["?slug=svc&deploymentId=d1", "?deploymentId=d1&slug=svc"];
+    let mut expected = BTreeSet::new();
+    for n in 1..=3 {
+        let id = format!("i{n}");
+        d.register(json!({"id": id, "url": format!("http://127.0.0.1:{n}"), "slug": "svc", "deploymentId": "d1"}))
+            .await;
+        expected.insert(id);
+        // Asked twice each: the second answer may come from what the first left behind.
+        for query in spellings.iter().chain(&spellings) {
+            assert_eq!(
+                ids(&d, query).await,
+                expected,
+                "{query} after {n} registrations"
+            );
+        }
+    }
+    delete_as(&d, &d.admin, "i2").await;
+    expected.remove("i2");
+    for query in spellings {
+        assert_eq!(ids(&d, query).await, expected, "{query} after a removal");
+    }
+    // Asking for a valid list first does not let a malformed one through.
+    let r = d
+        .admin(Method::GET, &format!("{LIST}?status=Sleepy"), None)
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+}
+
+#[tokio::test]
 async fn only_the_owner_an_admin_or_a_trusted_slug_may_change_an_instance() {
     let d = Daemon::start().await;
     let svc_a = d.token("svc-a", "user").await;

@@ -63,6 +63,12 @@ pub async fn list(
 ) -> Result<Response> {
     caller.require(Permission::InstanceView)?;
     let query = query.unwrap_or_default();
+    // A query string cached before was parsed then and found to ask for a whole list
+    // without blocking: a hot lookup answers without parsing it again.
+    let version = app.state.read().instances_version();
+    if let Some(body) = app.instance_lists.get(&query, version) {
+        return Ok(indexed(version.0, json_response(body)));
+    }
     let filter = InstanceFilter::from_query(&query)?;
     let page = Page::from_query(&query)?;
     let blocking = Blocking::from_query(&query)?;
@@ -94,7 +100,12 @@ pub async fn list(
         ));
     }
     let body = list_body("instances", &instances, None);
-    app.instance_lists.put(key, version, body.clone());
+    // Under the canonical filter, shared by watchers however they spell their query,
+    // and under the query as sent, for the lookup above.
+    app.instance_lists.put(&key, version, body.clone());
+    if blocking.index.is_none() && query != key {
+        app.instance_lists.put(&query, version, body.clone());
+    }
     Ok(indexed(version.0, json_response(body)))
 }
 

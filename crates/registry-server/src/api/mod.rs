@@ -4,7 +4,6 @@
 //! authentication ([`crate::auth::Caller`]), [`crate::Error`] does the error responses,
 //! reads come from the in-memory tables and writes go through the [`Writer`].
 
-mod cache;
 mod definitions;
 mod errors;
 mod extract;
@@ -17,6 +16,8 @@ mod tokens;
 
 pub use extract::{JsonBody, OptionalJsonBody, MAX_BODY_BYTES};
 
+use crate::auth::Caller;
+use crate::cache::VersionedCache;
 use crate::nodes::ThisNode;
 use crate::state::{State, Writer};
 use crate::store::Store;
@@ -60,7 +61,10 @@ pub struct Shared {
     /// Hash of `REGISTRY_ADMIN_TOKEN`, when set.
     pub admin_token_hash: Option<String>,
     pub trusted_slugs: Arc<[String]>,
-    pub instance_lists: Arc<cache::ListCache>,
+    /// Serialized whole instance lists, by query, for one version of the instances.
+    pub instance_lists: VersionedCache<Bytes, (u64, u64)>,
+    /// Callers by token secret, for one revision of the tokens.
+    pub verified_tokens: VersionedCache<Caller, u64>,
     /// Cancelled when the daemon shuts down: ends blocking queries and event streams.
     pub shutdown: tokio_util::sync::CancellationToken,
 }

@@ -2,6 +2,7 @@
 
 use super::{hash_token, Permission};
 use crate::api::AppState;
+use crate::store::Kind;
 use crate::Error;
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
@@ -71,21 +72,30 @@ impl FromRequestParts<AppState> for Caller {
             .ok_or_else(|| {
                 Error::Unauthorized("the Authorization header must be `Bearer <token>`".into())
             })?;
+        // A token verified under the current revision of the tokens is still valid:
+        // any creation or revocation moves the revision on, and with it every entry.
+        let tables = app.state.read();
+        let revision = tables.kind_revision(Kind::Token);
+        if let Some(caller) = app.verified_tokens.get(secret, revision) {
+            return Ok(caller);
+        }
         let hash = hash_token(secret);
         let (slug, role) = if app.admin_token_hash.as_deref() == Some(hash.as_str()) {
             ("admin".to_string(), Role::Admin)
         } else {
-            let tables = app.state.read();
             let token = tables
                 .token_by_hash(&hash)
                 .ok_or_else(|| Error::Unauthorized("unknown or revoked token".into()))?;
             (token.slug.clone(), token.role)
         };
+        drop(tables);
         let trusted = app.trusted_slugs.contains(&slug);
-        Ok(Caller {
+        let caller = Caller {
             slug,
             role,
             trusted,
-        })
+        };
+        app.verified_tokens.put(secret, revision, caller.clone());
+        Ok(caller)
     }
 }

@@ -1,9 +1,10 @@
 //! Who is calling and what they may do.
 //!
 //! A bearer token belongs to an account (a slug and a role). Tokens are random enough
-//! (190 bits) that a fast SHA-256 is a safe way to store them, which keeps the check
-//! cheap: one hash and one map lookup per request, no database hit, and a revoked token
-//! is gone from the map the moment its revocation commits.
+//! (190 bits) that a fast SHA-256 is a safe way to store them. A request is checked
+//! against memory, never the database: a token seen before under the current revision of
+//! the tokens is one cache lookup; a new one is hashed and looked up once. A revocation
+//! moves that revision on, so a revoked token fails on its very next request.
 
 mod caller;
 mod tokens;

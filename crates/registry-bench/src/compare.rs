@@ -24,7 +24,10 @@
 //!    the issue's 10 ms target is for blocking watchers, and the row above keeps it.
 //!
 //! Steps 3-6 run under wrk with `--threads` threads and `--connections` keep-alive
-//! connections for `--seconds` each.
+//! connections for `--seconds` each. Steps 3 and 4 take turns `--rounds` times, and the
+//! read ratio is the median of the rounds' ratios: on a shared machine the speed drifts
+//! between runs (bare axum alone moved 59-120k req/s here), and runs side by side see
+//! the same drift.
 
 use crate::daemon::{Daemon, TempDir};
 use crate::etcd::{self, Etcd};
@@ -61,6 +64,9 @@ pub struct CompareArgs {
     /// Length of each wrk run, in seconds.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
     seconds: u64,
+    /// Times the bare-axum and discovery-read runs take turns.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
+    rounds: u32,
     /// wrk connections (keep-alive).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     connections: u32,
@@ -91,9 +97,9 @@ impl CompareArgs {
     fn command(&self) -> String {
         let mut command = format!(
             "cargo build --release -p registry-bench -p registry-svc && \
-             target/release/registry-bench compare --instances {} --seconds {} \
+             target/release/registry-bench compare --instances {} --seconds {} --rounds {} \
              --connections {} --threads {}",
-            self.instances, self.seconds, self.connections, self.threads
+            self.instances, self.seconds, self.rounds, self.connections, self.threads
         );
         if self.skip_watch {
             command += " --skip-watch";
@@ -130,8 +136,11 @@ struct Registry {
     startup: Duration,
     startup_list: Duration,
     list_bytes: usize,
+    /// Bare axum and the discovery read, over all rounds.
     bare: Wrk,
     read: Wrk,
+    /// Discovery read as a percentage of bare axum, one per round.
+    read_percents: Vec<f64>,
     read_bytes: usize,
     register: Wrk,
     end_rss_kib: u64,
@@ -272,12 +281,25 @@ async fn registry(
     }
     let bare_url = http::bare_axum(answer.to_vec()).await?;
     eprintln!(
-        "registry: wrk, {} s each: bare axum, discovery read, registration ...",
-        load.seconds
+        "registry: wrk, {} s each: bare axum and discovery read in turn {} times, registration ...",
+        load.seconds, args.rounds
     );
-    let bare = tokio::task::block_in_place(|| http::wrk(load, &bare_url, None, None, &[]))?;
     let auth = format!("Authorization: Bearer {}", daemon.token);
-    let read = tokio::task::block_in_place(|| http::wrk(load, &read_url, Some(&auth), None, &[]))?;
+    let (mut bares, mut reads) = (Vec::new(), Vec::new());
+    for _ in 0..args.rounds {
+        bares.push(tokio::task::block_in_place(|| {
+            http::wrk(load, &bare_url, None, None, &[])
+        })?);
+        reads.push(tokio::task::block_in_place(|| {
+            http::wrk(load, &read_url, Some(&auth), None, &[])
+        })?);
+    }
+    let read_percents = reads
+        .iter()
+        .zip(&bares)
+        .map(|(read, bare)| 100.0 * read.per_second / bare.per_second)
+        .collect();
+    let (bare, read) = (Wrk::mean(&bares), Wrk::mean(&reads));
     let scripts = TempDir::new()?;
     let script = scripts.path().join("register.lua");
     std::fs::write(&script, http::REGISTER_SCRIPT)?;
@@ -304,6 +326,7 @@ async fn registry(
             list_bytes,
             bare,
             read,
+            read_percents,
             read_bytes: answer.len(),
             register,
             end_rss_kib,
@@ -483,7 +506,13 @@ fn report(
 ) -> String {
     let n = thousands(args.instances as f64);
     let none = || "-".to_string();
-    let read_percent = 100.0 * registry.read.per_second / registry.bare.per_second;
+    let read_percent = median(&registry.read_percents);
+    let rounds = registry
+        .read_percents
+        .iter()
+        .map(|p| format!("{p:.0}"))
+        .collect::<Vec<_>>()
+        .join("/");
     let loaded_bytes = registry.loaded_rss_kib as f64 * 1024.0;
     let per_instance = (registry
         .loaded_rss_kib
@@ -497,7 +526,7 @@ fn report(
             etcd.map_or_else(none, |e| e.read.figure()),
             registry.bare.figure(),
             format!(
-                "{read_percent:.0}% of bare axum{}",
+                "{read_percent:.0}% of bare axum (median; rounds {rounds}%){}",
                 etcd.map_or(String::new(), |e| format!(
                     ", {}",
                     times(registry.read.per_second, e.read.per_second)
@@ -573,10 +602,12 @@ fn report(
         (
             "load",
             format!(
-                "wrk -t{} -c{} (keep-alive), {} s a run; {} CPUs; all on 127.0.0.1",
+                "wrk -t{} -c{} (keep-alive), {} s a run, bare axum and discovery read in \
+                 turn {} times (their figures: the mean); {} CPUs; all on 127.0.0.1",
                 args.threads,
                 args.connections,
                 args.seconds,
+                args.rounds,
                 std::thread::available_parallelism().map_or(1, |n| n.get())
             ),
         ),
@@ -696,6 +727,18 @@ fn propagation_figures(w: &WatchFigures, who: &str, waves: &str) -> String {
     )
 }
 
+/// The middle value (the mean of the two middle ones for an even count).
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let middle = sorted.len() / 2;
+    if sorted.len().is_multiple_of(2) {
+        (sorted[middle - 1] + sorted[middle]) / 2.0
+    } else {
+        sorted[middle]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -707,5 +750,12 @@ mod tests {
         assert_eq!(items.len(), 2);
         assert_eq!(etcd_key(items[0]).unwrap(), "/registry/instances/s/a");
         assert!(items[1].starts_with(br#"{"id":"b\"""#));
+    }
+
+    #[test]
+    fn the_median_is_the_middle_or_the_mean_of_the_two_middle_values() {
+        assert_eq!(median(&[72.0, 65.0, 90.0]), 72.0);
+        assert_eq!(median(&[70.0, 60.0, 80.0, 75.0]), 72.5);
+        assert_eq!(median(&[64.0]), 64.0);
     }
 }

@@ -34,6 +34,15 @@ pub struct Wrk {
 }
 
 impl Wrk {
+    /// Several runs as one: the mean rate, every failure.
+    pub fn mean(runs: &[Wrk]) -> Wrk {
+        Wrk {
+            per_second: runs.iter().map(|r| r.per_second).sum::<f64>() / runs.len() as f64,
+            failed: runs.iter().map(|r| r.failed).sum(),
+            socket_errors: runs.iter().map(|r| r.socket_errors).sum(),
+        }
+    }
+
     /// `12,345 req/s`, with the failures when there were any.
     pub fn figure(&self) -> String {
         let mut text = format!("{} req/s", thousands(self.per_second));

@@ -126,7 +126,7 @@ pub async fn start_with_store(
         verified_tokens: Default::default(),
         shutdown: shutdown.clone(),
     });
-    let router = api::router(app);
+    let service = tower::make::Shared::new(api::service(app));
     tracing::info!(%addr, node = %this_node.url, "serving");
 
     let tasks = vec![
@@ -137,7 +137,7 @@ pub async fn start_with_store(
     let task = tokio::spawn({
         let shutdown = shutdown.clone();
         async move {
-            axum::serve(listener, router)
+            axum::serve(listener, service)
                 .with_graceful_shutdown(shutdown.cancelled_owned())
                 .await
                 .context("HTTP server failed")?;

@@ -50,48 +50,72 @@ pub enum Command {
 /// The tables as they will be once the mutations planned so far are committed.
 pub(super) struct Overlay<'a> {
     tables: &'a Tables,
-    pending: HashMap<(Kind, String), Option<Record>>,
+    /// A batch still committing, planned on as if it were applied.
+    before: &'a [Mutation],
+    /// The latest pending mutation of each object, by where it is (not a copy of it:
+    /// records are found in the batches, so planning clones none).
+    pending: HashMap<(Kind, String), Slot>,
     pending_urls: HashMap<String, BTreeSet<String>>,
     pub(super) mutations: Vec<Mutation>,
 }
 
+/// Where a pending mutation is: in the batch before, or in this plan.
+#[derive(Debug, Clone, Copy)]
+enum Slot {
+    Before(usize),
+    Planned(usize),
+}
+
 impl<'a> Overlay<'a> {
-    pub(super) fn new(tables: &'a Tables) -> Self {
-        Overlay {
+    /// Plans on `tables` as `before` (a batch still committing) will leave them.
+    pub(super) fn new(tables: &'a Tables, before: &'a [Mutation]) -> Self {
+        let mut overlay = Overlay {
             tables,
+            before,
             pending: HashMap::new(),
             pending_urls: HashMap::new(),
             mutations: Vec::new(),
+        };
+        for (at, mutation) in before.iter().enumerate() {
+            overlay.note(mutation, Slot::Before(at));
         }
+        overlay
     }
 
     fn push(&mut self, mutation: Mutation) {
-        self.assume(&mutation);
+        self.note(&mutation, Slot::Planned(self.mutations.len()));
         self.mutations.push(mutation);
     }
 
-    /// Plans from here on as if `mutation` were applied (a batch still committing),
-    /// without making it part of this plan.
-    pub(super) fn assume(&mut self, mutation: &Mutation) {
-        let key = (mutation.kind(), mutation.key().to_string());
-        let value = match mutation {
-            Mutation::Put(record) => {
-                if let Record::Instance(i) = record {
-                    self.pending_urls
-                        .entry(i.url.clone())
-                        .or_default()
-                        .insert(i.id.clone());
-                }
-                Some(record.clone())
-            }
-            Mutation::Delete { .. } => None,
+    /// Records that the latest pending mutation of its object is at `slot`.
+    fn note(&mut self, mutation: &Mutation, slot: Slot) {
+        if let Mutation::Put(Record::Instance(i)) = mutation {
+            self.pending_urls
+                .entry(i.url.clone())
+                .or_default()
+                .insert(i.id.clone());
+        }
+        self.pending
+            .insert((mutation.kind(), mutation.key().to_string()), slot);
+    }
+
+    /// The pending state of an object: `None` when nothing is pending for it,
+    /// `Some(None)` when it is pending deletion.
+    fn pending(&self, kind: Kind, key: &str) -> Option<Option<&Record>> {
+        let slot = self.pending.get(&(kind, key.to_string()))?;
+        let mutation = match *slot {
+            Slot::Before(at) => &self.before[at],
+            Slot::Planned(at) => &self.mutations[at],
         };
-        self.pending.insert(key, value);
+        Some(match mutation {
+            Mutation::Put(record) => Some(record),
+            Mutation::Delete { .. } => None,
+        })
     }
 
     /// Whether an object of `kind` with `key` exists, pending changes included.
     fn exists(&self, kind: Kind, key: &str) -> bool {
-        if let Some(pending) = self.pending.get(&(kind, key.to_string())) {
+        if let Some(pending) = self.pending(kind, key) {
             return pending.is_some();
         }
         match kind {
@@ -103,7 +127,7 @@ impl<'a> Overlay<'a> {
     }
 
     fn instance(&self, id: &str) -> Option<Instance> {
-        match self.pending.get(&(Kind::Instance, id.to_string())) {
+        match self.pending(Kind::Instance, id) {
             Some(Some(Record::Instance(i))) => Some(i.clone()),
             Some(_) => None,
             None => self.tables.instance(id),
@@ -340,7 +364,7 @@ mod tests {
     #[test]
     fn same_url_in_one_batch_is_one_instance() {
         let tables = Tables::default();
-        let mut overlay = Overlay::new(&tables);
+        let mut overlay = Overlay::new(&tables, &[]);
         let user = caller("svc-a", Role::User);
         let first = overlay
             .plan(Command::RegisterInstance {
@@ -359,9 +383,45 @@ mod tests {
     }
 
     #[test]
+    fn a_plan_sees_the_batch_still_committing_before_it() {
+        let tables = Tables::default();
+        let user = caller("svc-a", Role::User);
+        let registration = |url: &str| Command::RegisterInstance {
+            caller: user.clone(),
+            request: register(url, "", ""),
+        };
+        let mut first = Overlay::new(&tables, &[]);
+        let kept = first.plan(registration("http://127.0.0.1:9")).unwrap();
+        let gone = first.plan(registration("http://127.0.0.1:8")).unwrap();
+        let removal = Command::DeleteInstance {
+            caller: user.clone(),
+            id: gone.clone(),
+        };
+        first.plan(removal.clone()).unwrap();
+        let before = first.mutations;
+
+        let mut next = Overlay::new(&tables, &before);
+        assert_eq!(
+            next.plan(registration("http://127.0.0.1:9")).unwrap(),
+            kept,
+            "the same URL is the same instance"
+        );
+        let err = next.plan(removal).unwrap_err();
+        assert!(
+            matches!(err, Error::NotFound(_)),
+            "already removed: {err:?}"
+        );
+        assert_ne!(
+            next.plan(registration("http://127.0.0.1:8")).unwrap(),
+            gone,
+            "a removed instance's URL registers anew"
+        );
+    }
+
+    #[test]
     fn other_accounts_cannot_take_over_or_impersonate() {
         let tables = Tables::default();
-        let mut overlay = Overlay::new(&tables);
+        let mut overlay = Overlay::new(&tables, &[]);
         overlay
             .plan(Command::RegisterInstance {
                 caller: caller("svc-a", Role::User),
@@ -418,7 +478,7 @@ mod tests {
             })),
             1,
         );
-        let mut overlay = Overlay::new(&tables);
+        let mut overlay = Overlay::new(&tables, &[]);
         let set = |id: &str, url: &str| Command::SetHealth {
             id: id.into(),
             url: url.into(),

@@ -225,15 +225,12 @@ impl Planned {
         before: Option<&Planned>,
     ) -> Planned {
         let tables = state.read();
-        let mut overlay = Overlay::new(&tables);
-        let planned_on = match before {
-            Some(before) => {
-                for mutation in &before.mutations {
-                    overlay.assume(mutation);
-                }
-                before.planned_on + before.mutations.len() as u64
-            }
-            None => tables.revision(),
+        let (mut overlay, planned_on) = match before {
+            Some(before) => (
+                Overlay::new(&tables, &before.mutations),
+                before.planned_on + before.mutations.len() as u64,
+            ),
+            None => (Overlay::new(&tables, &[]), tables.revision()),
         };
         let outcomes = commands
             .iter()

@@ -281,7 +281,7 @@ async fn registry(
     }
     let bare_url = http::bare_axum(answer.to_vec()).await?;
     eprintln!(
-        "registry: wrk, {} s each: bare axum and discovery read in turn {} times, registration ...",
+        "registry: wrk, {} s each: bare axum and discovery read taking turns for {} rounds, registration ...",
         load.seconds, args.rounds
     );
     let auth = format!("Authorization: Bearer {}", daemon.token);
@@ -602,8 +602,9 @@ fn report(
         (
             "load",
             format!(
-                "wrk -t{} -c{} (keep-alive), {} s a run, bare axum and discovery read in \
-                 turn {} times (their figures: the mean); {} CPUs; all on 127.0.0.1",
+                "wrk -t{} -c{} (keep-alive), {} s a run, bare axum and discovery read \
+                 taking turns for {} rounds (their figures: the mean); {} CPUs; all on \
+                 127.0.0.1",
                 args.threads,
                 args.connections,
                 args.seconds,

@@ -7,6 +7,7 @@ use crate::auth::{Caller, Permission};
 use crate::state::Command;
 use crate::store::Kind;
 use crate::{Error, Result};
+use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -66,7 +67,7 @@ pub async fn list(
     // A query string cached before was parsed then and found to ask for a whole list
     // without blocking: a hot lookup answers without parsing it again.
     let version = app.state.read().instances_version();
-    if let Some(body) = app.instance_lists.get(&query, version) {
+    if let Some(body) = app.instance_queries.get(&query, version) {
         return Ok(indexed(version.0, json_response(body)));
     }
     let filter = InstanceFilter::from_query(&query)?;
@@ -77,12 +78,20 @@ pub async fn list(
         None => blocking.wait(&app, Kind::Instance).await,
     }
     let key = filter.to_query();
+    // A whole list is also kept under the query as sent, unless it blocked (the same
+    // string must block again), for the lookup at the top.
+    let whole = |version: (u64, u64), body: Bytes| {
+        if blocking.index.is_none() {
+            app.instance_queries.put(&query, version, body.clone());
+        }
+        indexed(version.0, json_response(body))
+    };
     let ((instances, next), version) = {
         let tables = app.state.read();
         let version = tables.instances_version();
         if !page.is_partial() {
             if let Some(body) = app.instance_lists.get(&key, version) {
-                return Ok(indexed(version.0, json_response(body)));
+                return Ok(whole(version, body));
             }
         }
         let matching = tables.instances(&filter, page.after.as_deref());
@@ -100,13 +109,8 @@ pub async fn list(
         ));
     }
     let body = list_body("instances", &instances, None);
-    // Under the canonical filter, shared by watchers however they spell their query,
-    // and under the query as sent, for the lookup above.
     app.instance_lists.put(&key, version, body.clone());
-    if blocking.index.is_none() && query != key {
-        app.instance_lists.put(&query, version, body.clone());
-    }
-    Ok(indexed(version.0, json_response(body)))
+    Ok(whole(version, body))
 }
 
 /// Remove an instance (its owner, an admin or a trusted slug).

@@ -21,8 +21,7 @@ use crate::cache::VersionedCache;
 use crate::nodes::ThisNode;
 use crate::state::{State, Writer};
 use crate::store::Store;
-use axum::body::Body;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::DefaultBodyLimit;
 use axum::extract::Request;
 use axum::http::{header, HeaderValue};
@@ -66,8 +65,13 @@ pub struct Shared {
     /// Hash of `REGISTRY_ADMIN_TOKEN`, when set.
     pub admin_token_hash: Option<String>,
     pub trusted_slugs: Arc<[String]>,
-    /// Serialized whole instance lists, by query, for one version of the instances.
+    /// Serialized whole instance lists, by canonical filter, for one version of the
+    /// instances: shared by watchers however they spell their queries.
     pub instance_lists: VersionedCache<Bytes, (u64, u64)>,
+    /// The same answers by query string as sent, so a repeated query is answered without
+    /// parsing. Apart from `instance_lists`, so that clients sending ever-new query
+    /// strings (a cache-busting parameter) only ever push out each other's entries.
+    pub instance_queries: VersionedCache<Bytes, (u64, u64)>,
     /// Callers by token secret, for one revision of the tokens.
     pub verified_tokens: VersionedCache<Caller, u64>,
     /// Cancelled when the daemon shuts down: ends blocking queries and event streams.

@@ -51,6 +51,12 @@ fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
             "the request body must be a JSON object".into(),
         ));
     }
+    // The plain parse first: tracking the path allocates a string per key read, on every
+    // request. Only a body that fails is read again, tracking it, to name the field.
+    serde_json::from_slice(bytes).or_else(|_| parse_naming_the_field(bytes))
+}
+
+fn parse_naming_the_field<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
         // serde_json reports some type mismatches (a number where an enum is expected) as

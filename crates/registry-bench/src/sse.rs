@@ -12,42 +12,35 @@
 //! revision) is kept, so that a subscriber whose connection fails resumes with
 //! `since=<last revision>` and misses nothing.
 
-use crate::watch::{find, Expect, Seen, NO_CHANGE};
+use crate::watch::{find, Follower, Seen, NO_CHANGE};
 use anyhow::{bail, Context, Result};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 
 /// One subscriber: an event stream, opened again (from the last revision it saw) after
 /// it fails. Counts itself in `ready` once its first stream has answered 200 (the daemon
 /// subscribes it before answering, so no later change can be missed). Reports each
 /// expectation once, when the first event meeting it is in.
-pub async fn subscriber(
-    delay: Duration,
-    address: String,
-    token: String,
-    expect: Arc<Expect>,
-    seen: mpsc::UnboundedSender<(Seen, Instant, usize)>,
-    (connects, ready): (Arc<AtomicU64>, Arc<AtomicU64>),
-) {
-    tokio::time::sleep(delay).await;
+pub async fn subscriber(follower: Follower) {
+    tokio::time::sleep(follower.delay).await;
     let mut last_revision: Option<u64> = None;
     let mut counted = false;
     let (mut reported_appear, mut reported_gone) = (NO_CHANGE, NO_CHANGE);
     let mut appear_text = String::new();
     let mut gone_text = String::new();
     loop {
-        connects.fetch_add(1, Ordering::Relaxed);
-        let Ok(mut stream) = EventStream::open(&address, &token, last_revision).await else {
+        follower.connects.fetch_add(1, Ordering::Relaxed);
+        let Ok(mut stream) =
+            EventStream::open(&follower.address, &follower.token, last_revision).await
+        else {
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
         if !counted {
             counted = true;
-            ready.fetch_add(1, Ordering::SeqCst);
+            follower.ready.fetch_add(1, Ordering::SeqCst);
         }
         while stream.read().await.is_ok() {
             let at = Instant::now();
@@ -56,13 +49,14 @@ pub async fn subscriber(
                 if let Some(revision) = event_id(event) {
                     last_revision = Some(revision);
                 }
-                let appear = expect.appear.load(Ordering::SeqCst);
+                let appear = follower.expect.appear.load(Ordering::SeqCst);
                 if appear != NO_CHANGE && appear != reported_appear {
                     appear_text.clear();
                     appear_text.push_str(&format!("\"{}\"", crate::watch::tag(appear)));
                     if find(event, appear_text.as_bytes()).is_some() {
                         reported_appear = appear;
-                        if seen
+                        if follower
+                            .seen
                             .send((Seen::Appeared(appear), at, event.len()))
                             .is_err()
                         {
@@ -70,10 +64,10 @@ pub async fn subscriber(
                         }
                     }
                 }
-                let gone = expect.gone.load(Ordering::SeqCst);
+                let gone = follower.expect.gone.load(Ordering::SeqCst);
                 if gone != NO_CHANGE && gone != reported_gone {
                     {
-                        let (number, id) = &*expect.gone_id.lock().expect("not poisoned");
+                        let (number, id) = &*follower.expect.gone_id.lock().expect("not poisoned");
                         gone_text.clear();
                         if *number == gone {
                             gone_text.push_str(&format!("\"op\":\"delete\",\"id\":\"{id}\""));
@@ -81,7 +75,11 @@ pub async fn subscriber(
                     }
                     if !gone_text.is_empty() && find(event, gone_text.as_bytes()).is_some() {
                         reported_gone = gone;
-                        if seen.send((Seen::Gone(gone), at, event.len())).is_err() {
+                        if follower
+                            .seen
+                            .send((Seen::Gone(gone), at, event.len()))
+                            .is_err()
+                        {
                             return;
                         }
                     }

@@ -298,29 +298,18 @@ pub async fn measure(
     // Connecting all at once would overflow the daemon's accept queue; the SYNs retried
     // a second or more later would then land in the timed changes.
     let delay = |i: u64| Duration::from_micros(500 * i);
-    let counters = (connects.clone(), ready.clone());
-    let (token, expected) = (&daemon.token, &expect);
+    let follower = |i: u64| Follower {
+        delay: delay(i),
+        address: address.clone(),
+        token: daemon.token.clone(),
+        expect: expect.clone(),
+        seen: seen_tx.clone(),
+        connects: connects.clone(),
+        ready: ready.clone(),
+    };
     let pool = match mode {
-        Mode::Blocking => WatcherPool::start(watchers, |i| {
-            watcher(
-                delay(i),
-                address.clone(),
-                token.clone(),
-                expected.clone(),
-                seen_tx.clone(),
-                counters.clone(),
-            )
-        })?,
-        Mode::Sse => WatcherPool::start(watchers, |i| {
-            crate::sse::subscriber(
-                delay(i),
-                address.clone(),
-                token.clone(),
-                expected.clone(),
-                seen_tx.clone(),
-                counters.clone(),
-            )
-        })?,
+        Mode::Blocking => WatcherPool::start(watchers, |i| watcher(follower(i)))?,
+        Mode::Sse => WatcherPool::start(watchers, |i| crate::sse::subscriber(follower(i)))?,
     };
     drop(seen_tx);
     // Every watcher connected and answered once (and shortly after parked again); every
@@ -503,6 +492,20 @@ pub(crate) struct Expect {
     pub gone_id: std::sync::Mutex<(u64, String)>,
 }
 
+/// What each watcher (or SSE subscriber) is given.
+pub(crate) struct Follower {
+    /// How long to wait before connecting.
+    pub delay: Duration,
+    pub address: String,
+    pub token: String,
+    pub expect: Arc<Expect>,
+    /// Where to report what it saw: (what, when its answer was in, answer size).
+    pub seen: mpsc::UnboundedSender<(Seen, Instant, usize)>,
+    /// Connections made, and followers that have had their first answer.
+    pub connects: Arc<AtomicU64>,
+    pub ready: Arc<AtomicU64>,
+}
+
 /// What a watcher reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Seen {
@@ -514,20 +517,13 @@ pub(crate) enum Seen {
 
 /// One watcher: a blocking query after another on one keep-alive connection (a new one
 /// after an error). Reports each expectation once, when the first answer meeting it is in.
-async fn watcher(
-    delay: Duration,
-    address: String,
-    token: String,
-    expect: Arc<Expect>,
-    seen: mpsc::UnboundedSender<(Seen, Instant, usize)>,
-    (connects, ready): (Arc<AtomicU64>, Arc<AtomicU64>),
-) {
-    tokio::time::sleep(delay).await;
+async fn watcher(follower: Follower) {
+    tokio::time::sleep(follower.delay).await;
     let mut index = 0;
     let (mut reported_appear, mut reported_gone) = (NO_CHANGE, NO_CHANGE);
     loop {
-        connects.fetch_add(1, Ordering::Relaxed);
-        let Ok(mut conn) = Conn::connect(&address).await else {
+        follower.connects.fetch_add(1, Ordering::Relaxed);
+        let Ok(mut conn) = Conn::connect(&follower.address).await else {
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
@@ -537,29 +533,31 @@ async fn watcher(
             path.push_str("/registry-svc/instances?slug=");
             path.push_str(SLUG);
             path.push_str(&format!("&index={index}&wait=60s"));
-            let Ok(answer_index) = conn.get(&path, &token).await else {
+            let Ok(answer_index) = conn.get(&path, &follower.token).await else {
                 break;
             };
             let at = Instant::now();
             if index == 0 {
-                ready.fetch_add(1, Ordering::SeqCst);
+                follower.ready.fetch_add(1, Ordering::SeqCst);
             }
             index = index.max(answer_index);
-            let appear = expect.appear.load(Ordering::SeqCst);
+            let appear = follower.expect.appear.load(Ordering::SeqCst);
             if appear != NO_CHANGE && appear != reported_appear && conn.body_contains(&tag(appear))
             {
                 reported_appear = appear;
-                if seen
+                if follower
+                    .seen
                     .send((Seen::Appeared(appear), at, conn.body().len()))
                     .is_err()
                 {
                     return;
                 }
             }
-            let gone = expect.gone.load(Ordering::SeqCst);
+            let gone = follower.expect.gone.load(Ordering::SeqCst);
             if gone != NO_CHANGE && gone != reported_gone && !conn.body_contains(&tag(gone)) {
                 reported_gone = gone;
-                if seen
+                if follower
+                    .seen
                     .send((Seen::Gone(gone), at, conn.body().len()))
                     .is_err()
                 {

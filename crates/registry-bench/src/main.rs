@@ -42,6 +42,8 @@
 mod compare;
 mod daemon;
 mod etcd;
+#[cfg(test)]
+mod fake_server;
 mod http;
 mod pick;
 mod procfs;

@@ -231,27 +231,7 @@ impl EventStream {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::net::TcpListener;
-
-    /// Answers one request with `parts`, written one at a time a little apart.
-    async fn serve(parts: Vec<&'static str>) -> String {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap().to_string();
-        tokio::spawn(async move {
-            let (mut stream, _) = listener.accept().await.unwrap();
-            let mut buf = Vec::new();
-            while find(&buf, b"\r\n\r\n").is_none() {
-                let mut chunk = [0u8; 1024];
-                let n = stream.read(&mut chunk).await.unwrap();
-                buf.extend_from_slice(&chunk[..n]);
-            }
-            for part in parts {
-                stream.write_all(part.as_bytes()).await.unwrap();
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        });
-        address
-    }
+    use crate::fake_server::serve;
 
     async fn events(stream: &mut EventStream, count: usize) -> Vec<String> {
         let mut out = Vec::new();
@@ -269,7 +249,7 @@ mod tests {
 
     #[tokio::test]
     async fn decodes_chunked_events_split_anywhere() {
-        let address = serve(vec![
+        let address = serve(vec![vec![
             "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n",
             // One event over two chunks, split in a chunk's CRLF and a size line.
             "e\r\nevent: change\n\r",
@@ -278,7 +258,7 @@ mod tests {
             // A keep-alive comment and an event in one chunk, cut mid-data.
             "20\r\n:\n\nid: 8\ndata: {\"op\":\"dele",
             "te\"}\n\n\r\n",
-        ])
+        ]])
         .await;
         let mut stream = EventStream::open(&address, "t", None).await.unwrap();
         let got = events(&mut stream, 3).await;
@@ -298,9 +278,9 @@ mod tests {
 
     #[tokio::test]
     async fn refuses_an_answer_other_than_200() {
-        let address = serve(vec![
+        let address = serve(vec![vec![
             "HTTP/1.1 401 Unauthorized\r\ncontent-length: 2\r\n\r\n{}",
-        ])
+        ]])
         .await;
         assert!(EventStream::open(&address, "t", Some(3)).await.is_err());
     }

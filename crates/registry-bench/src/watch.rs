@@ -728,39 +728,14 @@ pub(crate) fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::net::TcpListener;
-
-    /// Answers each request read on one connection with the next of `answers`.
-    async fn serve(answers: Vec<&'static str>) -> String {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap().to_string();
-        tokio::spawn(async move {
-            let (mut stream, _) = listener.accept().await.unwrap();
-            let mut buf = Vec::new();
-            for answer in answers {
-                while find(&buf, b"\r\n\r\n").is_none() {
-                    let mut chunk = [0u8; 1024];
-                    let n = stream.read(&mut chunk).await.unwrap();
-                    buf.extend_from_slice(&chunk[..n]);
-                }
-                let end = find(&buf, b"\r\n\r\n").unwrap() + 4;
-                buf.drain(..end);
-                // In two writes, so that the client must read more than once.
-                let (head, tail) = answer.split_at(answer.len() / 2);
-                stream.write_all(head.as_bytes()).await.unwrap();
-                tokio::time::sleep(Duration::from_millis(5)).await;
-                stream.write_all(tail.as_bytes()).await.unwrap();
-            }
-        });
-        address
-    }
+    use crate::fake_server::{halves, serve};
 
     #[tokio::test]
     async fn reads_sized_and_chunked_answers_on_one_connection() {
         let address = serve(vec![
-            "HTTP/1.1 200 OK\r\ncontent-length: 27\r\nx-registry-index: 7\r\n\r\n{\"tags\":[\"bench-change-1\"]}",
-            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nX-Registry-Index: 9\r\n\r\n5\r\n{\"a\":\r\n14\r\n\"bench-change-10\"}  \r\n0\r\n\r\n",
-            "HTTP/1.1 401 Unauthorized\r\ncontent-length: 2\r\n\r\n{}",
+            halves("HTTP/1.1 200 OK\r\ncontent-length: 27\r\nx-registry-index: 7\r\n\r\n{\"tags\":[\"bench-change-1\"]}"),
+            halves("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nX-Registry-Index: 9\r\n\r\n5\r\n{\"a\":\r\n14\r\n\"bench-change-10\"}  \r\n0\r\n\r\n"),
+            halves("HTTP/1.1 401 Unauthorized\r\ncontent-length: 2\r\n\r\n{}"),
         ])
         .await;
         let mut conn = Conn::connect(&address).await.unwrap();

@@ -27,6 +27,7 @@ pub use config::Config;
 pub use error::{Error, Result};
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use state::{Command, State, Writer};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -138,6 +139,14 @@ pub async fn start_with_store(
     let task = tokio::spawn({
         let shutdown = shutdown.clone();
         async move {
+            // No Nagle delay: an event written while the one before is still unacknowledged
+            // leaves at once, instead of waiting for the subscriber's ACK, which Linux may
+            // delay by up to 40 ms.
+            let listener = listener.tap_io(|stream| {
+                if let Err(e) = stream.set_nodelay(true) {
+                    tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+                }
+            });
             axum::serve(listener, service)
                 .with_graceful_shutdown(shutdown.cancelled_owned())
                 .await

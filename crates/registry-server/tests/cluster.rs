@@ -599,24 +599,26 @@ async fn the_node_an_instance_runs_on_checks_it() {
     let id = a
         .register(checked_instance(listener.port, json!({"nodeUrl": b_url})))
         .await;
+    // Waits for B to be the one checker, rather than taking the first node seen alone:
+    // on a loaded machine a late heartbeat of B's can make C think B offline and check
+    // its instances for a moment, as it should.
     let checked_by = Mutex::new(None);
-    let clear = wait_until(DEADLINE, || async {
+    let by_b = wait_until(DEADLINE, || async {
         let found = checkers(
             &[&a, &b, &c],
             std::slice::from_ref(&id),
             Duration::from_millis(300),
         )
         .await;
-        let done = found.is_some();
+        let done = found == Some(vec![1]);
         *checked_by.lock().unwrap() = found;
         done
     })
     .await;
-    assert!(clear, "{id} is checked by no node or by several");
-    assert_eq!(
-        checked_by.into_inner().unwrap(),
-        Some(vec![1]),
-        "{id} runs on B, so B checks it (0: A, 1: B, 2: C)"
+    assert!(
+        by_b,
+        "{id} runs on B, so B checks it (0: A, 1: B, 2: C); last seen: {:?}",
+        checked_by.into_inner().unwrap()
     );
 
     // Without A and C, B still sees it go.

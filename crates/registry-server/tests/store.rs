@@ -330,6 +330,79 @@ async fn a_failed_commit_answers_503_and_changes_nothing() {
     d.stop().await;
 }
 
+/// Holds every commit while closed, counting those it holds.
+#[derive(Default)]
+struct Gate {
+    closed: AtomicBool,
+    held: AtomicUsize,
+    opened: tokio::sync::Notify,
+}
+
+#[async_trait]
+impl Hooks for Gate {
+    async fn before_commit(&self, _changes: &[Change]) -> Result<(), StoreError> {
+        if self.closed.load(Ordering::SeqCst) {
+            self.held.fetch_add(1, Ordering::SeqCst);
+            loop {
+                let opened = self.opened.notified();
+                tokio::pin!(opened);
+                opened.as_mut().enable();
+                if !self.closed.load(Ordering::SeqCst) {
+                    break;
+                }
+                opened.await;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_bad_registration_is_refused_without_waiting_for_a_commit() {
+    let (d, gate) = Hooked::start_daemon(Gate::default()).await;
+    let d = Arc::new(d);
+    gate.hooks.closed.store(true, Ordering::SeqCst);
+    let held = tokio::spawn({
+        let d = d.clone();
+        async move {
+            d.admin(
+                Method::PUT,
+                "/registry-svc/instance",
+                Some(json!({"url": "http://127.0.0.1:7"})),
+            )
+            .await
+        }
+    });
+    assert!(
+        common::wait_until(Duration::from_secs(10), || async {
+            gate.hooks.held.load(Ordering::SeqCst) > 0
+        })
+        .await,
+        "the registration never reached the store"
+    );
+
+    let refused = tokio::time::timeout(
+        Duration::from_secs(10),
+        d.admin(
+            Method::PUT,
+            "/registry-svc/instance",
+            Some(json!({"url": "http://127.0.0.1:7", "tags": [""]})),
+        ),
+    )
+    .await
+    .expect("a bad registration waited for the held commit");
+    refused.assert_error(StatusCode::BAD_REQUEST, Some("tags[0]"), "an empty tag");
+    assert!(
+        !held.is_finished(),
+        "the good one is still waiting on its commit"
+    );
+
+    gate.hooks.closed.store(false, Ordering::SeqCst);
+    gate.hooks.opened.notify_waiters();
+    assert_eq!(held.await.unwrap().status, StatusCode::CREATED);
+    Arc::into_inner(d).unwrap().stop().await;
+}
+
 // PostgreSQL: the same contract, and what sharing one database between daemons needs.
 // Each test gets a database of its own; without REGISTRY_TEST_DATABASE_URL they skip.
 

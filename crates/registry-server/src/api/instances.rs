@@ -4,7 +4,7 @@ use super::feed::{indexed, Blocking};
 use super::page::{list_body, list_response, Page, STREAM_CHUNK};
 use super::{json_response, AppState, JsonBody};
 use crate::auth::{Caller, Permission};
-use crate::state::Command;
+use crate::state::{Command, Registration};
 use crate::store::Kind;
 use crate::{Error, Result};
 use axum::body::Bytes;
@@ -30,9 +30,13 @@ pub async fn register(
     JsonBody(request): JsonBody<RegisterInstanceRequest>,
 ) -> Result<(StatusCode, Json<RegisterInstanceResponse>)> {
     caller.require(Permission::InstanceEdit)?;
+    let registration = Registration::new(request)?;
     let applied = app
         .writer
-        .submit(Command::RegisterInstance { caller, request })
+        .submit(Command::RegisterInstance {
+            caller,
+            registration,
+        })
         .await?;
     Ok((
         StatusCode::CREATED,

@@ -10,8 +10,10 @@ use crate::auth::{Caller, StoredToken};
 use crate::store::{Kind, Mutation, Record};
 use crate::Error;
 use chrono::{DateTime, Utc};
+use hashbrown::HashTable;
+use rand::Rng;
 use registry_types::{Definition, Instance, InstanceStatus, Node, RegisterInstanceRequest};
-use std::collections::{BTreeSet, HashMap};
+use std::hash::{BuildHasher, RandomState};
 
 #[derive(Debug, Clone)]
 pub enum Command {
@@ -19,7 +21,7 @@ pub enum Command {
     DeleteDefinition(String),
     RegisterInstance {
         caller: Caller,
-        request: RegisterInstanceRequest,
+        registration: Registration,
     },
     DeleteInstance {
         caller: Caller,
@@ -47,15 +49,46 @@ pub enum Command {
     },
 }
 
+/// A registration request whose fields are checked and whose address is parsed, into
+/// its own fields (`url`, `scheme`, `host`, `ip`, `path`, and `port`, kept here). The
+/// request's own task does this before queueing it, so bad input is refused without
+/// waiting for a commit, and the one writer, which every write waits on, is left with
+/// only what needs the tables: identity and ownership.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    request: RegisterInstanceRequest,
+    port: u16,
+}
+
+impl Registration {
+    pub fn new(mut request: RegisterInstanceRequest) -> Result<Registration, Error> {
+        request.validate()?;
+        let address = request.address()?;
+        request.url = address.url;
+        request.scheme = address.scheme;
+        request.host = address.host;
+        request.ip = address.ip;
+        request.path = address.path;
+        Ok(Registration {
+            request,
+            port: address.port,
+        })
+    }
+}
+
 /// The tables as they will be once the mutations planned so far are committed.
 pub(super) struct Overlay<'a> {
     tables: &'a Tables,
     /// A batch still committing, planned on as if it were applied.
     before: &'a [Mutation],
-    /// The latest pending mutation of each object, by where it is (not a copy of it:
-    /// records are found in the batches, so planning clones none).
-    pending: HashMap<(Kind, String), Slot>,
-    pending_urls: HashMap<String, BTreeSet<String>>,
+    /// Where the latest pending mutation of each object is, by the hash of its kind and
+    /// key. Records are not copied, and neither are keys: a slot's key is read from the
+    /// mutation it points at, so noting a mutation allocates nothing (in the one writer,
+    /// whose every allocation each write waits for).
+    pending: HashTable<(u64, Slot)>,
+    /// The pending puts of instances, by the hash of their URL.
+    pending_urls: HashTable<(u64, Slot)>,
+    hasher: RandomState,
     pub(super) mutations: Vec<Mutation>,
 }
 
@@ -66,14 +99,24 @@ enum Slot {
     Planned(usize),
 }
 
+impl Slot {
+    fn in_batches<'m>(self, before: &'m [Mutation], planned: &'m [Mutation]) -> &'m Mutation {
+        match self {
+            Slot::Before(at) => &before[at],
+            Slot::Planned(at) => &planned[at],
+        }
+    }
+}
+
 impl<'a> Overlay<'a> {
     /// Plans on `tables` as `before` (a batch still committing) will leave them.
     pub(super) fn new(tables: &'a Tables, before: &'a [Mutation]) -> Self {
         let mut overlay = Overlay {
             tables,
             before,
-            pending: HashMap::new(),
-            pending_urls: HashMap::new(),
+            pending: HashTable::with_capacity(before.len()),
+            pending_urls: HashTable::with_capacity(before.len()),
+            hasher: RandomState::new(),
             mutations: Vec::new(),
         };
         for (at, mutation) in before.iter().enumerate() {
@@ -89,24 +132,37 @@ impl<'a> Overlay<'a> {
 
     /// Records that the latest pending mutation of its object is at `slot`.
     fn note(&mut self, mutation: &Mutation, slot: Slot) {
+        let (before, planned) = (self.before, &self.mutations);
         if let Mutation::Put(Record::Instance(i)) = mutation {
+            let hash = self.hasher.hash_one(&i.url);
             self.pending_urls
-                .entry(i.url.clone())
-                .or_default()
-                .insert(i.id.clone());
+                .insert_unique(hash, (hash, slot), |(hash, _)| *hash);
         }
-        self.pending
-            .insert((mutation.kind(), mutation.key().to_string()), slot);
+        let (kind, key) = (mutation.kind(), mutation.key());
+        let hash = self.hasher.hash_one((kind, key));
+        let same_object = |(h, at): &(u64, Slot)| {
+            let noted = at.in_batches(before, planned);
+            *h == hash && noted.kind() == kind && noted.key() == key
+        };
+        match self.pending.find_mut(hash, same_object) {
+            Some(noted) => noted.1 = slot,
+            None => {
+                self.pending
+                    .insert_unique(hash, (hash, slot), |(hash, _)| *hash);
+            }
+        }
     }
 
     /// The pending state of an object: `None` when nothing is pending for it,
     /// `Some(None)` when it is pending deletion.
     fn pending(&self, kind: Kind, key: &str) -> Option<Option<&Record>> {
-        let slot = self.pending.get(&(kind, key.to_string()))?;
-        let mutation = match *slot {
-            Slot::Before(at) => &self.before[at],
-            Slot::Planned(at) => &self.mutations[at],
-        };
+        let hash = self.hasher.hash_one((kind, key));
+        let (before, planned) = (self.before, &self.mutations);
+        let mutation = self
+            .pending
+            .iter_hash(hash)
+            .map(|(_, slot)| slot.in_batches(before, planned))
+            .find(|m| m.kind() == kind && m.key() == key)?;
         Some(match mutation {
             Mutation::Put(record) => Some(record),
             Mutation::Delete { .. } => None,
@@ -138,16 +194,24 @@ impl<'a> Overlay<'a> {
     fn instance_by_url(&self, url: &str) -> Option<Instance> {
         self.tables
             .instance_ids_by_url(url)
-            .chain(
-                self.pending_urls
-                    .get(url)
-                    .into_iter()
-                    .flatten()
-                    .map(String::as_str),
-            )
+            .chain(self.pending_ids_at(url))
             .filter_map(|id| self.instance(id))
             .filter(|i| i.url == url)
             .min_by(|a, b| a.id.cmp(&b.id))
+    }
+
+    /// Ids of the instances a pending put leaves at `url` (or left there, before a later
+    /// change; callers check the URL), in no particular order.
+    fn pending_ids_at<'s>(&'s self, url: &'s str) -> impl Iterator<Item = &'s str> + 's {
+        let hash = self.hasher.hash_one(url);
+        self.pending_urls
+            .iter_hash(hash)
+            .filter_map(
+                move |(_, slot)| match slot.in_batches(self.before, &self.mutations) {
+                    Mutation::Put(Record::Instance(i)) if i.url == url => Some(i.id.as_str()),
+                    _ => None,
+                },
+            )
     }
 
     /// Plans one command; on success returns the id of the object it touched.
@@ -159,8 +223,11 @@ impl<'a> Overlay<'a> {
                 Ok(id)
             }
             Command::DeleteDefinition(id) => self.delete(Kind::Definition, id, "definition"),
-            Command::RegisterInstance { caller, request } => {
-                let instance = self.register(&caller, request)?;
+            Command::RegisterInstance {
+                caller,
+                registration,
+            } => {
+                let instance = self.register(&caller, registration)?;
                 let id = instance.id.clone();
                 self.push(Mutation::Put(Record::Instance(instance)));
                 Ok(id)
@@ -242,14 +309,12 @@ impl<'a> Overlay<'a> {
     fn register(
         &self,
         caller: &Caller,
-        request: RegisterInstanceRequest,
+        Registration { request, port }: Registration,
     ) -> Result<Instance, Error> {
-        request.validate()?;
-        let address = request.address()?;
         let existing = if !request.id.is_empty() {
             self.instance(&request.id)
         } else {
-            self.instance_by_url(&address.url)
+            self.instance_by_url(&request.url)
         };
         let existing = existing.as_ref();
         if let Some(existing) = existing {
@@ -273,20 +338,20 @@ impl<'a> Overlay<'a> {
         };
         // The health state describes an address; a new address starts over.
         let (status, details, last_heartbeat) = match existing {
-            Some(e) if e.url == address.url => (e.status, e.details.clone(), e.last_heartbeat),
+            Some(e) if e.url == request.url => (e.status, e.details.clone(), e.last_heartbeat),
             _ => (InstanceStatus::Unknown, String::new(), None),
         };
         Ok(Instance {
             id,
-            url: address.url,
+            url: request.url,
             slug,
             deployment_id: request.deployment_id,
             node_url: request.node_url,
-            scheme: address.scheme,
-            host: address.host,
-            ip: address.ip,
-            port: address.port,
-            path: address.path,
+            scheme: request.scheme,
+            host: request.host,
+            ip: request.ip,
+            port,
+            path: request.path,
             status,
             details,
             last_heartbeat,
@@ -300,7 +365,7 @@ impl<'a> Overlay<'a> {
 
     fn new_instance_id(&self) -> String {
         loop {
-            let id = format!("inst_{}", time_ordered_base62(Utc::now()));
+            let id = time_ordered_id("inst_", Utc::now());
             if !self.exists(Kind::Instance, &id) {
                 return id;
             }
@@ -311,20 +376,26 @@ impl<'a> Overlay<'a> {
 /// Base62 digits in ASCII order, so that ids compare as their numbers do.
 const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
-/// Ten base62 characters: seven of milliseconds since 2020 (enough for 111 years), then
-/// three random ones. New ids sort after older ones, so the store appends them to the end
-/// of its key index instead of touching a random page of it per registration, which is
-/// most of what a durable registration costs. Not a secret: ownership is checked by token.
-fn time_ordered_base62(now: DateTime<Utc>) -> String {
+/// `prefix` and ten base62 characters: seven of milliseconds since 2020 (enough for 111
+/// years), then three random ones. New ids sort after older ones, so the store appends
+/// them to the end of its key index instead of touching a random page of it per
+/// registration, which is most of what a durable registration costs. Not a secret:
+/// ownership is checked by token. Built in place: the writer makes one per registration.
+fn time_ordered_id(prefix: &str, now: DateTime<Utc>) -> String {
     const EPOCH_2020_MS: i64 = 1_577_836_800_000;
     let mut millis = (now.timestamp_millis() - EPOCH_2020_MS).max(0) as u64;
-    let mut digits = [0u8; 7];
-    for digit in digits.iter_mut().rev() {
+    let mut digits = [0u8; 10];
+    for digit in digits[..7].iter_mut().rev() {
         *digit = BASE62[(millis % 62) as usize];
         millis /= 62;
     }
-    let mut id = String::from_utf8(digits.to_vec()).expect("base62 digits are ASCII");
-    id.push_str(&crate::auth::random_base62(3));
+    let mut rng = rand::thread_rng();
+    for digit in &mut digits[7..] {
+        *digit = BASE62[rng.gen_range(0..62)];
+    }
+    let mut id = String::with_capacity(prefix.len() + digits.len());
+    id.push_str(prefix);
+    id.push_str(std::str::from_utf8(&digits).expect("base62 digits are ASCII"));
     id
 }
 
@@ -341,23 +412,25 @@ mod tests {
         }
     }
 
-    fn register(url: &str, id: &str, slug: &str) -> RegisterInstanceRequest {
-        RegisterInstanceRequest {
+    fn register(url: &str, id: &str, slug: &str) -> Registration {
+        Registration::new(RegisterInstanceRequest {
             url: url.into(),
             id: id.into(),
             slug: slug.into(),
             ..Default::default()
-        }
+        })
+        .unwrap()
     }
 
     #[test]
     fn generated_ids_sort_by_creation_time() {
-        let earlier = time_ordered_base62("2026-11-30T08:00:00.000Z".parse().unwrap());
-        let later = time_ordered_base62("2026-11-30T08:00:00.001Z".parse().unwrap());
-        let much_later = time_ordered_base62("2090-01-01T00:00:00Z".parse().unwrap());
-        assert_eq!(earlier.len(), 10);
-        assert!(earlier.bytes().all(|b| b.is_ascii_alphanumeric()));
-        assert!(earlier[..7] < later[..7], "{earlier} {later}");
+        let earlier = time_ordered_id("inst_", "2026-11-30T08:00:00.000Z".parse().unwrap());
+        let later = time_ordered_id("inst_", "2026-11-30T08:00:00.001Z".parse().unwrap());
+        let much_later = time_ordered_id("inst_", "2090-01-01T00:00:00Z".parse().unwrap());
+        assert_eq!(earlier.len(), 15);
+        assert!(earlier.starts_with("inst_"));
+        assert!(earlier[5..].bytes().all(|b| b.is_ascii_alphanumeric()));
+        assert!(earlier[..12] < later[..12], "{earlier} {later}");
         assert!(later < much_later, "{later} {much_later}");
     }
 
@@ -369,13 +442,13 @@ mod tests {
         let first = overlay
             .plan(Command::RegisterInstance {
                 caller: user.clone(),
-                request: register("http://127.0.0.1:9", "", ""),
+                registration: register("http://127.0.0.1:9", "", ""),
             })
             .unwrap();
         let second = overlay
             .plan(Command::RegisterInstance {
                 caller: user,
-                request: register("http://127.0.0.1:9", "", ""),
+                registration: register("http://127.0.0.1:9", "", ""),
             })
             .unwrap();
         assert_eq!(first, second);
@@ -388,7 +461,7 @@ mod tests {
         let user = caller("svc-a", Role::User);
         let registration = |url: &str| Command::RegisterInstance {
             caller: user.clone(),
-            request: register(url, "", ""),
+            registration: register(url, "", ""),
         };
         let mut first = Overlay::new(&tables, &[]);
         let kept = first.plan(registration("http://127.0.0.1:9")).unwrap();
@@ -425,21 +498,21 @@ mod tests {
         overlay
             .plan(Command::RegisterInstance {
                 caller: caller("svc-a", Role::User),
-                request: register("http://127.0.0.1:9", "x", ""),
+                registration: register("http://127.0.0.1:9", "x", ""),
             })
             .unwrap();
         let intruder = caller("svc-b", Role::User);
         let err = overlay
             .plan(Command::RegisterInstance {
                 caller: intruder.clone(),
-                request: register("http://127.0.0.1:9", "", ""),
+                registration: register("http://127.0.0.1:9", "", ""),
             })
             .unwrap_err();
         assert!(matches!(err, Error::Forbidden(_)), "{err:?}");
         let err = overlay
             .plan(Command::RegisterInstance {
                 caller: intruder.clone(),
-                request: register("http://127.0.0.1:8", "", "svc-a"),
+                registration: register("http://127.0.0.1:8", "", "svc-a"),
             })
             .unwrap_err();
         assert!(matches!(err, Error::Forbidden(_)), "{err:?}");

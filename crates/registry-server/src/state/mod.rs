@@ -8,7 +8,7 @@ mod commands;
 mod stored;
 mod writer;
 
-pub use commands::Command;
+pub use commands::{Command, Registration};
 pub use stored::StoredInstance;
 pub use writer::{Applied, Writer};
 

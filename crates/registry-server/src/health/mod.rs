@@ -123,6 +123,13 @@ impl GridTimers {
     fn remove(&mut self, key: &delay_queue::Key) {
         self.queue.remove(key);
     }
+
+    /// The id of the next timer to fire, once it fires; `None` while there are none.
+    async fn next_due(&mut self) -> Option<String> {
+        std::future::poll_fn(|cx| self.queue.poll_expired(cx))
+            .await
+            .map(|expired| expired.into_inner())
+    }
 }
 
 /// `interval` less up to 5%, so instances checked in step drift apart while a status
@@ -167,9 +174,7 @@ impl HealthChecker {
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                Some(expired) = std::future::poll_fn(|cx| checker.timers.queue.poll_expired(cx)) => {
-                    checker.due(expired.into_inner());
-                }
+                Some(id) = checker.timers.next_due() => checker.due(id),
                 Some((id, url, outcome)) = checker.running.next() => {
                     if let Some(next) = checker.waiting.pop_front() {
                         checker.running.push(next);

@@ -4,6 +4,7 @@ use crate::Error;
 use axum::body::Body;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use futures_util::FutureExt;
 use registry_types::ErrorBody;
 
 impl Error {
@@ -51,7 +52,11 @@ pub async fn no_route() -> Error {
 /// Rewrites error responses that are not JSON (axum's own rejections: a method not
 /// allowed, a malformed path parameter, ...) into the `{"error": ...}` shape, keeping
 /// their status and their text when they have one.
-pub async fn json_errors(response: Response) -> Response {
+///
+/// Synchronous, so that the layer gives no request a boxed future of its own: axum's
+/// rejections hold their text in memory, so reading it never waits (a body that would
+/// is replaced by the status's reason).
+pub fn json_errors(response: Response) -> Response {
     let status = response.status();
     let is_json = response
         .headers()
@@ -62,7 +67,8 @@ pub async fn json_errors(response: Response) -> Response {
     }
     let (parts, body) = response.into_parts();
     let text = axum::body::to_bytes(body, 64 * 1024)
-        .await
+        .now_or_never()
+        .and_then(Result::ok)
         .map(|b| String::from_utf8_lossy(&b).trim().to_string())
         .unwrap_or_default();
     let message = if text.is_empty() {

@@ -163,7 +163,7 @@ pub fn service(
         .layer(MapResponseBodyLayer::new(Body::new))
         .layer(TraceLayer::new_for_http())
         .layer(CatchPanicLayer::custom(errors::panic_response))
-        .layer(axum::middleware::map_response(errors::json_errors))
+        .map_response(errors::json_errors)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .service(routes.with_state(app))
 }

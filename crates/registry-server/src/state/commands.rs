@@ -133,21 +133,32 @@ impl<'a> Overlay<'a> {
     /// Records that the latest pending mutation of its object is at `slot`.
     fn note(&mut self, mutation: &Mutation, slot: Slot) {
         let (before, planned) = (self.before, &self.mutations);
-        if let Mutation::Put(Record::Instance(i)) = mutation {
-            let hash = self.hasher.hash_one(&i.url);
-            self.pending_urls
-                .insert_unique(hash, (hash, slot), |(hash, _)| *hash);
-        }
         let (kind, key) = (mutation.kind(), mutation.key());
         let hash = self.hasher.hash_one((kind, key));
         let same_object = |(h, at): &(u64, Slot)| {
-            let noted = at.in_batches(before, planned);
-            *h == hash && noted.kind() == kind && noted.key() == key
+            *h == hash && {
+                let noted = at.in_batches(before, planned);
+                noted.kind() == kind && noted.key() == key
+            }
         };
-        match self.pending.find_mut(hash, same_object) {
-            Some(noted) => noted.1 = slot,
+        let previous = match self.pending.find_mut(hash, same_object) {
+            Some(noted) => Some(std::mem::replace(&mut noted.1, slot)),
             None => {
                 self.pending
+                    .insert_unique(hash, (hash, slot), |(hash, _)| *hash);
+                None
+            }
+        };
+        if let Mutation::Put(Record::Instance(i)) = mutation {
+            // An instance put again at the same URL is found there already (by its first
+            // put; its latest state is read when asked): one entry, however many puts.
+            let found_here = previous.is_some_and(|at| {
+                matches!(at.in_batches(before, planned),
+                    Mutation::Put(Record::Instance(p)) if p.url == i.url)
+            });
+            if !found_here {
+                let hash = self.hasher.hash_one(&i.url);
+                self.pending_urls
                     .insert_unique(hash, (hash, slot), |(hash, _)| *hash);
             }
         }
@@ -453,6 +464,24 @@ mod tests {
             .unwrap();
         assert_eq!(first, second);
         assert!(first.starts_with("inst_") && first.len() == 15);
+        assert_eq!(
+            overlay.pending_urls.len(),
+            1,
+            "puts again at one URL add no entries for the writer to look through"
+        );
+
+        let moved = overlay
+            .plan(Command::RegisterInstance {
+                caller: caller("svc-a", Role::User),
+                registration: register("http://127.0.0.1:8", &first, ""),
+            })
+            .unwrap();
+        assert_eq!(moved, first);
+        assert!(overlay.instance_by_url("http://127.0.0.1:9").is_none());
+        assert_eq!(
+            overlay.instance_by_url("http://127.0.0.1:8").unwrap().id,
+            first
+        );
     }
 
     #[test]

@@ -108,6 +108,22 @@ impl Slot {
     }
 }
 
+/// Whether an entry of [`Overlay::pending`] is the one of the object `kind`/`key`, whose
+/// hash is `hash`: the key is read from the mutation the entry points at.
+fn is_object<'m>(
+    (before, planned): (&'m [Mutation], &'m [Mutation]),
+    hash: u64,
+    kind: Kind,
+    key: &'m str,
+) -> impl Fn(&(u64, Slot)) -> bool + 'm {
+    move |(h, slot)| {
+        *h == hash && {
+            let noted = slot.in_batches(before, planned);
+            noted.kind() == kind && noted.key() == key
+        }
+    }
+}
+
 impl<'a> Overlay<'a> {
     /// Plans on `tables` as `before` (a batch still committing) will leave them.
     pub(super) fn new(tables: &'a Tables, before: &'a [Mutation]) -> Self {
@@ -135,12 +151,7 @@ impl<'a> Overlay<'a> {
         let (before, planned) = (self.before, &self.mutations);
         let (kind, key) = (mutation.kind(), mutation.key());
         let hash = self.hasher.hash_one((kind, key));
-        let same_object = |(h, at): &(u64, Slot)| {
-            *h == hash && {
-                let noted = at.in_batches(before, planned);
-                noted.kind() == kind && noted.key() == key
-            }
-        };
+        let same_object = is_object((before, planned), hash, kind, key);
         let previous = match self.pending.find_mut(hash, same_object) {
             Some(noted) => Some(std::mem::replace(&mut noted.1, slot)),
             None => {
@@ -168,13 +179,11 @@ impl<'a> Overlay<'a> {
     /// `Some(None)` when it is pending deletion.
     fn pending(&self, kind: Kind, key: &str) -> Option<Option<&Record>> {
         let hash = self.hasher.hash_one((kind, key));
-        let (before, planned) = (self.before, &self.mutations);
-        let mutation = self
+        let batches = (self.before, self.mutations.as_slice());
+        let (_, slot) = self
             .pending
-            .iter_hash(hash)
-            .map(|(_, slot)| slot.in_batches(before, planned))
-            .find(|m| m.kind() == kind && m.key() == key)?;
-        Some(match mutation {
+            .find(hash, is_object(batches, hash, kind, key))?;
+        Some(match slot.in_batches(batches.0, batches.1) {
             Mutation::Put(record) => Some(record),
             Mutation::Delete { .. } => None,
         })

@@ -49,7 +49,7 @@ pub async fn run(args: PickArgs) -> Result<()> {
                 slug: SLUG.into(),
                 health_check: Some(HealthCheck {
                     check_type: Some(HealthCheckType::Tcp),
-                    interval: Some("100ms".into()),
+                    interval: Some("1s".into()),
                     ..Default::default()
                 }),
                 ..Default::default()

@@ -85,7 +85,7 @@ impl Registry {
 fn fast_tcp_check() -> HealthCheck {
     HealthCheck {
         check_type: Some(HealthCheckType::Tcp),
-        interval: Some("100ms".into()),
+        interval: Some("1s".into()),
         timeout: Some("100ms".into()),
         ..Default::default()
     }
@@ -206,8 +206,9 @@ async fn list_answers_carry_an_index_and_blocking_queries_wait_for_a_change() {
     assert!(list.iter().any(|i| i.id == id));
 }
 
-/// Blocking queries from `index` until one waits out its 300 ms with no change (health
-/// checks may still be settling); returns that answer.
+/// Blocking queries from `index` until one waits out a whole check interval (1 s, the
+/// shortest there is) with no change, so the first health checks have settled; returns
+/// that answer.
 async fn wait_for_stable(
     client: &RegistryClient,
     filter: &InstanceFilter,
@@ -217,11 +218,11 @@ async fn wait_for_stable(
     loop {
         let started = Instant::now();
         let (list, next) = client
-            .list_instances_blocking(filter, index, Duration::from_millis(300))
+            .list_instances_blocking(filter, index, Duration::from_millis(1200))
             .await
             .unwrap();
         if next == index {
-            assert!(started.elapsed() >= Duration::from_millis(300));
+            assert!(started.elapsed() >= Duration::from_millis(1200));
             return (list, next);
         }
         assert!(start.elapsed() < DEADLINE, "the index never settled");
@@ -403,19 +404,19 @@ async fn register_self_stays_healthy_comes_back_and_deregisters() {
         RegisterInstanceRequest {
             url: "http://127.0.0.1:9/self".into(),
             slug: "self-svc".into(),
-            ttl: Some("300ms".into()),
+            ttl: Some("1s".into()),
             ..Default::default()
         },
     )
     .await
     .unwrap();
     let id = registration.id().to_string();
-    assert_eq!(registration.heartbeat_period(), Duration::from_millis(100));
+    assert_eq!(registration.heartbeat_period(), Duration::from_secs(1) / 3);
     assert_eq!(registry.status_of(&id).await, Some(InstanceStatus::Healthy));
 
     // Healthy throughout several TTLs, thanks to the heartbeats.
     let watched = Instant::now();
-    while watched.elapsed() < Duration::from_millis(1500) {
+    while watched.elapsed() < Duration::from_millis(3500) {
         assert_eq!(registry.status_of(&id).await, Some(InstanceStatus::Healthy));
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -430,8 +431,8 @@ async fn register_self_stays_healthy_comes_back_and_deregisters() {
 
     registration.deregister().await.unwrap();
     assert_eq!(registry.status_of(&id).await, None);
-    // No heartbeat brings it back.
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // No heartbeat brings it back (two heartbeat periods later).
+    tokio::time::sleep(Duration::from_millis(700)).await;
     assert_eq!(registry.status_of(&id).await, None);
 }
 

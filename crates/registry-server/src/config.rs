@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-#[derive(Debug, Clone, clap::Args)]
+/// No `Debug`: it holds secrets (the admin token, the database password), and nothing
+/// should print it.
+#[derive(Clone, clap::Args)]
 pub struct Config {
     /// HTTP listen address (port 0 picks a free port).
     #[arg(long, env = "REGISTRY_LISTEN", default_value = "127.0.0.1:58231")]
@@ -14,7 +16,8 @@ pub struct Config {
     pub data_dir: PathBuf,
 
     /// `postgres://…` selects the shared PostgreSQL store; unset means embedded SQLite.
-    #[arg(long, env = "REGISTRY_DATABASE_URL")]
+    /// Its value is never shown in `--help`: it may hold a password.
+    #[arg(long, env = "REGISTRY_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
 
     /// This node's URL as other nodes reach it [default: http://<hostname>:<port>].
@@ -57,12 +60,9 @@ pub struct Config {
 }
 
 fn parse_interval(text: &str) -> Result<Duration, String> {
-    let duration =
-        registry_types::parse_duration("heartbeat-interval", text).map_err(|e| e.problem)?;
-    if duration.is_zero() {
-        return Err("must be longer than zero".into());
-    }
-    Ok(duration)
+    registry_types::limits::HEARTBEAT_INTERVAL
+        .parse("heartbeat-interval", text)
+        .map_err(|e| e.problem)
 }
 
 impl Config {

@@ -200,7 +200,7 @@ fn checked_instance(port: u16, extra: Value) -> Value {
     let mut body = json!({
         "url": format!("http://127.0.0.1:{port}"),
         "slug": "checked",
-        "healthCheck": {"type": "tcp", "interval": "100ms"},
+        "healthCheck": {"type": "tcp", "interval": "1s"},
     });
     for (key, value) in extra.as_object().unwrap() {
         body[key] = value.clone();
@@ -811,7 +811,7 @@ async fn a_status_change_seen_during_an_outage_is_recorded_once_the_database_is_
         .register(checked_instance(
             listener.port,
             json!({"nodeUrl": node_url(&p).await,
-                   "healthCheck": {"type": "tcp", "interval": "100ms", "unhealthyThreshold": 1}}),
+                   "healthCheck": {"type": "tcp", "interval": "1s", "unhealthyThreshold": 1}}),
         ))
         .await;
     for d in [&p, &other] {

@@ -1,7 +1,9 @@
 //! Definitions: deployable service templates. Input accepts the older short form
 //! (`image.port`, top-level `hostPort`); the model and every response use the long form.
 
-use crate::validate::{validate_id, validate_len};
+use crate::instance::validate_metadata;
+use crate::limits::{MAX_ID_LEN, MAX_LIST_LEN, MAX_TEXT_LEN, MAX_URL_LEN};
+use crate::validate::{validate_free_text, validate_id, validate_text};
 use crate::FieldError;
 use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::BTreeMap;
@@ -63,6 +65,7 @@ pub struct ApiSpec {
     #[serde(default)]
     pub version: String,
     #[serde(default, deserialize_with = "null_as_default")]
+    #[cfg_attr(feature = "openapi", schema(nullable))]
     pub metadata: BTreeMap<String, String>,
 }
 
@@ -107,18 +110,23 @@ pub struct SaveDefinitionRequest {
 #[serde(rename_all = "camelCase")]
 pub struct DefinitionInput {
     #[serde(default, deserialize_with = "null_as_default")]
+    #[cfg_attr(feature = "openapi", schema(nullable))]
     pub id: String,
     #[serde(default)]
     pub image: Option<ImageInput>,
     #[serde(default)]
     pub repository: Option<RepositoryInput>,
     #[serde(default, deserialize_with = "null_as_default")]
+    #[cfg_attr(feature = "openapi", schema(nullable))]
     pub api_specs: Vec<ApiSpec>,
     #[serde(default, deserialize_with = "null_as_default")]
+    #[cfg_attr(feature = "openapi", schema(nullable))]
     pub clients: Vec<Client>,
     #[serde(default, deserialize_with = "null_as_default")]
+    #[cfg_attr(feature = "openapi", schema(nullable))]
     pub envars: Vec<EnvVar>,
     #[serde(default, deserialize_with = "null_as_default")]
+    #[cfg_attr(feature = "openapi", schema(nullable))]
     pub ports: Vec<PortMapping>,
     /// Short form: one host port, mapped to the first internal port.
     #[serde(default)]
@@ -130,8 +138,10 @@ pub struct DefinitionInput {
 #[serde(rename_all = "camelCase")]
 pub struct ImageInput {
     #[serde(default, deserialize_with = "null_as_default")]
+    #[cfg_attr(feature = "openapi", schema(nullable))]
     pub name: String,
     #[serde(default, deserialize_with = "null_as_default")]
+    #[cfg_attr(feature = "openapi", schema(nullable))]
     pub internal_ports: Vec<u16>,
     /// Short form of `internalPorts: [port]`.
     #[serde(default)]
@@ -143,15 +153,20 @@ pub struct ImageInput {
 #[serde(rename_all = "camelCase")]
 pub struct RepositoryInput {
     #[serde(default, deserialize_with = "null_as_default")]
+    #[cfg_attr(feature = "openapi", schema(nullable))]
     pub url: String,
     #[serde(default, deserialize_with = "null_as_default")]
+    #[cfg_attr(feature = "openapi", schema(nullable))]
     pub version: String,
     #[serde(default, deserialize_with = "null_as_default")]
+    #[cfg_attr(feature = "openapi", schema(nullable))]
     pub build_context: String,
     #[serde(default, deserialize_with = "null_as_default")]
+    #[cfg_attr(feature = "openapi", schema(nullable))]
     pub container_file: String,
     /// 1Backend spells this `ports`; both are read.
     #[serde(default, alias = "ports", deserialize_with = "null_as_default")]
+    #[cfg_attr(feature = "openapi", schema(nullable))]
     pub internal_ports: Vec<u16>,
     #[serde(default)]
     pub port: Option<u16>,
@@ -165,8 +180,6 @@ where
 {
     Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
 }
-
-const MAX_TEXT: usize = 4096;
 
 /// `internalPorts` plus the short-form `port`, in order and without repeats.
 fn merge_ports(
@@ -196,6 +209,7 @@ impl DefinitionInput {
     /// are relative to the definition (`id`, `image.name`); callers add their own prefix.
     pub fn into_definition(self) -> Result<Definition, FieldError> {
         validate_id("id", &self.id)?;
+        self.validate_lists()?;
         if self.image.is_some() && self.repository.is_some() {
             return Err(FieldError::new(
                 "image",
@@ -208,7 +222,7 @@ impl DefinitionInput {
                 if image.name.trim().is_empty() {
                     return Err(FieldError::new("image.name", "is required"));
                 }
-                validate_len("image.name", &image.name, MAX_TEXT)?;
+                validate_text("image.name", &image.name, MAX_TEXT_LEN)?;
                 Some(ImageSpec {
                     internal_ports: merge_ports("image", image.internal_ports, image.port)?,
                     name: image.name,
@@ -227,7 +241,7 @@ impl DefinitionInput {
                     ("repository.buildContext", &repo.build_context),
                     ("repository.containerFile", &repo.container_file),
                 ] {
-                    validate_len(name, value, MAX_TEXT)?;
+                    validate_text(name, value, MAX_TEXT_LEN)?;
                 }
                 Some(RepositorySpec {
                     internal_ports: merge_ports("repository", repo.internal_ports, repo.port)?,
@@ -238,11 +252,6 @@ impl DefinitionInput {
                 })
             }
         };
-        for (i, envar) in self.envars.iter().enumerate() {
-            if envar.key.is_empty() {
-                return Err(FieldError::new(format!("envars[{i}].key"), "is required"));
-            }
-        }
         let mut ports = self.ports;
         if let Some(i) = ports.iter().position(|p| p.host == 0) {
             return Err(FieldError::new(
@@ -274,6 +283,62 @@ impl DefinitionInput {
             envars: self.envars,
             ports,
         })
+    }
+}
+
+impl DefinitionInput {
+    /// The lists a definition carries: bounded in length, their text in range.
+    fn validate_lists(&self) -> Result<(), FieldError> {
+        for (name, len) in [
+            ("apiSpecs", self.api_specs.len()),
+            ("clients", self.clients.len()),
+            ("envars", self.envars.len()),
+            ("ports", self.ports.len()),
+            (
+                "image.internalPorts",
+                self.image.as_ref().map_or(0, |i| i.internal_ports.len()),
+            ),
+            (
+                "repository.internalPorts",
+                self.repository
+                    .as_ref()
+                    .map_or(0, |r| r.internal_ports.len()),
+            ),
+        ] {
+            if len > MAX_LIST_LEN {
+                return Err(FieldError::new(
+                    name,
+                    format!("has {len} entries, at most {MAX_LIST_LEN} allowed"),
+                ));
+            }
+        }
+        for (i, spec) in self.api_specs.iter().enumerate() {
+            let field = format!("apiSpecs[{i}]");
+            validate_text(&format!("{field}.url"), &spec.url, MAX_URL_LEN)?;
+            validate_text(
+                &format!("{field}.protocolType"),
+                &spec.protocol_type,
+                MAX_ID_LEN,
+            )?;
+            validate_text(&format!("{field}.version"), &spec.version, MAX_ID_LEN)?;
+            validate_metadata(&format!("{field}.metadata"), &spec.metadata)?;
+        }
+        for (i, client) in self.clients.iter().enumerate() {
+            validate_text(
+                &format!("clients[{i}].language"),
+                &client.language,
+                MAX_ID_LEN,
+            )?;
+            validate_text(&format!("clients[{i}].url"), &client.url, MAX_URL_LEN)?;
+        }
+        for (i, envar) in self.envars.iter().enumerate() {
+            if envar.key.is_empty() {
+                return Err(FieldError::new(format!("envars[{i}].key"), "is required"));
+            }
+            validate_text(&format!("envars[{i}].key"), &envar.key, MAX_ID_LEN)?;
+            validate_free_text(&format!("envars[{i}].value"), &envar.value, MAX_TEXT_LEN)?;
+        }
+        Ok(())
     }
 }
 

@@ -1,8 +1,9 @@
 //! Instances: running, callable copies of a service, and how they are registered and filtered.
 
 use crate::definition::null_as_default;
-use crate::validate::{validate_id, validate_len, validate_slug, MAX_ID_LEN};
-use crate::{parse_duration, FieldError};
+use crate::limits::{self, MAX_ID_LEN, MAX_METADATA, MAX_TAGS, MAX_TEXT_LEN, MAX_URL_LEN};
+use crate::validate::{validate_free_text, validate_id, validate_slug, validate_text};
+use crate::FieldError;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -95,31 +96,36 @@ pub struct HealthCheck {
 
 impl HealthCheck {
     fn validate(&self) -> Result<(), FieldError> {
-        for (name, value) in [
-            ("interval", &self.interval),
-            ("timeout", &self.timeout),
-            ("degradedLatency", &self.degraded_latency),
+        for (name, value, range) in [
+            ("interval", &self.interval, limits::CHECK_INTERVAL),
+            ("timeout", &self.timeout, limits::CHECK_TIMEOUT),
+            (
+                "degradedLatency",
+                &self.degraded_latency,
+                limits::DEGRADED_LATENCY,
+            ),
         ] {
             if let Some(text) = value {
-                let duration = parse_duration(name, text)?;
-                if duration.is_zero() {
-                    return Err(FieldError::new(name, "must be longer than zero"));
-                }
+                range.parse(name, text)?;
             }
         }
+        let (least, most) = limits::THRESHOLD;
         for (name, value) in [
             ("healthyThreshold", self.healthy_threshold),
             ("unhealthyThreshold", self.unhealthy_threshold),
         ] {
-            if value == Some(0) {
-                return Err(FieldError::new(name, "must be at least 1"));
+            if value.is_some_and(|v| !(least..=most).contains(&v)) {
+                return Err(FieldError::new(
+                    name,
+                    format!("must be from {least} to {most}"),
+                ));
             }
         }
         if let Some(path) = &self.path {
             if !path.is_empty() && !path.starts_with('/') {
                 return Err(FieldError::new("path", "must start with '/'"));
             }
-            validate_len("path", path, 2048)?;
+            validate_text("path", path, limits::MAX_URL_LEN)?;
         }
         Ok(())
     }
@@ -156,8 +162,10 @@ pub struct Instance {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_heartbeat: Option<DateTime<Utc>>,
     #[serde(default, deserialize_with = "null_as_default")]
+    #[cfg_attr(feature = "openapi", schema(nullable))]
     pub tags: Vec<String>,
     #[serde(default, deserialize_with = "null_as_default")]
+    #[cfg_attr(feature = "openapi", schema(nullable))]
     pub metadata: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check: Option<HealthCheck>,
@@ -165,6 +173,29 @@ pub struct Instance {
     pub ttl: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deregister_after: Option<String>,
+}
+
+impl Instance {
+    /// Checks a stored instance against today's rules for registering it. A store can
+    /// hold one written under older rules or by hand; the daemon reports it rather than
+    /// refusing to start.
+    pub fn check(&self) -> Result<(), FieldError> {
+        let request = RegisterInstanceRequest {
+            id: self.id.clone(),
+            url: self.url.clone(),
+            slug: self.slug.clone(),
+            deployment_id: self.deployment_id.clone(),
+            node_url: self.node_url.clone(),
+            tags: self.tags.clone(),
+            metadata: self.metadata.clone(),
+            health_check: self.health_check.clone(),
+            ttl: self.ttl.clone(),
+            deregister_after: self.deregister_after.clone(),
+            ..Default::default()
+        };
+        request.validate()?;
+        request.address().map(drop)
+    }
 }
 
 /// Body of `PUT /registry-svc/instance`. Either `url`, or `scheme` + (`host` or `ip`) + `port`.
@@ -177,36 +208,42 @@ pub struct RegisterInstanceRequest {
         deserialize_with = "null_as_default",
         skip_serializing_if = "String::is_empty"
     )]
+    #[cfg_attr(feature = "openapi", schema(nullable))]
     pub id: String,
     #[serde(
         default,
         deserialize_with = "null_as_default",
         skip_serializing_if = "String::is_empty"
     )]
+    #[cfg_attr(feature = "openapi", schema(nullable))]
     pub deployment_id: String,
     #[serde(
         default,
         deserialize_with = "null_as_default",
         skip_serializing_if = "String::is_empty"
     )]
+    #[cfg_attr(feature = "openapi", schema(nullable))]
     pub url: String,
     #[serde(
         default,
         deserialize_with = "null_as_default",
         skip_serializing_if = "String::is_empty"
     )]
+    #[cfg_attr(feature = "openapi", schema(nullable))]
     pub scheme: String,
     #[serde(
         default,
         deserialize_with = "null_as_default",
         skip_serializing_if = "String::is_empty"
     )]
+    #[cfg_attr(feature = "openapi", schema(nullable))]
     pub host: String,
     #[serde(
         default,
         deserialize_with = "null_as_default",
         skip_serializing_if = "String::is_empty"
     )]
+    #[cfg_attr(feature = "openapi", schema(nullable))]
     pub ip: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
@@ -215,30 +252,35 @@ pub struct RegisterInstanceRequest {
         deserialize_with = "null_as_default",
         skip_serializing_if = "String::is_empty"
     )]
+    #[cfg_attr(feature = "openapi", schema(nullable))]
     pub path: String,
     #[serde(
         default,
         deserialize_with = "null_as_default",
         skip_serializing_if = "String::is_empty"
     )]
+    #[cfg_attr(feature = "openapi", schema(nullable))]
     pub slug: String,
     #[serde(
         default,
         deserialize_with = "null_as_default",
         skip_serializing_if = "String::is_empty"
     )]
+    #[cfg_attr(feature = "openapi", schema(nullable))]
     pub node_url: String,
     #[serde(
         default,
         deserialize_with = "null_as_default",
         skip_serializing_if = "Vec::is_empty"
     )]
+    #[cfg_attr(feature = "openapi", schema(nullable))]
     pub tags: Vec<String>,
     #[serde(
         default,
         deserialize_with = "null_as_default",
         skip_serializing_if = "BTreeMap::is_empty"
     )]
+    #[cfg_attr(feature = "openapi", schema(nullable))]
     pub metadata: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check: Option<HealthCheck>,
@@ -259,10 +301,6 @@ pub struct Address {
     pub path: String,
 }
 
-const MAX_TAGS: usize = 64;
-const MAX_METADATA: usize = 64;
-const MAX_URL: usize = 2048;
-
 fn default_port(scheme: &str) -> Option<u16> {
     match scheme {
         "http" | "ws" => Some(80),
@@ -273,7 +311,7 @@ fn default_port(scheme: &str) -> Option<u16> {
 
 /// Parses and splits an absolute URL with a host; `field` names it in errors.
 fn split_url(field: &str, text: &str) -> Result<Address, FieldError> {
-    validate_len(field, text, MAX_URL)?;
+    validate_text(field, text, MAX_URL_LEN)?;
     let parsed = url::Url::parse(text)
         .map_err(|e| FieldError::new(field, format!("{text:?} is not an absolute URL ({e})")))?;
     let host = match parsed.host() {
@@ -382,7 +420,7 @@ impl RegisterInstanceRequest {
         if !self.slug.is_empty() {
             validate_slug("slug", &self.slug)?;
         }
-        validate_len("deploymentId", &self.deployment_id, MAX_ID_LEN)?;
+        validate_text("deploymentId", &self.deployment_id, MAX_ID_LEN)?;
         if !self.node_url.is_empty() {
             split_url("nodeUrl", &self.node_url)?;
         }
@@ -396,39 +434,64 @@ impl RegisterInstanceRequest {
             if tag.is_empty() {
                 return Err(FieldError::new(format!("tags[{i}]"), "is empty"));
             }
-            validate_len(&format!("tags[{i}]"), tag, MAX_ID_LEN)?;
+            validate_text(&format!("tags[{i}]"), tag, MAX_ID_LEN)?;
         }
-        if self.metadata.len() > MAX_METADATA {
-            return Err(FieldError::new(
-                "metadata",
-                format!(
-                    "has {} keys, at most {MAX_METADATA} allowed",
-                    self.metadata.len()
-                ),
-            ));
-        }
-        for (key, value) in &self.metadata {
-            if key.is_empty() {
-                return Err(FieldError::new("metadata", "has an empty key"));
-            }
-            validate_len(&format!("metadata.{key}"), key, MAX_ID_LEN)?;
-            validate_len(&format!("metadata.{key}"), value, 4096)?;
-        }
+        validate_metadata("metadata", &self.metadata)?;
         if let Some(check) = &self.health_check {
             check.validate().map_err(|e| e.within("healthCheck"))?;
         }
-        for (name, value) in [
-            ("ttl", &self.ttl),
-            ("deregisterAfter", &self.deregister_after),
+        for (name, value, range) in [
+            ("ttl", &self.ttl, limits::TTL),
+            (
+                "deregisterAfter",
+                &self.deregister_after,
+                limits::DEREGISTER_AFTER,
+            ),
         ] {
             if let Some(text) = value {
-                if parse_duration(name, text)?.is_zero() {
-                    return Err(FieldError::new(name, "must be longer than zero"));
-                }
+                range.parse(name, text)?;
             }
+        }
+        if self.port == Some(0) {
+            return Err(FieldError::new("port", "must be 1–65535"));
+        }
+        // The address parts as given; `address()` checks what they make together.
+        for (name, value) in [
+            ("scheme", &self.scheme),
+            ("host", &self.host),
+            ("ip", &self.ip),
+            ("path", &self.path),
+        ] {
+            validate_text(name, value, MAX_URL_LEN)?;
         }
         Ok(())
     }
+}
+
+/// Metadata of an instance or an API spec: a bounded number of named, bounded values.
+pub(crate) fn validate_metadata(
+    field: &str,
+    metadata: &BTreeMap<String, String>,
+) -> Result<(), FieldError> {
+    if metadata.len() > MAX_METADATA {
+        return Err(FieldError::new(
+            field,
+            format!(
+                "has {} keys, at most {MAX_METADATA} allowed",
+                metadata.len()
+            ),
+        ));
+    }
+    for (key, value) in metadata {
+        if key.is_empty() {
+            return Err(FieldError::new(field, "has an empty key"));
+        }
+        // The key names the field only once it is known to be printable.
+        validate_text(field, key, MAX_ID_LEN)
+            .map_err(|e| FieldError::new(field, format!("key {key:?}: {}", e.problem)))?;
+        validate_free_text(&format!("{field}.{key}"), value, MAX_TEXT_LEN)?;
+    }
+    Ok(())
 }
 
 /// The query filters of `GET /registry-svc/instances`, combined with AND.

@@ -9,6 +9,7 @@ mod definition;
 mod duration;
 mod error;
 mod instance;
+pub mod limits;
 mod node;
 mod token;
 mod validate;
@@ -24,7 +25,7 @@ pub use instance::{
 };
 pub use node::{Gpu, GpuProcess, ListNodesRequest, Node, NodeStatus, ResourceUsage, Usage};
 pub use token::{CreateTokenRequest, CreatedToken, Role, TokenInfo};
-pub use validate::{validate_id, validate_slug};
+pub use validate::{validate_id, validate_slug, ID_PATTERN, TEXT_PATTERN};
 
 /// The path prefix every resource endpoint lives under.
 pub const API_PREFIX: &str = "/registry-svc";

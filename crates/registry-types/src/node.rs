@@ -38,6 +38,7 @@ pub struct Node {
     #[serde(default)]
     pub usage: ResourceUsage,
     #[serde(default, deserialize_with = "null_as_default")]
+    #[cfg_attr(feature = "openapi", schema(nullable))]
     pub gpus: Vec<Gpu>,
     #[serde(default)]
     pub status: NodeStatus,
@@ -80,6 +81,7 @@ pub struct Gpu {
     pub gpu_utilization: f64,
     pub compute_mode: String,
     #[serde(default, deserialize_with = "null_as_default")]
+    #[cfg_attr(feature = "openapi", schema(nullable))]
     pub process_details: Vec<GpuProcess>,
     #[serde(default)]
     pub cuda_version: String,
@@ -99,5 +101,22 @@ pub struct GpuProcess {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ListNodesRequest {
     #[serde(default, deserialize_with = "null_as_default")]
+    #[cfg_attr(feature = "openapi", schema(nullable))]
     pub ids: Vec<String>,
+}
+
+impl ListNodesRequest {
+    pub fn validate(&self) -> Result<(), crate::FieldError> {
+        if self.ids.len() > crate::limits::MAX_IDS {
+            return Err(crate::FieldError::new(
+                "ids",
+                format!(
+                    "has {} ids, at most {} allowed",
+                    self.ids.len(),
+                    crate::limits::MAX_IDS
+                ),
+            ));
+        }
+        Ok(())
+    }
 }

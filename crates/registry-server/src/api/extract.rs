@@ -13,7 +13,8 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// sends a form type); an empty body is an error.
 pub struct JsonBody<T>(pub T);
 
-/// A JSON body that may be absent: an empty body reads as `T::default()`.
+/// A JSON body that may be absent: an empty body, or `null` (what a Go client sends for
+/// no body), reads as `T::default()`.
 pub struct OptionalJsonBody<T>(pub T);
 
 async fn read_body<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes, Error> {
@@ -96,7 +97,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJ
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Error> {
         let bytes = read_body(request, state).await?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
+        if bytes.iter().all(u8::is_ascii_whitespace) || bytes.trim_ascii() == b"null" {
             return Ok(OptionalJsonBody(T::default()));
         }
         parse(&bytes).map(OptionalJsonBody)

@@ -18,7 +18,8 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::Response;
 use futures_util::stream::{self, Stream};
 use rand::Rng;
-use registry_types::{parse_duration, ErrorBody, FieldError};
+use registry_types::limits;
+use registry_types::{ErrorBody, FieldError};
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -27,8 +28,6 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 pub const INDEX_HEADER: &str = "x-registry-index";
-/// Longest a blocking query waits, whatever it asks for.
-pub const MAX_WAIT: Duration = Duration::from_secs(600);
 /// Wait of a blocking query that gives `index` but no `wait`.
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(300);
 /// Changes read from the store per page while an event stream catches up.
@@ -46,12 +45,8 @@ impl Blocking {
         let mut blocking = Blocking::default();
         for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
             match key.as_ref() {
-                "index" => {
-                    blocking.index = Some(value.parse().map_err(|_| {
-                        FieldError::new("index", format!("{value:?} is not a revision number"))
-                    })?)
-                }
-                "wait" => blocking.wait = Some(parse_duration("wait", &value)?),
+                "index" => blocking.index = Some(parse_revision("index", &value)?),
+                "wait" => blocking.wait = Some(limits::BLOCKING_WAIT.parse("wait", &value)?),
                 _ => {}
             }
         }
@@ -79,7 +74,7 @@ impl Blocking {
         if index > app.state.read().revision() {
             return;
         }
-        let wait = self.wait.unwrap_or(DEFAULT_WAIT).min(MAX_WAIT);
+        let wait = self.wait.unwrap_or(DEFAULT_WAIT);
         let wait = wait + wait.mul_f64(rand::thread_rng().gen_range(0.0..1.0 / 16.0));
         let mut latest = app.state.watch(kind);
         // Checked on every change of `kind`. The writer wakes watchers only after it has
@@ -91,6 +86,22 @@ impl Blocking {
             _ = app.shutdown.cancelled() => {}
         }
     }
+}
+
+/// A revision a caller sends (`index`, `since`): a whole number the stores can hold.
+fn parse_revision(field: &str, text: &str) -> Result<u64, FieldError> {
+    text.parse::<u64>()
+        .ok()
+        .filter(|revision| *revision <= limits::MAX_REVISION)
+        .ok_or_else(|| {
+            FieldError::new(
+                field,
+                format!(
+                    "{text:?} is not a revision: a whole number from 0 to {}",
+                    limits::MAX_REVISION
+                ),
+            )
+        })
 }
 
 /// `response` with the `X-Registry-Index` header.
@@ -248,11 +259,9 @@ pub async fn events(
     let mut kinds = Vec::new();
     for (key, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
         match key.as_ref() {
-            "since" => {
-                since = Some(value.parse::<u64>().map_err(|_| {
-                    FieldError::new("since", format!("{value:?} is not a revision number"))
-                })?)
-            }
+            "since" => since = Some(parse_revision("since", &value)?),
+            // An empty value asks for no narrowing, as an empty filter does elsewhere.
+            "kind" if value.is_empty() => {}
             "kind" => kinds.push(
                 Kind::parse(&value)
                     .filter(|k| *k != Kind::Token)
@@ -269,7 +278,7 @@ pub async fn events(
     let last_event_id = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
+        .and_then(|v| parse_revision("Last-Event-ID", v.trim()).ok());
     // Subscribe before reading anything, so no change falls between log and live.
     let live = app.state.subscribe();
     let (after, phase) = match since.or(last_event_id) {

@@ -12,6 +12,7 @@ mod instances;
 mod nodes;
 mod ops;
 mod page;
+mod ranges;
 mod tokens;
 
 pub use extract::{JsonBody, OptionalJsonBody, MAX_BODY_BYTES};
@@ -74,6 +75,8 @@ pub struct Shared {
     pub instance_queries: VersionedCache<Bytes, (u64, u64)>,
     /// Callers by token secret, for one revision of the tokens.
     pub verified_tokens: VersionedCache<Caller, u64>,
+    /// The background tasks, for `/readyz`.
+    pub tasks: Arc<crate::supervisor::Tasks>,
     /// Cancelled when the daemon shuts down: ends blocking queries and event streams.
     pub shutdown: tokio_util::sync::CancellationToken,
 }
@@ -130,9 +133,15 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .split_for_parts()
 }
 
-/// The OpenAPI document of the whole API.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    routes().1
+/// The OpenAPI document of the whole API, with the range of every value.
+pub fn openapi() -> serde_json::Value {
+    document(routes().1)
+}
+
+fn document(openapi: utoipa::openapi::OpenApi) -> serde_json::Value {
+    let mut document = serde_json::to_value(openapi).expect("the OpenAPI document serializes");
+    ranges::publish(&mut document);
+    document
 }
 
 /// The API as one service. The middleware wraps the router once instead of each route
@@ -147,9 +156,7 @@ pub fn service(
        + 'static {
     let (routes, openapi) = routes();
     let openapi = Arc::new(
-        openapi
-            .to_pretty_json()
-            .expect("OpenAPI document serializes"),
+        serde_json::to_string_pretty(&document(openapi)).expect("the OpenAPI document serializes"),
     );
     let routes = routes
         .route(

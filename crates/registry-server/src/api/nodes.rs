@@ -31,6 +31,7 @@ pub async fn list(
     OptionalJsonBody(request): OptionalJsonBody<ListNodesRequest>,
 ) -> Result<Response> {
     caller.require(Permission::NodeView)?;
+    request.validate()?;
     Blocking::from_query(&query.unwrap_or_default())?
         .wait(&app, Kind::Node)
         .await;

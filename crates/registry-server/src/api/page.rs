@@ -10,13 +10,12 @@ use super::json_response;
 use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
+use registry_types::limits::PAGE_LIMIT;
 use registry_types::FieldError;
 use serde::Serialize;
 use std::convert::Infallible;
 use std::sync::Arc;
 
-/// Largest `limit` accepted.
-pub const MAX_LIMIT: usize = 10_000;
 /// Lists longer than this are streamed, this many items a chunk, instead of serialized
 /// into one buffer first.
 pub const STREAM_CHUNK: usize = 512;
@@ -34,14 +33,15 @@ impl Page {
         for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
             match key.as_ref() {
                 "limit" => {
+                    let (least, most) = PAGE_LIMIT;
                     let limit = value
                         .parse::<usize>()
                         .ok()
-                        .filter(|n| (1..=MAX_LIMIT).contains(n));
+                        .filter(|n| (least..=most).contains(n));
                     page.limit = Some(limit.ok_or_else(|| {
                         FieldError::new(
                             "limit",
-                            format!("{value:?} is not a whole number from 1 to {MAX_LIMIT}"),
+                            format!("{value:?} is not a whole number from {least} to {most}"),
                         )
                     })?);
                 }

@@ -55,6 +55,9 @@ pub const MAX_IN_FLIGHT: usize = 512;
 /// gets a grid of 1/40 of it, so rounding never adds more than 2.5% to an interval.
 pub const TIMER_GRID: Duration = Duration::from_millis(25);
 
+/// The longest timer set.
+const MAX_TIMER: Duration = Duration::from_secs(365 * 86_400);
+
 /// How often in-memory health details and heartbeats are made durable.
 pub const FLUSH_EVERY: Duration = Duration::from_secs(60);
 
@@ -112,7 +115,10 @@ impl GridTimers {
     }
 
     /// A timer for `id` in `delay`, rounded up to the grid for checks every `period`.
+    /// Plans keep delays within the API's ranges; the bound here keeps a delay from
+    /// anywhere else within what the queue can hold, which panics past about two years.
     fn insert(&mut self, id: String, delay: Duration, period: Duration) -> delay_queue::Key {
+        let delay = delay.min(MAX_TIMER);
         let grid = TIMER_GRID.min(period / 40).as_nanos().max(1);
         let since_origin = (tokio::time::Instant::now() + delay - self.origin).as_nanos();
         let deadline =
@@ -503,5 +509,17 @@ mod tests {
                 "{off_grid} ns off the grid for {period:?}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn a_timer_past_what_the_queue_holds_is_set_at_the_bound() {
+        let mut timers = GridTimers::new();
+        let forever = Duration::from_secs(300_000 * 3600);
+        let key = timers.insert("inst_a".into(), forever, forever);
+        // Rounded up to the grid, and the queue keeps whole milliseconds.
+        let latest =
+            tokio::time::Instant::now() + MAX_TIMER + TIMER_GRID + Duration::from_millis(1);
+        let deadline = timers.queue.deadline(&key);
+        assert!(deadline <= latest, "{:?} past", deadline - latest);
     }
 }

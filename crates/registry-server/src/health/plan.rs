@@ -1,5 +1,6 @@
 //! What to check for one instance, with every default filled in.
 
+use registry_types::limits::{self, DurationRange};
 use registry_types::{parse_duration, HealthCheckType, Instance};
 use std::time::Duration;
 
@@ -33,12 +34,17 @@ pub struct CheckPlan {
     pub deregister_after: Option<Duration>,
 }
 
-/// Durations were validated at registration; a stored one that no longer parses falls
-/// back to the default rather than stopping the checks.
-fn duration(text: Option<&String>, default: Duration) -> Duration {
-    text.and_then(|t| parse_duration("", t).ok())
-        .filter(|d| !d.is_zero())
-        .unwrap_or(default)
+/// Durations were validated at registration, but a store can hold one written under
+/// older rules or by hand: one that no longer parses falls back to the default, and one
+/// out of today's range is brought into it, rather than stopping the checks.
+fn duration(text: Option<&String>, default: Duration, range: DurationRange) -> Duration {
+    let parsed = text.and_then(|t| parse_duration("", t).ok());
+    range.clamp(parsed.unwrap_or(default))
+}
+
+fn threshold(given: Option<u32>, default: u32) -> u32 {
+    let (least, most) = limits::THRESHOLD;
+    given.unwrap_or(default).clamp(least, most)
 }
 
 impl CheckPlan {
@@ -54,9 +60,13 @@ impl CheckPlan {
     /// registry, with a TCP dial unless its `healthCheck` says otherwise.
     pub fn for_instance(instance: &Instance) -> CheckPlan {
         let check = instance.health_check.clone().unwrap_or_default();
-        let interval = duration(check.interval.as_ref(), DEFAULT_INTERVAL);
+        let interval = duration(
+            check.interval.as_ref(),
+            DEFAULT_INTERVAL,
+            limits::CHECK_INTERVAL,
+        );
         let probe = match (&instance.ttl, check.check_type.unwrap_or_default()) {
-            (Some(ttl), _) => Probe::Ttl(duration(Some(ttl), DEFAULT_INTERVAL)),
+            (Some(ttl), _) => Probe::Ttl(duration(Some(ttl), DEFAULT_INTERVAL, limits::TTL)),
             (None, HealthCheckType::None) => Probe::None,
             (None, HealthCheckType::Tcp) => {
                 let host = if instance.ip.is_empty() {
@@ -88,20 +98,24 @@ impl CheckPlan {
             probe,
             interval,
             // A check may not outlast its interval, or checks of one instance would overlap.
-            timeout: duration(check.timeout.as_ref(), DEFAULT_TIMEOUT).min(interval),
-            healthy_threshold: check
-                .healthy_threshold
-                .unwrap_or(DEFAULT_HEALTHY_THRESHOLD)
-                .max(1),
-            unhealthy_threshold: check
-                .unhealthy_threshold
-                .unwrap_or(DEFAULT_UNHEALTHY_THRESHOLD)
-                .max(1),
-            degraded_latency: duration(check.degraded_latency.as_ref(), DEFAULT_DEGRADED_LATENCY),
+            timeout: duration(
+                check.timeout.as_ref(),
+                DEFAULT_TIMEOUT,
+                limits::CHECK_TIMEOUT,
+            )
+            .min(interval),
+            healthy_threshold: threshold(check.healthy_threshold, DEFAULT_HEALTHY_THRESHOLD),
+            unhealthy_threshold: threshold(check.unhealthy_threshold, DEFAULT_UNHEALTHY_THRESHOLD),
+            degraded_latency: duration(
+                check.degraded_latency.as_ref(),
+                DEFAULT_DEGRADED_LATENCY,
+                limits::DEGRADED_LATENCY,
+            ),
             deregister_after: instance
                 .deregister_after
                 .as_ref()
-                .and_then(|t| parse_duration("", t).ok()),
+                .and_then(|t| parse_duration("", t).ok())
+                .map(|after| limits::DEREGISTER_AFTER.clamp(after)),
         }
     }
 }
@@ -134,6 +148,28 @@ mod tests {
         assert_eq!(plan.timeout, DEFAULT_TIMEOUT);
         assert_eq!((plan.healthy_threshold, plan.unhealthy_threshold), (1, 2));
         assert_eq!(plan.deregister_after, None);
+    }
+
+    #[test]
+    fn stored_values_out_of_todays_range_are_brought_into_it() {
+        let mut i = instance("http://127.0.0.1:1", "127.0.0.1", 1);
+        i.health_check = Some(HealthCheck {
+            interval: Some("1ns".into()),
+            timeout: Some("300000h".into()),
+            unhealthy_threshold: Some(u32::MAX),
+            ..Default::default()
+        });
+        i.deregister_after = Some("300000h".into());
+        let plan = CheckPlan::for_instance(&i);
+        assert_eq!(plan.interval, limits::CHECK_INTERVAL.min);
+        assert_eq!(plan.timeout, plan.interval);
+        assert_eq!(plan.unhealthy_threshold, limits::THRESHOLD.1);
+        assert_eq!(plan.deregister_after, Some(limits::DEREGISTER_AFTER.max));
+        i.ttl = Some("300000h".into());
+        assert_eq!(
+            CheckPlan::for_instance(&i).probe,
+            Probe::Ttl(limits::TTL.max)
+        );
     }
 
     #[test]

@@ -1,0 +1,269 @@
+//! Publishes the ranges of [`registry_types::limits`] in the OpenAPI document.
+//!
+//! The schemas derived from the wire types say what type each field has; the ranges the
+//! validation enforces live in `registry_types::limits` (and the patterns beside its
+//! rules), and are written into the document here, from those same constants, so a
+//! client generated from `/openapi.json` learns every bound the server checks and no
+//! bound is written down twice.
+
+use registry_types::limits::{self, DurationRange};
+use registry_types::{ID_PATTERN, TEXT_PATTERN};
+use serde_json::{json, Map, Value};
+
+/// A text field that may be empty (meaning "not given") or a valid id.
+const OPTIONAL_ID_PATTERN: &str = "^[A-Za-z0-9._-]{0,128}$";
+/// Free text: tabs and line breaks allowed, other control characters not.
+const FREE_TEXT_PATTERN: &str = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*$";
+/// Required text: one-line text with at least one character that is not a space.
+const REQUIRED_TEXT_PATTERN: &str = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$";
+
+fn text(max: usize) -> Value {
+    json!({"maxLength": max, "pattern": TEXT_PATTERN})
+}
+
+fn id() -> Value {
+    json!({"minLength": 1, "maxLength": limits::MAX_ID_LEN, "pattern": ID_PATTERN})
+}
+
+fn port(least: u16) -> Value {
+    json!({"minimum": least, "maximum": u16::MAX})
+}
+
+fn duration(range: DurationRange, what: &str) -> Value {
+    json!({
+        "pattern": range.pattern(),
+        "description": format!("{what}: a whole number and one unit of ms, s, m, h or d (e.g. \"10s\"), {}", range.describe()),
+    })
+}
+
+fn threshold() -> Value {
+    let (least, most) = limits::THRESHOLD;
+    json!({"minimum": least, "maximum": most})
+}
+
+fn list(max: usize, items: Value) -> Value {
+    json!({"maxItems": max, "items": items})
+}
+
+fn metadata() -> Value {
+    json!({
+        "maxProperties": limits::MAX_METADATA,
+        "propertyNames": {"minLength": 1, "maxLength": limits::MAX_ID_LEN, "pattern": TEXT_PATTERN},
+        "additionalProperties": {"maxLength": limits::MAX_TEXT_LEN, "pattern": FREE_TEXT_PATTERN},
+    })
+}
+
+fn revision(what: &str) -> Value {
+    json!({"minimum": 0, "maximum": limits::MAX_REVISION, "description": what})
+}
+
+fn page_limit() -> Value {
+    let (least, most) = limits::PAGE_LIMIT;
+    json!({"minimum": least, "maximum": most})
+}
+
+/// `(schema, property, constraints)`: merged into `components.schemas.<schema>.properties.<property>`.
+fn schema_ranges() -> Vec<(&'static str, &'static str, Value)> {
+    use limits::{MAX_ID_LEN, MAX_LIST_LEN, MAX_TEXT_LEN, MAX_URL_LEN};
+    let mut ranges = vec![
+        (
+            "HealthCheck",
+            "interval",
+            duration(limits::CHECK_INTERVAL, "Time between checks"),
+        ),
+        (
+            "HealthCheck",
+            "timeout",
+            duration(
+                limits::CHECK_TIMEOUT,
+                "Longest a check may take (at most the interval)",
+            ),
+        ),
+        (
+            "HealthCheck",
+            "degradedLatency",
+            duration(limits::DEGRADED_LATENCY, "A slower answer is Degraded"),
+        ),
+        ("HealthCheck", "healthyThreshold", threshold()),
+        ("HealthCheck", "unhealthyThreshold", threshold()),
+        (
+            "HealthCheck",
+            "path",
+            json!({"maxLength": MAX_URL_LEN, "pattern": r"^(/[^\u0000-\u001f\u007f-\u009f]*)?$"}),
+        ),
+        (
+            "RegisterInstanceRequest",
+            "id",
+            json!({"maxLength": MAX_ID_LEN, "pattern": OPTIONAL_ID_PATTERN}),
+        ),
+        (
+            "RegisterInstanceRequest",
+            "slug",
+            json!({"maxLength": MAX_ID_LEN, "pattern": OPTIONAL_ID_PATTERN}),
+        ),
+        ("RegisterInstanceRequest", "deploymentId", text(MAX_ID_LEN)),
+        ("RegisterInstanceRequest", "url", text(MAX_URL_LEN)),
+        ("RegisterInstanceRequest", "nodeUrl", text(MAX_URL_LEN)),
+        ("RegisterInstanceRequest", "port", port(1)),
+        (
+            "RegisterInstanceRequest",
+            "tags",
+            list(
+                limits::MAX_TAGS,
+                json!({"minLength": 1, "maxLength": MAX_ID_LEN, "pattern": TEXT_PATTERN}),
+            ),
+        ),
+        ("RegisterInstanceRequest", "metadata", metadata()),
+        (
+            "RegisterInstanceRequest",
+            "ttl",
+            duration(
+                limits::TTL,
+                "The instance heartbeats itself; silence longer than this is Unreachable",
+            ),
+        ),
+        (
+            "RegisterInstanceRequest",
+            "deregisterAfter",
+            duration(
+                limits::DEREGISTER_AFTER,
+                "An instance Unreachable this long is removed",
+            ),
+        ),
+        ("DefinitionInput", "id", id()),
+        ("DefinitionInput", "hostPort", port(1)),
+        (
+            "ImageInput",
+            "name",
+            json!({"minLength": 1, "maxLength": MAX_TEXT_LEN, "pattern": REQUIRED_TEXT_PATTERN}),
+        ),
+        ("ImageInput", "port", port(1)),
+        ("ImageInput", "internalPorts", list(MAX_LIST_LEN, port(1))),
+        (
+            "RepositoryInput",
+            "url",
+            json!({"minLength": 1, "maxLength": MAX_TEXT_LEN, "pattern": REQUIRED_TEXT_PATTERN}),
+        ),
+        ("RepositoryInput", "port", port(1)),
+        (
+            "RepositoryInput",
+            "internalPorts",
+            list(MAX_LIST_LEN, port(1)),
+        ),
+        ("ApiSpec", "url", text(MAX_URL_LEN)),
+        ("ApiSpec", "protocolType", text(MAX_ID_LEN)),
+        ("ApiSpec", "version", text(MAX_ID_LEN)),
+        ("ApiSpec", "metadata", metadata()),
+        ("Client", "language", text(MAX_ID_LEN)),
+        ("Client", "url", text(MAX_URL_LEN)),
+        (
+            "EnvVar",
+            "key",
+            json!({"minLength": 1, "maxLength": MAX_ID_LEN, "pattern": TEXT_PATTERN}),
+        ),
+        (
+            "EnvVar",
+            "value",
+            json!({"maxLength": MAX_TEXT_LEN, "pattern": FREE_TEXT_PATTERN}),
+        ),
+        ("PortMapping", "host", port(1)),
+        ("CreateTokenRequest", "slug", id()),
+        ("ListNodesRequest", "ids", list(limits::MAX_IDS, json!({}))),
+    ];
+    for field in ["scheme", "host", "ip", "path"] {
+        ranges.push(("RegisterInstanceRequest", field, text(MAX_URL_LEN)));
+    }
+    for field in ["version", "buildContext", "containerFile"] {
+        ranges.push(("RepositoryInput", field, text(MAX_TEXT_LEN)));
+    }
+    for field in ["apiSpecs", "clients", "envars", "ports"] {
+        ranges.push(("DefinitionInput", field, json!({"maxItems": MAX_LIST_LEN})));
+    }
+    ranges
+}
+
+/// `(parameter, constraints)`: merged into the schema of every query parameter so named.
+fn parameter_ranges() -> Vec<(&'static str, Value)> {
+    vec![
+        ("limit", page_limit()),
+        (
+            "index",
+            revision("Block until a change passes this revision"),
+        ),
+        ("since", revision("Send the changes after this revision")),
+        ("wait", duration(limits::BLOCKING_WAIT, "Longest to block")),
+        (
+            "status",
+            json!({"enum": ["Unknown", "Healthy", "Degraded", "Unreachable", "Error"]}),
+        ),
+        (
+            "kind",
+            json!({"items": {"enum": ["definition", "instance", "node"]}}),
+        ),
+    ]
+}
+
+/// Writes every range into `document` (the OpenAPI document as JSON).
+pub(super) fn publish(document: &mut Value) {
+    for (schema, property, constraints) in schema_ranges() {
+        let pointer = format!("/components/schemas/{schema}/properties/{property}");
+        let target = document
+            .pointer_mut(&pointer)
+            .unwrap_or_else(|| panic!("the API document has no {pointer}"));
+        merge(target, constraints);
+    }
+    let ranges = parameter_ranges();
+    let paths = document["paths"]
+        .as_object_mut()
+        .into_iter()
+        .flat_map(Map::values_mut);
+    for operation in
+        paths.flat_map(|path| path.as_object_mut().into_iter().flat_map(Map::values_mut))
+    {
+        let parameters = operation
+            .get_mut("parameters")
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten();
+        for parameter in parameters.filter(|p| p["in"] == "query") {
+            if let Some((_, constraints)) =
+                ranges.iter().find(|(name, _)| parameter["name"] == *name)
+            {
+                merge(&mut parameter["schema"], constraints.clone());
+            }
+        }
+    }
+}
+
+/// Adds `constraints` to a property's schema. A description is put beside the one the
+/// code gives; constraints on items go to the items. A property that may be null is
+/// described as `oneOf` or `type: [T, "null"]`; constraints go where the value is.
+fn merge(target: &mut Value, constraints: Value) {
+    let Value::Object(constraints) = constraints else {
+        return;
+    };
+    if let Some(variants) = target.get_mut("oneOf").and_then(Value::as_array_mut) {
+        for variant in variants
+            .iter_mut()
+            .filter(|v| v.get("type") != Some(&json!("null")))
+        {
+            merge(variant, Value::Object(constraints.clone()));
+        }
+        return;
+    }
+    for (key, value) in constraints {
+        match key.as_str() {
+            "items" => merge(&mut target["items"], value),
+            "description" => {
+                let joined = match target.get("description").and_then(Value::as_str) {
+                    Some(given) => format!("{given}. {}", value.as_str().unwrap_or_default()),
+                    None => value.as_str().unwrap_or_default().to_string(),
+                };
+                target["description"] = Value::String(joined);
+            }
+            _ => {
+                target[key.as_str()] = value;
+            }
+        }
+    }
+}

@@ -22,6 +22,7 @@ pub mod health;
 pub mod nodes;
 pub mod state;
 pub mod store;
+mod supervisor;
 
 pub use config::Config;
 pub use error::{Error, Result};
@@ -31,6 +32,7 @@ use axum::serve::ListenerExt;
 use state::{Command, State, Writer};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use supervisor::{supervise, Task};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -84,7 +86,8 @@ pub async fn start_with_store(
 ) -> anyhow::Result<RunningServer> {
     let snapshot = store.load().await.context("loading the store")?;
     let state = Arc::new(State::from_snapshot(snapshot).context("loading the store")?);
-    let (writer, writer_task) = Writer::start(store.clone(), state.clone());
+    let tasks = Arc::new(supervisor::Tasks::default());
+    let (writer, writer_task) = Writer::start(store.clone(), state.clone(), tasks.clone());
 
     if config.admin_token.is_none() && state.read().tokens().next().is_none() {
         let (token, path) = auth::bootstrap_admin_token(&config.data_dir).with_context(|| {
@@ -107,15 +110,25 @@ pub async fn start_with_store(
     let shutdown = CancellationToken::new();
     let heartbeat = tokio::spawn({
         let (this_node, writer, shutdown) = (this_node.clone(), writer.clone(), shutdown.clone());
-        async move { this_node.heartbeat_loop(writer, shutdown).await }
+        supervise(Task::NodeHeartbeat, tasks.clone(), move || {
+            let (this_node, writer, shutdown) =
+                (this_node.clone(), writer.clone(), shutdown.clone());
+            async move { this_node.heartbeat_loop(writer, shutdown).await }
+        })
     });
-    let health = tokio::spawn(health::HealthChecker::run(
-        state.clone(),
-        writer.clone(),
-        this_node.clone(),
-        config.database_url.is_some(),
-        shutdown.clone(),
-    ));
+    let health = tokio::spawn({
+        let (state, writer, this_node) = (state.clone(), writer.clone(), this_node.clone());
+        let (shared, shutdown) = (config.database_url.is_some(), shutdown.clone());
+        supervise(Task::HealthChecker, tasks.clone(), move || {
+            health::HealthChecker::run(
+                state.clone(),
+                writer.clone(),
+                this_node.clone(),
+                shared,
+                shutdown.clone(),
+            )
+        })
+    });
     let app = api::AppState::new(api::Shared {
         state: state.clone(),
         writer: writer.clone(),
@@ -126,6 +139,7 @@ pub async fn start_with_store(
         instance_lists: Default::default(),
         instance_queries: Default::default(),
         verified_tokens: Default::default(),
+        tasks,
         shutdown: shutdown.clone(),
     });
     let service = tower::make::Shared::new(api::service(app));

@@ -22,10 +22,18 @@ pub async fn healthz() -> Json<Status> {
     Json(Status { status: "ok" })
 }
 
-/// The store is reachable.
+/// The store is reachable and every background task (writer, health checker, node
+/// heartbeat) is running.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses((status = 200, body = Status), (status = 503, body = ErrorBody)))]
 pub async fn readyz(State(app): State<AppState>) -> Result<Json<Status>, Error> {
+    let down = app.tasks.down();
+    if !down.is_empty() {
+        return Err(Error::Unavailable(format!(
+            "background task down, restarting: {}",
+            down.join(", ")
+        )));
+    }
     app.store.ping().await?;
     Ok(Json(Status { status: "ready" }))
 }

@@ -90,7 +90,18 @@ impl Tables {
         let mut tables = Tables::default();
         let mut instances = Vec::new();
         for object in snapshot.objects() {
-            match object.decode()? {
+            // One object the daemon cannot read (written by hand, or by a version with
+            // other rules) is left out and reported, instead of keeping every other
+            // object from being served.
+            let record = match object.decode() {
+                Ok(record) => record,
+                Err(e) => {
+                    tracing::error!(error = %e, "left out of the tables: the stored object does not decode");
+                    continue;
+                }
+            };
+            report_if_refused_today(&record);
+            match record {
                 Record::Instance(i) => {
                     let id = ArcStr::from(i.id.as_str());
                     tables.index_instance(&id, &i);
@@ -477,6 +488,21 @@ impl State {
 
     fn write(&self) -> RwLockWriteGuard<'_, Tables> {
         self.tables.write().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Logs a stored object that today's rules would refuse. It is served as it is; the
+/// health checks read its durations brought into today's ranges.
+fn report_if_refused_today(record: &Record) {
+    let problem = match record {
+        Record::Instance(i) => i.check().err(),
+        Record::Definition(d) => registry_types::DefinitionInput::from(d.clone())
+            .into_definition()
+            .err(),
+        Record::Node(_) | Record::Token(_) => None,
+    };
+    if let Some(problem) = problem {
+        tracing::warn!(kind = record.kind().as_str(), key = record.key(), %problem, "a stored object breaks today's rules; serving it as it is");
     }
 }
 

@@ -20,6 +20,7 @@
 use super::commands::{Command, Overlay};
 use super::{Committed, State};
 use crate::store::{Change, Mutation, Notice, Store, StoreError};
+use crate::supervisor::{supervise, Task, Tasks};
 use crate::Error;
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,11 +54,20 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer task. It ends, after committing everything queued, once every
-    /// `Writer` handle is dropped.
-    pub fn start(store: Arc<dyn Store>, state: Arc<State>) -> (Writer, JoinHandle<()>) {
+    /// Starts the writer task, supervised: should it fail, it starts again on the same
+    /// queue, catching up with the store first. It ends, after committing everything
+    /// queued, once every `Writer` handle is dropped.
+    pub fn start(
+        store: Arc<dyn Store>,
+        state: Arc<State>,
+        tasks: Arc<Tasks>,
+    ) -> (Writer, JoinHandle<()>) {
         let (queue, receiver) = mpsc::channel(MAX_BATCH * 4);
-        let task = tokio::spawn(run(store, state, receiver));
+        let receiver = Arc::new(tokio::sync::Mutex::new(receiver));
+        let task = tokio::spawn(supervise(Task::Writer, tasks, move || {
+            let (store, state, receiver) = (store.clone(), state.clone(), receiver.clone());
+            async move { run(store, state, &mut *receiver.lock_owned().await).await }
+        }));
         (Writer { queue }, task)
     }
 
@@ -68,16 +78,17 @@ impl Writer {
             .send((command, reply))
             .await
             .map_err(|_| Error::Unavailable("the registry is shutting down".into()))?;
-        answer
-            .await
-            .map_err(|_| Error::Unavailable("the registry is shutting down".into()))?
+        // The writer dropped the request: it is shutting down, or failed and restarts.
+        answer.await.map_err(|_| {
+            Error::Unavailable("the registry stopped before answering; the write may or may not have been made, retry it".into())
+        })?
     }
 }
 
 async fn run(
     store: Arc<dyn Store>,
     state: Arc<State>,
-    mut receiver: mpsc::Receiver<(Command, Reply)>,
+    receiver: &mut mpsc::Receiver<(Command, Reply)>,
 ) {
     let mut others = store.notifications();
     let mut interruptions = 0;

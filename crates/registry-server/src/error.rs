@@ -14,6 +14,9 @@ pub enum Error {
     Forbidden(String),
     #[error("{0}")]
     NotFound(String),
+    /// The request conflicts with the state it would change (it would lock everyone out).
+    #[error("{0}")]
+    Conflict(String),
     #[error("{0}")]
     PayloadTooLarge(String),
     /// The store cannot take writes right now; nothing was changed.

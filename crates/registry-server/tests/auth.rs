@@ -480,3 +480,52 @@ async fn token_create_validates_role_and_slug() {
         r.text
     );
 }
+
+#[tokio::test]
+async fn the_last_admin_token_cannot_be_revoked() {
+    let d = Daemon::start().await;
+    let tokens = d.admin(Method::GET, "/registry-svc/tokens", None).await;
+    let bootstrap = tokens.body["tokens"][0]["id"].as_str().unwrap().to_string();
+    let revoke = |id: &str| format!("/registry-svc/token/{id}");
+
+    // The only admin token: revoking it would lock every admin out.
+    let r = d.admin(Method::DELETE, &revoke(&bootstrap), None).await;
+    r.assert_error(
+        StatusCode::CONFLICT,
+        Some("last admin token"),
+        "the only admin",
+    );
+    // User tokens do not count as a way in.
+    d.token("user-svc", "user").await;
+    let r = d.admin(Method::DELETE, &revoke(&bootstrap), None).await;
+    r.assert_error(
+        StatusCode::CONFLICT,
+        Some(&bootstrap),
+        "admin beside a user",
+    );
+
+    // With a second admin token, the first may go; then the second is the last.
+    let (second, secret) = d
+        .create_token(json!({"slug": "ops", "role": "admin"}))
+        .await;
+    let r = d.admin(Method::DELETE, &revoke(&bootstrap), None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    let r = d
+        .as_token(&secret, Method::DELETE, &revoke(&second), None)
+        .await;
+    r.assert_error(
+        StatusCode::CONFLICT,
+        Some("last admin token"),
+        "the second admin",
+    );
+    let r = d
+        .as_token(&secret, Method::GET, "/registry-svc/tokens", None)
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "the last admin still gets in: {}",
+        r.text
+    );
+    d.stop().await;
+}

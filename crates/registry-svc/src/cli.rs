@@ -4,7 +4,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use registry_types::{InstanceStatus, Role};
 
 /// A service registry: keeps definitions, instances and nodes, and checks instance health.
-#[derive(Debug, Parser)]
+// No `Debug`: the daemon's configuration holds secrets, and nothing should print it.
+#[derive(Parser)]
 #[command(name = "registry-svc", version)]
 pub struct Cli {
     #[command(flatten)]
@@ -57,7 +58,7 @@ pub enum OutputFormat {
 
 // Parsed once per run: boxing the larger variants would buy nothing.
 #[allow(clippy::large_enum_variant)]
-#[derive(Debug, Subcommand)]
+#[derive(Subcommand)]
 pub enum Command {
     /// Service templates: save, list, remove.
     #[command(visible_alias = "def", alias = "definition")]

@@ -363,3 +363,37 @@ fn instances_ls_watch_redraws_on_each_change_until_interrupted() {
     };
     assert!(exit.success(), "{exit:?}");
 }
+
+#[test]
+fn secrets_in_the_environment_never_show_in_help_or_errors() {
+    let url = "postgres://registry:s3cret-pw@127.0.0.1:1/registry";
+    let help = Command::new(BIN)
+        .args(["serve", "--help"])
+        .env("REGISTRY_DATABASE_URL", url)
+        .env("REGISTRY_ADMIN_TOKEN", "admin-s3cret")
+        .output()
+        .unwrap();
+    assert!(help.status.success());
+    let shown = String::from_utf8_lossy(&help.stdout);
+    assert!(shown.contains("REGISTRY_DATABASE_URL"), "{shown}");
+    assert!(!shown.contains("s3cret"), "{shown}");
+
+    // A database that cannot be reached: the error names it without its password.
+    let dir = tempfile::tempdir().unwrap();
+    let failed = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("REGISTRY_DATABASE_URL", url)
+        .env("REGISTRY_ADMIN_TOKEN", "admin-s3cret")
+        .output()
+        .unwrap();
+    assert!(!failed.status.success());
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&failed.stdout),
+        String::from_utf8_lossy(&failed.stderr)
+    );
+    assert!(said.contains("127.0.0.1:1"), "{said}");
+    assert!(!said.contains("s3cret"), "{said}");
+}

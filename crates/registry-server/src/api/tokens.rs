@@ -54,10 +54,11 @@ pub async fn list(State(app): State<AppState>, caller: Caller) -> Result<Json<Li
     Ok(Json(ListTokensResponse { tokens }))
 }
 
-/// Revoke a token; it stops working at once.
+/// Revoke a token; it stops working at once. The last admin token cannot be revoked.
 #[utoipa::path(delete, path = "/registry-svc/token/{id}", tag = "tokens",
     params(("id" = String, Path, description = "Token id")),
     responses((status = 204, description = "Revoked"), (status = 404, body = ErrorBody),
+        (status = 409, description = "The last admin token", body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn revoke(

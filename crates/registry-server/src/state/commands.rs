@@ -12,7 +12,7 @@ use crate::Error;
 use chrono::{DateTime, Utc};
 use hashbrown::HashTable;
 use rand::Rng;
-use registry_types::{Definition, Instance, InstanceStatus, Node, RegisterInstanceRequest};
+use registry_types::{Definition, Instance, InstanceStatus, Node, RegisterInstanceRequest, Role};
 use std::hash::{BuildHasher, RandomState};
 
 #[derive(Debug, Clone)]
@@ -202,6 +202,20 @@ impl<'a> Overlay<'a> {
         }
     }
 
+    /// Whether `id` is an admin token and no other admin token would be left. Admin
+    /// tokens created earlier in the same batch are not counted: the answer errs on the
+    /// side of keeping a way in.
+    fn is_last_admin_token(&self, id: &str) -> bool {
+        let is_admin = |token_id: &str| {
+            self.exists(Kind::Token, token_id)
+                && self
+                    .tables
+                    .token(token_id)
+                    .is_some_and(|t| t.role == Role::Admin)
+        };
+        is_admin(id) && !self.tables.tokens().any(|t| t.id != id && is_admin(&t.id))
+    }
+
     fn instance(&self, id: &str) -> Option<Instance> {
         match self.pending(Kind::Instance, id) {
             Some(Some(Record::Instance(i))) => Some(i.clone()),
@@ -271,7 +285,14 @@ impl<'a> Overlay<'a> {
                 self.push(Mutation::Put(Record::Token(token)));
                 Ok(id)
             }
-            Command::DeleteToken(id) => self.delete(Kind::Token, id, "token"),
+            Command::DeleteToken(id) => {
+                if self.is_last_admin_token(&id) {
+                    return Err(Error::Conflict(format!(
+                        "token {id:?} is the last admin token; revoking it would lock every admin out, so create another admin token first"
+                    )));
+                }
+                self.delete(Kind::Token, id, "token")
+            }
             Command::SetHealth {
                 id,
                 url,

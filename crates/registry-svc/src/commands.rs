@@ -139,9 +139,11 @@ async fn tokens(
                     // The secret alone on stdout, so `$(registry-svc tokens create ...)` is it.
                     eprintln!(
                         "created {} token {} for {}; the token below is shown only once:",
-                        created.role, created.id, created.slug
+                        created.role,
+                        output::printable(&created.id),
+                        output::printable(&created.slug)
                     );
-                    emit(&format!("{}\n", created.token))
+                    emit(&format!("{}\n", output::printable(&created.token)))
                 }
             }
         }
@@ -179,7 +181,10 @@ async fn resolve(client: &RegistryClient, format: OutputFormat, args: ResolveArg
         (OutputFormat::Json, true) => emit(&output::json(&healthy)?),
         (OutputFormat::Json, false) => emit(&output::json(&healthy[0])?),
         (OutputFormat::Table, _) => {
-            let urls: String = healthy.iter().map(|i| format!("{}\n", i.url)).collect();
+            let urls: String = healthy
+                .iter()
+                .map(|i| format!("{}\n", output::printable(&i.url)))
+                .collect();
             emit(&urls)
         }
     }
@@ -272,7 +277,7 @@ fn show<T: Serialize + ?Sized>(
 /// The confirmation of a removal: a line for a person, `{"id": ..., "result": ...}` for scripts.
 fn confirm(format: OutputFormat, done: &str, id: &str) -> Result<()> {
     match format {
-        OutputFormat::Table => emit(&format!("{done} {id}\n")),
+        OutputFormat::Table => emit(&format!("{done} {}\n", output::printable(id))),
         OutputFormat::Json => emit(&output::json(&json!({ "id": id, "result": done }))?),
     }
 }

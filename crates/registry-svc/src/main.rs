@@ -25,7 +25,7 @@ async fn main() -> ExitCode {
     match commands::run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {}", format!("{err:#}").replace('\n', " "));
+            eprintln!("error: {}", output::printable(&format!("{err:#}")));
             ExitCode::FAILURE
         }
     }

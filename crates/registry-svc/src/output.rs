@@ -4,6 +4,27 @@ use anyhow::Result;
 use chrono::{DateTime, SecondsFormat, Utc};
 use registry_types::{Definition, Instance, Node, TokenInfo, Usage};
 use serde::Serialize;
+use std::borrow::Cow;
+
+/// `text` safe to print on a terminal: line breaks and tabs become spaces, so a row stays
+/// one line, and other control characters, which could move the cursor, clear or retitle
+/// the terminal, are shown escaped (`\u{1b}`). Every value that came from the registry
+/// (and so possibly from another of its callers) passes through here before a person
+/// sees it; JSON output escapes them by itself.
+pub fn printable(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' | '\r' | '\t' => out.push(' '),
+            c if c.is_control() => out.extend(c.escape_unicode()),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
 
 /// Pretty-printed JSON with a final newline.
 pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<String> {
@@ -24,17 +45,17 @@ impl Table {
         }
     }
 
-    /// Adds a row; line breaks and tabs in cells become spaces so rows stay one line.
+    /// Adds a row; every cell is made [`printable`].
     pub fn row(&mut self, cells: Vec<String>) {
         debug_assert_eq!(cells.len(), self.headers.len(), "row width");
         let cells = cells
             .into_iter()
             .map(|cell| {
-                let cell = cell.replace(['\n', '\r', '\t'], " ");
+                let cell = printable(&cell);
                 if cell.trim().is_empty() {
                     "-".to_string()
                 } else {
-                    cell
+                    cell.into_owned()
                 }
             })
             .collect();
@@ -79,7 +100,11 @@ fn fields(pairs: &[(String, String)]) -> String {
         .unwrap_or(0);
     let mut out = String::new();
     for (key, value) in pairs {
-        let value = if value.is_empty() { "-" } else { value };
+        let value = if value.is_empty() {
+            "-".into()
+        } else {
+            printable(value)
+        };
         let pad = width - key.chars().count();
         out.push_str(&format!("{key}:{}  {value}\n", " ".repeat(pad)));
     }
@@ -274,6 +299,22 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
     use registry_types::{ImageSpec, PortMapping};
+
+    #[test]
+    fn control_characters_from_the_registry_never_reach_the_terminal() {
+        let hostile = "blue\u{1b}[2J\u{1b}]0;owned\u{7}\nnext\u{9b}";
+        let shown = printable(hostile);
+        assert!(!shown.chars().any(char::is_control), "{shown:?}");
+        assert_eq!(shown, "blue\\u{1b}[2J\\u{1b}]0;owned\\u{7} next\\u{9b}");
+        assert!(matches!(printable("plain é"), Cow::Borrowed("plain é")));
+        let mut table = Table::new(&["TAG"]);
+        table.row(vec![hostile.to_string()]);
+        assert!(!table
+            .render()
+            .trim_end()
+            .chars()
+            .any(|c| c.is_control() && c != '\n'));
+    }
 
     fn at(secs: i64) -> DateTime<Utc> {
         Utc.timestamp_opt(1_700_000_000 + secs, 0).unwrap()

@@ -75,9 +75,10 @@ pub async fn instances(
             Err(err) if index.is_none() => return Err(err.into()),
             Err(err) => {
                 let delay = backoff.next_delay();
+                let err = format!("{:#}", anyhow::Error::from(err));
                 eprintln!(
-                    "error: {:#} (retrying in {} ms)",
-                    anyhow::Error::from(err),
+                    "error: {} (retrying in {} ms)",
+                    crate::output::printable(&err),
                     delay.as_millis()
                 );
                 delay

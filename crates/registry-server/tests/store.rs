@@ -39,7 +39,7 @@ fn definition(id: &str) -> Mutation {
 }
 
 fn encode(mutations: &[Mutation]) -> Vec<Change> {
-    mutations.iter().map(Mutation::encode).collect()
+    mutations.iter().map(|m| m.encode(None)).collect()
 }
 
 fn keys(snapshot: &Snapshot, kind: Kind) -> Vec<String> {

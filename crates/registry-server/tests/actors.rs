@@ -203,3 +203,86 @@ async fn a_sqlite_file_of_the_previous_version_opens_and_its_old_changes_have_no
     }
     d.stop().await;
 }
+
+/// Log output, kept for the test to read.
+#[derive(Clone, Default)]
+struct CapturedLog(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLog {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl CapturedLog {
+    /// The lines logged so far that contain every one of `parts`.
+    fn lines_with(&self, parts: &[&str]) -> Vec<String> {
+        let text = String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned();
+        text.lines()
+            .filter(|line| parts.iter().all(|part| line.contains(part)))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn the_log_says_who_made_each_change() {
+    let log = CapturedLog::default();
+    let writer = log.clone();
+    // The only test of this binary to log: the others' lines land here too, harmlessly.
+    tracing_subscriber::fmt()
+        .with_env_filter("registry_server::state::audit=debug")
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .init();
+    let d = Daemon::start().await;
+    let admin_id = admin_token_id(&d).await;
+    let (user_id, user) = d
+        .create_token(json!({"slug": "svc-b", "role": "user"}))
+        .await;
+    let id = d
+        .register_as(
+            &user,
+            json!({"url": "http://127.0.0.1:1", "healthCheck": {"type": "none"}}),
+        )
+        .await;
+    let r = d
+        .admin(
+            Method::DELETE,
+            &format!("/registry-svc/instance/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+
+    let logged = |op: &'static str, token: String| {
+        let (log, id) = (log.clone(), id.clone());
+        move || {
+            let lines = log.lines_with(&[&id, op, &token]);
+            async move { lines.len() == 1 && lines[0].contains(" INFO ") }
+        }
+    };
+    let put = logged("op=\"put\"", format!("token_id=\"{user_id}\""));
+    assert!(
+        common::wait_until(Duration::from_secs(10), put).await,
+        "one info line for the registration by {user_id}: {:?}",
+        log.lines_with(&[&id])
+    );
+    let delete = logged("op=\"delete\"", format!("token_id=\"{admin_id}\""));
+    assert!(
+        common::wait_until(Duration::from_secs(10), delete).await,
+        "one info line for the removal by {admin_id}: {:?}",
+        log.lines_with(&[&id])
+    );
+    let heartbeats = log.lines_with(&["kind=\"node\"", "slug=\"registry\""]);
+    assert!(
+        !heartbeats.is_empty() && heartbeats.iter().all(|l| l.contains(" DEBUG ")),
+        "the daemon's own heartbeats are logged at debug: {heartbeats:?}"
+    );
+    d.stop().await;
+}

@@ -1,9 +1,12 @@
-//! The audit log: one line per change this daemon commits, naming who made it.
+//! The audit log: every change this daemon commits, with who made it.
 //!
 //! The writer hands each committed batch (the announcement it already made, and the
-//! actor of each change) to a task of its own, which writes the lines; so a batch of a
-//! thousand registrations costs the writer one channel send, not a thousand formatted
-//! lines. Changes other daemons committed to a shared store are logged by those daemons.
+//! actor of each change) to a task of its own, which writes the lines; so a commit costs
+//! the writer one channel send. A line covers a run of changes of one kind and op by one
+//! actor, which have consecutive revisions (a batch of registrations by one service is
+//! a line or a few, not one per instance: formatting a line costs microseconds, and one
+//! per change would cost a registration-heavy daemon a good part of a core). Changes
+//! other daemons committed to a shared store are logged by those daemons.
 //!
 //! Changes made through the API, and removals the daemon makes itself
 //! (`deregisterAfter`), are logged at info. The daemon's other own changes (health status
@@ -14,6 +17,7 @@
 use super::Committed;
 use crate::auth::Actor;
 use crate::store::op;
+use std::fmt;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use tracing::Level;
@@ -61,21 +65,72 @@ impl AuditLog {
 
 async fn write_lines(mut batches: mpsc::Receiver<Batch>) {
     while let Some((changes, authors)) = batches.recv().await {
-        for (change, by) in changes.iter().zip(&authors) {
-            log_change(change, by);
+        log_batch(&changes, &authors);
+    }
+}
+
+/// Logs `changes`, the `i`th made by `authors[i]`, a line per run.
+fn log_batch(changes: &[Committed], authors: &[Actor]) {
+    let mut start = 0;
+    while start < changes.len() {
+        let first = (&changes[start], &authors[start]);
+        let run = changes[start..]
+            .iter()
+            .zip(&authors[start..])
+            .take(MAX_IDS_PER_LINE)
+            .take_while(|(change, by)| same_run(first, (change, by)))
+            .count();
+        log_run(&changes[start..start + run], &authors[start]);
+        start += run;
+    }
+}
+
+/// Most changes named on one line, so lines stay readable.
+const MAX_IDS_PER_LINE: usize = 100;
+
+fn same_run((a, a_by): (&Committed, &Actor), (b, b_by): (&Committed, &Actor)) -> bool {
+    a.kind == b.kind && a.body.is_some() == b.body.is_some() && a_by == b_by
+}
+
+/// The revisions of a run: `N`, or `N-M`.
+struct Revisions<'a>(&'a [Committed]);
+
+impl fmt::Display for Revisions<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (first, last) = (self.0[0].revision, self.0[self.0.len() - 1].revision);
+        if first == last {
+            write!(f, "{first}")
+        } else {
+            write!(f, "{first}-{last}")
         }
     }
 }
 
-fn log_change(change: &Committed, by: &Actor) {
+/// The ids (or node URLs) of a run, in revision order, separated by spaces.
+struct Ids<'a>(&'a [Committed]);
+
+impl fmt::Display for Ids<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, change) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            f.write_str(&change.key)?;
+        }
+        Ok(())
+    }
+}
+
+/// One line for `run`: changes of one kind and op, all made `by` one actor.
+fn log_run(run: &[Committed], by: &Actor) {
     macro_rules! line {
         ($level:expr) => {
             tracing::event!(
                 $level,
-                revision = change.revision,
-                kind = change.kind.as_str(),
-                op = op(change.body.is_some()),
-                id = change.key.as_str(),
+                revisions = %Revisions(run),
+                kind = run[0].kind.as_str(),
+                op = op(run[0].body.is_some()),
+                ids = %Ids(run),
                 token_id = by.token_id(),
                 slug = by.slug(),
                 node = by.node(),
@@ -83,10 +138,94 @@ fn log_change(change: &Committed, by: &Actor) {
             )
         };
     }
-    let daemon_put = by.token_id().is_none() && change.body.is_some();
-    if daemon_put {
+    let daemon_puts = by.token_id().is_none() && run[0].body.is_some();
+    if daemon_puts {
         line!(Level::DEBUG);
     } else {
         line!(Level::INFO);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Kind;
+    use std::sync::Mutex;
+
+    fn change(revision: u64, key: &str, put: bool) -> Committed {
+        Committed {
+            revision,
+            kind: Kind::Instance,
+            key: key.into(),
+            body: put.then(|| arcstr::literal!("{}")),
+            by: None,
+        }
+    }
+
+    /// The lines `log_batch` writes for `changes` made by `authors`.
+    fn lines(changes: &[Committed], authors: &[Actor]) -> Vec<String> {
+        let output = Arc::new(Mutex::new(Vec::new()));
+        let writer = output.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(Level::DEBUG)
+            .with_ansi(false)
+            .without_time()
+            .with_target(false)
+            .with_writer(move || Captured(writer.clone()))
+            .finish();
+        tracing::subscriber::with_default(subscriber, || log_batch(changes, authors));
+        let text = String::from_utf8(output.lock().unwrap().clone()).unwrap();
+        text.lines().map(str::to_string).collect()
+    }
+
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_line_per_run_of_one_actor_kind_and_op() {
+        let user = Actor::token("tok_u", "svc");
+        let admin = Actor::token("tok_a", "admin");
+        let registry = Actor::registry("n1");
+        let changes = [
+            change(7, "i1", true),
+            change(8, "i2", true),
+            change(9, "i1", false),
+            change(10, "i3", true),
+            change(11, "i3", true),
+        ];
+        let authors = [user.clone(), user.clone(), admin, user, registry];
+        assert_eq!(
+            lines(&changes, &authors),
+            [
+                r#" INFO committed revisions=7-8 kind="instance" op="put" ids=i1 i2 token_id="tok_u" slug="svc""#,
+                r#" INFO committed revisions=9 kind="instance" op="delete" ids=i1 token_id="tok_a" slug="admin""#,
+                r#" INFO committed revisions=10 kind="instance" op="put" ids=i3 token_id="tok_u" slug="svc""#,
+                r#"DEBUG committed revisions=11 kind="instance" op="put" ids=i3 slug="registry" node="n1""#,
+            ]
+        );
+    }
+
+    #[test]
+    fn long_runs_are_split() {
+        let user = Actor::token("tok_u", "svc");
+        let count = MAX_IDS_PER_LINE as u64 + 1;
+        let changes: Vec<_> = (1..=count)
+            .map(|r| change(r, &format!("i{r}"), true))
+            .collect();
+        let authors = vec![user; changes.len()];
+        let lines = lines(&changes, &authors);
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines[0].contains(&format!("revisions=1-{}", count - 1)));
+        assert!(lines[1].contains(&format!("revisions={count} ")));
     }
 }

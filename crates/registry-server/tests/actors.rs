@@ -45,6 +45,25 @@ async fn admin_token_id(d: &Daemon) -> String {
     }
 }
 
+/// Registers an instance as `user`, then removes it as the admin; returns its id.
+async fn register_then_remove(d: &Daemon, user: &str) -> String {
+    let id = d
+        .register_as(
+            user,
+            json!({"url": "http://127.0.0.1:1", "healthCheck": {"type": "none"}}),
+        )
+        .await;
+    let r = d
+        .admin(
+            Method::DELETE,
+            &format!("/registry-svc/instance/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    id
+}
+
 /// A user registers two instances, the admin removes the first, the daemon finds the
 /// second unreachable: each event names who did it, and so does the history replayed
 /// after `restart`.
@@ -61,20 +80,7 @@ where
     let start = d.index_of(Method::GET, "/registry-svc/instances").await;
     let mut stream = instance_events(&d, start).await;
 
-    let removed = d
-        .register_as(
-            &user,
-            json!({"url": "http://127.0.0.1:1", "healthCheck": {"type": "none"}}),
-        )
-        .await;
-    let r = d
-        .admin(
-            Method::DELETE,
-            &format!("/registry-svc/instance/{removed}"),
-            None,
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    let removed = register_then_remove(&d, &user).await;
     let dead = d
         .register_as(
             &user,
@@ -127,19 +133,10 @@ async fn each_change_names_its_token_or_the_daemon_across_a_restart_on_postgres(
         return;
     };
     let admin = "postgres-test-admin-token-0123456789";
-    let start = |dir: tempfile::TempDir| {
-        let mut config = db.daemon_config(dir.path());
-        config.admin_token = Some(admin.into());
-        async move {
-            let mut d = Daemon::start_with(config, dir).await;
-            d.admin = admin.into();
-            d
-        }
-    };
-    let d = start(tempfile::tempdir().unwrap()).await;
+    let d = db.start_daemon(tempfile::tempdir().unwrap(), admin).await;
     who_did_what(d, |d| async {
         let dir = d.stop().await;
-        start(dir).await
+        db.start_daemon(dir, admin).await
     })
     .await;
 }
@@ -204,25 +201,14 @@ async fn a_sqlite_file_of_the_previous_version_opens_and_its_old_changes_have_no
     d.stop().await;
 }
 
-/// Log output, kept for the test to read.
-#[derive(Clone, Default)]
-struct CapturedLog(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for CapturedLog {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+/// The daemon's log, in a file.
+#[derive(Clone)]
+struct CapturedLog(std::path::PathBuf);
 
 impl CapturedLog {
     /// The lines logged so far that contain every one of `parts`.
     fn lines_with(&self, parts: &[&str]) -> Vec<String> {
-        let text = String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned();
+        let text = std::fs::read_to_string(&self.0).unwrap();
         text.lines()
             .filter(|line| parts.iter().all(|part| line.contains(part)))
             .map(str::to_string)
@@ -232,33 +218,22 @@ impl CapturedLog {
 
 #[tokio::test]
 async fn the_log_says_who_made_each_change() {
-    let log = CapturedLog::default();
-    let writer = log.clone();
+    let log_dir = tempfile::tempdir().unwrap();
+    let log = CapturedLog(log_dir.path().join("log"));
     // The only test of this binary to log: the others' lines land here too, harmlessly.
     tracing_subscriber::fmt()
         .with_env_filter("registry_server::state::audit=debug")
         .with_ansi(false)
-        .with_writer(move || writer.clone())
+        .with_writer(std::sync::Mutex::new(
+            std::fs::File::create(&log.0).unwrap(),
+        ))
         .init();
     let d = Daemon::start().await;
     let admin_id = admin_token_id(&d).await;
     let (user_id, user) = d
         .create_token(json!({"slug": "svc-b", "role": "user"}))
         .await;
-    let id = d
-        .register_as(
-            &user,
-            json!({"url": "http://127.0.0.1:1", "healthCheck": {"type": "none"}}),
-        )
-        .await;
-    let r = d
-        .admin(
-            Method::DELETE,
-            &format!("/registry-svc/instance/{id}"),
-            None,
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    let id = register_then_remove(&d, &user).await;
 
     let logged = |op: &'static str, token: String| {
         let (log, id) = (log.clone(), id.clone());

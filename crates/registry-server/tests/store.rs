@@ -621,15 +621,7 @@ async fn a_daemon_on_postgres_keeps_its_instances_across_a_restart() {
         return;
     };
     let admin = "postgres-test-admin-token-0123456789";
-    let start = |dir: tempfile::TempDir| {
-        let mut config = db.daemon_config(dir.path());
-        config.admin_token = Some(admin.into());
-        async move {
-            let mut d = common::Daemon::start_with(config, dir).await;
-            d.admin = admin.into();
-            d
-        }
-    };
+    let start = |dir: tempfile::TempDir| db.start_daemon(dir, admin);
     let d = start(tempfile::tempdir().unwrap()).await;
     let id = d
         .register(json!({"url": "http://127.0.0.1:9911", "slug": "pg"}))

@@ -150,7 +150,6 @@ fn log_run(run: &[Committed], by: &Actor) {
 mod tests {
     use super::*;
     use crate::store::Kind;
-    use std::sync::Mutex;
 
     fn change(revision: u64, key: &str, put: bool) -> Committed {
         Committed {
@@ -164,31 +163,17 @@ mod tests {
 
     /// The lines `log_batch` writes for `changes` made by `authors`.
     fn lines(changes: &[Committed], authors: &[Actor]) -> Vec<String> {
-        let output = Arc::new(Mutex::new(Vec::new()));
-        let writer = output.clone();
+        let log = tempfile::NamedTempFile::new().unwrap();
         let subscriber = tracing_subscriber::fmt()
             .with_max_level(Level::DEBUG)
             .with_ansi(false)
             .without_time()
             .with_target(false)
-            .with_writer(move || Captured(writer.clone()))
+            .with_writer(std::sync::Mutex::new(log.reopen().unwrap()))
             .finish();
         tracing::subscriber::with_default(subscriber, || log_batch(changes, authors));
-        let text = String::from_utf8(output.lock().unwrap().clone()).unwrap();
+        let text = std::fs::read_to_string(log.path()).unwrap();
         text.lines().map(str::to_string).collect()
-    }
-
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Captured {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
     }
 
     #[test]

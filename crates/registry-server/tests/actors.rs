@@ -65,8 +65,8 @@ async fn register_then_remove(d: &Daemon, user: &str) -> String {
 }
 
 /// A user registers two instances, the admin removes the first, the daemon finds the
-/// second unreachable: each event names who did it, and so does the history replayed
-/// after `restart`.
+/// second unreachable and later removes it: each event names who did it, and so does the
+/// history replayed after `restart`.
 async fn who_did_what<R, Fut>(d: Daemon, restart: R)
 where
     R: FnOnce(Daemon) -> Fut,
@@ -84,7 +84,7 @@ where
     let dead = d
         .register_as(
             &user,
-            json!({"url": "http://127.0.0.1:1",
+            json!({"url": "http://127.0.0.1:1", "deregisterAfter": "1s",
                    "healthCheck": {"type": "tcp", "interval": "1s", "unhealthyThreshold": 1}}),
         )
         .await;
@@ -110,6 +110,14 @@ where
     assert_eq!(flip["object"]["status"], "Unreachable", "{flip}");
     assert_eq!(flip["by"], registry_actor, "{flip}");
     seen.push(flip);
+    // Unreachable for longer than its deregisterAfter: the daemon removes it.
+    let (_, removal) = next_event(&mut stream).await;
+    assert_eq!(
+        (&removal["id"], &removal["op"]),
+        (&json!(dead), &json!("delete"))
+    );
+    assert_eq!(removal["by"], registry_actor, "{removal}");
+    seen.push(removal);
 
     // The history, replayed from the store after a restart, still says who.
     let d = restart(d).await;

@@ -187,8 +187,16 @@ mod tests {
             change(9, "i1", false),
             change(10, "i3", true),
             change(11, "i3", true),
+            change(12, "i3", false),
         ];
-        let authors = [user.clone(), user.clone(), admin, user, registry];
+        let authors = [
+            user.clone(),
+            user.clone(),
+            admin,
+            user,
+            registry.clone(),
+            registry,
+        ];
         assert_eq!(
             lines(&changes, &authors),
             [
@@ -196,6 +204,7 @@ mod tests {
                 r#" INFO committed revisions=9 kind="instance" op="delete" ids=i1 token_id="tok_a" slug="admin""#,
                 r#" INFO committed revisions=10 kind="instance" op="put" ids=i3 token_id="tok_u" slug="svc""#,
                 r#"DEBUG committed revisions=11 kind="instance" op="put" ids=i3 slug="registry" node="n1""#,
+                r#" INFO committed revisions=12 kind="instance" op="delete" ids=i3 slug="registry" node="n1""#,
             ]
         );
     }

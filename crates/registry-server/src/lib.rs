@@ -89,19 +89,22 @@ pub async fn start_with_store(
     let tasks = Arc::new(supervisor::Tasks::default());
     let (writer, writer_task) = Writer::start(store.clone(), state.clone(), tasks.clone());
 
-    if config.admin_token.is_none() && state.read().tokens().next().is_none() {
-        let (token, path) = auth::bootstrap_admin_token(&config.data_dir).with_context(|| {
-            format!("writing the admin token into {}", config.data_dir.display())
-        })?;
-        writer.submit(Command::PutToken(token)).await?;
-        tracing::info!(path = %path.display(), "created the first admin token; it is in this file");
-    }
-
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
     let this_node = Arc::new(nodes::ThisNode::new(&config, addr)?);
+
+    if config.admin_token.is_none() && state.read().tokens().next().is_none() {
+        let (token, path) = auth::bootstrap_admin_token(&config.data_dir).with_context(|| {
+            format!("writing the admin token into {}", config.data_dir.display())
+        })?;
+        writer
+            .submit(&this_node.actor, Command::PutToken(token))
+            .await?;
+        tracing::info!(path = %path.display(), "created the first admin token; it is in this file");
+    }
+
     this_node
         .heartbeat(&writer)
         .await
@@ -167,7 +170,7 @@ pub async fn start_with_store(
                 .context("HTTP server failed")?;
             heartbeat.await.ok();
             health.await.ok();
-            health::flush_health(&state, &writer).await;
+            health::flush_health(&state, &writer, &this_node.actor).await;
             // That was the last writer handle (the router's went with the server): the
             // writer commits what is queued and ends.
             drop(writer);

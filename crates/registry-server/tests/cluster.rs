@@ -419,6 +419,11 @@ async fn a_write_on_any_node_is_read_on_every_node() {
         event["object"]["url"], "http://127.0.0.1:1/watched",
         "{event}"
     );
+    assert_eq!(
+        event["by"],
+        json!({"tokenId": "env-admin", "slug": "admin"}),
+        "who made it travels with the change: {event}"
+    );
     assert!(
         event["revision"].as_u64().unwrap() > stream_since,
         "{event}"

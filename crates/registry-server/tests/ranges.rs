@@ -248,7 +248,7 @@ async fn a_stored_value_out_of_range_stops_neither_the_daemon_nor_the_checks() {
             stored_out_of_range("inst_old1", "http://127.0.0.1:1/a"),
             stored_out_of_range("inst_old2", "http://127.0.0.1:1/b"),
         ];
-        let changes = changes.iter().map(Mutation::encode).collect();
+        let changes = changes.iter().map(|m| m.encode(None)).collect();
         store.commit(changes, None).await.unwrap();
         store.close().await.unwrap();
     }
@@ -287,8 +287,8 @@ async fn an_object_that_does_not_decode_is_left_out_and_the_rest_served() {
         let store = registry_server::store::open(&common::config(dir.path()))
             .await
             .unwrap();
-        let good = stored_out_of_range("inst_good", "http://127.0.0.1:1/good").encode();
-        let mut bad = stored_out_of_range("inst_bad", "http://127.0.0.1:1/bad").encode();
+        let good = stored_out_of_range("inst_good", "http://127.0.0.1:1/good").encode(None);
+        let mut bad = stored_out_of_range("inst_bad", "http://127.0.0.1:1/bad").encode(None);
         bad.body = Some(r#"{"id":"inst_bad","url":"http://127.0.0.1:1","port":70000}"#.into());
         store.commit(vec![good, bad], None).await.unwrap();
         store.close().await.unwrap();

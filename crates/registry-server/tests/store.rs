@@ -39,7 +39,7 @@ fn definition(id: &str) -> Mutation {
 }
 
 fn encode(mutations: &[Mutation]) -> Vec<Change> {
-    mutations.iter().map(Mutation::encode).collect()
+    mutations.iter().map(|m| m.encode(None)).collect()
 }
 
 fn keys(snapshot: &Snapshot, kind: Kind) -> Vec<String> {
@@ -146,13 +146,18 @@ where
     let again = reopened.load().await.unwrap();
     assert_eq!(again.revision, 5, "the revision survives a restart");
     assert_eq!(keys(&again, Kind::Instance), ["b"]);
+    // The actor of a change is kept in the log as the text it was given.
+    let actor = arcstr::literal!(r#"{"tokenId":"tok_1","slug":"svc"}"#);
     assert_eq!(
         reopened
-            .commit(encode(&[definition("d2")]), None)
+            .commit(vec![definition("d2").encode(Some(&actor))], None)
             .await
             .unwrap(),
         vec![6]
     );
+    let log = reopened.changes_since(4, 100).await.unwrap().changes;
+    let actors: Vec<_> = log.iter().map(|c| c.change.by.as_deref()).collect();
+    assert_eq!(actors, [None, Some(actor.as_str())]);
 }
 
 #[tokio::test]
@@ -541,7 +546,7 @@ async fn postgres_migrations_run_once_when_daemons_start_together() {
             .fetch_all(&mut conn)
             .await
             .unwrap();
-    assert_eq!(versions, [1]);
+    assert_eq!(versions, [1, 2]);
     let revision: i64 = sqlx::query_scalar("SELECT value FROM meta WHERE name = 'revision'")
         .fetch_one(&mut conn)
         .await
@@ -616,15 +621,7 @@ async fn a_daemon_on_postgres_keeps_its_instances_across_a_restart() {
         return;
     };
     let admin = "postgres-test-admin-token-0123456789";
-    let start = |dir: tempfile::TempDir| {
-        let mut config = db.daemon_config(dir.path());
-        config.admin_token = Some(admin.into());
-        async move {
-            let mut d = common::Daemon::start_with(config, dir).await;
-            d.admin = admin.into();
-            d
-        }
-    };
+    let start = |dir: tempfile::TempDir| db.start_daemon(dir, admin);
     let d = start(tempfile::tempdir().unwrap()).await;
     let id = d
         .register(json!({"url": "http://127.0.0.1:9911", "slug": "pg"}))
@@ -648,4 +645,45 @@ async fn a_daemon_on_postgres_keeps_its_instances_across_a_restart() {
     let ready = d.send(Method::GET, "/readyz", None, None).await;
     assert_eq!(ready.status, StatusCode::OK);
     d.stop().await;
+}
+
+#[tokio::test]
+async fn a_postgres_database_of_the_previous_version_is_upgraded() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    // As version 1 of the schema left it, with one change logged then.
+    let mut conn = db.connection().await;
+    sqlx::raw_sql(
+        "CREATE TABLE schema_migrations (version INT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now());
+         INSERT INTO schema_migrations (version) VALUES (1);
+         CREATE TABLE objects (kind TEXT NOT NULL, key TEXT NOT NULL, revision BIGINT NOT NULL,
+                               body TEXT NOT NULL, PRIMARY KEY (kind, key));
+         CREATE TABLE changes (revision BIGINT PRIMARY KEY, kind TEXT NOT NULL, key TEXT NOT NULL,
+                               op TEXT NOT NULL, body TEXT);
+         CREATE TABLE meta (name TEXT PRIMARY KEY, value BIGINT NOT NULL);
+         INSERT INTO meta (name, value) VALUES ('revision', 1);
+         INSERT INTO objects VALUES ('definition', 'old', 1, '{\"id\":\"old\"}');
+         INSERT INTO changes VALUES (1, 'definition', 'old', 'put', '{\"id\":\"old\"}');",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let store = PostgresStore::connect(&db.url).await.unwrap();
+    let actor = arcstr::literal!(r#"{"slug":"registry","node":"n1"}"#);
+    store
+        .commit(vec![definition("new").encode(Some(&actor))], Some(1))
+        .await
+        .unwrap();
+    let log = store.changes_since(0, 100).await.unwrap().changes;
+    let logged: Vec<_> = log
+        .iter()
+        .map(|c| (c.change.key.as_str(), c.change.by.as_deref()))
+        .collect();
+    assert_eq!(logged, [("old", None), ("new", Some(actor.as_str()))]);
+    assert_eq!(
+        keys(&store.load().await.unwrap(), Kind::Definition),
+        ["new", "old"]
+    );
+    store.close().await.unwrap();
 }

@@ -41,7 +41,7 @@ pub async fn save(
         Permission::DefinitionCreate
     })?;
     app.writer
-        .submit(Command::PutDefinition(definition))
+        .submit(&caller.actor, Command::PutDefinition(definition))
         .await?;
     Ok((StatusCode::CREATED, Json(Empty {})))
 }
@@ -94,6 +94,8 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<StatusCode, Error> {
     caller.require(Permission::DefinitionDelete)?;
-    app.writer.submit(Command::DeleteDefinition(id)).await?;
+    app.writer
+        .submit(&caller.actor, Command::DeleteDefinition(id))
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

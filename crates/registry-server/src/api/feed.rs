@@ -5,12 +5,13 @@
 //! polling, and a node heartbeat never wakes an instance watcher. The event stream first
 //! replays the store's change log after `since`, then follows the writer's
 //! announcements; a client whose revision is older than the retained log gets a `reset`
-//! event telling it to re-list.
+//! event telling it to re-list. Each change event names who made it (`by`), as the
+//! store's change log keeps it.
 
 use super::AppState;
 use crate::auth::{Caller, Permission};
 use crate::state::{Announcement, State, Tables};
-use crate::store::{ChangePage, Kind, Store};
+use crate::store::{op, ChangePage, Kind, Store};
 use crate::Result;
 use axum::extract::{RawQuery, State as AxumState};
 use axum::http::{HeaderMap, HeaderValue};
@@ -124,17 +125,30 @@ impl Selection {
     }
 }
 
-fn change_event(revision: u64, kind: Kind, key: &str, body: Option<&str>) -> Event {
-    let op = if body.is_some() { "put" } else { "delete" };
+/// One change as the event stream sends it.
+struct Seen<'a> {
+    revision: u64,
+    kind: Kind,
+    key: &'a str,
+    /// The actor's JSON, as the store keeps it.
+    by: Option<&'a str>,
+    body: Option<&'a str>,
+}
+
+/// A `change` event. `by` and `body` are JSON text the daemon wrote, put in as they are.
+fn change_event(change: &Seen) -> Event {
     let data = format!(
-        r#"{{"revision":{revision},"kind":"{}","op":"{op}","id":{},"object":{}}}"#,
-        kind.as_str(),
-        serde_json::to_string(key).expect("strings serialize"),
-        body.unwrap_or("null"),
+        r#"{{"revision":{},"kind":"{}","op":"{}","id":{},"by":{},"object":{}}}"#,
+        change.revision,
+        change.kind.as_str(),
+        op(change.body.is_some()),
+        serde_json::to_string(change.key).expect("strings serialize"),
+        change.by.unwrap_or("null"),
+        change.body.unwrap_or("null"),
     );
     Event::default()
         .event("change")
-        .id(revision.to_string())
+        .id(change.revision.to_string())
         .data(data)
 }
 
@@ -173,14 +187,13 @@ struct Follower {
 }
 
 impl Follower {
-    fn take(&mut self, revision: u64, kind: Kind, key: &str, body: Option<&str>) {
-        if revision <= self.after {
+    fn take(&mut self, change: Seen) {
+        if change.revision <= self.after {
             return; // seen in the log already
         }
-        self.after = revision;
-        if self.selection.wants(kind) {
-            self.ready
-                .push_back(change_event(revision, kind, key, body));
+        self.after = change.revision;
+        if self.selection.wants(change.kind) {
+            self.ready.push_back(change_event(&change));
         }
     }
 
@@ -200,9 +213,15 @@ impl Follower {
                     }
                     Ok(page) if page.changes.is_empty() => self.phase = Phase::Live,
                     Ok(page) => {
-                        for logged in page.changes {
-                            let c = logged.change;
-                            self.take(logged.revision, c.kind, &c.key, c.body.as_deref());
+                        for logged in &page.changes {
+                            let c = &logged.change;
+                            self.take(Seen {
+                                revision: logged.revision,
+                                kind: c.kind,
+                                key: &c.key,
+                                by: c.by.as_deref(),
+                                body: c.body.as_deref(),
+                            });
                         }
                     }
                     Err(e) => {
@@ -220,7 +239,13 @@ impl Follower {
                 } {
                     Ok(Announcement::Changes(batch)) => {
                         for c in batch.iter() {
-                            self.take(c.revision, c.kind, &c.key, c.body.as_deref());
+                            self.take(Seen {
+                                revision: c.revision,
+                                kind: c.kind,
+                                key: &c.key,
+                                by: c.by.as_deref(),
+                                body: c.body.as_deref(),
+                            });
                         }
                     }
                     // Fell behind the announcements, or the node reloaded everything:
@@ -244,7 +269,9 @@ impl Follower {
     ),
     responses(
         (status = 200, description = "text/event-stream: `change` events \
-            {revision, kind, op, id, object}; a `reset` event when `since` is older than the retained history"),
+            {revision, kind, op, id, by, object} (`by`: who made the change, \
+            {tokenId, slug} for a token, {slug: \"registry\", node} for the daemon itself, \
+            null for changes older than actors); a `reset` event when `since` is older than the retained history"),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
     ),
     security(("bearer" = [])))]

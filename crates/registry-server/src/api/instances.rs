@@ -31,12 +31,16 @@ pub async fn register(
 ) -> Result<(StatusCode, Json<RegisterInstanceResponse>)> {
     caller.require(Permission::InstanceEdit)?;
     let registration = Registration::new(request)?;
+    let by = caller.actor.clone();
     let applied = app
         .writer
-        .submit(Command::RegisterInstance {
-            caller,
-            registration,
-        })
+        .submit(
+            &by,
+            Command::RegisterInstance {
+                caller,
+                registration,
+            },
+        )
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -129,8 +133,9 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<StatusCode> {
     caller.require(Permission::InstanceEdit)?;
+    let by = caller.actor.clone();
     app.writer
-        .submit(Command::DeleteInstance { caller, id })
+        .submit(&by, Command::DeleteInstance { caller, id })
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -165,13 +170,16 @@ pub async fn heartbeat(
         );
     } else {
         app.writer
-            .submit(Command::SetHealth {
-                id,
-                url: instance.url.clone(),
-                status: InstanceStatus::Healthy,
-                details,
-                last_heartbeat: Some(now),
-            })
+            .submit(
+                &caller.actor,
+                Command::SetHealth {
+                    id,
+                    url: instance.url.clone(),
+                    status: InstanceStatus::Healthy,
+                    details,
+                    last_heartbeat: Some(now),
+                },
+            )
             .await?;
     }
     Ok(StatusCode::NO_CONTENT)

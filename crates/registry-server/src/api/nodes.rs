@@ -75,6 +75,8 @@ pub async fn delete(
     Path(url): Path<String>,
 ) -> Result<StatusCode> {
     caller.require(Permission::NodeDelete)?;
-    app.writer.submit(Command::DeleteNode(url)).await?;
+    app.writer
+        .submit(&caller.actor, Command::DeleteNode(url))
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

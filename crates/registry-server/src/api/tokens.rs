@@ -26,7 +26,9 @@ pub async fn create(
     let role = request.role.unwrap_or_default();
     let (secret, stored) = new_token(&request.slug, role);
     let id = stored.id.clone();
-    app.writer.submit(Command::PutToken(stored)).await?;
+    app.writer
+        .submit(&caller.actor, Command::PutToken(stored))
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(CreatedToken {
@@ -67,6 +69,8 @@ pub async fn revoke(
     Path(id): Path<String>,
 ) -> Result<StatusCode> {
     caller.require(Permission::TokenManage)?;
-    app.writer.submit(Command::DeleteToken(id)).await?;
+    app.writer
+        .submit(&caller.actor, Command::DeleteToken(id))
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,6 +1,6 @@
 //! The `Caller` extractor: the account behind a request's bearer token.
 
-use super::{hash_token, Permission};
+use super::{hash_token, Actor, Permission, ENV_ADMIN_TOKEN_ID};
 use crate::api::AppState;
 use crate::store::Kind;
 use crate::Error;
@@ -11,20 +11,25 @@ use registry_types::Role;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
-    pub slug: String,
+    /// The token and its account's slug; the changes this caller makes carry it.
+    pub actor: Actor,
     pub role: Role,
     /// A trusted slug (e.g. `deploy-svc`) manages instances of every slug.
     pub trusted: bool,
 }
 
 impl Caller {
+    pub fn slug(&self) -> &str {
+        self.actor.slug()
+    }
+
     pub fn require(&self, permission: Permission) -> Result<(), Error> {
         if permission.granted_to(self.role) {
             Ok(())
         } else {
             Err(Error::Forbidden(format!(
                 "account {:?} ({}) lacks permission {}",
-                self.slug,
+                self.slug(),
                 self.role,
                 permission.name()
             )))
@@ -33,7 +38,7 @@ impl Caller {
 
     /// Whether this caller may register, change or remove instances owned by `slug`.
     pub fn may_manage(&self, slug: &str) -> bool {
-        self.role == Role::Admin || self.trusted || self.slug == slug
+        self.role == Role::Admin || self.trusted || self.slug() == slug
     }
 
     /// 403 unless this caller may change instance `id`, owned by `owner`.
@@ -43,7 +48,7 @@ impl Caller {
         } else {
             Err(Error::Forbidden(format!(
                 "instance {id:?} belongs to {owner:?}; account {:?} may not change it",
-                self.slug
+                self.slug()
             )))
         }
     }
@@ -80,18 +85,18 @@ impl FromRequestParts<AppState> for Caller {
             return Ok(caller);
         }
         let hash = hash_token(secret);
-        let (slug, role) = if app.admin_token_hash.as_deref() == Some(hash.as_str()) {
-            ("admin".to_string(), Role::Admin)
+        let (actor, role) = if app.admin_token_hash.as_deref() == Some(hash.as_str()) {
+            (Actor::token(ENV_ADMIN_TOKEN_ID, "admin"), Role::Admin)
         } else {
             let token = tables
                 .token_by_hash(&hash)
                 .ok_or_else(|| Error::Unauthorized("unknown or revoked token".into()))?;
-            (token.slug.clone(), token.role)
+            (Actor::token(&token.id, &token.slug), token.role)
         };
         drop(tables);
-        let trusted = app.trusted_slugs.contains(&slug);
+        let trusted = app.trusted_slugs.iter().any(|s| s == actor.slug());
         let caller = Caller {
-            slug,
+            actor,
             role,
             trusted,
         };

@@ -6,9 +6,11 @@
 //! the tokens is one cache lookup; a new one is hashed and looked up once. A revocation
 //! moves that revision on, so a revoked token fails on its very next request.
 
+mod actor;
 mod caller;
 mod tokens;
 
+pub use actor::{Actor, ENV_ADMIN_TOKEN_ID, REGISTRY_SLUG};
 pub use caller::Caller;
 pub use tokens::{
     bootstrap_admin_token, hash_token, new_token, random_base62, StoredToken, ADMIN_TOKEN_FILE,

@@ -31,6 +31,7 @@ pub use plan::{
     DEFAULT_INTERVAL, DEFAULT_TIMEOUT, DEFAULT_UNHEALTHY_THRESHOLD,
 };
 
+use crate::auth::Actor;
 use crate::nodes::ThisNode;
 use crate::state::{Announcement, Command, State, Writer};
 use crate::store::Kind;
@@ -206,7 +207,8 @@ impl HealthChecker {
                 },
                 _ = flush.tick() => {
                     let (state, writer) = (checker.state.clone(), checker.writer.clone());
-                    tokio::spawn(async move { flush_health(&state, &writer).await });
+                    let actor = checker.this_node.actor.clone();
+                    tokio::spawn(async move { flush_health(&state, &writer, &actor).await });
                 }
             }
         }
@@ -425,8 +427,9 @@ impl HealthChecker {
         };
         let (writer, unrecorded) = (self.writer.clone(), self.unrecorded_tx.clone());
         let (id, url) = (id.to_string(), url.to_string());
+        let actor = self.this_node.actor.clone();
         tokio::spawn(async move {
-            if let Err(e) = writer.submit(command).await {
+            if let Err(e) = writer.submit(&actor, command).await {
                 tracing::warn!(error = %e, instance = %id, "could not record a health change; the next check reports it again");
                 let _ = unrecorded.send((id, url, details, last_heartbeat));
             }
@@ -456,22 +459,26 @@ impl HealthChecker {
     /// Durable writes go through the writer without holding up the scheduler; many
     /// land in one group commit.
     fn submit(&self, command: Command) {
-        let writer = self.writer.clone();
+        let (writer, actor) = (self.writer.clone(), self.this_node.actor.clone());
         tokio::spawn(async move {
-            if let Err(e) = writer.submit(command).await {
+            if let Err(e) = writer.submit(&actor, command).await {
                 tracing::warn!(error = %e, "could not record a health change");
             }
         });
     }
 }
 
-/// Makes the health details and heartbeats kept in memory durable.
-pub async fn flush_health(state: &State, writer: &Writer) {
+/// Makes the health details and heartbeats kept in memory durable, as `actor` (the
+/// daemon itself).
+pub async fn flush_health(state: &State, writer: &Writer, actor: &Actor) {
     let ids = state.take_unflushed();
     if ids.is_empty() {
         return;
     }
-    if let Err(e) = writer.submit(Command::FlushHealth(ids.clone())).await {
+    if let Err(e) = writer
+        .submit(actor, Command::FlushHealth(ids.clone()))
+        .await
+    {
         tracing::warn!(error = %e, "could not flush health details; will retry");
         for id in ids {
             state.mark_unflushed(id);

@@ -7,6 +7,7 @@
 pub mod gpu;
 pub mod usage;
 
+use crate::auth::Actor;
 use crate::state::{Command, Writer};
 use crate::Config;
 use anyhow::Context;
@@ -29,6 +30,8 @@ const OFFLINE_AFTER_INTERVALS: u32 = 3;
 pub struct ThisNode {
     pub id: String,
     pub url: String,
+    /// The daemon itself, as the actor of the changes it makes on its own.
+    pub actor: Actor,
     region: String,
     availability_zone: String,
     interval: Duration,
@@ -65,6 +68,7 @@ impl ThisNode {
             ..Default::default()
         };
         Ok(ThisNode {
+            actor: Actor::registry(&id),
             id,
             url,
             region: config.region.clone(),
@@ -152,7 +156,7 @@ impl ThisNode {
             status: NodeStatus::Online,
         };
         *self.latest.write().unwrap_or_else(|p| p.into_inner()) = node.clone();
-        writer.submit(Command::PutNode(node)).await?;
+        writer.submit(&self.actor, Command::PutNode(node)).await?;
         Ok(())
     }
 

@@ -364,12 +364,12 @@ impl<'a> Overlay<'a> {
         let slug = match (request.slug.is_empty(), existing) {
             (false, _) => request.slug.clone(),
             (true, Some(existing)) => existing.slug.clone(),
-            (true, None) => caller.slug.clone(),
+            (true, None) => caller.slug().to_string(),
         };
         if !caller.may_manage(&slug) {
             return Err(Error::Forbidden(format!(
                 "account {:?} may not register instances for slug {slug:?}; only admins and trusted slugs may",
-                caller.slug
+                caller.slug()
             )));
         }
         let id = match existing {
@@ -447,7 +447,7 @@ mod tests {
 
     fn caller(slug: &str, role: Role) -> Caller {
         Caller {
-            slug: slug.into(),
+            actor: crate::auth::Actor::token("tok_test", slug),
             role,
             trusted: false,
         }

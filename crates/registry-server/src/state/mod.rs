@@ -4,6 +4,7 @@
 //! and change only through [`Tables::apply`], which the writer calls with each committed
 //! batch, so memory never runs ahead of the disk.
 
+mod audit;
 mod commands;
 mod stored;
 mod writer;
@@ -13,7 +14,7 @@ pub use stored::StoredInstance;
 pub use writer::{Applied, Writer};
 
 use crate::auth::StoredToken;
-use crate::store::{Kind, Mutation, Record, Snapshot, StoreError};
+use crate::store::{Change, Kind, Mutation, Record, Snapshot, StoreError};
 use arcstr::ArcStr;
 use chrono::{DateTime, Utc};
 use hashbrown::HashTable;
@@ -25,13 +26,29 @@ use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use tokio::sync::{broadcast, watch};
 
 /// One committed change, as announced to subscribers (the health checker, the event
-/// stream): its revision and the object's JSON (`None`: deleted).
+/// stream): its revision, the object's JSON (`None`: deleted) and who made it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Committed {
     pub revision: u64,
     pub kind: Kind,
     pub key: String,
     pub body: Option<ArcStr>,
+    /// The actor's JSON ([`crate::auth::Actor::json`]); `None` for a change logged before
+    /// actors were kept.
+    pub by: Option<ArcStr>,
+}
+
+impl Committed {
+    /// A change as committed at `revision`.
+    pub(crate) fn new(revision: u64, change: Change) -> Committed {
+        Committed {
+            revision,
+            kind: change.kind,
+            key: change.key,
+            body: change.body,
+            by: change.by,
+        }
+    }
 }
 
 /// What subscribers hear: a batch of changes, in revision order, or that the tables were
@@ -392,10 +409,10 @@ impl State {
 
     /// Applies committed changes, in revision order, then tells watchers and
     /// subscribers. Local commits and changes read from a shared store's log both come
-    /// through here, so readers cannot tell them apart.
-    pub(crate) fn apply_committed(&self, batch: Vec<(Mutation, Committed)>) {
+    /// through here, so readers cannot tell them apart. Returns what was announced.
+    pub(crate) fn apply_committed(&self, batch: Vec<(Mutation, Committed)>) -> Arc<[Committed]> {
         if batch.is_empty() {
-            return;
+            return Arc::new([]);
         }
         let mut announced = Vec::with_capacity(batch.len());
         {
@@ -408,8 +425,10 @@ impl State {
         for committed in &announced {
             self.wake_watchers(committed.kind, committed.revision);
         }
+        let announced: Arc<[Committed]> = announced.into();
         // No subscriber is not an error.
-        let _ = self.changes.send(Announcement::Changes(announced.into()));
+        let _ = self.changes.send(Announcement::Changes(announced.clone()));
+        announced
     }
 
     /// Replaces the tables with a fresh snapshot of the store.

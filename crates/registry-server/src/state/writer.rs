@@ -16,9 +16,14 @@
 //! reads the change log after the tables' revision and applies it, and before applying
 //! its own commit it applies whatever the log holds before it. So the tables always
 //! follow the log's order.
+//!
+//! Every command comes with its [`Actor`], which each change it makes carries into the
+//! store's change log, the announcements and the [audit log](super::audit).
 
+use super::audit::AuditLog;
 use super::commands::{Command, Overlay};
 use super::{Committed, State};
+use crate::auth::Actor;
 use crate::store::{Change, Mutation, Notice, Store, StoreError};
 use crate::supervisor::{supervise, Task, Tasks};
 use crate::Error;
@@ -47,10 +52,13 @@ pub struct Applied {
 
 type Reply = oneshot::Sender<Result<Applied, Error>>;
 
+/// A command and who gave it.
+type Order = (Command, Actor);
+
 /// A handle for submitting commands; cheap to clone.
 #[derive(Clone)]
 pub struct Writer {
-    queue: mpsc::Sender<(Command, Reply)>,
+    queue: mpsc::Sender<(Order, Reply)>,
 }
 
 impl Writer {
@@ -71,11 +79,12 @@ impl Writer {
         (Writer { queue }, task)
     }
 
-    /// Submits a command and waits until it is durable and visible to readers.
-    pub async fn submit(&self, command: Command) -> Result<Applied, Error> {
+    /// Submits a command made `by` an actor and waits until it is durable and visible
+    /// to readers.
+    pub async fn submit(&self, by: &Actor, command: Command) -> Result<Applied, Error> {
         let (reply, answer) = oneshot::channel();
         self.queue
-            .send((command, reply))
+            .send(((command, by.clone()), reply))
             .await
             .map_err(|_| Error::Unavailable("the registry is shutting down".into()))?;
         // The writer dropped the request: it is shutting down, or failed and restarts.
@@ -88,16 +97,17 @@ impl Writer {
 async fn run(
     store: Arc<dyn Store>,
     state: Arc<State>,
-    receiver: &mut mpsc::Receiver<(Command, Reply)>,
+    receiver: &mut mpsc::Receiver<(Order, Reply)>,
 ) {
     let mut others = store.notifications();
+    let mut audit = AuditLog::start();
     let mut interruptions = 0;
     // Anything committed by others between loading and listening.
     let mut behind = true;
     let mut open = true;
     // The batch in the store, and the requests that queued up meanwhile.
     let mut in_flight: Option<InFlight> = None;
-    let mut waiting: Vec<(Command, Reply)> = Vec::new();
+    let mut waiting: Vec<(Order, Reply)> = Vec::new();
     loop {
         let idle = in_flight.is_none();
         if behind && idle {
@@ -110,8 +120,8 @@ async fn run(
             };
         }
         if idle && !waiting.is_empty() {
-            let (commands, replies) = waiting.drain(..).unzip();
-            in_flight = start(&store, &state, commands, replies, None);
+            let (orders, replies) = waiting.drain(..).unzip();
+            in_flight = start(&store, &state, orders, replies, None);
             continue;
         }
         if !open && idle {
@@ -134,13 +144,13 @@ async fn run(
                         // What queued meanwhile goes to the store, planned on this batch,
                         // before this one is applied and answered.
                         if !waiting.is_empty() {
-                            let (commands, replies) = waiting.drain(..).unzip();
-                            in_flight = start(&store, &state, commands, replies, Some(&done_batch));
+                            let (orders, replies) = waiting.drain(..).unzip();
+                            in_flight = start(&store, &state, orders, replies, Some(&done_batch));
                         }
-                        done_batch.apply_and_answer(&state, &revisions);
+                        done_batch.apply_and_answer(&state, &revisions, &mut audit);
                     }
                     Err(error) => {
-                        behind |= !recommit(store.as_ref(), &state, done_batch, error).await;
+                        behind |= !recommit(store.as_ref(), &state, done_batch, error, &mut audit).await;
                     }
                 }
             }
@@ -193,13 +203,7 @@ async fn catch_up(store: &dyn Store, state: &State, until: Option<u64>) -> Resul
             .into_iter()
             .map(|logged| {
                 let mutation = logged.change.decode()?;
-                let committed = Committed {
-                    revision: logged.revision,
-                    kind: logged.change.kind,
-                    key: logged.change.key,
-                    body: logged.change.body,
-                };
-                Ok((mutation, committed))
+                Ok((mutation, Committed::new(logged.revision, logged.change)))
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
         state.apply_committed(batch);
@@ -211,9 +215,11 @@ type Outcome = Result<(String, Option<usize>), Error>;
 
 /// A batch of requests, planned: what it would change, and what each request is told.
 struct Planned {
-    commands: Vec<Command>,
+    orders: Vec<Order>,
     replies: Vec<Reply>,
     mutations: Vec<Mutation>,
+    /// Who made each mutation: the actor of the command that planned it.
+    authors: Vec<Actor>,
     changes: Vec<Change>,
     outcomes: Vec<Outcome>,
     /// The store revision it counts on: the tables', plus the batch before it.
@@ -227,11 +233,11 @@ struct InFlight {
 }
 
 impl Planned {
-    /// Plans `commands` against the tables, plus `before` (the batch being committed)
+    /// Plans `orders` against the tables, plus `before` (the batch being committed)
     /// as if it were already applied.
     fn new(
         state: &State,
-        commands: Vec<Command>,
+        orders: Vec<Order>,
         replies: Vec<Reply>,
         before: Option<&Planned>,
     ) -> Planned {
@@ -243,46 +249,47 @@ impl Planned {
             ),
             None => (Overlay::new(&tables, &[]), tables.revision()),
         };
-        let outcomes = commands
+        let mut authors = Vec::new();
+        let outcomes = orders
             .iter()
-            .map(|command| {
+            .map(|(command, by)| {
                 let before = overlay.mutations.len();
-                overlay.plan(command.clone()).map(|key| {
+                let outcome = overlay.plan(command.clone()).map(|key| {
                     let made = overlay.mutations.len();
                     (key, (made > before).then(|| made - 1))
-                })
+                });
+                authors.resize(overlay.mutations.len(), by.clone());
+                outcome
             })
             .collect();
         let mutations = overlay.mutations;
         Planned {
-            changes: mutations.iter().map(Mutation::encode).collect(),
-            commands,
+            changes: mutations
+                .iter()
+                .zip(&authors)
+                .map(|(mutation, by)| mutation.encode(Some(by.json())))
+                .collect(),
+            orders,
             replies,
             mutations,
+            authors,
             outcomes,
             planned_on,
         }
     }
 
-    /// Applies the committed batch to the tables, then answers its requests.
-    fn apply_and_answer(self, state: &State, revisions: &[u64]) {
+    /// Applies the committed batch to the tables, answers its requests, then logs it.
+    fn apply_and_answer(self, state: &State, revisions: &[u64], audit: &mut AuditLog) {
         let batch = self
             .mutations
             .into_iter()
             .zip(self.changes)
             .zip(revisions)
-            .map(|((mutation, change), revision)| {
-                let committed = Committed {
-                    revision: *revision,
-                    kind: change.kind,
-                    key: change.key,
-                    body: change.body,
-                };
-                (mutation, committed)
-            })
+            .map(|((mutation, change), revision)| (mutation, Committed::new(*revision, change)))
             .collect();
-        state.apply_committed(batch);
+        let announced = state.apply_committed(batch);
         answer(self.replies, self.outcomes, self.planned_on, revisions);
+        audit.record(announced, self.authors);
     }
 }
 
@@ -291,11 +298,11 @@ impl Planned {
 fn start(
     store: &Arc<dyn Store>,
     state: &State,
-    commands: Vec<Command>,
+    orders: Vec<Order>,
     replies: Vec<Reply>,
     before: Option<&Planned>,
 ) -> Option<InFlight> {
-    send(store, Planned::new(state, commands, replies, before))
+    send(store, Planned::new(state, orders, replies, before))
 }
 
 /// Sends a planned batch to the store. The batch it was planned on, if any, is already
@@ -331,6 +338,7 @@ async fn recommit(
     state: &State,
     mut failed: Planned,
     mut error: StoreError,
+    audit: &mut AuditLog,
 ) -> bool {
     let mut attempts = 0;
     loop {
@@ -349,7 +357,7 @@ async fn recommit(
                 return true;
             }
         }
-        let batch = Planned::new(state, failed.commands, failed.replies, None);
+        let batch = Planned::new(state, failed.orders, failed.replies, None);
         if batch.mutations.is_empty() {
             answer(batch.replies, batch.outcomes, batch.planned_on, &[]);
             return true;
@@ -359,7 +367,7 @@ async fn recommit(
             .await
         {
             Ok(revisions) => {
-                batch.apply_and_answer(state, &revisions);
+                batch.apply_and_answer(state, &revisions, audit);
                 return true;
             }
             Err(e) => (error, failed) = (e, batch),

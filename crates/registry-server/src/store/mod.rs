@@ -4,7 +4,8 @@
 //! needs three things: load everything at start, commit a batch of changes atomically and
 //! durably (assigning each a store-wide increasing revision), and say whether it is
 //! reachable. Objects travel as JSON text, so an implementation never needs to know the
-//! shape of a definition or an instance.
+//! shape of a definition or an instance; so does the actor of each change (who made it),
+//! which the change log keeps beside the change.
 
 pub mod postgres;
 mod sqlite;
@@ -136,8 +137,8 @@ impl Mutation {
         }
     }
 
-    /// The untyped form a store writes.
-    pub fn encode(&self) -> Change {
+    /// The untyped form a store writes, made by `by` (the JSON of an actor), if known.
+    pub fn encode(&self, by: Option<&arcstr::ArcStr>) -> Change {
         Change {
             kind: self.kind(),
             key: self.key().to_string(),
@@ -145,6 +146,7 @@ impl Mutation {
                 Mutation::Put(record) => Some(record.to_json().into()),
                 Mutation::Delete { .. } => None,
             },
+            by: by.cloned(),
         }
     }
 }
@@ -156,6 +158,25 @@ pub struct Change {
     pub kind: Kind,
     pub key: String,
     pub body: Option<arcstr::ArcStr>,
+    /// Who made the change, as JSON ([`crate::auth::Actor::json`]), kept in the change
+    /// log only; `None` for changes logged before actors were kept.
+    pub by: Option<arcstr::ArcStr>,
+}
+
+impl Change {
+    /// `"put"` or `"delete"`, as the change log writes it.
+    pub fn op(&self) -> &'static str {
+        op(self.body.is_some())
+    }
+}
+
+/// `"put"` for a change with a body, else `"delete"`.
+pub(crate) fn op(has_body: bool) -> &'static str {
+    if has_body {
+        "put"
+    } else {
+        "delete"
+    }
 }
 
 impl Record {
@@ -199,12 +220,13 @@ pub struct LoggedChange {
 }
 
 impl LoggedChange {
-    /// A change-log row as a store reads it: the kind as written, the body as text.
+    /// A change-log row as a store reads it: the kind as written, body and actor as text.
     pub(crate) fn from_row(
         revision: u64,
         kind: &str,
         key: String,
         body: Option<String>,
+        by: Option<String>,
     ) -> Result<LoggedChange, StoreError> {
         Ok(LoggedChange {
             revision,
@@ -212,6 +234,7 @@ impl LoggedChange {
                 kind: Kind::parse_stored(kind, "change", &revision.to_string())?,
                 key,
                 body: body.map(Into::into),
+                by: by.map(Into::into),
             },
         })
     }

@@ -48,9 +48,10 @@ struct Migration {
     sql: &'static str,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    sql: "
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        sql: "
 CREATE TABLE objects (
     kind     TEXT   NOT NULL,
     key      TEXT   NOT NULL,
@@ -71,7 +72,13 @@ CREATE TABLE meta (
 );
 INSERT INTO meta (name, value) VALUES ('revision', 0);
 ",
-}];
+    },
+    Migration {
+        version: 2,
+        // Who made each change (the JSON of an actor); older changes have none.
+        sql: "ALTER TABLE changes ADD COLUMN actor TEXT;",
+    },
+];
 
 #[derive(Clone)]
 pub struct PostgresStore {
@@ -314,20 +321,20 @@ impl PostgresStore {
         let log_revisions: Vec<i64> = revisions.iter().map(|r| to_db(*r)).collect();
         let kinds: Vec<&str> = changes.iter().map(|c| c.kind.as_str()).collect();
         let keys: Vec<&str> = changes.iter().map(|c| c.key.as_str()).collect();
-        let ops: Vec<&str> = changes
-            .iter()
-            .map(|c| if c.body.is_some() { "put" } else { "delete" })
-            .collect();
+        let ops: Vec<&str> = changes.iter().map(Change::op).collect();
         let bodies: Vec<Option<&str>> = changes.iter().map(|c| c.body.as_deref()).collect();
+        let actors: Vec<Option<&str>> = changes.iter().map(|c| c.by.as_deref()).collect();
         sqlx::query(
-            "INSERT INTO changes (revision, kind, key, op, body)
-             SELECT * FROM UNNEST($1::BIGINT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::TEXT[])",
+            "INSERT INTO changes (revision, kind, key, op, body, actor)
+             SELECT * FROM UNNEST($1::BIGINT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::TEXT[],
+                                  $6::TEXT[])",
         )
         .bind(&log_revisions)
         .bind(&kinds)
         .bind(&keys)
         .bind(&ops)
         .bind(&bodies)
+        .bind(&actors)
         .execute(&mut *tx)
         .await?;
 
@@ -438,10 +445,11 @@ impl PostgresStore {
         // One statement, so one snapshot: the latest revision, the oldest logged one and
         // the page (absent columns when the page is empty).
         let rows: Vec<PgRow> = sqlx::query(
-            "SELECT m.value, (SELECT MIN(revision) FROM changes), c.revision, c.kind, c.key, c.body
+            "SELECT m.value, (SELECT MIN(revision) FROM changes),
+                    c.revision, c.kind, c.key, c.body, c.actor
              FROM meta m
              LEFT JOIN LATERAL (
-                 SELECT revision, kind, key, body FROM changes
+                 SELECT revision, kind, key, body, actor FROM changes
                  WHERE revision > $1 ORDER BY revision LIMIT $2
              ) c ON TRUE
              WHERE m.name = 'revision'
@@ -479,7 +487,8 @@ impl PostgresStore {
             let kind: String = row.try_get(3).map_err(fail)?;
             let key: String = row.try_get(4).map_err(fail)?;
             let body: Option<String> = row.try_get(5).map_err(fail)?;
-            changes.push(LoggedChange::from_row(revision, &kind, key, body)?);
+            let by: Option<String> = row.try_get(6).map_err(fail)?;
+            changes.push(LoggedChange::from_row(revision, &kind, key, body, by)?);
         }
         Ok(ChangePage {
             changes,

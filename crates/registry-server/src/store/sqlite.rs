@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 /// How many past changes are kept in the change log for readers catching up.
 pub const CHANGE_LOG_RETAINED: u64 = 100_000;
 
+/// The schema as first released; [`MIGRATIONS`] take it to the current one.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS objects (
     kind     TEXT    NOT NULL,
@@ -35,6 +36,38 @@ CREATE TABLE IF NOT EXISTS meta (
 );
 INSERT OR IGNORE INTO meta (name, value) VALUES ('revision', 0);
 ";
+
+/// Schema steps after [`SCHEMA`], in order: step `n` takes a database from
+/// `PRAGMA user_version` `n` to `n + 1`. Never edited once released.
+const MIGRATIONS: &[&str] = &[
+    // 1: who made each change (the JSON of an actor); older changes have none.
+    "ALTER TABLE changes ADD COLUMN actor TEXT;",
+];
+
+/// Creates the tables if missing and applies the migrations the file lacks, in one
+/// transaction, so a file made by an older version opens and is upgraded in place.
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx = conn.transaction().map_err(unavailable)?;
+    tx.execute_batch(SCHEMA).map_err(unavailable)?;
+    let version: usize = tx
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .map_err(unavailable)?;
+    if version > MIGRATIONS.len() {
+        tracing::warn!(
+            database = version,
+            known = MIGRATIONS.len(),
+            "the SQLite schema is newer than this registry-svc knows; it was written by a newer version"
+        );
+    }
+    for (step, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+        tx.execute_batch(sql).map_err(unavailable)?;
+        // PRAGMA takes no parameters; the value is a number of ours.
+        tx.execute_batch(&format!("PRAGMA user_version = {}", step + 1))
+            .map_err(unavailable)?;
+        tracing::info!(version = step + 1, "applied a SQLite schema migration");
+    }
+    tx.commit().map_err(unavailable)
+}
 
 pub struct SqliteStore {
     writer: Arc<Mutex<Connection>>,
@@ -84,8 +117,8 @@ impl SqliteStore {
                 lock_path.display()
             ))
         })?;
-        let writer = connect(path)?;
-        writer.execute_batch(SCHEMA).map_err(unavailable)?;
+        let mut writer = connect(path)?;
+        migrate(&mut writer)?;
         let reader = connect(path)?;
         // The reader only pages through the change log; a small page cache will do.
         reader
@@ -144,7 +177,8 @@ fn commit_changes(
             .map_err(unavailable)?;
         let mut log = tx
             .prepare_cached(
-                "INSERT INTO changes (revision, kind, key, op, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO changes (revision, kind, key, op, body, actor)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )
             .map_err(unavailable)?;
         for change in &changes {
@@ -155,17 +189,13 @@ fn commit_changes(
                 None => delete.execute(params![kind, change.key]),
             }
             .map_err(unavailable)?;
-            let op = if change.body.is_some() {
-                "put"
-            } else {
-                "delete"
-            };
             log.execute(params![
                 revision,
                 kind,
                 change.key,
-                op,
-                change.body.as_deref()
+                change.op(),
+                change.body.as_deref(),
+                change.by.as_deref()
             ])
             .map_err(unavailable)?;
             revisions.push(revision);
@@ -212,7 +242,8 @@ fn read_changes(conn: &mut Connection, after: u64, limit: usize) -> Result<Chang
     }
     let mut statement = conn
         .prepare_cached(
-            "SELECT revision, kind, key, body FROM changes WHERE revision > ?1 ORDER BY revision LIMIT ?2",
+            "SELECT revision, kind, key, body, actor FROM changes
+             WHERE revision > ?1 ORDER BY revision LIMIT ?2",
         )
         .map_err(unavailable)?;
     let rows = statement
@@ -222,13 +253,14 @@ fn read_changes(conn: &mut Connection, after: u64, limit: usize) -> Result<Chang
                 row.get::<_, String>(1)?,
                 row.get::<_, String>(2)?,
                 row.get::<_, Option<String>>(3)?,
+                row.get::<_, Option<String>>(4)?,
             ))
         })
         .map_err(unavailable)?;
     let mut changes = Vec::new();
     for row in rows {
-        let (revision, kind, key, body) = row.map_err(unavailable)?;
-        changes.push(LoggedChange::from_row(revision, &kind, key, body)?);
+        let (revision, kind, key, body, by) = row.map_err(unavailable)?;
+        changes.push(LoggedChange::from_row(revision, &kind, key, body, by)?);
     }
     Ok(ChangePage {
         changes,

@@ -68,6 +68,16 @@ impl TestDatabase {
         config
     }
 
+    /// A daemon on this database with `dir` as its data dir and `admin` as its
+    /// `REGISTRY_ADMIN_TOKEN`, which it uses as its admin.
+    pub async fn start_daemon(&self, dir: tempfile::TempDir, admin: &str) -> super::Daemon {
+        let mut config = self.daemon_config(dir.path());
+        config.admin_token = Some(admin.into());
+        let mut d = super::Daemon::start_with(config, dir).await;
+        d.admin = admin.into();
+        d
+    }
+
     /// A direct connection to this database, for checks behind the store's back.
     pub async fn connection(&self) -> PgConnection {
         PgConnection::connect(&self.url)

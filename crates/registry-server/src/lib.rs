@@ -20,6 +20,7 @@ mod config;
 mod error;
 pub mod health;
 pub mod nodes;
+pub mod rate_limit;
 pub mod state;
 pub mod store;
 
@@ -28,6 +29,7 @@ pub use error::{Error, Result};
 
 use anyhow::Context;
 use axum::serve::ListenerExt;
+use axum::ServiceExt;
 use state::{Command, State, Writer};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -114,6 +116,7 @@ pub async fn start_with_store(
         writer.clone(),
         this_node.clone(),
         config.database_url.is_some(),
+        config.check_allow.clone().map(Arc::new),
         shutdown.clone(),
     ));
     let app = api::AppState::new(api::Shared {
@@ -126,9 +129,15 @@ pub async fn start_with_store(
         instance_lists: Default::default(),
         instance_queries: Default::default(),
         verified_tokens: Default::default(),
+        rate_limits: rate_limit::RateLimits::new(
+            config.rate_limit_token,
+            config.rate_limit_address,
+        ),
+        check_allow: config.check_allow.clone(),
         shutdown: shutdown.clone(),
     });
-    let service = tower::make::Shared::new(api::service(app));
+    // Each request carries its peer's address, for the limit per source address.
+    let service = api::service(app).into_make_service_with_connect_info::<SocketAddr>();
     tracing::info!(%addr, node = %this_node.url, "serving");
 
     let tasks = vec![

@@ -1,7 +1,10 @@
 //! One health check over a real socket: a TCP dial or an HTTP GET.
 
+use super::allow::AllowedNetworks;
 use super::plan::CheckPlan;
 use registry_types::InstanceStatus;
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 
@@ -14,15 +17,82 @@ pub struct Outcome {
 
 /// The HTTP client for checks: no connection reuse (each check proves the service
 /// accepts connections now, and 10,000 idle pooled sockets would be a leak), no proxy,
-/// no redirects followed.
-pub fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
+/// no redirects followed (nor can one lead outside the allowed networks). With allowed
+/// networks, a hostname resolves only to the addresses among them.
+pub fn http_client(allowed: Option<Arc<AllowedNetworks>>) -> reqwest::Client {
+    let mut builder = reqwest::Client::builder()
         .pool_max_idle_per_host(0)
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("registry-svc-health/", env!("CARGO_PKG_VERSION")))
+        .user_agent(concat!("registry-svc-health/", env!("CARGO_PKG_VERSION")));
+    if let Some(allowed) = allowed {
+        builder = builder.dns_resolver(Arc::new(AllowedResolver(allowed)));
+    }
+    builder
         .build()
         .expect("the health-check HTTP client builds")
+}
+
+/// Why nothing was dialled: every address of the target is outside the allowed networks.
+#[derive(Debug)]
+struct NotAllowed(String);
+
+impl std::fmt::Display for NotAllowed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NotAllowed {}
+
+/// The addresses `target` resolved to that checks may dial (all of them with no list).
+fn only_allowed(
+    target: &str,
+    addresses: Vec<SocketAddr>,
+    allowed: Option<&AllowedNetworks>,
+) -> Result<Vec<SocketAddr>, NotAllowed> {
+    let Some(allowed) = allowed else {
+        return Ok(addresses);
+    };
+    let (kept, refused): (Vec<_>, Vec<_>) = addresses
+        .into_iter()
+        .partition(|address| allowed.admits(address.ip()));
+    if !kept.is_empty() || refused.is_empty() {
+        return Ok(kept);
+    }
+    let refused: Vec<String> = refused.iter().map(|a| a.ip().to_string()).collect();
+    let outside = format!("outside the networks health checks may dial (--check-allow {allowed})");
+    Err(NotAllowed(if target.parse::<SocketAddr>().is_ok() {
+        format!("not dialled: {} is {outside}", refused.join(", "))
+    } else {
+        format!(
+            "not dialled: {target} resolves only to addresses {outside}: {}",
+            refused.join(", ")
+        )
+    }))
+}
+
+fn not_allowed(refusal: &NotAllowed) -> Outcome {
+    Outcome {
+        status: InstanceStatus::Error,
+        details: refusal.to_string(),
+    }
+}
+
+/// Resolves hostnames for the HTTP checks, keeping only the allowed addresses.
+struct AllowedResolver(Arc<AllowedNetworks>);
+
+impl reqwest::dns::Resolve for AllowedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let allowed = self.0.clone();
+        Box::pin(async move {
+            let host = name.as_str();
+            // The port is set by the caller.
+            let found = tokio::net::lookup_host((host, 0)).await?.collect();
+            let kept = only_allowed(host, found, Some(&allowed))?;
+            Ok(Box::new(kept.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
 }
 
 fn format_latency(latency: Duration) -> String {
@@ -64,11 +134,22 @@ fn describe_io(e: &std::io::Error) -> String {
     }
 }
 
-pub async fn tcp(plan: &CheckPlan, target: &str) -> Outcome {
+/// Dials `target` (`host:port`): each allowed address it resolves to, in turn.
+pub async fn tcp(plan: &CheckPlan, target: &str, allowed: Option<&AllowedNetworks>) -> Outcome {
     let started = Instant::now();
-    match tokio::time::timeout(plan.timeout, TcpStream::connect(target)).await {
+    let dial = async {
+        let found = tokio::net::lookup_host(target)
+            .await
+            .map_err(|e| unreachable(describe_io(&e)))?
+            .collect();
+        let addresses = only_allowed(target, found, allowed).map_err(|e| not_allowed(&e))?;
+        TcpStream::connect(&addresses[..])
+            .await
+            .map_err(|e| unreachable(describe_io(&e)))
+    };
+    match tokio::time::timeout(plan.timeout, dial).await {
         Err(_) => unreachable(format!("timed out after {}", format_latency(plan.timeout))),
-        Ok(Err(e)) => unreachable(describe_io(&e)),
+        Ok(Err(outcome)) => outcome,
         Ok(Ok(stream)) => {
             let latency = started.elapsed();
             // Close with a reset rather than a FIN: at 1,000 checks a second, TIME_WAIT
@@ -80,7 +161,27 @@ pub async fn tcp(plan: &CheckPlan, target: &str) -> Outcome {
     }
 }
 
-pub async fn http(plan: &CheckPlan, client: &reqwest::Client, url: &str) -> Outcome {
+/// `GET url` with `client` (made by [`http_client`] with the same `allowed`).
+pub async fn http(
+    plan: &CheckPlan,
+    client: &reqwest::Client,
+    url: &str,
+    allowed: Option<&AllowedNetworks>,
+) -> Outcome {
+    // The client's resolver keeps hostnames inside the allowed networks; a literal
+    // address is dialled as it is, so it is checked here.
+    let literal = reqwest::Url::parse(url)
+        .ok()
+        .and_then(|url| match url.host()? {
+            url::Host::Ipv4(ip) => Some(SocketAddr::from((ip, 0))),
+            url::Host::Ipv6(ip) => Some(SocketAddr::from((ip, 0))),
+            url::Host::Domain(_) => None,
+        });
+    if let Some(address) = literal {
+        if let Err(refusal) = only_allowed(&address.to_string(), vec![address], allowed) {
+            return not_allowed(&refusal);
+        }
+    }
     let started = Instant::now();
     let response = client.get(url).timeout(plan.timeout).send().await;
     match response {
@@ -101,6 +202,9 @@ pub async fn http(plan: &CheckPlan, client: &reqwest::Client, url: &str) -> Outc
             let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
             let mut io = None;
             while let Some(err) = source {
+                if let Some(refusal) = err.downcast_ref::<NotAllowed>() {
+                    return not_allowed(refusal);
+                }
                 if let Some(found) = err.downcast_ref::<std::io::Error>() {
                     io = Some(describe_io(found));
                 }
@@ -132,11 +236,100 @@ mod tests {
     async fn tcp_sees_an_open_and_a_closed_port() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let open = listener.local_addr().unwrap().to_string();
-        let outcome = tcp(&plan(), &open).await;
+        let outcome = tcp(&plan(), &open, None).await;
         assert_eq!(outcome.status, InstanceStatus::Healthy, "{outcome:?}");
         // Port 1 is privileged and unused here: nothing can start listening on it.
-        let outcome = tcp(&plan(), "127.0.0.1:1").await;
+        let outcome = tcp(&plan(), "127.0.0.1:1", None).await;
         assert_eq!(outcome, unreachable("connection refused".into()));
+    }
+
+    /// A listener nobody accepts from: every connection made to it stays queued, even
+    /// one reset at once, so draining the queue counts every dial.
+    fn counting_listener(ip: &str) -> (std::net::TcpListener, u16) {
+        let listener = std::net::TcpListener::bind((ip, 0)).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        (listener, port)
+    }
+
+    fn dials(listener: &std::net::TcpListener) -> usize {
+        std::iter::from_fn(|| listener.accept().ok()).count()
+    }
+
+    #[tokio::test]
+    async fn nothing_outside_the_allowed_networks_is_dialled() {
+        let only_127_0_0_2 = AllowedNetworks::parse("127.0.0.2/32").unwrap();
+        let allowed = Some(&only_127_0_0_2);
+        let (listener, port) = counting_listener("127.0.0.1");
+        let client = http_client(Some(Arc::new(only_127_0_0_2.clone())));
+        for outcome in [
+            tcp(&plan(), &format!("localhost:{port}"), allowed).await,
+            tcp(&plan(), &format!("127.0.0.1:{port}"), allowed).await,
+            http(
+                &plan(),
+                &client,
+                &format!("http://localhost:{port}/"),
+                allowed,
+            )
+            .await,
+            http(
+                &plan(),
+                &client,
+                &format!("http://127.0.0.1:{port}/"),
+                allowed,
+            )
+            .await,
+        ] {
+            assert_eq!(outcome.status, InstanceStatus::Error, "{outcome:?}");
+            assert!(
+                outcome.details.starts_with("not dialled: ")
+                    && outcome.details.contains("--check-allow 127.0.0.2/32"),
+                "{outcome:?}"
+            );
+        }
+        let outcome = tcp(&plan(), &format!("localhost:{port}"), allowed).await;
+        assert!(
+            outcome.details.contains(&format!(
+                "localhost:{port} resolves only to addresses outside"
+            )),
+            "{outcome:?}"
+        );
+        assert_eq!(dials(&listener), 0);
+        // The same dial with every loopback address allowed does reach it.
+        let loopback = AllowedNetworks::parse("127.0.0.0/8,::1").unwrap();
+        let outcome = tcp(&plan(), &format!("localhost:{port}"), Some(&loopback)).await;
+        assert_eq!(outcome.status, InstanceStatus::Healthy, "{outcome:?}");
+        assert_eq!(dials(&listener), 1);
+    }
+
+    #[tokio::test]
+    async fn a_redirect_cannot_lead_a_check_outside_the_allowed_networks() {
+        let (outside, outside_port) = counting_listener("127.0.0.1");
+        let inside = tokio::net::TcpListener::bind("127.0.0.2:0").await.unwrap();
+        let url = format!("http://{}/", inside.local_addr().unwrap());
+        let redirecting = tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let (mut stream, _) = inside.accept().await.unwrap();
+            let mut request = [0; 1024];
+            let _ = stream.read(&mut request).await.unwrap();
+            let answer = format!(
+                "HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:{outside_port}/\r\n\
+                 Content-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+            stream.write_all(answer.as_bytes()).await.unwrap();
+        });
+        let allowed = AllowedNetworks::parse("127.0.0.2/32").unwrap();
+        let client = http_client(Some(Arc::new(allowed.clone())));
+        let outcome = http(&plan(), &client, &url, Some(&allowed)).await;
+        redirecting.await.unwrap();
+        assert_eq!(
+            outcome,
+            Outcome {
+                status: InstanceStatus::Error,
+                details: "HTTP 302".into()
+            }
+        );
+        assert_eq!(dials(&outside), 0);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::time::Duration;
 /// The default of both rate limits: above what one daemon answers on a small machine,
 /// so that no legitimate caller (nor `registry-bench`, which saturates the daemon from
 /// one address with one token) is throttled unless an operator chooses lower limits.
-pub const DEFAULT_RATE_LIMIT: &str = "200000";
+pub const DEFAULT_RATE_LIMIT: &str = "500000";
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Config {

@@ -139,6 +139,12 @@ pub async fn start_with_store(
     // Each request carries its peer's address, for the limit per source address.
     let service = api::service(app).into_make_service_with_connect_info::<SocketAddr>();
     tracing::info!(%addr, node = %this_node.url, "serving");
+    tracing::info!(
+        per_token = %config.rate_limit_token,
+        per_address = %config.rate_limit_address,
+        check_allow = %config.check_allow.as_ref().map_or("any".into(), ToString::to_string),
+        "limits per caller"
+    );
 
     let tasks = vec![
         heartbeat.abort_handle(),

@@ -234,34 +234,64 @@ fn dials(listener: &std::net::TcpListener) -> usize {
 #[tokio::test]
 async fn a_hostname_resolving_outside_check_allow_is_an_error_and_never_dialled() {
     let d = checks_only_127_0_0_2().await;
-    let check = json!({"interval": "1s", "unhealthyThreshold": 1});
     // localhost is 127.0.0.1 (and ::1): outside the list.
     let (outside, outside_port) = counting_listener("127.0.0.1");
-    let refused = d
-        .register(json!({"url": format!("http://localhost:{outside_port}"), "healthCheck": check}))
-        .await;
-    let instance = d
-        .wait_for_status(&refused, "Error", Duration::from_secs(10))
-        .await;
-    assert!(
-        details(&instance).starts_with("not dialled: ")
-            && details(&instance).contains("127.0.0.2/32"),
-        "{instance}"
-    );
+    let mut refused = Vec::new();
+    for check_type in ["tcp", "http"] {
+        let check = json!({"type": check_type, "interval": "1s", "unhealthyThreshold": 1});
+        let url = format!("http://localhost:{outside_port}/{check_type}");
+        refused.push(d.register(json!({"url": url, "healthCheck": check})).await);
+    }
+    for id in &refused {
+        let instance = d
+            .wait_for_status(id, "Error", Duration::from_secs(10))
+            .await;
+        let details = details(&instance);
+        assert!(
+            details.starts_with(&format!(
+                "not dialled: localhost:{outside_port} resolves only to addresses outside"
+            )) || details.starts_with("not dialled: localhost resolves only to addresses outside"),
+            "{instance}"
+        );
+        assert!(details.contains("127.0.0.2/32"), "{instance}");
+    }
     // Checks run meanwhile: one inside the list reaches its listener.
     let (inside, inside_port) = counting_listener("127.0.0.2");
+    let check = json!({"interval": "1s", "unhealthyThreshold": 1});
     let allowed = d
         .register(json!({"url": format!("http://127.0.0.2:{inside_port}"), "healthCheck": check}))
         .await;
     d.wait_for_status(&allowed, "Healthy", Duration::from_secs(10))
         .await;
     assert!(dials(&inside) >= 1);
-    let instance = d
-        .wait_for_status(&refused, "Error", Duration::from_secs(1))
-        .await;
-    assert!(
-        details(&instance).starts_with("not dialled: "),
-        "{instance}"
-    );
     assert_eq!(dials(&outside), 0, "the checker dialled outside the list");
+}
+
+#[tokio::test]
+async fn a_redirect_cannot_lead_a_check_outside_check_allow() {
+    let d = checks_only_127_0_0_2().await;
+    let (outside, outside_port) = counting_listener("127.0.0.1");
+    let inside = tokio::net::TcpListener::bind("127.0.0.2:0").await.unwrap();
+    let url = format!("http://{}", inside.local_addr().unwrap());
+    let redirecting = tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let answer = format!(
+            "HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:{outside_port}/healthz\r\n\
+             Content-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        loop {
+            let (mut stream, _) = inside.accept().await.unwrap();
+            let mut request = [0; 1024];
+            let _ = stream.read(&mut request).await;
+            let _ = stream.write_all(answer.as_bytes()).await;
+        }
+    });
+    let check = json!({"type": "http", "interval": "1s", "unhealthyThreshold": 1});
+    let id = d.register(json!({"url": url, "healthCheck": check})).await;
+    let instance = d
+        .wait_for_status(&id, "Error", Duration::from_secs(10))
+        .await;
+    assert_eq!(details(&instance), "HTTP 302", "{instance}");
+    redirecting.abort();
+    assert_eq!(dials(&outside), 0, "the checker followed the redirect");
 }

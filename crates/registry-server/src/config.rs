@@ -1,7 +1,14 @@
 //! Flags and environment of `registry-svc serve`; each flag has an environment twin.
 
+use crate::health::AllowedNetworks;
+use crate::rate_limit::RateLimit;
 use std::path::PathBuf;
 use std::time::Duration;
+
+/// The default of both rate limits: above what one daemon answers on a small machine,
+/// so that no legitimate caller (nor `registry-bench`, which saturates the daemon from
+/// one address with one token) is throttled unless an operator chooses lower limits.
+pub const DEFAULT_RATE_LIMIT: &str = "500000";
 
 /// No `Debug`: it holds secrets (the admin token, the database password), and nothing
 /// should print it.
@@ -53,6 +60,23 @@ pub struct Config {
     #[arg(long, env = "REGISTRY_NVIDIA_SMI", default_value = "nvidia-smi")]
     pub nvidia_smi: PathBuf,
 
+    /// Requests a second one token may make, `RATE[:BURST]` (the burst defaults to one
+    /// second's worth); `off` or `0` for no limit.
+    #[arg(long, env = "REGISTRY_RATE_LIMIT_TOKEN", default_value = DEFAULT_RATE_LIMIT,
+        value_parser = RateLimit::parse)]
+    pub rate_limit_token: RateLimit,
+
+    /// Requests a second one source address (an IPv6 /64) may make, `RATE[:BURST]`;
+    /// `off` or `0` for no limit.
+    #[arg(long, env = "REGISTRY_RATE_LIMIT_ADDRESS", default_value = DEFAULT_RATE_LIMIT,
+        value_parser = RateLimit::parse)]
+    pub rate_limit_address: RateLimit,
+
+    /// Networks health checks may dial, comma-separated (`127.0.0.0/8,10.0.0.0/8`,
+    /// single addresses too) [default: any address].
+    #[arg(long, env = "REGISTRY_CHECK_ALLOW", value_parser = AllowedNetworks::parse)]
+    pub check_allow: Option<AllowedNetworks>,
+
     /// Bootstrap admin token. Read only from the environment (`REGISTRY_ADMIN_TOKEN`) so
     /// it never shows in a process listing.
     #[arg(skip = std::env::var("REGISTRY_ADMIN_TOKEN").ok().filter(|t| !t.is_empty()))]
@@ -80,6 +104,9 @@ impl Config {
             heartbeat_interval: Duration::from_secs(10),
             trusted_slugs: vec!["deploy-svc".into()],
             nvidia_smi: PathBuf::from("nvidia-smi"),
+            rate_limit_token: RateLimit::parse(DEFAULT_RATE_LIMIT).expect("a valid default"),
+            rate_limit_address: RateLimit::parse(DEFAULT_RATE_LIMIT).expect("a valid default"),
+            check_allow: None,
             admin_token: None,
         }
     }

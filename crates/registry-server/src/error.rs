@@ -19,6 +19,12 @@ pub enum Error {
     Conflict(String),
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// A caller went over its rate limit; it may try again after this many seconds.
+    #[error("{message}")]
+    TooManyRequests {
+        message: String,
+        retry_after_secs: u64,
+    },
     /// The store cannot take writes right now; nothing was changed.
     #[error("{0}")]
     Unavailable(String),

@@ -20,6 +20,7 @@ mod config;
 mod error;
 pub mod health;
 pub mod nodes;
+pub mod rate_limit;
 pub mod state;
 pub mod store;
 mod supervisor;
@@ -29,6 +30,7 @@ pub use error::{Error, Result};
 
 use anyhow::Context;
 use axum::serve::ListenerExt;
+use axum::ServiceExt;
 use state::{Command, State, Writer};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -122,12 +124,14 @@ pub async fn start_with_store(
     let health = tokio::spawn({
         let (state, writer, this_node) = (state.clone(), writer.clone(), this_node.clone());
         let (shared, shutdown) = (config.database_url.is_some(), shutdown.clone());
+        let check_allow = config.check_allow.clone().map(Arc::new);
         supervise(Task::HealthChecker, tasks.clone(), move || {
             health::HealthChecker::run(
                 state.clone(),
                 writer.clone(),
                 this_node.clone(),
                 shared,
+                check_allow.clone(),
                 shutdown.clone(),
             )
         })
@@ -143,10 +147,22 @@ pub async fn start_with_store(
         instance_queries: Default::default(),
         verified_tokens: Default::default(),
         tasks,
+        rate_limits: rate_limit::RateLimits::new(
+            config.rate_limit_token,
+            config.rate_limit_address,
+        ),
+        check_allow: config.check_allow.clone(),
         shutdown: shutdown.clone(),
     });
-    let service = tower::make::Shared::new(api::service(app));
+    // Each request carries its peer's address, for the limit per source address.
+    let service = api::service(app).into_make_service_with_connect_info::<SocketAddr>();
     tracing::info!(%addr, node = %this_node.url, "serving");
+    tracing::info!(
+        per_token = %config.rate_limit_token,
+        per_address = %config.rate_limit_address,
+        check_allow = %config.check_allow.as_ref().map_or("any".into(), ToString::to_string),
+        "limits per caller"
+    );
 
     let tasks = vec![
         heartbeat.abort_handle(),

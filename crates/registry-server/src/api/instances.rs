@@ -20,7 +20,8 @@ use registry_types::{ErrorBody, InstanceFilter, InstanceStatus, RegisterInstance
     request_body = RegisterInstanceRequest,
     responses(
         (status = 201, description = "Registered", body = RegisterInstanceResponse),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 400, description = "An invalid field, or an address outside `--check-allow`", body = ErrorBody),
+        (status = 401, body = ErrorBody),
         (status = 403, description = "Owned by another account", body = ErrorBody),
     ),
     security(("bearer" = [])))]
@@ -30,6 +31,9 @@ pub async fn register(
     JsonBody(request): JsonBody<RegisterInstanceRequest>,
 ) -> Result<(StatusCode, Json<RegisterInstanceResponse>)> {
     caller.require(Permission::InstanceEdit)?;
+    if let Some(allowed) = &app.check_allow {
+        allowed.admit_registration(&request)?;
+    }
     let registration = Registration::new(request)?;
     let by = caller.actor.clone();
     let applied = app

@@ -13,13 +13,16 @@ mod nodes;
 mod ops;
 mod page;
 mod ranges;
+mod throttle;
 mod tokens;
 
 pub use extract::{JsonBody, OptionalJsonBody, MAX_BODY_BYTES};
 
 use crate::auth::Caller;
 use crate::cache::VersionedCache;
+use crate::health::AllowedNetworks;
 use crate::nodes::ThisNode;
+use crate::rate_limit::RateLimits;
 use crate::state::{State, Writer};
 use crate::store::Store;
 use axum::body::{Body, Bytes};
@@ -77,6 +80,10 @@ pub struct Shared {
     pub verified_tokens: VersionedCache<Caller, u64>,
     /// The background tasks, for `/readyz`.
     pub tasks: Arc<crate::supervisor::Tasks>,
+    /// Requests counted per token and per source address.
+    pub rate_limits: RateLimits,
+    /// The networks health checks may dial: registrations at other addresses are refused.
+    pub check_allow: Option<AllowedNetworks>,
     /// Cancelled when the daemon shuts down: ends blocking queries and event streams.
     pub shutdown: tokio_util::sync::CancellationToken,
 }
@@ -114,7 +121,7 @@ impl Modify for BearerAuth {
 
 /// The routes and the OpenAPI document describing exactly those routes.
 fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (routes, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(definitions::save))
         .routes(routes!(definitions::list))
         .routes(routes!(definitions::delete))
@@ -130,7 +137,9 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(feed::events))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
-        .split_for_parts()
+        .split_for_parts();
+    throttle::document(&mut openapi);
+    (routes, openapi)
 }
 
 /// The OpenAPI document of the whole API, with the range of every value.
@@ -171,6 +180,7 @@ pub fn service(
         .layer(TraceLayer::new_for_http())
         .layer(CatchPanicLayer::custom(errors::panic_response))
         .map_response(errors::json_errors)
+        .layer(throttle::PerAddressLayer(app.clone()))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .service(routes.with_state(app))
 }

@@ -82,6 +82,7 @@ impl FromRequestParts<AppState> for Caller {
         let tables = app.state.read();
         let revision = tables.kind_revision(Kind::Token);
         if let Some(caller) = app.verified_tokens.get(secret, revision) {
+            app.rate_limits.admit_token(secret)?;
             return Ok(caller);
         }
         let hash = hash_token(secret);
@@ -101,6 +102,7 @@ impl FromRequestParts<AppState> for Caller {
             trusted,
         };
         app.verified_tokens.put(secret, revision, caller.clone());
+        app.rate_limits.admit_token(secret)?;
         Ok(caller)
     }
 }

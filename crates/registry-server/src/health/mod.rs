@@ -21,11 +21,13 @@
 //! instance is checked by exactly one online node, and a node that goes silent has its
 //! share taken over within a heartbeat interval of being declared Offline.
 
+mod allow;
 mod assign;
 mod machine;
 mod plan;
 mod probe;
 
+pub use allow::AllowedNetworks;
 pub use plan::{
     CheckPlan, Probe, DEFAULT_DEGRADED_LATENCY, DEFAULT_HEALTHY_THRESHOLD, DEFAULT_HTTP_PATH,
     DEFAULT_INTERVAL, DEFAULT_TIMEOUT, DEFAULT_UNHEALTHY_THRESHOLD,
@@ -91,6 +93,8 @@ pub struct HealthChecker {
     /// URLs of the online nodes, sorted; the instances are shared among them.
     online: Vec<String>,
     writer: Writer,
+    /// The networks checks may dial; `None` for any.
+    allowed: Option<Arc<AllowedNetworks>>,
     http: reqwest::Client,
     entries: HashMap<String, Entry>,
     timers: GridTimers,
@@ -148,11 +152,13 @@ fn jittered(interval: Duration) -> Duration {
 impl HealthChecker {
     /// Checks this node's share of the instances until `shutdown`. With a store of its
     /// own (`shared` false) the share is everything, whatever old node records say.
+    /// Checks dial only addresses in `allowed`, when given.
     pub async fn run(
         state: Arc<State>,
         writer: Writer,
         this_node: Arc<ThisNode>,
         shared: bool,
+        allowed: Option<Arc<AllowedNetworks>>,
         shutdown: CancellationToken,
     ) {
         // Subscribe before the first read of the tables, so no change falls in between.
@@ -167,7 +173,8 @@ impl HealthChecker {
             this_node,
             state,
             writer,
-            http: probe::http_client(),
+            http: probe::http_client(allowed.clone()),
+            allowed,
             entries: HashMap::new(),
             timers: GridTimers::new(),
             running: FuturesUnordered::new(),
@@ -311,11 +318,18 @@ impl HealthChecker {
             Probe::Ttl(ttl) => return self.judge_ttl(id, ttl),
             Probe::None => return,
             Probe::Tcp { target } => {
-                Box::pin(async move { (id, url, probe::tcp(&plan, &target).await) })
+                let allowed = self.allowed.clone();
+                Box::pin(async move {
+                    let outcome = probe::tcp(&plan, &target, allowed.as_deref()).await;
+                    (id, url, outcome)
+                })
             }
             Probe::Http { url: check_url } => {
-                let http = self.http.clone();
-                Box::pin(async move { (id, url, probe::http(&plan, &http, &check_url).await) })
+                let (http, allowed) = (self.http.clone(), self.allowed.clone());
+                Box::pin(async move {
+                    let outcome = probe::http(&plan, &http, &check_url, allowed.as_deref()).await;
+                    (id, url, outcome)
+                })
             }
         };
         if self.running.len() < MAX_IN_FLIGHT {

@@ -1,7 +1,10 @@
 //! One health check over a real socket: a TCP dial or an HTTP GET.
 
+use super::allow::AllowedNetworks;
 use super::plan::CheckPlan;
 use registry_types::InstanceStatus;
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 
@@ -14,15 +17,82 @@ pub struct Outcome {
 
 /// The HTTP client for checks: no connection reuse (each check proves the service
 /// accepts connections now, and 10,000 idle pooled sockets would be a leak), no proxy,
-/// no redirects followed.
-pub fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
+/// no redirects followed (nor can one lead outside the allowed networks). With allowed
+/// networks, a hostname resolves only to the addresses among them.
+pub fn http_client(allowed: Option<Arc<AllowedNetworks>>) -> reqwest::Client {
+    let mut builder = reqwest::Client::builder()
         .pool_max_idle_per_host(0)
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("registry-svc-health/", env!("CARGO_PKG_VERSION")))
+        .user_agent(concat!("registry-svc-health/", env!("CARGO_PKG_VERSION")));
+    if let Some(allowed) = allowed {
+        builder = builder.dns_resolver(Arc::new(AllowedResolver(allowed)));
+    }
+    builder
         .build()
         .expect("the health-check HTTP client builds")
+}
+
+/// Why nothing was dialled: every address of the target is outside the allowed networks.
+#[derive(Debug)]
+struct NotAllowed(String);
+
+impl std::fmt::Display for NotAllowed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NotAllowed {}
+
+/// The addresses `target` resolved to that checks may dial (all of them with no list).
+fn only_allowed(
+    target: &str,
+    addresses: Vec<SocketAddr>,
+    allowed: Option<&AllowedNetworks>,
+) -> Result<Vec<SocketAddr>, NotAllowed> {
+    let Some(allowed) = allowed else {
+        return Ok(addresses);
+    };
+    let (kept, refused): (Vec<_>, Vec<_>) = addresses
+        .into_iter()
+        .partition(|address| allowed.admits(address.ip()));
+    if !kept.is_empty() || refused.is_empty() {
+        return Ok(kept);
+    }
+    let refused: Vec<String> = refused.iter().map(|a| a.ip().to_string()).collect();
+    let outside = format!("outside the networks health checks may dial (--check-allow {allowed})");
+    Err(NotAllowed(if target.parse::<SocketAddr>().is_ok() {
+        format!("not dialled: {} is {outside}", refused.join(", "))
+    } else {
+        format!(
+            "not dialled: {target} resolves only to addresses {outside}: {}",
+            refused.join(", ")
+        )
+    }))
+}
+
+fn not_allowed(refusal: &NotAllowed) -> Outcome {
+    Outcome {
+        status: InstanceStatus::Error,
+        details: refusal.to_string(),
+    }
+}
+
+/// Resolves hostnames for the HTTP checks, keeping only the allowed addresses.
+struct AllowedResolver(Arc<AllowedNetworks>);
+
+impl reqwest::dns::Resolve for AllowedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let allowed = self.0.clone();
+        Box::pin(async move {
+            let host = name.as_str();
+            // The port is set by the caller.
+            let found = tokio::net::lookup_host((host, 0)).await?.collect();
+            let kept = only_allowed(host, found, Some(&allowed))?;
+            Ok(Box::new(kept.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
 }
 
 fn format_latency(latency: Duration) -> String {
@@ -64,11 +134,22 @@ fn describe_io(e: &std::io::Error) -> String {
     }
 }
 
-pub async fn tcp(plan: &CheckPlan, target: &str) -> Outcome {
+/// Dials `target` (`host:port`): each allowed address it resolves to, in turn.
+pub async fn tcp(plan: &CheckPlan, target: &str, allowed: Option<&AllowedNetworks>) -> Outcome {
     let started = Instant::now();
-    match tokio::time::timeout(plan.timeout, TcpStream::connect(target)).await {
+    let dial = async {
+        let found = tokio::net::lookup_host(target)
+            .await
+            .map_err(|e| unreachable(describe_io(&e)))?
+            .collect();
+        let addresses = only_allowed(target, found, allowed).map_err(|e| not_allowed(&e))?;
+        TcpStream::connect(&addresses[..])
+            .await
+            .map_err(|e| unreachable(describe_io(&e)))
+    };
+    match tokio::time::timeout(plan.timeout, dial).await {
         Err(_) => unreachable(format!("timed out after {}", format_latency(plan.timeout))),
-        Ok(Err(e)) => unreachable(describe_io(&e)),
+        Ok(Err(outcome)) => outcome,
         Ok(Ok(stream)) => {
             let latency = started.elapsed();
             // Close with a reset rather than a FIN: at 1,000 checks a second, TIME_WAIT
@@ -80,7 +161,27 @@ pub async fn tcp(plan: &CheckPlan, target: &str) -> Outcome {
     }
 }
 
-pub async fn http(plan: &CheckPlan, client: &reqwest::Client, url: &str) -> Outcome {
+/// `GET url` with `client` (made by [`http_client`] with the same `allowed`).
+pub async fn http(
+    plan: &CheckPlan,
+    client: &reqwest::Client,
+    url: &str,
+    allowed: Option<&AllowedNetworks>,
+) -> Outcome {
+    // The client's resolver keeps hostnames inside the allowed networks; a literal
+    // address is dialled as it is, so it is checked here.
+    let literal = reqwest::Url::parse(url)
+        .ok()
+        .and_then(|url| match url.host()? {
+            url::Host::Ipv4(ip) => Some(SocketAddr::from((ip, 0))),
+            url::Host::Ipv6(ip) => Some(SocketAddr::from((ip, 0))),
+            url::Host::Domain(_) => None,
+        });
+    if let Some(address) = literal {
+        if let Err(refusal) = only_allowed(&address.to_string(), vec![address], allowed) {
+            return not_allowed(&refusal);
+        }
+    }
     let started = Instant::now();
     let response = client.get(url).timeout(plan.timeout).send().await;
     match response {
@@ -101,6 +202,9 @@ pub async fn http(plan: &CheckPlan, client: &reqwest::Client, url: &str) -> Outc
             let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
             let mut io = None;
             while let Some(err) = source {
+                if let Some(refusal) = err.downcast_ref::<NotAllowed>() {
+                    return not_allowed(refusal);
+                }
                 if let Some(found) = err.downcast_ref::<std::io::Error>() {
                     io = Some(describe_io(found));
                 }
@@ -132,10 +236,10 @@ mod tests {
     async fn tcp_sees_an_open_and_a_closed_port() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let open = listener.local_addr().unwrap().to_string();
-        let outcome = tcp(&plan(), &open).await;
+        let outcome = tcp(&plan(), &open, None).await;
         assert_eq!(outcome.status, InstanceStatus::Healthy, "{outcome:?}");
         // Port 1 is privileged and unused here: nothing can start listening on it.
-        let outcome = tcp(&plan(), "127.0.0.1:1").await;
+        let outcome = tcp(&plan(), "127.0.0.1:1", None).await;
         assert_eq!(outcome, unreachable("connection refused".into()));
     }
 

@@ -14,6 +14,10 @@ pub enum Error {
     Forbidden(String),
     #[error("{0}")]
     NotFound(String),
+    /// The request conflicts with what the registry holds (e.g. a restore into a
+    /// registry that is not empty).
+    #[error("{0}")]
+    Conflict(String),
     #[error("{0}")]
     PayloadTooLarge(String),
     /// The store cannot take writes right now; nothing was changed.

@@ -85,6 +85,11 @@ pub enum Command {
     },
     /// Print the URL of a healthy instance of a service (client-side load balancing).
     Resolve(ResolveArgs),
+    /// Write a backup of the whole registry to FILE (admin only; '-' writes stdout). The
+    /// file holds token hashes: it is created with mode 0600.
+    Backup { file: String },
+    /// Load a backup from FILE into an empty registry (admin only; '-' reads stdin).
+    Restore { file: String },
     /// Run the registry daemon.
     Serve(Box<registry_server::Config>),
 }

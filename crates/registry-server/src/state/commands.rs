@@ -47,6 +47,13 @@ pub enum Command {
         id: String,
         url: String,
     },
+    /// Puts objects of a backup back as they were. With `into_empty`, only into a
+    /// registry that holds nothing yet (see [`Tables::restore_obstacle`]): a restore's
+    /// first part checks that here, in the one writer, so no write can slip in between.
+    Restore {
+        records: Vec<Record>,
+        into_empty: bool,
+    },
 }
 
 /// A registration request whose fields are checked and whose address is parsed, into
@@ -298,6 +305,19 @@ impl<'a> Overlay<'a> {
                 }
                 Ok(format!("{} instances", ids.len()))
             }
+            Command::Restore {
+                records,
+                into_empty,
+            } => {
+                if into_empty {
+                    self.ensure_empty()?;
+                }
+                let count = records.len();
+                for record in records {
+                    self.push(Mutation::Put(record));
+                }
+                Ok(format!("{count} objects"))
+            }
             Command::Deregister { id, url } => {
                 let still_down = self
                     .instance(&id)
@@ -311,6 +331,24 @@ impl<'a> Overlay<'a> {
                 Ok(id)
             }
         }
+    }
+
+    /// 409 unless the registry is empty enough to restore into, pending writes included.
+    fn ensure_empty(&self) -> Result<(), Error> {
+        if let Some(obstacle) = self.tables.restore_obstacle() {
+            return Err(Error::Conflict(obstacle));
+        }
+        let pending_put = self
+            .before
+            .iter()
+            .chain(&self.mutations)
+            .any(|m| matches!(m, Mutation::Put(record) if record.kind() != Kind::Node));
+        if pending_put {
+            return Err(Error::Conflict(
+                "the registry is not empty: other writes are being committed".into(),
+            ));
+        }
+        Ok(())
     }
 
     fn delete(&mut self, kind: Kind, key: String, noun: &str) -> Result<String, Error> {

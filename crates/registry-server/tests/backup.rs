@@ -141,6 +141,20 @@ fn of_kind(objects: &BTreeMap<(String, String), Value>, kind: &str) -> BTreeMap<
         .collect()
 }
 
+/// The instances of `svc-a`, listed with its token `user` (asserting a 200).
+async fn owned_by_svc_a(daemon: &Daemon, user: &str) -> Vec<Value> {
+    let r = daemon
+        .as_token(
+            user,
+            Method::GET,
+            "/registry-svc/instances?slug=svc-a",
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    r.body["instances"].as_array().unwrap().clone()
+}
+
 async fn round_trip(bulk: usize) {
     let source = Daemon::start().await;
     let started = Instant::now();
@@ -206,15 +220,7 @@ async fn round_trip(bulk: usize) {
     assert_eq!(checked["metadata"]["version"], "1.2.3");
 
     // The old tokens work: svc-a still owns its instance, the old admin token is admin.
-    let r = target
-        .as_token(
-            &seeded.user,
-            Method::GET,
-            "/registry-svc/instances?slug=svc-a",
-            None,
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(owned_by_svc_a(&target, &seeded.user).await.len(), 1);
     let r = target
         .as_token(&source.admin, Method::GET, "/registry-svc/tokens", None)
         .await;
@@ -398,20 +404,7 @@ async fn a_postgres_backup_restores_into_sqlite() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(listed(&target).await, of_kind(&objects, "instance"));
     assert_eq!(listed(&target).await, listed(&source).await);
-    let r = target
-        .as_token(
-            &seeded.user,
-            Method::GET,
-            "/registry-svc/instances?slug=svc-a",
-            None,
-        )
-        .await;
-    assert_eq!(
-        r.body["instances"].as_array().unwrap().len(),
-        1,
-        "{}",
-        r.text
-    );
+    assert_eq!(owned_by_svc_a(&target, &seeded.user).await.len(), 1);
 }
 
 #[tokio::test]

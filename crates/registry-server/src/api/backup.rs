@@ -47,8 +47,10 @@ pub async fn backup(State(app): State<AppState>, caller: Caller) -> Result<Respo
 /// health settings come back as they were; node records are skipped (every daemon
 /// registers its own). At most 256 MiB.
 #[utoipa::path(post, path = "/registry-svc/restore", tag = "backup",
-    request_body(content = String, content_type = "application/x-ndjson",
-        description = "A backup as `GET /registry-svc/backup` wrote it, at most 268435456 bytes"),
+    request_body(
+        description = "A backup as `GET /registry-svc/backup` wrote it, at most 268435456 \
+                       bytes; read as NDJSON whatever the Content-Type",
+        content((String = "application/x-ndjson"), (String = "text/plain"))),
     responses(
         (status = 200, description = "Restored and durable", body = RestoreSummary),
         (status = 400, description = "Not a whole, valid backup; nothing was changed", body = ErrorBody),

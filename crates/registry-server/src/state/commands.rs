@@ -616,6 +616,52 @@ mod tests {
     }
 
     #[test]
+    fn a_restore_starts_only_in_an_empty_registry() {
+        let token = |id: &str, slug: &str, role: Role| StoredToken {
+            id: id.into(),
+            hash: format!("{id:0>64}"),
+            slug: slug.into(),
+            role,
+            created_at: Utc::now(),
+        };
+        let restore = |into_empty| Command::Restore {
+            records: vec![Record::Instance(Instance {
+                id: "restored".into(),
+                ..Default::default()
+            })],
+            into_empty,
+        };
+        let mut tables = Tables::default();
+        tables.apply(
+            Mutation::Put(Record::Token(token("boot", "admin", Role::Admin))),
+            1,
+        );
+        tables.apply(Mutation::Put(Record::Node(Node::default())), 2);
+        let mut overlay = Overlay::new(&tables, &[]);
+        overlay
+            .plan(restore(true))
+            .expect("its own node and first admin token only");
+        let err = overlay.plan(restore(true)).unwrap_err();
+        assert!(
+            matches!(err, Error::Conflict(_)),
+            "a pending restore: {err:?}"
+        );
+        overlay
+            .plan(restore(false))
+            .expect("a later part does not ask");
+
+        tables.apply(
+            Mutation::Put(Record::Token(token("user", "svc-a", Role::User))),
+            3,
+        );
+        let err = Overlay::new(&tables, &[]).plan(restore(true)).unwrap_err();
+        assert!(
+            matches!(&err, Error::Conflict(m) if m.contains("2 tokens")),
+            "{err:?}"
+        );
+    }
+
+    #[test]
     fn health_reports_apply_only_to_the_instance_they_checked() {
         let mut tables = Tables::default();
         tables.apply(

@@ -8,6 +8,8 @@ use common::Daemon;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What a seeded daemon holds besides its bulk instances.
@@ -22,11 +24,12 @@ struct Seeded {
 /// `bulk` more instances registered by concurrent PUTs (no health check, so the checker
 /// dials nothing).
 async fn seed(daemon: &Daemon, bulk: usize) -> Seeded {
-    for id in ["echo", "web"] {
-        daemon
-            .save_definition(json!({"id": id, "image": {"name": format!("example/{id}"), "internalPorts": [8080]}}))
-            .await;
-    }
+    daemon.save_definition(echo_definition()).await;
+    daemon
+        .save_definition(
+            json!({"id": "web", "image": {"name": "example/web", "internalPorts": [8080]}}),
+        )
+        .await;
     let user = daemon.token("svc-a", "user").await;
     let checked = daemon
         .register_as(
@@ -66,6 +69,37 @@ async fn seed(daemon: &Daemon, bulk: usize) -> Seeded {
         worker.await.unwrap();
     }
     Seeded { user, checked }
+}
+
+fn echo_definition() -> Value {
+    json!({"id": "echo", "image": {"name": "example/echo", "internalPorts": [8080]}})
+}
+
+/// Sends `request` over and over while `work` runs; returns what `work` gave and the
+/// slowest answer meanwhile (each must be a success).
+async fn slowest_answer_during<T>(
+    request: reqwest::RequestBuilder,
+    work: impl std::future::Future<Output = T>,
+) -> (T, Duration) {
+    let done = Arc::new(AtomicBool::new(false));
+    let prober = tokio::spawn({
+        let done = done.clone();
+        async move {
+            let mut slowest = Duration::ZERO;
+            while !done.load(Ordering::Relaxed) {
+                let started = Instant::now();
+                let response = request.try_clone().unwrap().send().await.unwrap();
+                let status = response.status();
+                let text = response.text().await.unwrap();
+                assert!(status.is_success(), "{status} {text}");
+                slowest = slowest.max(started.elapsed());
+            }
+            slowest
+        }
+    });
+    let output = work.await;
+    done.store(true, Ordering::Relaxed);
+    (output, prober.await.unwrap())
 }
 
 /// `GET /registry-svc/backup` as the admin: the NDJSON text, asserting a 200.
@@ -165,9 +199,20 @@ async fn round_trip(bulk: usize) {
         started.elapsed()
     );
 
+    // Writers keep going while a backup is taken: the definition saved again and again
+    // is saved with the same content, so the backup matches what is listed whenever.
+    let save_again = source
+        .http
+        .put(source.url("/registry-svc/definition"))
+        .bearer_auth(&source.admin)
+        .body(json!({"definition": echo_definition()}).to_string());
     let started = Instant::now();
-    let text = backup(&source).await;
-    println!("backup: {} bytes in {:?}", text.len(), started.elapsed());
+    let (text, slowest) = slowest_answer_during(save_again, backup(&source)).await;
+    println!(
+        "backup: {} bytes in {:?}; slowest write meanwhile {slowest:?}",
+        text.len(),
+        started.elapsed()
+    );
     let (header, objects) = read_backup(&text);
     assert_eq!(header["format"], "registry-svc-backup");
     assert_eq!(header["version"], 1);
@@ -188,9 +233,16 @@ async fn round_trip(bulk: usize) {
     );
 
     let target = Daemon::start().await;
+    let read = target
+        .http
+        .get(target.url("/registry-svc/instances?limit=1"))
+        .bearer_auth(&target.admin);
     let started = Instant::now();
-    let r = restore(&target, text).await;
-    println!("restore: {:?}", started.elapsed());
+    let (r, slowest) = slowest_answer_during(read, restore(&target, text)).await;
+    println!(
+        "restore: {:?}; slowest read meanwhile {slowest:?}",
+        started.elapsed()
+    );
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.body["instances"], bulk as u64 + 1);
     assert_eq!(r.body["definitions"], 2);

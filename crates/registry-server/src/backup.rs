@@ -32,7 +32,7 @@ use std::sync::Arc;
 
 /// Largest backup `POST /registry-svc/restore` reads: room for about half a million
 /// instances.
-pub const MAX_RESTORE_BYTES: usize = 256 * 1024 * 1024;
+pub(crate) const MAX_RESTORE_BYTES: usize = 256 * 1024 * 1024;
 
 /// Objects committed per transaction of a restore.
 const RESTORE_PART: usize = 2000;
@@ -62,7 +62,7 @@ enum Entry {
 }
 
 /// Every object of the tables at one revision: shared references, not copies.
-pub struct Contents {
+pub(crate) struct Contents {
     header: BackupHeader,
     definitions: Vec<Arc<Definition>>,
     tokens: Vec<Arc<StoredToken>>,
@@ -72,7 +72,7 @@ pub struct Contents {
 
 impl Contents {
     /// Everything in `state` now; `node` is the URL of the daemon taking it.
-    pub fn take(state: &State, node: &str) -> Contents {
+    pub(crate) fn take(state: &State, node: &str) -> Contents {
         let tables = state.read();
         let definitions: Vec<_> = tables.definitions(None).cloned().collect();
         let tokens: Vec<_> = tables.tokens().cloned().collect();
@@ -103,12 +103,12 @@ impl Contents {
         }
     }
 
-    pub fn revision(&self) -> u64 {
+    pub(crate) fn revision(&self) -> u64 {
         self.header.revision
     }
 
     /// The backup file, in chunks of about [`WRITE_CHUNK`] bytes, made as they are read.
-    pub fn into_chunks(self) -> impl Iterator<Item = Bytes> + Send + 'static {
+    pub(crate) fn into_chunks(self) -> impl Iterator<Item = Bytes> + Send + 'static {
         let mut next = 0;
         let mut header = Some(self.header.clone());
         std::iter::from_fn(move || {
@@ -150,7 +150,7 @@ fn write_line(out: &mut Vec<u8>, value: &impl Serialize) {
 }
 
 /// A backup read and checked, ready to restore.
-pub struct Backup {
+pub(crate) struct Backup {
     header: BackupHeader,
     /// Definitions and tokens first, so that old tokens work as soon as the instances
     /// start coming back.
@@ -165,7 +165,7 @@ fn bad_line(line: usize, problem: impl std::fmt::Display) -> Error {
 
 impl Backup {
     /// Reads a whole backup file; fails with a 400 naming the line and the problem.
-    pub fn parse(text: &[u8]) -> Result<Backup, Error> {
+    pub(crate) fn parse(text: &[u8]) -> Result<Backup, Error> {
         let mut lines = text
             .split(|b| *b == b'\n')
             .enumerate()
@@ -254,7 +254,7 @@ impl Backup {
 
     /// Commits the backup through `writer`, in parts, the first only into an empty
     /// registry (409 otherwise); answers once all of it is durable.
-    pub async fn restore(self, writer: &Writer) -> Result<RestoreSummary, Error> {
+    pub(crate) async fn restore(self, writer: &Writer) -> Result<RestoreSummary, Error> {
         let mut summary = RestoreSummary {
             nodes_skipped: self.nodes_skipped,
             backup_revision: self.header.revision,

@@ -241,7 +241,7 @@ impl Tables {
     /// an empty registry: no definitions, no instances, and no tokens but the one admin
     /// token of the account `admin` that a daemon makes for itself on first start. Nodes
     /// do not count: every daemon registers its own.
-    pub fn restore_obstacle(&self) -> Option<String> {
+    pub(crate) fn restore_obstacle(&self) -> Option<String> {
         let bootstrap_only = match self.tokens.values().collect::<Vec<_>>().as_slice() {
             [] => true,
             [only] => only.slug == "admin" && only.role == registry_types::Role::Admin,

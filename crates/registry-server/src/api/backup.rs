@@ -66,10 +66,8 @@ pub async fn restore(
     body: Body,
 ) -> Result<Json<RestoreSummary>> {
     caller.require(Permission::Backup)?;
-    // Refused before reading a large body for nothing; the writer checks again.
-    if let Some(obstacle) = app.state.read().restore_obstacle() {
-        return Err(Error::Conflict(obstacle));
-    }
+    // Whether the registry is empty is asked by the writer, once the body is read: an
+    // answer sent before the body is read would reach many clients as a broken pipe.
     let text = read_limited(&headers, body).await?;
     let backup = Backup::parse(&text)?;
     drop(text);

@@ -113,7 +113,7 @@ use registry_types::responses::{
 };
 use registry_types::{
     CreateTokenRequest, CreatedToken, Definition, ErrorBody, Instance, InstanceFilter,
-    ListNodesRequest, Node, RegisterInstanceRequest, Role, TokenInfo, API_PREFIX,
+    ListNodesRequest, Node, RegisterInstanceRequest, RestoreSummary, Role, TokenInfo, API_PREFIX,
 };
 use reqwest::header::HeaderMap;
 use reqwest::{Method, RequestBuilder};
@@ -432,6 +432,25 @@ impl RegistryClient {
             .map(drop)
     }
 
+    /// `GET /registry-svc/backup` (admin only): a backup of the whole registry at one
+    /// revision, read piece by piece with [`BackupDownload::chunk`].
+    pub async fn backup(&self) -> Result<BackupDownload, Error> {
+        let response = self.send(self.request(Method::GET, "/backup")).await?;
+        Ok(BackupDownload { response })
+    }
+
+    /// `POST /registry-svc/restore` (admin only): loads a backup, as [`backup`] wrote it,
+    /// into an empty registry; answered once it is durable.
+    ///
+    /// [`backup`]: RegistryClient::backup
+    pub async fn restore(&self, backup: Vec<u8>) -> Result<RestoreSummary, Error> {
+        let request = self
+            .request(Method::POST, "/restore")
+            .header(reqwest::header::CONTENT_TYPE, "application/x-ndjson")
+            .body(backup);
+        self.send_json(request).await
+    }
+
     /// A request to `path` under the API prefix, with the token if there is one.
     fn request(&self, method: Method, path: &str) -> RequestBuilder {
         let url = format!("{}{API_PREFIX}{path}", self.base_url);
@@ -476,6 +495,24 @@ impl RegistryClient {
     async fn send_json<T: DeserializeOwned>(&self, request: RequestBuilder) -> Result<T, Error> {
         let body = self.send(request).await?.bytes().await?;
         Ok(serde_json::from_slice(&body)?)
+    }
+}
+
+/// A backup being downloaded ([`RegistryClient::backup`]).
+#[derive(Debug)]
+pub struct BackupDownload {
+    response: reqwest::Response,
+}
+
+impl BackupDownload {
+    /// The revision the backup was taken at.
+    pub fn revision(&self) -> u64 {
+        index_of(self.response.headers())
+    }
+
+    /// The next piece of the backup file, `None` after the last.
+    pub async fn chunk(&mut self) -> Result<Option<Vec<u8>>, Error> {
+        Ok(self.response.chunk().await?.map(|bytes| bytes.to_vec()))
     }
 }
 

@@ -14,7 +14,8 @@ pub enum Error {
     Forbidden(String),
     #[error("{0}")]
     NotFound(String),
-    /// The request conflicts with the state it would change (it would lock everyone out).
+    /// The request conflicts with what the registry holds (a restore into a registry
+    /// that is not empty; revoking the last admin token).
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]

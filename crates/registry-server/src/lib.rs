@@ -15,6 +15,7 @@
 
 pub mod api;
 pub mod auth;
+mod backup;
 mod cache;
 mod config;
 mod error;

@@ -84,6 +84,8 @@ async fn openapi_document_describes_exactly_the_api() {
         ("/registry-svc/tokens", &["get", "post"]),
         ("/registry-svc/token/{id}", &["delete"]),
         ("/registry-svc/events", &["get"]),
+        ("/registry-svc/backup", &["get"]),
+        ("/registry-svc/restore", &["post"]),
         ("/healthz", &["get"]),
         ("/readyz", &["get"]),
     ]
@@ -149,6 +151,21 @@ async fn every_documented_operation_is_served() {
                 .await
                 .unwrap();
             assert_eq!(response.status(), StatusCode::OK, "GET {path}");
+            continue;
+        }
+        if path == "/registry-svc/restore" {
+            // Only into an empty registry: this daemon's backup, into a new one.
+            let backup = d.admin(Method::GET, "/registry-svc/backup", None).await;
+            let fresh = Daemon::start().await;
+            let r = fresh
+                .send(Method::POST, &path, Some(&fresh.admin), Some(backup.text))
+                .await;
+            assert!(
+                r.status.is_success(),
+                "POST {path}: {} {}",
+                r.status,
+                r.text
+            );
             continue;
         }
         let r = d.admin(method.clone(), &path, body).await;

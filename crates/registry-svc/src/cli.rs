@@ -86,6 +86,11 @@ pub enum Command {
     },
     /// Print the URL of a healthy instance of a service (client-side load balancing).
     Resolve(ResolveArgs),
+    /// Write a backup of the whole registry to FILE (admin only; '-' writes stdout). The
+    /// file holds token hashes: it is created with mode 0600.
+    Backup { file: String },
+    /// Load a backup from FILE into an empty registry (admin only; '-' reads stdin).
+    Restore { file: String },
     /// Run the registry daemon.
     Serve(Box<registry_server::Config>),
 }
@@ -358,7 +363,9 @@ mod tests {
 
     #[test]
     fn usage_errors_fit_on_one_line() {
-        let err = Cli::try_parse_from(["registry-svc", "instances", "register"]).unwrap_err();
+        let err = Cli::try_parse_from(["registry-svc", "instances", "register"])
+            .err()
+            .expect("a register without --url is refused");
         let line = one_line(&err);
         assert!(line.starts_with("error: "), "{line}");
         assert!(line.contains("--url <URL>"), "{line}");

@@ -16,7 +16,7 @@ use crate::cli::{
     CheckKind, Cli, Command, DefinitionsCommand, InstanceFilterArgs, InstancesCommand,
     NodesCommand, OutputFormat, RegisterArgs, ResolveArgs, TokensCommand,
 };
-use crate::{connection, output, serve, watch};
+use crate::{backup, connection, output, serve, watch};
 
 pub async fn run(cli: Cli) -> Result<()> {
     if let Command::Serve(config) = cli.command {
@@ -30,6 +30,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Nodes { command } => nodes(&client, format, command).await,
         Command::Tokens { command } => tokens(&client, format, command).await,
         Command::Resolve(args) => resolve(&client, format, args).await,
+        Command::Backup { file } => backup::save(&client, format, &file).await,
+        Command::Restore { file } => backup::restore(&client, format, &file).await,
         Command::Serve(_) => unreachable!("handled above"),
     }
 }
@@ -283,7 +285,7 @@ fn confirm(format: OutputFormat, done: &str, id: &str) -> Result<()> {
 }
 
 /// Writes to stdout; a reader that went away (`| head`) is not an error.
-fn emit(text: &str) -> Result<()> {
+pub(crate) fn emit(text: &str) -> Result<()> {
     let mut stdout = std::io::stdout().lock();
     match stdout
         .write_all(text.as_bytes())

@@ -2,6 +2,7 @@
 //!
 //! The client subcommands talk HTTP to `--addr` through `registry-client`; see `--help`.
 
+mod backup;
 mod cli;
 mod commands;
 mod connection;

@@ -397,3 +397,87 @@ fn secrets_in_the_environment_never_show_in_help_or_errors() {
     assert!(said.contains("127.0.0.1:1"), "{said}");
     assert!(!said.contains("s3cret"), "{said}");
 }
+
+#[test]
+fn backup_and_restore_move_a_registry_to_a_fresh_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = Daemon::start(&dir.path().join("source"));
+    source.save_definition("test-a.yaml");
+    let user = ok(source.cli(&["tokens", "create", "--slug", "web"]));
+    let user = user.trim();
+    let id = source.register(&[
+        "--url",
+        "http://127.0.0.1:1",
+        "--slug",
+        "web",
+        "--tag",
+        "blue",
+    ]);
+
+    let file = dir.path().join("registry.backup");
+    let file_arg = file.to_str().unwrap();
+    let out = ok(source.cli(&["backup", file_arg]));
+    assert!(
+        out.contains("1 definitions, 1 instances") && out.contains(file_arg),
+        "{out}"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "a backup holds token hashes");
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|name| name.to_string_lossy().contains("partial"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    let to_stdout = ok(source.cli(&["backup", "-"]));
+    assert!(
+        to_stdout.starts_with(r#"{"format":"registry-svc-backup""#),
+        "{to_stdout}"
+    );
+
+    let target = Daemon::start(&dir.path().join("target"));
+    let refused = |args: &[&str], names: &str| {
+        let refused = target.cli(args);
+        assert!(!refused.status.success());
+        let stderr = String::from_utf8_lossy(&refused.stderr).into_owned();
+        assert!(
+            stderr.starts_with("error: ") && stderr.contains(names),
+            "{stderr}"
+        );
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    };
+    refused(&["restore", "Cargo.toml"], "backup line 1");
+    let out = ok(target.cli(&["restore", file_arg]));
+    assert_eq!(
+        out.trim(),
+        "restored 1 definitions, 1 instances and 2 tokens (1 node records skipped)"
+    );
+    let listed = json(target.cli(&["i", "ls", "-o", "json"]));
+    assert_eq!(listed[0]["id"], id.as_str());
+    assert_eq!(listed[0]["tags"], serde_json::json!(["blue"]));
+    // The user token made on the source works on the target.
+    let as_user = Command::new(BIN)
+        .args([
+            "--addr",
+            &target.addr,
+            "--token",
+            user,
+            "instances",
+            "rm",
+            &id,
+        ])
+        .output()
+        .unwrap();
+    ok(as_user);
+    refused(&["restore", file_arg], "409");
+    let missing = target.cli(&["restore", "/nonexistent/backup"]);
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(
+        stderr.contains("cannot read /nonexistent/backup"),
+        "{stderr}"
+    );
+}

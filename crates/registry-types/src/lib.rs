@@ -5,6 +5,7 @@
 //! model by a `validate`/`into_*` step that returns a [`FieldError`] naming the bad field,
 //! so the server and the CLI reject bad input with the same words.
 
+mod backup;
 mod definition;
 mod duration;
 mod error;
@@ -14,6 +15,7 @@ mod node;
 mod token;
 mod validate;
 
+pub use backup::{BackupHeader, RestoreSummary, BACKUP_FORMAT, BACKUP_VERSION};
 pub use definition::{
     ApiSpec, Client, Definition, DefinitionInput, EnvVar, ImageInput, ImageSpec, PortMapping,
     RepositoryInput, RepositorySpec, SaveDefinitionRequest,

@@ -4,6 +4,7 @@
 //! authentication ([`crate::auth::Caller`]), [`crate::Error`] does the error responses,
 //! reads come from the in-memory tables and writes go through the [`Writer`].
 
+mod backup;
 mod definitions;
 mod errors;
 mod extract;
@@ -101,6 +102,7 @@ pub struct Shared {
         (name = "instances", description = "Running, callable service instances"),
         (name = "nodes", description = "Machines running a registry daemon"),
         (name = "tokens", description = "API tokens (admin only)"),
+        (name = "backup", description = "Backup and restore of the whole registry (admin only)"),
         (name = "feed", description = "Change feed: every change with its revision"),
         (name = "operations", description = "Liveness, readiness and this document")
     )
@@ -135,6 +137,8 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(tokens::create, tokens::list))
         .routes(routes!(tokens::revoke))
         .routes(routes!(feed::events))
+        .routes(routes!(backup::backup))
+        .routes(routes!(backup::restore))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .split_for_parts();

@@ -31,6 +31,8 @@ pub enum Permission {
     NodeView,
     NodeDelete,
     TokenManage,
+    /// Take a backup (it holds every token's hash) or restore one.
+    Backup,
 }
 
 impl Permission {
@@ -45,6 +47,7 @@ impl Permission {
             Permission::NodeView => "registry-svc:node:view",
             Permission::NodeDelete => "registry-svc:node:delete",
             Permission::TokenManage => "registry-svc:token:manage",
+            Permission::Backup => "registry-svc:backup",
         }
     }
 

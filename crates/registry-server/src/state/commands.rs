@@ -47,6 +47,13 @@ pub enum Command {
         id: String,
         url: String,
     },
+    /// Puts objects of a backup back as they were. With `into_empty`, only into a
+    /// registry that holds nothing yet (see [`Tables::restore_obstacle`]): a restore's
+    /// first part checks that here, in the one writer, so no write can slip in between.
+    Restore {
+        records: Vec<Record>,
+        into_empty: bool,
+    },
 }
 
 /// A registration request whose fields are checked and whose address is parsed, into
@@ -319,6 +326,19 @@ impl<'a> Overlay<'a> {
                 }
                 Ok(format!("{} instances", ids.len()))
             }
+            Command::Restore {
+                records,
+                into_empty,
+            } => {
+                if into_empty {
+                    self.ensure_empty()?;
+                }
+                let count = records.len();
+                for record in records {
+                    self.push(Mutation::Put(record));
+                }
+                Ok(format!("{count} objects"))
+            }
             Command::Deregister { id, url } => {
                 let still_down = self
                     .instance(&id)
@@ -332,6 +352,24 @@ impl<'a> Overlay<'a> {
                 Ok(id)
             }
         }
+    }
+
+    /// 409 unless the registry is empty enough to restore into, pending writes included.
+    fn ensure_empty(&self) -> Result<(), Error> {
+        if let Some(obstacle) = self.tables.restore_obstacle() {
+            return Err(Error::Conflict(obstacle));
+        }
+        let pending_put = self
+            .before
+            .iter()
+            .chain(&self.mutations)
+            .any(|m| matches!(m, Mutation::Put(record) if record.kind() != Kind::Node));
+        if pending_put {
+            return Err(Error::Conflict(
+                "the registry is not empty: other writes are being committed".into(),
+            ));
+        }
+        Ok(())
     }
 
     fn delete(&mut self, kind: Kind, key: String, noun: &str) -> Result<String, Error> {
@@ -596,6 +634,52 @@ mod tests {
             })
             .unwrap_err();
         assert!(matches!(err, Error::NotFound(_)), "{err:?}");
+    }
+
+    #[test]
+    fn a_restore_starts_only_in_an_empty_registry() {
+        let token = |id: &str, slug: &str, role: Role| StoredToken {
+            id: id.into(),
+            hash: format!("{id:0>64}"),
+            slug: slug.into(),
+            role,
+            created_at: Utc::now(),
+        };
+        let restore = |into_empty| Command::Restore {
+            records: vec![Record::Instance(Instance {
+                id: "restored".into(),
+                ..Default::default()
+            })],
+            into_empty,
+        };
+        let mut tables = Tables::default();
+        tables.apply(
+            Mutation::Put(Record::Token(token("boot", "admin", Role::Admin))),
+            1,
+        );
+        tables.apply(Mutation::Put(Record::Node(Node::default())), 2);
+        let mut overlay = Overlay::new(&tables, &[]);
+        overlay
+            .plan(restore(true))
+            .expect("its own node and first admin token only");
+        let err = overlay.plan(restore(true)).unwrap_err();
+        assert!(
+            matches!(err, Error::Conflict(_)),
+            "a pending restore: {err:?}"
+        );
+        overlay
+            .plan(restore(false))
+            .expect("a later part does not ask");
+
+        tables.apply(
+            Mutation::Put(Record::Token(token("user", "svc-a", Role::User))),
+            3,
+        );
+        let err = Overlay::new(&tables, &[]).plan(restore(true)).unwrap_err();
+        assert!(
+            matches!(&err, Error::Conflict(m) if m.contains("2 tokens")),
+            "{err:?}"
+        );
     }
 
     #[test]

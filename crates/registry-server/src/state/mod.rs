@@ -265,6 +265,29 @@ impl Tables {
             .and_then(|id| self.tokens.get(id))
     }
 
+    /// Why a backup may not be restored into these tables, if it may not. A restore needs
+    /// an empty registry: no definitions, no instances, and no tokens but the one admin
+    /// token of the account `admin` that a daemon makes for itself on first start. Nodes
+    /// do not count: every daemon registers its own.
+    pub(crate) fn restore_obstacle(&self) -> Option<String> {
+        let bootstrap_only = match self.tokens.values().collect::<Vec<_>>().as_slice() {
+            [] => true,
+            [only] => only.slug == "admin" && only.role == registry_types::Role::Admin,
+            _ => false,
+        };
+        if self.definitions.is_empty() && self.instances.is_empty() && bootstrap_only {
+            return None;
+        }
+        Some(format!(
+            "the registry is not empty: it holds {} definitions, {} instances and {} tokens; \
+             a backup is restored only into a registry with no definitions, no instances and \
+             no token but its first admin token",
+            self.definitions.len(),
+            self.instances.len(),
+            self.tokens.len()
+        ))
+    }
+
     /// Applies one committed mutation, keeping every index in step.
     pub fn apply(&mut self, mutation: Mutation, revision: u64) {
         self.apply_committed(mutation, None, revision)

@@ -110,7 +110,6 @@ pub struct SaveDefinitionRequest {
 #[serde(rename_all = "camelCase")]
 pub struct DefinitionInput {
     #[serde(default, deserialize_with = "null_as_default")]
-    #[cfg_attr(feature = "openapi", schema(nullable))]
     pub id: String,
     #[serde(default)]
     pub image: Option<ImageInput>,
@@ -138,7 +137,6 @@ pub struct DefinitionInput {
 #[serde(rename_all = "camelCase")]
 pub struct ImageInput {
     #[serde(default, deserialize_with = "null_as_default")]
-    #[cfg_attr(feature = "openapi", schema(nullable))]
     pub name: String,
     #[serde(default, deserialize_with = "null_as_default")]
     #[cfg_attr(feature = "openapi", schema(nullable))]
@@ -153,7 +151,6 @@ pub struct ImageInput {
 #[serde(rename_all = "camelCase")]
 pub struct RepositoryInput {
     #[serde(default, deserialize_with = "null_as_default")]
-    #[cfg_attr(feature = "openapi", schema(nullable))]
     pub url: String,
     #[serde(default, deserialize_with = "null_as_default")]
     #[cfg_attr(feature = "openapi", schema(nullable))]

@@ -203,8 +203,35 @@ fn parameter_ranges() -> Vec<(&'static str, Value)> {
     ]
 }
 
+/// Fields a request must carry, non-null, though the wire types read them with a default
+/// (so that the error can name them instead of a parse error doing so).
+const REQUIRED: [(&str, &str); 6] = [
+    ("CreateTokenRequest", "slug"),
+    ("SaveDefinitionRequest", "definition"),
+    ("DefinitionInput", "id"),
+    ("ImageInput", "name"),
+    ("RepositoryInput", "url"),
+    ("EnvVar", "key"),
+];
+
 /// Writes every range into `document` (the OpenAPI document as JSON).
 pub(super) fn publish(document: &mut Value) {
+    for (schema, property) in REQUIRED {
+        let schema = document
+            .pointer_mut(&format!("/components/schemas/{schema}"))
+            .unwrap_or_else(|| panic!("the API document has no schema {schema}"));
+        let required = schema["required"].as_array_mut();
+        match required {
+            Some(required) => required.push(json!(property)),
+            None => schema["required"] = json!([property]),
+        }
+        not_null(&mut schema["properties"][property]);
+    }
+    // A definition has an image or a repository, not both.
+    document["components"]["schemas"]["DefinitionInput"]["not"] = json!({
+        "required": ["image", "repository"],
+        "properties": {"image": {"type": "object"}, "repository": {"type": "object"}},
+    });
     for (schema, property, constraints) in schema_ranges() {
         let pointer = format!("/components/schemas/{schema}/properties/{property}");
         let target = document
@@ -232,6 +259,18 @@ pub(super) fn publish(document: &mut Value) {
                 merge(&mut parameter["schema"], constraints.clone());
             }
         }
+    }
+}
+
+/// Takes `null` out of what a property may be.
+fn not_null(property: &mut Value) {
+    if let Some(variants) = property.get_mut("oneOf").and_then(Value::as_array_mut) {
+        variants.retain(|v| v.get("type") != Some(&json!("null")));
+        if variants.len() == 1 {
+            *property = variants.pop().expect("one variant");
+        }
+    } else if let Some(types) = property.get_mut("type").and_then(Value::as_array_mut) {
+        types.retain(|t| t != "null");
     }
 }
 

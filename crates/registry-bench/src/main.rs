@@ -1,10 +1,11 @@
 //! `registry-bench`: benchmarks of the Registry Svc daemon. A tool to run by hand, not a
 //! test: it prints numbers (and the targets beside them) and fails only when a run breaks.
 //!
-//! Four benchmarks: `compare` (every headline figure in one run, beside bare axum and
+//! Five benchmarks: `compare` (every headline figure in one run, beside bare axum and
 //! etcd), `health` (the daemon's own health checking), `watch` (propagation of a change
-//! to blocking watchers) and `pick` (choosing an instance in the client). Each prints one
-//! table and the exact command that reproduces it.
+//! to blocking watchers), `pick` (choosing an instance in the client) and `soak` (leaks
+//! over a long run of mixed traffic). Each prints one table and the exact command that
+//! reproduces it.
 //!
 //! `registry-bench compare` starts the daemon itself, registers `--instances` (100,000)
 //! instances and reads its RSS, kills it and times a new daemon on the same data to
@@ -35,6 +36,11 @@
 //! workload alone, and `registry-bench watch --sse` its SSE one (see `watch.rs` for what
 //! they measure); `registry-bench pick` times the client's balancers.
 //!
+//! `registry-bench soak --minutes 30` runs mixed traffic (registrations, removals,
+//! flapping health-check targets, blocking watchers and event-stream subscribers coming
+//! and going) against one daemon and samples its RSS, open descriptors and threads over
+//! time, ending with a verdict per figure: flat or growing (see `soak.rs`).
+//!
 //! Linux only (it reads `/proc`). Everything stays on 127.0.0.1 on ports the system
 //! picks, every wait has a deadline, and the daemons, etcd and their data dirs are
 //! removed however the run ends.
@@ -47,6 +53,7 @@ mod fake_server;
 mod http;
 mod pick;
 mod procfs;
+mod soak;
 mod sse;
 mod table;
 mod watch;
@@ -94,6 +101,9 @@ enum Bench {
     /// propagation), beside a bare axum server and etcd on the same data.
     #[command(alias = "http")]
     Compare(compare::CompareArgs),
+    /// A long run of registrations, removals, flapping targets, watchers and subscribers
+    /// coming and going, sampling the daemon's memory, descriptors and threads for leaks.
+    Soak(soak::SoakArgs),
 }
 
 #[derive(Args, Clone)]
@@ -143,6 +153,7 @@ async fn main() -> ExitCode {
                 Bench::Watch(args) => watch::run(args).await,
                 Bench::Pick(args) => pick::run(args).await,
                 Bench::Compare(args) => compare::run(args).await,
+                Bench::Soak(args) => soak::run(args).await,
             }
         } => result,
         _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),

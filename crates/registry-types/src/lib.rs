@@ -13,6 +13,9 @@ mod node;
 mod token;
 mod validate;
 
+#[cfg(test)]
+mod properties;
+
 pub use definition::{
     ApiSpec, Client, Definition, DefinitionInput, EnvVar, ImageInput, ImageSpec, PortMapping,
     RepositoryInput, RepositorySpec, SaveDefinitionRequest,

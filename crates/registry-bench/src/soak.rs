@@ -338,7 +338,7 @@ const HEADER: [&str; 11] = [
     "fds",
     "threads",
     "healthy",
-    "unhealthy",
+    "unreachable",
     "registered",
     "removed",
     "watch answers",
@@ -367,10 +367,11 @@ fn report(samples: &[Sample], args: &SoakArgs) -> String {
     let rows: Vec<Vec<String>> = samples.iter().map(row).collect();
     let series =
         |pick: fn(&Sample) -> u64| -> Vec<f64> { samples.iter().map(|s| pick(s) as f64).collect() };
+    let rss_mib: Vec<f64> = samples.iter().map(|s| s.rss_kib as f64 / 1024.0).collect();
     // Tolerances: RSS moves with allocator caches; descriptors and threads with the
     // connections and blocking-pool threads open at the moment of the sample.
     let verdicts = [
-        ("RSS", trend(&series(|s| s.rss_kib), 0.10, 2048.0)),
+        ("RSS MiB", trend(&rss_mib, 0.10, 2.0)),
         (
             "open descriptors",
             trend(&series(|s| s.descriptors), 0.10, 16.0),
@@ -424,12 +425,12 @@ impl std::fmt::Display for Trend {
             Trend::Flat { middle, last } => {
                 write!(
                     f,
-                    "flat (mean {middle:.0} in the middle third, {last:.0} in the last)"
+                    "flat (mean {middle:.1} in the middle third, {last:.1} in the last)"
                 )
             }
             Trend::Growing { middle, last } => write!(
                 f,
-                "GROWING (mean {middle:.0} in the middle third, {last:.0} in the last)"
+                "GROWING (mean {middle:.1} in the middle third, {last:.1} in the last)"
             ),
             Trend::TooShort => write!(f, "too few samples to tell"),
         }

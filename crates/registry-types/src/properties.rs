@@ -100,6 +100,25 @@ mod addresses {
             .prop_map(|segments| segments.join("/"))
     }
 
+    fn percent_decoded(text: &str) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        let mut rest = text.as_bytes();
+        while let Some((&first, tail)) = rest.split_first() {
+            let hex = tail.get(..2).and_then(|h| std::str::from_utf8(h).ok());
+            match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                Some(byte) if first == b'%' => {
+                    bytes.push(byte);
+                    rest = &tail[2..];
+                }
+                _ => {
+                    bytes.push(first);
+                    rest = tail;
+                }
+            }
+        }
+        bytes
+    }
+
     fn from_parts(scheme: &str, host: &str, port: u16, path: &str) -> RegisterInstanceRequest {
         RegisterInstanceRequest {
             scheme: scheme.to_string(),
@@ -141,6 +160,40 @@ mod addresses {
                 .address()
                 .map_err(|e| TestCaseError::fail(format!("its own URL refused: {e}")))?;
             prop_assert_eq!(again, address);
+        }
+
+        /// Parts it accepts are the parts it reports: no scheme, host or path that the
+        /// URL parser would read as another host, port, user, query or fragment.
+        #[test]
+        fn accepted_parts_are_the_parts_reported(
+            scheme in prop_oneof![scheme(), hostile_text()],
+            host in prop_oneof![
+                host(),
+                hostile_text(),
+                (host(), "[/?#@\\\\%:\t]", host()).prop_map(|(a, d, b)| format!("{a}{d}{b}")),
+            ],
+            port in 1u16..,
+            path in prop_oneof![path(), hostile_text()],
+        ) {
+            if let Ok(address) = from_parts(&scheme, &host, port, &path).address() {
+                prop_assert!(address.scheme.eq_ignore_ascii_case(&scheme), "{:?}", address);
+                prop_assert_eq!(address.port, port, "{:?}", &address);
+                let normalized = url::Host::parse(&host).ok().map(|h| match h {
+                    url::Host::Ipv6(ip) => ip.to_string(),
+                    h => h.to_string(),
+                });
+                prop_assert!(
+                    address.host.eq_ignore_ascii_case(&host)
+                        || normalized.as_deref() == Some(address.host.as_str())
+                        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.to_string() == address.host)
+                        // An opaque host (not http and the like) is percent-encoded.
+                        || percent_decoded(&address.host) == host.as_bytes(),
+                    "{:?} reported for host {:?}", address, host
+                );
+                let url = url::Url::parse(&address.url).unwrap();
+                prop_assert_eq!(url.username(), "");
+                prop_assert_eq!((url.query(), url.fragment()), (None, None));
+            }
         }
 
         /// A host given only as `ip` is the host, and the address's `ip`.

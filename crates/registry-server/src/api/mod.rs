@@ -12,6 +12,8 @@ mod instances;
 mod nodes;
 mod ops;
 mod page;
+#[cfg(test)]
+mod properties;
 mod tokens;
 
 pub use extract::{JsonBody, OptionalJsonBody, MAX_BODY_BYTES};

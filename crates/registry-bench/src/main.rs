@@ -181,21 +181,8 @@ async fn terminated() {
 
 async fn health(args: HealthArgs) -> Result<()> {
     check_open_files(args.listeners)?;
-    let binary = daemon::locate(args.daemon.as_deref())?;
-    let mut daemon = Daemon::start(&binary)?;
-    eprintln!(
-        "daemon {} (pid {}) at {}",
-        binary.display(),
-        daemon.pid(),
-        daemon.base_url
-    );
-    let http = reqwest::Client::builder()
-        .timeout(REQUEST_TIMEOUT)
-        .no_proxy()
-        .build()
-        .context("building the HTTP client")?;
-    let client = RegistryClient::new(daemon.base_url.clone(), Some(daemon.token.clone()))
-        .with_http_client(http);
+    let mut daemon = Daemon::start_located(args.daemon.as_deref())?;
+    let client = daemon.client(REQUEST_TIMEOUT)?;
 
     let accepts = Arc::new(AtomicU64::new(0));
     let (ports, _listeners) = start_listeners(args.listeners, accepts.clone()).await?;
@@ -224,10 +211,8 @@ async fn start_listeners(count: u64, accepts: Arc<AtomicU64>) -> Result<(Vec<u16
     let mut ports = Vec::new();
     let mut tasks = JoinSet::new();
     for _ in 0..count {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .context("binding a listener on 127.0.0.1")?;
-        ports.push(listener.local_addr()?.port());
+        let (listener, port) = loopback_listener().await?;
+        ports.push(port);
         let accepts = accepts.clone();
         tasks.spawn(async move {
             loop {
@@ -254,6 +239,15 @@ async fn start_listeners(count: u64, accepts: Arc<AtomicU64>) -> Result<(Vec<u16
         });
     }
     Ok((ports, tasks))
+}
+
+/// A listener on 127.0.0.1, on a port the system picks, and that port.
+async fn loopback_listener() -> Result<(TcpListener, u16)> {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("binding a listener on 127.0.0.1")?;
+    let port = listener.local_addr()?.port();
+    Ok((listener, port))
 }
 
 /// Registers the instances, spread over the listeners, each checked over TCP.

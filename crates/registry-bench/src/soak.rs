@@ -12,7 +12,7 @@
 //! The daemon's tokio tasks are not counted (it publishes no such figure); its threads
 //! and descriptors are what a leaked task would usually hold on to.
 
-use crate::daemon::{self, Daemon};
+use crate::daemon::Daemon;
 use crate::procfs;
 use crate::sse::EventStream;
 use crate::table;
@@ -89,24 +89,15 @@ struct Sample {
 }
 
 pub async fn run(args: SoakArgs) -> Result<()> {
-    let binary = daemon::locate(args.daemon.as_deref())?;
-    let mut daemon = Daemon::start(&binary)?;
-    eprintln!(
-        "daemon {} (pid {}) at {}",
-        binary.display(),
-        daemon.pid(),
-        daemon.base_url
-    );
-    let client = client(&daemon)?;
+    let mut daemon = Daemon::start_located(args.daemon.as_deref())?;
+    let client = daemon.client(REQUEST_TIMEOUT)?;
     let counters = Arc::new(Counters::default());
     let mut traffic = JoinSet::new();
 
     let mut ports = Vec::new();
     for n in 0..FLAPPING_TARGETS {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .context("binding a listener on 127.0.0.1")?;
-        ports.push(listener.local_addr()?.port());
+        let (listener, port) = crate::loopback_listener().await?;
+        ports.push(port);
         // Staggered, so that some target changes state every second or two.
         let offset = (FLAP_UP + FLAP_DOWN) * n as u32 / FLAPPING_TARGETS as u32;
         traffic.spawn(flap(listener, offset));
@@ -155,18 +146,6 @@ pub async fn run(args: SoakArgs) -> Result<()> {
     traffic.shutdown().await;
     print!("{}", report(&samples, &args));
     Ok(())
-}
-
-fn client(daemon: &Daemon) -> Result<RegistryClient> {
-    let http = reqwest::Client::builder()
-        .timeout(REQUEST_TIMEOUT)
-        .no_proxy()
-        .build()
-        .context("building the HTTP client")?;
-    Ok(
-        RegistryClient::new(daemon.base_url.clone(), Some(daemon.token.clone()))
-            .with_http_client(http),
-    )
 }
 
 /// An instance at `127.0.0.1:port`, checked over TCP; `kind` and `n` make its URL unique.

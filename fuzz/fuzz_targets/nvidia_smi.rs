@@ -10,9 +10,14 @@ fuzz_target!(|text: &str| {
     assert!(gpus.len() <= text.lines().count());
     for (i, gpu) in gpus.iter().enumerate() {
         assert_eq!(gpu.intra_node_id as usize, i);
-        assert!([gpu.temperature, gpu.gpu_utilization, gpu.power_usage, gpu.power_cap]
-            .iter()
-            .all(|f| f.is_finite()));
+        assert!([
+            gpu.temperature,
+            gpu.gpu_utilization,
+            gpu.power_usage,
+            gpu.power_cap
+        ]
+        .iter()
+        .all(|f| f.is_finite()));
     }
     if let Some(version) = parse_cuda_version(text) {
         assert!(version.chars().all(|c| c.is_ascii_digit() || c == '.'));

@@ -1,6 +1,7 @@
 //! The daemon under test: found, started in a fresh data dir, and always cleaned up.
 
 use anyhow::{bail, Context, Result};
+use registry_client::RegistryClient;
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -58,6 +59,20 @@ impl Daemon {
     /// until it is listening. Its log goes to `daemon.log` in that dir.
     pub fn start(binary: &Path) -> Result<Daemon> {
         Self::start_on(binary, None)
+    }
+
+    /// Starts the binary [`locate`] finds for `path`, and says on stderr which it is and
+    /// where it listens.
+    pub fn start_located(path: Option<&Path>) -> Result<Daemon> {
+        let binary = locate(path)?;
+        let daemon = Self::start(&binary)?;
+        eprintln!(
+            "daemon {} (pid {}) at {}",
+            binary.display(),
+            daemon.pid(),
+            daemon.base_url
+        );
+        Ok(daemon)
     }
 
     /// As [`Daemon::start`], on the shared PostgreSQL store at `database_url` when given;
@@ -124,6 +139,19 @@ impl Daemon {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// A client of this daemon with its admin token, each request limited to `timeout`.
+    pub fn client(&self, timeout: Duration) -> Result<RegistryClient> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .no_proxy()
+            .build()
+            .context("building the HTTP client")?;
+        Ok(
+            RegistryClient::new(self.base_url.clone(), Some(self.token.clone()))
+                .with_http_client(http),
+        )
     }
 
     /// `Err` with the daemon's last log lines when it is no longer running.

@@ -1,10 +1,11 @@
 //! `registry-bench`: benchmarks of the Registry Svc daemon. A tool to run by hand, not a
 //! test: it prints numbers (and the targets beside them) and fails only when a run breaks.
 //!
-//! Four benchmarks: `compare` (every headline figure in one run, beside bare axum and
+//! Five benchmarks: `compare` (every headline figure in one run, beside bare axum and
 //! etcd), `health` (the daemon's own health checking), `watch` (propagation of a change
-//! to blocking watchers) and `pick` (choosing an instance in the client). Each prints one
-//! table and the exact command that reproduces it.
+//! to blocking watchers), `pick` (choosing an instance in the client) and `soak` (leaks
+//! over a long run of mixed traffic). Each prints one table and the exact command that
+//! reproduces it.
 //!
 //! `registry-bench compare` starts the daemon itself, registers `--instances` (100,000)
 //! instances and reads its RSS, kills it and times a new daemon on the same data to
@@ -35,6 +36,11 @@
 //! workload alone, and `registry-bench watch --sse` its SSE one (see `watch.rs` for what
 //! they measure); `registry-bench pick` times the client's balancers.
 //!
+//! `registry-bench soak --minutes 30` runs mixed traffic (registrations, removals,
+//! flapping health-check targets, blocking watchers and event-stream subscribers coming
+//! and going) against one daemon and samples its RSS, open descriptors and threads over
+//! time, ending with a verdict per figure: flat or growing (see `soak.rs`).
+//!
 //! Linux only (it reads `/proc`). Everything stays on 127.0.0.1 on ports the system
 //! picks, every wait has a deadline, and the daemons, etcd and their data dirs are
 //! removed however the run ends.
@@ -47,6 +53,7 @@ mod fake_server;
 mod http;
 mod pick;
 mod procfs;
+mod soak;
 mod sse;
 mod table;
 mod watch;
@@ -94,6 +101,9 @@ enum Bench {
     /// propagation), beside a bare axum server and etcd on the same data.
     #[command(alias = "http")]
     Compare(compare::CompareArgs),
+    /// A long run of registrations, removals, flapping targets, watchers and subscribers
+    /// coming and going, sampling the daemon's memory, descriptors and threads for leaks.
+    Soak(soak::SoakArgs),
 }
 
 #[derive(Args, Clone)]
@@ -143,6 +153,7 @@ async fn main() -> ExitCode {
                 Bench::Watch(args) => watch::run(args).await,
                 Bench::Pick(args) => pick::run(args).await,
                 Bench::Compare(args) => compare::run(args).await,
+                Bench::Soak(args) => soak::run(args).await,
             }
         } => result,
         _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
@@ -170,21 +181,8 @@ async fn terminated() {
 
 async fn health(args: HealthArgs) -> Result<()> {
     check_open_files(args.listeners)?;
-    let binary = daemon::locate(args.daemon.as_deref())?;
-    let mut daemon = Daemon::start(&binary)?;
-    eprintln!(
-        "daemon {} (pid {}) at {}",
-        binary.display(),
-        daemon.pid(),
-        daemon.base_url
-    );
-    let http = reqwest::Client::builder()
-        .timeout(REQUEST_TIMEOUT)
-        .no_proxy()
-        .build()
-        .context("building the HTTP client")?;
-    let client = RegistryClient::new(daemon.base_url.clone(), Some(daemon.token.clone()))
-        .with_http_client(http);
+    let mut daemon = Daemon::start_located(args.daemon.as_deref())?;
+    let client = daemon.client(REQUEST_TIMEOUT)?;
 
     let accepts = Arc::new(AtomicU64::new(0));
     let (ports, _listeners) = start_listeners(args.listeners, accepts.clone()).await?;
@@ -213,10 +211,8 @@ async fn start_listeners(count: u64, accepts: Arc<AtomicU64>) -> Result<(Vec<u16
     let mut ports = Vec::new();
     let mut tasks = JoinSet::new();
     for _ in 0..count {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .context("binding a listener on 127.0.0.1")?;
-        ports.push(listener.local_addr()?.port());
+        let (listener, port) = loopback_listener().await?;
+        ports.push(port);
         let accepts = accepts.clone();
         tasks.spawn(async move {
             loop {
@@ -243,6 +239,15 @@ async fn start_listeners(count: u64, accepts: Arc<AtomicU64>) -> Result<(Vec<u16
         });
     }
     Ok((ports, tasks))
+}
+
+/// A listener on 127.0.0.1, on a port the system picks, and that port.
+async fn loopback_listener() -> Result<(TcpListener, u16)> {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("binding a listener on 127.0.0.1")?;
+    let port = listener.local_addr()?.port();
+    Ok((listener, port))
 }
 
 /// Registers the instances, spread over the listeners, each checked over TCP.

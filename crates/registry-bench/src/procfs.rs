@@ -38,13 +38,30 @@ pub fn cpu_ticks(pid: u32) -> Result<u64> {
 
 /// Resident set size of process `pid`, in KiB (`VmRSS` of `/proc/<pid>/status`).
 pub fn rss_kib(pid: u32) -> Result<u64> {
+    status_field(pid, "VmRSS:")
+}
+
+/// The number after `label` in `/proc/<pid>/status`.
+fn status_field(pid: u32, label: &str) -> Result<u64> {
     let path = format!("/proc/{pid}/status");
     let text = fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
     text.lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .find_map(|line| line.strip_prefix(label))
         .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|kib| kib.parse().ok())
-        .with_context(|| format!("{path} has no VmRSS line"))
+        .and_then(|number| number.parse().ok())
+        .with_context(|| format!("{path} has no {label} line"))
+}
+
+/// Open file descriptors of process `pid`: the entries of `/proc/<pid>/fd`.
+pub fn open_descriptors(pid: u32) -> Result<u64> {
+    let path = format!("/proc/{pid}/fd");
+    let entries = fs::read_dir(&path).with_context(|| format!("reading {path}"))?;
+    Ok(entries.count() as u64)
+}
+
+/// Threads of process `pid` (`Threads` of `/proc/<pid>/status`).
+pub fn threads(pid: u32) -> Result<u64> {
+    status_field(pid, "Threads:")
 }
 
 /// Busy and total clock ticks of all CPUs together, from the `cpu` line of `/proc/stat`.

@@ -321,6 +321,67 @@ mod tests {
         );
     }
 
+    mod definition_properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// A definition file as a person writes it: short or long form, YAML or JSON,
+        /// with values YAML would misread if a writer did not quote them.
+        fn definition_file() -> impl Strategy<Value = String> {
+            let text = prop_oneof![
+                "\\PC{0,12}",
+                prop::sample::select(vec!["~", "null", "yes", "1e3", "- x", "a: b"])
+                    .prop_map(String::from)
+            ];
+            (
+                "[A-Za-z0-9._-]{1,20}",
+                text.clone().prop_filter("named", |n| !n.trim().is_empty()),
+                prop::option::of(1u16..),
+                prop::option::of(1u16..),
+                any::<bool>(),
+            )
+                .prop_map(|(id, name, port, host_port, json)| {
+                    let mut file = serde_json::json!({"id": id, "image": {"name": name}});
+                    if let Some(port) = port {
+                        file["image"]["port"] = port.into();
+                    }
+                    if let Some(host_port) = host_port {
+                        file["hostPort"] = host_port.into();
+                    }
+                    if json {
+                        serde_json::to_string_pretty(&file).unwrap()
+                    } else {
+                        serde_yaml_ng::to_string(&file).unwrap()
+                    }
+                })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// Any file is read or refused; a definition read once reads back equal from
+            /// the JSON and the YAML the CLI would write for it.
+            #[test]
+            fn a_definition_file_reads_back_from_json_and_yaml(
+                file in prop_oneof![definition_file(), any::<String>(), "[{}\\[\\]:,\"a-z0-9 \n-]{0,30}"],
+            ) {
+                if let Ok(definition) = parse_definition(&file) {
+                    let json = serde_json::to_string_pretty(&definition).unwrap();
+                    let from_json = parse_definition(&json).ok();
+                    prop_assert_eq!(from_json.as_ref(), Some(&definition), "{}", json);
+                    let yaml = serde_yaml_ng::to_string(&definition).unwrap();
+                    let from_yaml = parse_definition(&yaml).ok();
+                    prop_assert_eq!(from_yaml.as_ref(), Some(&definition), "{}", yaml);
+                }
+            }
+
+            #[test]
+            fn a_written_definition_file_is_read(file in definition_file()) {
+                prop_assert!(parse_definition(&file).is_ok(), "{}", file);
+            }
+        }
+    }
+
     #[test]
     fn bad_definition_names_the_field() {
         let err = parse_definition("id: x\nimage:\n  port: 80\n").unwrap_err();

@@ -352,6 +352,37 @@ fn split_url(field: &str, text: &str) -> Result<Address, FieldError> {
     })
 }
 
+/// Refuses parts that, put into a URL, would be read as something else: a scheme with a
+/// delimiter, a host holding `/`, `?`, `#`, `@` or `:` (the instance would be at another
+/// host or port than the one given), a path with a query or fragment.
+fn check_parts(scheme: &str, host_field: &str, host: &str, path: &str) -> Result<(), FieldError> {
+    let scheme_ok = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    if !scheme_ok {
+        return Err(FieldError::new(
+            "scheme",
+            format!(
+                "{scheme:?} is not a URL scheme (a letter, then letters, digits, '+', '-', '.')"
+            ),
+        ));
+    }
+    if host.parse::<IpAddr>().is_err() && url::Host::parse(host).is_err() {
+        return Err(FieldError::new(
+            host_field,
+            format!("{host:?} is not a host name or IP address"),
+        ));
+    }
+    if path.contains(['?', '#']) {
+        return Err(FieldError::new(
+            "path",
+            "contains '?' or '#'; give a path without a query or fragment",
+        ));
+    }
+    Ok(())
+}
+
 impl RegisterInstanceRequest {
     /// The instance's address: from `url`, or built from the parts when `url` is empty.
     pub fn address(&self) -> Result<Address, FieldError> {
@@ -384,6 +415,8 @@ impl RegisterInstanceRequest {
                     ))
                 }
             };
+            let host_field = if self.host.is_empty() { "ip" } else { "host" };
+            check_parts(&self.scheme, host_field, host, &self.path)?;
             let host_part = match host.parse::<IpAddr>() {
                 Ok(IpAddr::V6(v6)) => format!("[{v6}]"),
                 _ => host.clone(),

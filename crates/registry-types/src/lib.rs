@@ -15,6 +15,9 @@ mod node;
 mod token;
 mod validate;
 
+#[cfg(test)]
+mod properties;
+
 pub use backup::{BackupHeader, RestoreSummary, BACKUP_FORMAT, BACKUP_VERSION};
 pub use definition::{
     ApiSpec, Client, Definition, DefinitionInput, EnvVar, ImageInput, ImageSpec, PortMapping,

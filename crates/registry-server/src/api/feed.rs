@@ -260,6 +260,47 @@ impl Follower {
     }
 }
 
+/// `since` and `kind` of an event-stream request.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct StreamQuery {
+    pub since: Option<u64>,
+    pub kinds: Vec<Kind>,
+}
+
+impl StreamQuery {
+    pub fn from_query(query: &str) -> Result<StreamQuery> {
+        let mut stream = StreamQuery::default();
+        for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+            match key.as_ref() {
+                "since" => stream.since = Some(parse_revision("since", &value)?),
+                // An empty value asks for no narrowing, as an empty filter does elsewhere.
+                "kind" if value.is_empty() => {}
+                "kind" => stream.kinds.push(
+                    Kind::parse(&value)
+                        .filter(|k| *k != Kind::Token)
+                        .ok_or_else(|| {
+                            FieldError::new(
+                                "kind",
+                                format!("{value:?} is not one of definition, instance, node"),
+                            )
+                        })?,
+                ),
+                _ => {}
+            }
+        }
+        Ok(stream)
+    }
+}
+
+/// The revision in a `Last-Event-ID` header; none (the stream starts live) when the
+/// header is absent or holds no revision number.
+pub(crate) fn last_event_id(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| parse_revision("Last-Event-ID", v.trim()).ok())
+}
+
 /// Stream every change after `since` (or the `Last-Event-ID` of a reconnecting
 /// EventSource; neither: from now) as Server-Sent Events; `kind` (repeatable) narrows it.
 #[utoipa::path(get, path = "/registry-svc/events", tag = "feed",
@@ -282,30 +323,9 @@ pub async fn events(
     RawQuery(query): RawQuery,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     caller.require(Permission::InstanceView)?;
-    let mut since = None;
-    let mut kinds = Vec::new();
-    for (key, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
-        match key.as_ref() {
-            "since" => since = Some(parse_revision("since", &value)?),
-            // An empty value asks for no narrowing, as an empty filter does elsewhere.
-            "kind" if value.is_empty() => {}
-            "kind" => kinds.push(
-                Kind::parse(&value)
-                    .filter(|k| *k != Kind::Token)
-                    .ok_or_else(|| {
-                        FieldError::new(
-                            "kind",
-                            format!("{value:?} is not one of definition, instance, node"),
-                        )
-                    })?,
-            ),
-            _ => {}
-        }
-    }
-    let last_event_id = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| parse_revision("Last-Event-ID", v.trim()).ok());
+    let StreamQuery { since, kinds } =
+        StreamQuery::from_query(query.as_deref().unwrap_or_default())?;
+    let last_event_id = last_event_id(&headers);
     // Subscribe before reading anything, so no change falls between log and live.
     let live = app.state.subscribe();
     let (after, phase) = match since.or(last_event_id) {

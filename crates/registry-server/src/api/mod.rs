@@ -13,6 +13,8 @@ mod instances;
 mod nodes;
 mod ops;
 mod page;
+#[cfg(test)]
+mod properties;
 mod ranges;
 mod throttle;
 mod tokens;

@@ -493,3 +493,139 @@ mod tests {
         }
     }
 }
+
+/// Property tests: any output gives a list of GPUs, never a panic; well-formed output
+/// gives one GPU a line with the values written.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// One GPU as nvidia-smi describes it, and the line it prints for it.
+    #[derive(Debug, Clone)]
+    struct Written {
+        name: String,
+        temperature: u32,
+        utilization: u32,
+        memory_total: u64,
+        memory_used: u64,
+        power_draw: f64,
+        power_limit: f64,
+        bus_id: String,
+        compute_mode: String,
+        pstate: String,
+    }
+
+    impl Written {
+        fn line(&self) -> String {
+            format!(
+                "{}, {}, {}, {}, {}, {:.2}, {:.2}, 550.54.15, {}, {}, {}",
+                self.name,
+                self.temperature,
+                self.utilization,
+                self.memory_total,
+                self.memory_used,
+                self.power_draw,
+                self.power_limit,
+                self.bus_id,
+                self.compute_mode,
+                self.pstate
+            )
+        }
+    }
+
+    prop_compose! {
+        fn written()(
+            name in "NVIDIA [A-Za-z0-9 -]{0,20}[A-Za-z0-9]",
+            temperature in 0u32..120,
+            utilization in 0u32..=100,
+            memory_total in 0u64..1_000_000,
+            memory_used in 0u64..1_000_000,
+            power_draw in 0u32..100_000,
+            power_limit in 0u32..100_000,
+            bus_id in "0000[0-9A-F]{4}:[0-9A-F]{2}:[0-9A-F]{2}\\.[0-7]",
+            compute_mode in prop::sample::select(vec!["Default", "Exclusive_Process", "Prohibited"]),
+            pstate in "P[0-9]{1,2}",
+        ) -> Written {
+            Written {
+                name, temperature, utilization, memory_total, memory_used,
+                power_draw: power_draw as f64 / 100.0,
+                power_limit: power_limit as f64 / 100.0,
+                bus_id, compute_mode: compute_mode.to_string(), pstate,
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn well_formed_output_gives_each_gpu_its_values(
+            gpus in prop::collection::vec(written(), 0..8),
+            blank_lines in any::<bool>(),
+        ) {
+            let separator = if blank_lines { "\n\n" } else { "\n" };
+            let csv: String = gpus.iter().map(|g| g.line() + separator).collect();
+            let parsed = parse_gpu_csv(&csv, "http://127.0.0.1:1", "12.4");
+            prop_assert_eq!(parsed.len(), gpus.len());
+            for (i, (gpu, written)) in parsed.iter().zip(&gpus).enumerate() {
+                prop_assert_eq!(gpu.intra_node_id as usize, i);
+                prop_assert_eq!(&gpu.id, &format!("http://127.0.0.1:1:{i}"));
+                prop_assert_eq!(&gpu.name, &written.name);
+                prop_assert_eq!(gpu.temperature, written.temperature as f64);
+                prop_assert_eq!(gpu.gpu_utilization, written.utilization as f64);
+                prop_assert_eq!(gpu.memory_total, written.memory_total);
+                prop_assert_eq!(gpu.memory_usage, written.memory_used);
+                prop_assert!((gpu.power_usage - written.power_draw).abs() < 1e-9);
+                prop_assert!((gpu.power_cap - written.power_limit).abs() < 1e-9);
+                prop_assert_eq!(&gpu.bus_id, &written.bus_id);
+                prop_assert_eq!(&gpu.compute_mode, &written.compute_mode);
+                prop_assert_eq!(&gpu.performance_state, &written.pstate);
+                prop_assert_eq!(&gpu.cuda_version, "12.4");
+            }
+        }
+
+        /// Any text gives at most one GPU a line, numbered in order, with finite figures.
+        #[test]
+        fn any_output_gives_gpus_with_finite_figures(
+            text in prop_oneof![
+                any::<String>(),
+                "([^,\n]{0,6}(, ?)?){0,14}(\n([^,\n]{0,6}, ){10,12}[^,\n]{0,6}){0,3}",
+                "((\\[N/A\\]|N/A|-?[0-9]{1,30}(\\.[0-9]{0,3})?(e[0-9]{1,4})?|inf|NaN|), ){11}\n",
+            ],
+        ) {
+            let parsed = parse_gpu_csv(&text, "n", "");
+            prop_assert!(parsed.len() <= text.lines().count());
+            for (i, gpu) in parsed.iter().enumerate() {
+                prop_assert_eq!(gpu.intra_node_id as usize, i);
+                for figure in [gpu.temperature, gpu.gpu_utilization, gpu.power_usage, gpu.power_cap] {
+                    prop_assert!(figure.is_finite());
+                }
+            }
+        }
+
+        /// The version is a number with dots, read from the line that names it, or none.
+        #[test]
+        fn any_query_output_gives_a_version_or_none(
+            text in prop_oneof![
+                any::<String>(),
+                "[ a-zA-Z|]{0,5}CUDA Version ?:? {0,30}[0-9.a-z:]{0,6}[ |]{0,3}(\n[^\n]{0,10}){0,2}",
+            ],
+        ) {
+            if let Some(version) = parse_cuda_version(&text) {
+                prop_assert!(version.starts_with(|c: char| c.is_ascii_digit()));
+                prop_assert!(version.chars().all(|c| c.is_ascii_digit() || c == '.'));
+                prop_assert!(text.contains(&version));
+            }
+        }
+
+        #[test]
+        fn a_written_version_is_read(major in 1u32..100, minor in 0u32..100, padding in 0usize..40) {
+            let text = format!(
+                "Driver Version : 550.54.15\nCUDA Version{}: {major}.{minor}\n",
+                " ".repeat(padding)
+            );
+            prop_assert_eq!(parse_cuda_version(&text), Some(format!("{major}.{minor}")));
+        }
+    }
+}

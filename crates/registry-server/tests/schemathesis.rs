@@ -16,16 +16,21 @@ const DEFAULT_SEED: &str = "20261201";
 const DEFAULT_EXAMPLES: &str = "25";
 
 /// Blocking queries park for up to their `wait`: held at 0 s, so a generated `index`
-/// costs nothing, not the five-minute default. The health checker dials every address
-/// registered, and only loopback may be dialled here: each registration is given a dead
-/// loopback URL, and no IP of its own (which a TCP check would prefer). Addresses and
-/// `wait` have their own tests (`instances.rs`, `bad_input.rs`, `ranges.rs`, `feed.rs`).
+/// costs nothing, not the five-minute default; `wait` has its own tests (`ranges.rs`,
+/// `feed.rs`).
 const CONFIG: &str = r#"
 [parameters]
 "query.wait" = "0s"
-"body.url" = "http://127.0.0.1:1"
-"body.ip" = ""
 "#;
+
+/// Operations left out, and why:
+/// - registering an instance: the health checker dials (and resolves) every address
+///   registered, and here nothing outside loopback may be dialled, which generated URLs
+///   would be. Registrations have their own battery (`bad_input.rs`, `ranges.rs`,
+///   `instances.rs`) and property tests of their parser;
+/// - a restore: its body is a file (a header line, then objects it counts) that no schema
+///   can state; `backup.rs` tests it whole, truncated and altered.
+const LEFT_OUT: [&str; 2] = ["/registry-svc/instance", "/registry-svc/restore"];
 
 #[tokio::test]
 async fn schemathesis_finds_nothing_with_every_check() {

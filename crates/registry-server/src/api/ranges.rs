@@ -167,6 +167,7 @@ fn schema_ranges() -> Vec<(&'static str, &'static str, Value)> {
             json!({"maxLength": MAX_TEXT_LEN, "pattern": FREE_TEXT_PATTERN}),
         ),
         ("PortMapping", "host", port(1)),
+        ("PortMapping", "internal", port(0)),
         ("CreateTokenRequest", "slug", id()),
         ("ListNodesRequest", "ids", list(limits::MAX_IDS, json!({}))),
     ];

@@ -14,6 +14,7 @@ mod ops;
 mod page;
 mod tokens;
 
+pub(crate) use errors::json_error;
 pub use extract::{JsonBody, OptionalJsonBody, MAX_BODY_BYTES};
 
 use crate::auth::Caller;

@@ -229,7 +229,7 @@ where
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .keep_alive(true)
-        .max_buf_size(MAX_HEAD_BYTES)
+        .max_header_size(MAX_HEAD_BYTES)
         .header_read_timeout(None);
     let connection = builder.serve_connection(io, service);
     tokio::pin!(connection);

@@ -224,7 +224,11 @@ impl RegistryClient {
     /// presenting the client certificate and private key in `identity_pem` (PEM, both in
     /// one buffer) when the daemon asks for one. Replaces a client set with
     /// [`with_http_client`](Self::with_http_client).
-    pub fn with_tls(self, ca_pem: Option<&[u8]>, identity_pem: Option<&[u8]>) -> Result<Self, Error> {
+    pub fn with_tls(
+        self,
+        ca_pem: Option<&[u8]>,
+        identity_pem: Option<&[u8]>,
+    ) -> Result<Self, Error> {
         let mut builder = reqwest::Client::builder();
         if let Some(pem) = ca_pem {
             for ca in reqwest::Certificate::from_pem_bundle(pem)? {

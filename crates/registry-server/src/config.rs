@@ -104,15 +104,30 @@ fn parse_bounded(name: &str, text: &str, min: Duration, max: Duration) -> Result
 }
 
 fn parse_header_timeout(text: &str) -> Result<Duration, String> {
-    parse_bounded("header-timeout", text, Duration::from_millis(50), Duration::from_secs(300))
+    parse_bounded(
+        "header-timeout",
+        text,
+        Duration::from_millis(50),
+        Duration::from_secs(300),
+    )
 }
 
 fn parse_body_timeout(text: &str) -> Result<Duration, String> {
-    parse_bounded("body-timeout", text, Duration::from_millis(50), Duration::from_secs(3600))
+    parse_bounded(
+        "body-timeout",
+        text,
+        Duration::from_millis(50),
+        Duration::from_secs(3600),
+    )
 }
 
 fn parse_idle_timeout(text: &str) -> Result<Duration, String> {
-    parse_bounded("idle-timeout", text, Duration::from_millis(50), Duration::from_secs(3600))
+    parse_bounded(
+        "idle-timeout",
+        text,
+        Duration::from_millis(50),
+        Duration::from_secs(3600),
+    )
 }
 
 fn parse_interval(text: &str) -> Result<Duration, String> {

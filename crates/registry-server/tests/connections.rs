@@ -77,7 +77,11 @@ impl RawReply {
             self.head
         );
         let error = self.body["error"].as_str().unwrap_or_default();
-        assert!(error.contains(says), "error {:?} should say {says:?}", self.body);
+        assert!(
+            error.contains(says),
+            "error {:?} should say {says:?}",
+            self.body
+        );
     }
 }
 
@@ -277,7 +281,10 @@ async fn a_flood_of_idle_connections_past_the_cap_leaves_a_legitimate_client_ser
         let mut stream = TcpStream::connect(target).await.unwrap();
         // Half say nothing, half start a request and stop.
         if i % 2 == 0 {
-            stream.write_all(b"GET /healthz HTTP/1.1\r\n").await.unwrap();
+            stream
+                .write_all(b"GET /healthz HTTP/1.1\r\n")
+                .await
+                .unwrap();
         }
         hostile.push(stream);
     }

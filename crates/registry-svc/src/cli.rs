@@ -37,7 +37,12 @@ pub struct GlobalArgs {
     )]
     pub token: Option<String>,
     /// PEM CA certificate(s) that sign an https daemon's certificate.
-    #[arg(long, env = "REGISTRY_CA_CERT", global = true, help_heading = "Global options")]
+    #[arg(
+        long,
+        env = "REGISTRY_CA_CERT",
+        global = true,
+        help_heading = "Global options"
+    )]
     pub ca_cert: Option<PathBuf>,
     /// PEM client certificate, for a daemon that requires one (with `--client-key`).
     #[arg(

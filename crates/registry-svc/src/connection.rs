@@ -28,9 +28,8 @@ pub fn client(global: &GlobalArgs) -> Result<RegistryClient> {
     if global.ca_cert.is_none() && global.client_cert.is_none() {
         return Ok(client);
     }
-    let read = |path: &Path| {
-        std::fs::read(path).with_context(|| format!("reading {}", path.display()))
-    };
+    let read =
+        |path: &Path| std::fs::read(path).with_context(|| format!("reading {}", path.display()));
     let ca = global.ca_cert.as_deref().map(read).transpose()?;
     let identity = match (&global.client_cert, &global.client_key) {
         (Some(cert), Some(key)) => Some([read(cert)?, b"\n".to_vec(), read(key)?].concat()),

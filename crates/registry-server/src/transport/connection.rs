@@ -215,8 +215,12 @@ async fn open(stream: TcpStream, tls: Option<&Tls>) -> Option<Opened> {
 }
 
 /// Runs hyper's HTTP/1 connection over `io` under the watchdog.
-async fn run<I, S>(io: I, service: ConnectionService<S>, limits: Limits, shutdown: CancellationToken)
-where
+async fn run<I, S>(
+    io: I,
+    service: ConnectionService<S>,
+    limits: Limits,
+    shutdown: CancellationToken,
+) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
         + Clone
@@ -347,10 +351,8 @@ where
                 let in_flight = in_flight.take().expect("polled after completion");
                 if in_flight.0.body_timed_out.load(Ordering::Relaxed) {
                     // Whatever the handler made of the cut body, the caller was too slow.
-                    response = answers::closing(
-                        StatusCode::REQUEST_TIMEOUT,
-                        BodyTimedOut.to_string(),
-                    );
+                    response =
+                        answers::closing(StatusCode::REQUEST_TIMEOUT, BodyTimedOut.to_string());
                 }
                 (response, in_flight)
             }

@@ -52,9 +52,10 @@ impl Tls {
                         .add(ca)
                         .with_context(|| format!("{}: not a usable CA", path.display()))?;
                 }
-                let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                    .build()
-                    .with_context(|| format!("{}: not a usable client CA", path.display()))?;
+                let verifier =
+                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                        .build()
+                        .with_context(|| format!("{}: not a usable client CA", path.display()))?;
                 builder.with_client_cert_verifier(verifier)
             }
         };
@@ -130,7 +131,12 @@ impl ReloadingCertificate {
 
 impl ResolvesServerCert for ReloadingCertificate {
     fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.current.read().unwrap_or_else(|e| e.into_inner()).clone())
+        Some(
+            self.current
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        )
     }
 }
 

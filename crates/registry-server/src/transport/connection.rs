@@ -237,7 +237,7 @@ async fn run<I, S>(
         .header_read_timeout(None);
     let connection = builder.serve_connection(io, service);
     tokio::pin!(connection);
-    let watchdog = tokio::time::sleep(limits.header_timeout);
+    let watchdog = tokio::time::sleep_until(activity.opened + limits.header_timeout);
     tokio::pin!(watchdog);
     let mut draining = false;
     loop {

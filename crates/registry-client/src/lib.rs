@@ -177,6 +177,20 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
+/// Whether `base_url` is plain `http://` to a host other than this machine's loopback.
+pub fn sends_in_clear_off_this_machine(base_url: &str) -> bool {
+    let Ok(url) = url::Url::parse(base_url) else {
+        return false;
+    };
+    let loopback = match url.host() {
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => true,
+    };
+    url.scheme() == "http" && !loopback
+}
+
 /// A client for one registry daemon. Cheap to clone; clones share the connection pool.
 #[derive(Debug, Clone)]
 pub struct RegistryClient {
@@ -189,17 +203,53 @@ impl RegistryClient {
     /// A client for the daemon at `base_url` (e.g. `http://127.0.0.1:58231`), sending `token`
     /// as `Authorization: Bearer <token>` when given.
     pub fn new(base_url: impl Into<String>, token: Option<String>) -> Self {
-        Self {
+        let client = Self {
             http: reqwest::Client::new(),
             base_url: base_url.into().trim_end_matches('/').to_string(),
             token,
-        }
+        };
+        client.warn_if_token_in_clear();
+        client
     }
 
     /// The same client, authenticating with `token`.
     pub fn with_token(mut self, token: impl Into<String>) -> Self {
         self.token = Some(token.into());
+        self.warn_if_token_in_clear();
         self
+    }
+
+    /// The same client, speaking https to a daemon whose certificate is signed by one of the
+    /// CA certificates in `ca_pem` (PEM; the system's usual roots are trusted as well), and
+    /// presenting the client certificate and private key in `identity_pem` (PEM, both in
+    /// one buffer) when the daemon asks for one. Replaces a client set with
+    /// [`with_http_client`](Self::with_http_client).
+    pub fn with_tls(
+        self,
+        ca_pem: Option<&[u8]>,
+        identity_pem: Option<&[u8]>,
+    ) -> Result<Self, Error> {
+        let mut builder = reqwest::Client::builder();
+        if let Some(pem) = ca_pem {
+            for ca in reqwest::Certificate::from_pem_bundle(pem)? {
+                builder = builder.add_root_certificate(ca);
+            }
+        }
+        if let Some(pem) = identity_pem {
+            builder = builder.identity(reqwest::Identity::from_pem(pem)?);
+        }
+        Ok(self.with_http_client(builder.build()?))
+    }
+
+    /// Logs a warning when the token would cross plain HTTP to another machine, where
+    /// anyone on the path can read it.
+    fn warn_if_token_in_clear(&self) {
+        if self.token.is_some() && sends_in_clear_off_this_machine(&self.base_url) {
+            tracing::warn!(
+                url = %self.base_url,
+                "sending a registry token over plain HTTP to another machine; use an https:// address"
+            );
+        }
     }
 
     /// The same client, sending through `http` (to set timeouts, proxies, TLS roots, ...).

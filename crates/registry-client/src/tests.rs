@@ -371,3 +371,18 @@ fn describe_walks_the_causes() {
         "{text}"
     );
 }
+
+#[test]
+fn a_token_in_clear_is_flagged_only_off_this_machine_over_http() {
+    use crate::sends_in_clear_off_this_machine as in_clear;
+    assert!(in_clear("http://registry.example:58231"));
+    assert!(in_clear("http://10.1.2.3:58231"));
+    for safe in [
+        "https://registry.example:58231",
+        "http://127.0.0.1:58231",
+        "http://localhost:58231",
+        "http://[::1]:58231",
+    ] {
+        assert!(!in_clear(safe), "{safe}");
+    }
+}

@@ -27,7 +27,7 @@ pub struct Config {
     #[arg(long, env = "REGISTRY_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
 
-    /// This node's URL as other nodes reach it [default: http://<hostname>:<port>].
+    /// This node's URL as other nodes reach it [default: http(s)://<hostname>:<port>].
     #[arg(long, env = "REGISTRY_SELF_URL")]
     pub self_url: Option<String>,
 
@@ -81,6 +81,80 @@ pub struct Config {
     /// it never shows in a process listing.
     #[arg(skip = std::env::var("REGISTRY_ADMIN_TOKEN").ok().filter(|t| !t.is_empty()))]
     pub admin_token: Option<String>,
+
+    /// Time a connection has to send a request's headers, counted from its first byte (from
+    /// the accept for a new connection, TLS handshake included); a slower one is closed.
+    #[arg(long, env = "REGISTRY_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_header_timeout)]
+    pub header_timeout: Duration,
+
+    /// Time a request has to send its whole body once its headers are in; a slower one is
+    /// answered 408 and its connection closed.
+    #[arg(long, env = "REGISTRY_BODY_TIMEOUT", default_value = "30s", value_parser = parse_body_timeout)]
+    pub body_timeout: Duration,
+
+    /// How long a keep-alive connection with no request in flight stays open. A connection
+    /// holding an event stream or a blocking query is not idle.
+    #[arg(long, env = "REGISTRY_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_idle_timeout)]
+    pub idle_timeout: Duration,
+
+    /// Most connections open at once [default: three quarters of the open-file limit]. At
+    /// the cap a new connection closes the oldest one with no request in flight; when every
+    /// connection is busy it is answered 503.
+    #[arg(long, env = "REGISTRY_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: Option<u32>,
+
+    /// PEM certificate chain: serve HTTPS instead of HTTP (with `--tls-key`). Reloaded
+    /// when the file changes.
+    #[arg(long, env = "REGISTRY_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of `--tls-cert`. Reloaded when the file changes.
+    #[arg(long, env = "REGISTRY_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// PEM CA certificates: clients must present a certificate signed by one of them.
+    #[arg(long, env = "REGISTRY_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+}
+
+/// A duration flag within `[min, max]`.
+fn parse_bounded(name: &str, text: &str, min: Duration, max: Duration) -> Result<Duration, String> {
+    let duration = registry_types::parse_duration(name, text).map_err(|e| e.problem)?;
+    if duration < min || duration > max {
+        return Err(format!(
+            "must be between {} and {}",
+            humantime::format_duration(min),
+            humantime::format_duration(max)
+        ));
+    }
+    Ok(duration)
+}
+
+fn parse_header_timeout(text: &str) -> Result<Duration, String> {
+    parse_bounded(
+        "header-timeout",
+        text,
+        Duration::from_millis(50),
+        Duration::from_secs(300),
+    )
+}
+
+fn parse_body_timeout(text: &str) -> Result<Duration, String> {
+    parse_bounded(
+        "body-timeout",
+        text,
+        Duration::from_millis(50),
+        Duration::from_secs(3600),
+    )
+}
+
+fn parse_idle_timeout(text: &str) -> Result<Duration, String> {
+    parse_bounded(
+        "idle-timeout",
+        text,
+        Duration::from_millis(50),
+        Duration::from_secs(3600),
+    )
 }
 
 fn parse_interval(text: &str) -> Result<Duration, String> {
@@ -108,6 +182,13 @@ impl Config {
             rate_limit_address: RateLimit::parse(DEFAULT_RATE_LIMIT).expect("a valid default"),
             check_allow: None,
             admin_token: None,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
         }
     }
 }

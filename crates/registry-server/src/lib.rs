@@ -25,13 +25,12 @@ pub mod rate_limit;
 pub mod state;
 pub mod store;
 mod supervisor;
+mod transport;
 
 pub use config::Config;
 pub use error::{Error, Result};
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
-use axum::ServiceExt;
 use state::{Command, State, Writer};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -42,6 +41,8 @@ use tokio_util::sync::CancellationToken;
 /// A daemon started by [`start`].
 pub struct RunningServer {
     addr: SocketAddr,
+    /// `https` when serving TLS, else `http`.
+    scheme: &'static str,
     shutdown: CancellationToken,
     task: JoinHandle<anyhow::Result<()>>,
     /// Every task of the daemon, for [`RunningServer::abort`].
@@ -54,9 +55,9 @@ impl RunningServer {
         self.addr
     }
 
-    /// `http://<addr>`.
+    /// `http://<addr>`, or `https://<addr>` when serving TLS.
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     /// Stops everything at once, like a crash: no flush, no goodbye to the store. Tests
@@ -92,6 +93,19 @@ pub async fn start_with_store(
     let tasks = Arc::new(supervisor::Tasks::default());
     let (writer, writer_task) = Writer::start(store.clone(), state.clone(), tasks.clone());
 
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(Arc::new(transport::Tls::load(
+            cert,
+            key,
+            config.tls_client_ca.as_deref(),
+        )?)),
+        (None, None) if config.tls_client_ca.is_some() => {
+            anyhow::bail!("--tls-client-ca needs --tls-cert and --tls-key")
+        }
+        (None, None) => None,
+        _ => anyhow::bail!("--tls-cert and --tls-key go together"),
+    };
+    let limits = transport::Limits::new(&config, transport::raise_open_file_limit());
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -155,9 +169,13 @@ pub async fn start_with_store(
         check_allow: config.check_allow.clone(),
         shutdown: shutdown.clone(),
     });
-    // Each request carries its peer's address, for the limit per source address.
-    let service = api::service(app).into_make_service_with_connect_info::<SocketAddr>();
-    tracing::info!(%addr, node = %this_node.url, "serving");
+    let service = api::service(app);
+    tracing::info!(
+        %addr,
+        node = %this_node.url,
+        max_connections = limits.max_connections,
+        "serving"
+    );
     tracing::info!(
         per_token = %config.rate_limit_token,
         per_address = %config.rate_limit_address,
@@ -165,26 +183,20 @@ pub async fn start_with_store(
         "limits per caller"
     );
 
-    let tasks = vec![
+    let mut tasks = vec![
         heartbeat.abort_handle(),
         health.abort_handle(),
         writer_task.abort_handle(),
     ];
+    if let Some(tls) = &tls {
+        let watch = tokio::spawn(tls.clone().watch(shutdown.clone()));
+        tasks.push(watch.abort_handle());
+    }
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let task = tokio::spawn({
         let shutdown = shutdown.clone();
         async move {
-            // No Nagle delay: an event written while the one before is still unacknowledged
-            // leaves at once, instead of waiting for the subscriber's ACK, which Linux may
-            // delay by up to 40 ms.
-            let listener = listener.tap_io(|stream| {
-                if let Err(e) = stream.set_nodelay(true) {
-                    tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-                }
-            });
-            axum::serve(listener, service)
-                .with_graceful_shutdown(shutdown.cancelled_owned())
-                .await
-                .context("HTTP server failed")?;
+            transport::serve(listener, service, tls, limits, shutdown).await;
             heartbeat.await.ok();
             health.await.ok();
             health::flush_health(&state, &writer, &this_node.actor).await;
@@ -199,6 +211,7 @@ pub async fn start_with_store(
     });
     Ok(RunningServer {
         addr,
+        scheme,
         shutdown,
         task,
         tasks,

@@ -77,6 +77,10 @@ async fn schemathesis_finds_nothing_with_every_check() {
             "--request-timeout",
             "10",
         ])
+        // A node URL in one path segment is percent-encoded: most generated strings are
+        // filtered out before one fits, which is no fault of the API.
+        .args(["--suppress-health-check", "filter_too_much"])
+        .args(LEFT_OUT.iter().flat_map(|path| ["--exclude-path", path]))
         .current_dir(d.dir.path())
         .output()
         .await

@@ -2,6 +2,7 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use registry_types::{InstanceStatus, Role};
+use std::path::PathBuf;
 
 /// A service registry: keeps definitions, instances and nodes, and checks instance health.
 // No `Debug`: the daemon's configuration holds secrets, and nothing should print it.
@@ -36,6 +37,32 @@ pub struct GlobalArgs {
         help_heading = "Global options"
     )]
     pub token: Option<String>,
+    /// PEM CA certificate(s) that sign an https daemon's certificate.
+    #[arg(
+        long,
+        env = "REGISTRY_CA_CERT",
+        global = true,
+        help_heading = "Global options"
+    )]
+    pub ca_cert: Option<PathBuf>,
+    /// PEM client certificate, for a daemon that requires one (with `--client-key`).
+    #[arg(
+        long,
+        env = "REGISTRY_CLIENT_CERT",
+        requires = "client_key",
+        global = true,
+        help_heading = "Global options"
+    )]
+    pub client_cert: Option<PathBuf>,
+    /// PEM private key of `--client-cert`.
+    #[arg(
+        long,
+        env = "REGISTRY_CLIENT_KEY",
+        requires = "client_cert",
+        global = true,
+        help_heading = "Global options"
+    )]
+    pub client_key: Option<PathBuf>,
     /// Output format of listings.
     #[arg(
         short,

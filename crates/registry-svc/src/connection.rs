@@ -18,7 +18,26 @@ pub fn client(global: &GlobalArgs) -> Result<RegistryClient> {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("./registry-data"));
     let token = resolve_token(&addr, global.token.as_deref(), &data_dir);
-    Ok(RegistryClient::new(addr.as_str(), token))
+    if token.is_some() && registry_client::sends_in_clear_off_this_machine(addr.as_str()) {
+        eprintln!(
+            "warning: sending the token over plain HTTP to {}; anyone on the way can read it (use https://)",
+            addr.host_str().unwrap_or_default()
+        );
+    }
+    let client = RegistryClient::new(addr.as_str(), token);
+    if global.ca_cert.is_none() && global.client_cert.is_none() {
+        return Ok(client);
+    }
+    let read =
+        |path: &Path| std::fs::read(path).with_context(|| format!("reading {}", path.display()));
+    let ca = global.ca_cert.as_deref().map(read).transpose()?;
+    let identity = match (&global.client_cert, &global.client_key) {
+        (Some(cert), Some(key)) => Some([read(cert)?, b"\n".to_vec(), read(key)?].concat()),
+        _ => None,
+    };
+    client
+        .with_tls(ca.as_deref(), identity.as_deref())
+        .context("loading --ca-cert / --client-cert / --client-key")
 }
 
 /// `--addr` as an http(s) URL with a host; `host:port` alone means `http://host:port`.

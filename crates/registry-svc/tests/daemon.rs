@@ -17,6 +17,11 @@ struct Daemon {
 
 impl Daemon {
     fn start(data_dir: &Path) -> Daemon {
+        Daemon::start_with(data_dir, &[])
+    }
+
+    /// Starts a daemon with `extra` flags after the usual ones.
+    fn start_with(data_dir: &Path, extra: &[&std::ffi::OsStr]) -> Daemon {
         let mut child = Command::new(BIN)
             .args([
                 "serve",
@@ -25,6 +30,7 @@ impl Daemon {
                 "--heartbeat-interval",
                 "1s",
             ])
+            .args(extra)
             .arg("--data-dir")
             .arg(data_dir)
             .arg("--nvidia-smi")
@@ -479,5 +485,61 @@ fn backup_and_restore_move_a_registry_to_a_fresh_daemon() {
     assert!(
         stderr.contains("cannot read /nonexistent/backup"),
         "{stderr}"
+    );
+}
+
+#[test]
+fn the_cli_speaks_https_to_a_daemon_with_a_custom_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    // A CA, and a certificate for 127.0.0.1 it signs.
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let server_key = rcgen::KeyPair::generate().unwrap();
+    let server = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&server_key, &ca, &ca_key)
+        .unwrap();
+    let tls = tempfile::tempdir().unwrap();
+    let (ca_file, cert_file, key_file) = (
+        tls.path().join("ca.pem"),
+        tls.path().join("cert.pem"),
+        tls.path().join("key.pem"),
+    );
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    std::fs::write(&cert_file, server.pem()).unwrap();
+    std::fs::write(&key_file, server_key.serialize_pem()).unwrap();
+
+    let daemon = Daemon::start_with(
+        dir.path(),
+        &[
+            "--tls-cert".as_ref(),
+            cert_file.as_os_str(),
+            "--tls-key".as_ref(),
+            key_file.as_os_str(),
+        ],
+    );
+    assert!(daemon.addr.starts_with("https://"), "{}", daemon.addr);
+
+    let untrusted = daemon.cli(&["nodes", "ls"]);
+    assert!(
+        !untrusted.status.success(),
+        "a certificate from an unknown CA must be refused"
+    );
+    let nodes = json(daemon.cli(&[
+        "--ca-cert",
+        ca_file.to_str().unwrap(),
+        "nodes",
+        "ls",
+        "-o",
+        "json",
+    ]));
+    assert!(
+        nodes[0]["url"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("https://"),
+        "{nodes}"
     );
 }

@@ -23,7 +23,7 @@ impl Error {
     }
 }
 
-fn json_error(status: StatusCode, message: String) -> Response {
+pub(crate) fn json_error(status: StatusCode, message: String) -> Response {
     let body = serde_json::to_vec(&ErrorBody { error: message }).expect("error body serializes");
     (
         status,

@@ -19,6 +19,7 @@ mod ranges;
 mod throttle;
 mod tokens;
 
+pub(crate) use errors::json_error;
 pub use extract::{JsonBody, OptionalJsonBody, MAX_BODY_BYTES};
 
 use crate::auth::Caller;

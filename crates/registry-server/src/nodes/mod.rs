@@ -43,7 +43,7 @@ pub struct ThisNode {
 
 impl ThisNode {
     /// Resolves the node's id (flag, else the one kept in the data dir, else a new one)
-    /// and URL (flag, else `http://<hostname>:<port>`).
+    /// and URL (flag, else `http://<hostname>:<port>`, `https://` when serving TLS).
     pub fn new(config: &Config, listening: SocketAddr) -> anyhow::Result<Self> {
         let id = match &config.node_id {
             Some(id) => id.clone(),
@@ -57,7 +57,12 @@ impl ThisNode {
                     .and_then(|h| h.into_string().ok())
                     .filter(|h| !h.is_empty())
                     .unwrap_or_else(|| listening.ip().to_string());
-                format!("http://{host}:{}", listening.port())
+                let scheme = if config.tls_cert.is_some() {
+                    "https"
+                } else {
+                    "http"
+                };
+                format!("{scheme}://{host}:{}", listening.port())
             }
         };
         let latest = Node {

@@ -27,7 +27,7 @@ pub struct Config {
     #[arg(long, env = "REGISTRY_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
 
-    /// This node's URL as other nodes reach it [default: http(s)://<hostname>:<port>].
+    /// This node's URL as other nodes reach it [default: http(s)://HOSTNAME:PORT].
     #[arg(long, env = "REGISTRY_SELF_URL")]
     pub self_url: Option<String>,
 

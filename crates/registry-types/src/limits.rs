@@ -147,7 +147,7 @@ fn format(duration: Duration) -> String {
     let (name, unit) = UNITS
         .iter()
         .rev()
-        .find(|(_, unit)| duration.as_millis() % unit.as_millis() == 0)
+        .find(|(_, unit)| duration.as_millis().is_multiple_of(unit.as_millis()))
         .unwrap_or(&UNITS[0]);
     format!("{}{name}", duration.as_millis() / unit.as_millis())
 }

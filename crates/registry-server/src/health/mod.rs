@@ -11,13 +11,13 @@
 //! one task (rather than a task each) spares a spawn, a cross-thread wake-up and a
 //! channel send per check: at 1,000 checks a second those were most of the cost.
 //!
-//! Results go through a [`Machine`] per instance. Only a status *change* is a durable
+//! Results go through a `Machine` per instance. Only a status *change* is a durable
 //! write; the details and last heartbeat of every check are kept in memory and flushed
 //! every [`FLUSH_EVERY`] and at shutdown. The scheduler learns of registrations,
 //! changes and removals from the writer's announcements, so a change made by any path
 //! (API, TTL heartbeat, deregistration) is seen the same way.
 //!
-//! When several daemons share one store, each checks only its share ([`assign`]): an
+//! When several daemons share one store, each checks only its share (`assign`): an
 //! instance is checked by exactly one online node, and a node that goes silent has its
 //! share taken over within a heartbeat interval of being declared Offline.
 

@@ -48,7 +48,7 @@ pub enum Command {
         url: String,
     },
     /// Puts objects of a backup back as they were. With `into_empty`, only into a
-    /// registry that holds nothing yet (see [`Tables::restore_obstacle`]): a restore's
+    /// registry that holds nothing yet (see `Tables::restore_obstacle`): a restore's
     /// first part checks that here, in the one writer, so no write can slip in between.
     Restore {
         records: Vec<Record>,

@@ -15,6 +15,8 @@ use registry_types::{BackupHeader, ErrorBody, RestoreSummary};
 use std::convert::Infallible;
 
 const NDJSON: &str = "application/x-ndjson";
+/// The path of [`restore`], which takes a body larger than any other.
+pub(super) const RESTORE_PATH: &str = "/registry-svc/restore";
 
 /// Take a backup: every definition, instance, node and token (tokens as stored: hashes,
 /// never secrets) at one revision, as NDJSON. The first line is a `BackupHeader`; each

@@ -22,6 +22,16 @@ mod tokens;
 pub(crate) use errors::json_error;
 pub use extract::{JsonBody, OptionalJsonBody, MAX_BODY_BYTES};
 
+/// The largest request body a request to `path` may declare: a restore carries a whole
+/// registry, every other request at most [`MAX_BODY_BYTES`].
+pub(crate) fn max_body_bytes(path: &str) -> usize {
+    if path == backup::RESTORE_PATH {
+        crate::backup::MAX_RESTORE_BYTES
+    } else {
+        MAX_BODY_BYTES
+    }
+}
+
 use crate::auth::Caller;
 use crate::cache::VersionedCache;
 use crate::health::AllowedNetworks;

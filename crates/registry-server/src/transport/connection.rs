@@ -10,7 +10,7 @@
 
 use super::answers;
 use super::{Admitted, Limits, Tls};
-use crate::api::MAX_BODY_BYTES;
+use crate::api::max_body_bytes;
 use axum::body::{Body, Bytes};
 use axum::extract::ConnectInfo;
 use axum::http::{header, Request, Response, StatusCode};
@@ -288,18 +288,19 @@ where
 
     fn call(&self, request: Request<Incoming>) -> Self::Future {
         let in_flight = InFlight::start(&self.activity);
+        let most = max_body_bytes(request.uri().path());
         let declared_too_large = request
             .headers()
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok())
-            .is_some_and(|length| length > MAX_BODY_BYTES as u64);
+            .is_some_and(|length| length > most as u64);
         if declared_too_large {
             // Answered before a byte of the body is read (nor a 100 Continue sent).
             return Responding::Ready {
                 response: Some(answers::closing(
                     StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("request body is larger than {MAX_BODY_BYTES} bytes"),
+                    format!("request body is larger than {most} bytes"),
                 )),
                 in_flight: Some(in_flight),
             };

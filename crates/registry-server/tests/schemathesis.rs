@@ -13,7 +13,7 @@ use common::Daemon;
 use std::process::Stdio;
 
 const DEFAULT_SEED: &str = "20261201";
-const DEFAULT_EXAMPLES: &str = "25";
+const DEFAULT_EXAMPLES: &str = "10";
 
 /// Blocking queries park for up to their `wait`: held at 0 s, so a generated `index`
 /// costs nothing, not the five-minute default; `wait` has its own tests (`ranges.rs`,

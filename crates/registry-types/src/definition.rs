@@ -3,6 +3,7 @@
 
 use crate::instance::validate_metadata;
 use crate::limits::{MAX_ID_LEN, MAX_LIST_LEN, MAX_TEXT_LEN, MAX_URL_LEN};
+use crate::number::{optional_whole, whole, whole_list};
 use crate::validate::{validate_free_text, validate_id, validate_text};
 use crate::FieldError;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -91,9 +92,9 @@ pub struct EnvVar {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PortMapping {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole")]
     pub internal: u16,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole")]
     pub host: u16,
 }
 
@@ -128,7 +129,7 @@ pub struct DefinitionInput {
     #[cfg_attr(feature = "openapi", schema(nullable))]
     pub ports: Vec<PortMapping>,
     /// Short form: one host port, mapped to the first internal port.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "optional_whole")]
     pub host_port: Option<u16>,
 }
 
@@ -138,11 +139,11 @@ pub struct DefinitionInput {
 pub struct ImageInput {
     #[serde(default, deserialize_with = "null_as_default")]
     pub name: String,
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(default, deserialize_with = "whole_list")]
     #[cfg_attr(feature = "openapi", schema(nullable))]
     pub internal_ports: Vec<u16>,
     /// Short form of `internalPorts: [port]`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "optional_whole")]
     pub port: Option<u16>,
 }
 
@@ -162,10 +163,10 @@ pub struct RepositoryInput {
     #[cfg_attr(feature = "openapi", schema(nullable))]
     pub container_file: String,
     /// 1Backend spells this `ports`; both are read.
-    #[serde(default, alias = "ports", deserialize_with = "null_as_default")]
+    #[serde(default, alias = "ports", deserialize_with = "whole_list")]
     #[cfg_attr(feature = "openapi", schema(nullable))]
     pub internal_ports: Vec<u16>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "optional_whole")]
     pub port: Option<u16>,
 }
 

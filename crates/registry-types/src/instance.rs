@@ -2,6 +2,7 @@
 
 use crate::definition::null_as_default;
 use crate::limits::{self, MAX_ID_LEN, MAX_METADATA, MAX_TAGS, MAX_TEXT_LEN, MAX_URL_LEN};
+use crate::number::optional_whole;
 use crate::validate::{validate_free_text, validate_id, validate_slug, validate_text};
 use crate::FieldError;
 use chrono::{DateTime, Utc};
@@ -86,9 +87,17 @@ pub struct HealthCheck {
     pub interval: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "optional_whole",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub healthy_threshold: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "optional_whole",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub unhealthy_threshold: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub degraded_latency: Option<String>,
@@ -245,7 +254,11 @@ pub struct RegisterInstanceRequest {
     )]
     #[cfg_attr(feature = "openapi", schema(nullable))]
     pub ip: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "optional_whole",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub port: Option<u16>,
     #[serde(
         default,

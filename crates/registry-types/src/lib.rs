@@ -12,6 +12,7 @@ mod error;
 mod instance;
 pub mod limits;
 mod node;
+mod number;
 mod token;
 mod validate;
 

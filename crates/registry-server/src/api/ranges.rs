@@ -206,13 +206,14 @@ fn parameter_ranges() -> Vec<(&'static str, Value)> {
 
 /// Fields a request must carry, non-null, though the wire types read them with a default
 /// (so that the error can name them instead of a parse error doing so).
-const REQUIRED: [(&str, &str); 6] = [
+const REQUIRED: [(&str, &str); 7] = [
     ("CreateTokenRequest", "slug"),
     ("SaveDefinitionRequest", "definition"),
     ("DefinitionInput", "id"),
     ("ImageInput", "name"),
     ("RepositoryInput", "url"),
     ("EnvVar", "key"),
+    ("PortMapping", "host"),
 ];
 
 /// Writes every range into `document` (the OpenAPI document as JSON).
@@ -276,7 +277,8 @@ fn not_null(property: &mut Value) {
 }
 
 /// Adds `constraints` to a property's schema. A description is put beside the one the
-/// code gives; constraints on items go to the items. A property that may be null is
+/// code gives; constraints on items, values or keys are merged into what the code says of
+/// them. A property that may be null is
 /// described as `oneOf` or `type: [T, "null"]`; constraints go where the value is.
 fn merge(target: &mut Value, constraints: Value) {
     let Value::Object(constraints) = constraints else {
@@ -293,7 +295,9 @@ fn merge(target: &mut Value, constraints: Value) {
     }
     for (key, value) in constraints {
         match key.as_str() {
-            "items" => merge(&mut target["items"], value),
+            "items" | "additionalProperties" | "propertyNames" => {
+                merge(&mut target[key.as_str()], value)
+            }
             "description" => {
                 let joined = match target.get("description").and_then(Value::as_str) {
                     Some(given) => format!("{given}. {}", value.as_str().unwrap_or_default()),

@@ -8,8 +8,7 @@
 //! used: it starts as soon as a keep-alive connection goes idle, so it would cap idle time
 //! and header time with one figure.
 
-use super::answers;
-use super::{Admitted, Limits, Tls};
+use super::{answers, Admitted, Api, Limits, Tls};
 use crate::api::max_body_bytes;
 use axum::body::{Body, Bytes};
 use axum::extract::ConnectInfo;
@@ -151,11 +150,7 @@ pub(super) async fn serve<S>(
     limits: Limits,
     shutdown: CancellationToken,
 ) where
-    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
+    S: Api,
 {
     let activity = admitted.activity.clone();
     let opened = tokio::select! {
@@ -222,11 +217,7 @@ async fn run<I, S>(
     shutdown: CancellationToken,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
+    S: Api,
 {
     let activity = service.activity.clone();
     let io = TokioIo::new(answers::JsonProtocolErrors::new(io, activity.clone()));

@@ -78,6 +78,27 @@ pub(crate) fn raise_open_file_limit() -> u64 {
     }
 }
 
+/// What a connection serves: the API as one service, cloned for each connection.
+pub(crate) trait Api:
+    Service<Request<Body>, Response = Response<Body>, Error = Infallible, Future: Send + 'static>
+    + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S> Api for S where
+    S: Service<
+            Request<Body>,
+            Response = Response<Body>,
+            Error = Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + 'static
+{
+}
+
 /// Accepts connections on `listener` and serves `api` on each until `shutdown`; then
 /// waits for the requests in flight to finish.
 pub(crate) async fn serve<S>(
@@ -87,12 +108,7 @@ pub(crate) async fn serve<S>(
     limits: Limits,
     shutdown: CancellationToken,
 ) where
-    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
+    S: Api + Sync,
 {
     let connections = Arc::new(Connections::new(limits.max_connections));
     let tracker = TaskTracker::new();

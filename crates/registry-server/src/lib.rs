@@ -106,7 +106,7 @@ pub async fn start_with_store(
         _ => anyhow::bail!("--tls-cert and --tls-key go together"),
     };
     let limits = transport::Limits::new(&config, transport::raise_open_file_limit());
-    let listener = tokio::net::TcpListener::bind(&config.listen)
+    let listener = transport::bind(&config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;

@@ -78,6 +78,35 @@ pub(crate) fn raise_open_file_limit() -> u64 {
     }
 }
 
+/// Connections the kernel holds for the accept loop: tokio's default (1,024) overflows
+/// under a flood of new connections, and an overflowed SYN is retried a second later, a
+/// second a legitimate client waits. The kernel caps it at `net.core.somaxconn`.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds `listen` (an address, or a name and port) with [`LISTEN_BACKLOG`], trying each
+/// address it resolves to in turn, as `TcpListener::bind` does.
+pub(crate) async fn bind(listen: &str) -> std::io::Result<TcpListener> {
+    let mut last_error = None;
+    for addr in tokio::net::lookup_host(listen).await? {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        match socket
+            .bind(addr)
+            .and_then(|()| socket.listen(LISTEN_BACKLOG))
+        {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last_error = Some(e),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "resolves to no address")
+    }))
+}
+
 /// What a connection serves: the API as one service, cloned for each connection.
 pub(crate) trait Api:
     Service<Request<Body>, Response = Response<Body>, Error = Infallible, Future: Send + 'static>
@@ -276,4 +305,22 @@ pub(crate) fn warn_token_over_plain_http(peer: IpAddr) {
         %peer,
         "a request carried a token over plain HTTP from another machine; serve HTTPS (--tls-cert) so tokens cannot be read on the way"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn bind_listens_on_a_free_port_and_refuses_a_taken_one_or_no_port() {
+        let listener = bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        assert!(addr.ip().is_loopback() && addr.port() != 0);
+        let taken = bind(&addr.to_string()).await.unwrap_err();
+        assert_eq!(taken.kind(), std::io::ErrorKind::AddrInUse);
+        assert!(
+            bind("127.0.0.1").await.is_err(),
+            "an address without a port"
+        );
+    }
 }

@@ -2,6 +2,7 @@
 
 use crate::health::AllowedNetworks;
 use crate::rate_limit::RateLimit;
+use registry_types::limits::{self, DurationRange};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -117,50 +118,30 @@ pub struct Config {
     pub tls_client_ca: Option<PathBuf>,
 }
 
-/// A duration flag within `[min, max]`.
-fn parse_bounded(name: &str, text: &str, min: Duration, max: Duration) -> Result<Duration, String> {
+/// A duration flag, read as flags are (`90s`, `1m30s`), within `range`.
+fn parse_flag(name: &str, text: &str, range: DurationRange) -> Result<Duration, String> {
     let duration = registry_types::parse_duration(name, text).map_err(|e| e.problem)?;
-    if duration < min || duration > max {
-        return Err(format!(
-            "must be between {} and {}",
-            humantime::format_duration(min),
-            humantime::format_duration(max)
-        ));
+    if range.contains(duration) {
+        Ok(duration)
+    } else {
+        Err(format!("{text:?} is out of range; {}", range.describe()))
     }
-    Ok(duration)
 }
 
 fn parse_header_timeout(text: &str) -> Result<Duration, String> {
-    parse_bounded(
-        "header-timeout",
-        text,
-        Duration::from_millis(50),
-        Duration::from_secs(300),
-    )
+    parse_flag("header-timeout", text, limits::HEADER_TIMEOUT)
 }
 
 fn parse_body_timeout(text: &str) -> Result<Duration, String> {
-    parse_bounded(
-        "body-timeout",
-        text,
-        Duration::from_millis(50),
-        Duration::from_secs(3600),
-    )
+    parse_flag("body-timeout", text, limits::BODY_TIMEOUT)
 }
 
 fn parse_idle_timeout(text: &str) -> Result<Duration, String> {
-    parse_bounded(
-        "idle-timeout",
-        text,
-        Duration::from_millis(50),
-        Duration::from_secs(3600),
-    )
+    parse_flag("idle-timeout", text, limits::IDLE_TIMEOUT)
 }
 
 fn parse_interval(text: &str) -> Result<Duration, String> {
-    registry_types::limits::HEARTBEAT_INTERVAL
-        .parse("heartbeat-interval", text)
-        .map_err(|e| e.problem)
+    parse_flag("heartbeat-interval", text, limits::HEARTBEAT_INTERVAL)
 }
 
 impl Config {

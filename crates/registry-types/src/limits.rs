@@ -60,6 +60,13 @@ pub const DEREGISTER_AFTER: DurationRange = range(SECOND, Duration::from_secs(30
 pub const BLOCKING_WAIT: DurationRange = range(Duration::ZERO, Duration::from_secs(600));
 /// A node's heartbeat interval (`serve --heartbeat-interval`).
 pub const HEARTBEAT_INTERVAL: DurationRange = range(SECOND, HOUR);
+/// `serve --header-timeout`: time to send a request's headers.
+pub const HEADER_TIMEOUT: DurationRange =
+    range(Duration::from_millis(50), Duration::from_secs(300));
+/// `serve --body-timeout`: time to send a request's body.
+pub const BODY_TIMEOUT: DurationRange = range(Duration::from_millis(50), HOUR);
+/// `serve --idle-timeout`: how long a keep-alive connection may wait for a request.
+pub const IDLE_TIMEOUT: DurationRange = range(Duration::from_millis(50), HOUR);
 
 /// The units a duration field accepts, with their length; a duration is one whole
 /// number and one unit (`500ms`, `10s`, `90m`), which a pattern can check exactly.

@@ -150,7 +150,8 @@ fn parse_whole_duration(text: &str) -> Option<Duration> {
     unit.checked_mul(count)
 }
 
-/// A duration in the largest unit of [`UNITS`] that holds it whole: `1d`, `90m`, `1500ms`.
+/// A duration in the largest unit (ms, s, m, h or d) that holds it whole: `1d`, `90m`,
+/// `1500ms`.
 pub fn format_duration(duration: Duration) -> String {
     if duration.is_zero() {
         return "0s".into();

@@ -3,12 +3,12 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use registry_types::InstanceFilter;
+use registry_types::{query, InstanceFilter};
 
 fuzz_target!(|query: &str| {
-    match InstanceFilter::from_query(query) {
+    match query::parse::<InstanceFilter>(query) {
         Ok(filter) => assert_eq!(
-            InstanceFilter::from_query(&filter.to_query()).ok(),
+            query::parse::<InstanceFilter>(&filter.to_query()).ok(),
             Some(filter)
         ),
         Err(e) => assert_eq!(e.field, "status"),

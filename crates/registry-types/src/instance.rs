@@ -557,31 +557,8 @@ pub struct InstanceFilter {
 }
 
 impl InstanceFilter {
-    /// Reads the filters from a raw query string; parameters it does not know are ignored.
-    pub fn from_query(query: &str) -> Result<Self, FieldError> {
-        let mut filter = InstanceFilter::default();
-        for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
-            let value = value.into_owned();
-            match key.as_ref() {
-                "id" => filter.id = Some(value),
-                "slug" => filter.slug = Some(value),
-                "host" => filter.host = Some(value),
-                "ip" => filter.ip = Some(value),
-                "scheme" => filter.scheme = Some(value),
-                "path" => filter.path = Some(value),
-                "deploymentId" => filter.deployment_id = Some(value),
-                "nodeUrl" => filter.node_url = Some(value),
-                "status" => {
-                    filter.status = Some(value.parse().map_err(|e| FieldError::new("status", e))?)
-                }
-                "tag" => filter.tags.push(value),
-                _ => {}
-            }
-        }
-        Ok(filter)
-    }
-
-    /// The query string this filter reads back from (without a leading `?`).
+    /// The query string this filter reads back from (without a leading `?`) by
+    /// [`crate::query::parse`].
     pub fn to_query(&self) -> String {
         let mut query = url::form_urlencoded::Serializer::new(String::new());
         let pairs = [
@@ -760,12 +737,12 @@ mod tests {
 
     #[test]
     fn filter_round_trips_and_matches() {
-        let filter =
-            InstanceFilter::from_query("slug=a&status=healthy&tag=x&tag=y&other=1").unwrap();
+        let filter: InstanceFilter =
+            crate::query::parse("slug=a&status=healthy&tag=x&tag=y&other=1").unwrap();
         assert_eq!(filter.status, Some(InstanceStatus::Healthy));
         assert_eq!(filter.tags, vec!["x", "y"]);
         assert_eq!(
-            InstanceFilter::from_query(&filter.to_query()).unwrap(),
+            crate::query::parse::<InstanceFilter>(&filter.to_query()).unwrap(),
             filter
         );
         let mut instance = Instance {
@@ -779,7 +756,7 @@ mod tests {
         instance.tags.pop();
         assert!(!filter.matches(&instance));
         assert_eq!(
-            InstanceFilter::from_query("status=Sleepy")
+            crate::query::parse::<InstanceFilter>("status=Sleepy")
                 .unwrap_err()
                 .field,
             "status"

@@ -13,6 +13,7 @@ mod instance;
 pub mod limits;
 mod node;
 mod number;
+pub mod query;
 mod token;
 mod validate;
 

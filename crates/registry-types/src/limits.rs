@@ -113,7 +113,11 @@ impl DurationRange {
 
     /// `from 1s to 1d`, for errors and the API document.
     pub fn describe(&self) -> String {
-        format!("from {} to {}", format(self.min), format(self.max))
+        format!(
+            "from {} to {}",
+            format_duration(self.min),
+            format_duration(self.max)
+        )
     }
 
     /// A regular expression matching exactly the durations in this range, in every unit
@@ -146,8 +150,9 @@ fn parse_whole_duration(text: &str) -> Option<Duration> {
     unit.checked_mul(count)
 }
 
-/// A duration in the largest unit of [`UNITS`] that holds it whole: `1d`, `90m`, `1500ms`.
-fn format(duration: Duration) -> String {
+/// A duration in the largest unit (ms, s, m, h or d) that holds it whole: `1d`, `90m`,
+/// `1500ms`.
+pub fn format_duration(duration: Duration) -> String {
     if duration.is_zero() {
         return "0s".into();
     }

@@ -240,6 +240,7 @@ mod addresses {
 
 mod filters {
     use super::*;
+    use crate::query::parse;
 
     fn value() -> impl Strategy<Value = Option<String>> {
         prop::option::of(hostile_text())
@@ -262,16 +263,16 @@ mod filters {
         #[test]
         fn a_filter_reads_back_from_its_query(filter in filter()) {
             let query = filter.to_query();
-            prop_assert_eq!(InstanceFilter::from_query(&query).ok(), Some(filter), "{}", query);
+            prop_assert_eq!(parse::<InstanceFilter>(&query).ok(), Some(filter), "{}", query);
         }
 
         /// Any query gives a filter or an error naming `status`, the one checked value;
         /// a filter read from any query writes a query that reads back the same.
         #[test]
         fn any_query_gives_a_stable_filter_or_a_status_error(query in hostile_text()) {
-            match InstanceFilter::from_query(&query) {
+            match parse::<InstanceFilter>(&query) {
                 Ok(filter) => prop_assert_eq!(
-                    InstanceFilter::from_query(&filter.to_query()).ok(),
+                    parse::<InstanceFilter>(&filter.to_query()).ok(),
                     Some(filter)
                 ),
                 Err(e) => prop_assert_eq!(e.field, "status"),

@@ -1,7 +1,8 @@
 //! `PUT /definition`, `GET /definitions`, `DELETE /definition/{id}`.
 
-use super::feed::{indexed, Blocking};
-use super::page::{list_response, Page};
+use super::feed::indexed;
+use super::page::list_response;
+use super::query::{Definitions, ListQuery};
 use super::{AppState, JsonBody};
 use crate::auth::{Caller, Permission};
 use crate::state::Command;
@@ -48,12 +49,7 @@ pub async fn save(
 
 /// List every definition, in id order.
 #[utoipa::path(get, path = "/registry-svc/definitions", tag = "definitions",
-    params(
-        ("limit" = Option<usize>, Query, description = "Extension: at most this many (1 to 10000); a `next` field in the answer says there are more"),
-        ("after" = Option<String>, Query, description = "Extension: only ids after this one (the `next` of the previous page)"),
-        ("index" = Option<u64>, Query, description = "Block until a change of definitions passes this revision"),
-        ("wait" = Option<String>, Query, description = "Longest to block, e.g. 30s (at most 10m)"),
-    ),
+    params(ListQuery<Definitions>),
     responses((status = 200, body = ListDefinitionsResponse), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -63,11 +59,9 @@ pub async fn list(
     RawQuery(query): RawQuery,
 ) -> Result<Response> {
     caller.require(Permission::DefinitionView)?;
-    let query = query.unwrap_or_default();
-    let page = Page::from_query(&query)?;
-    Blocking::from_query(&query)?
-        .wait(&app, Kind::Definition)
-        .await;
+    let ListQuery::<Definitions> { page, blocking, .. } =
+        ListQuery::parse(&query.unwrap_or_default())?;
+    blocking.wait(&app, Kind::Definition).await;
     let ((definitions, next), index) = {
         let tables = app.state.read();
         let definitions = tables.definitions(page.after.as_deref());

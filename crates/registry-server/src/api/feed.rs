@@ -19,7 +19,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::Response;
 use futures_util::stream::{self, Stream};
 use rand::Rng;
-use registry_types::limits;
+use registry_types::{limits, query};
 use registry_types::{ErrorBody, FieldError};
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -34,7 +34,7 @@ pub const DEFAULT_WAIT: Duration = Duration::from_secs(300);
 /// Changes read from the store per page while an event stream catches up.
 const CATCH_UP_PAGE: usize = 500;
 
-/// `index` and `wait` of a list request.
+/// `index` and `wait` of a list request, read as [`super::query`] declares them.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Blocking {
     pub index: Option<u64>,
@@ -42,18 +42,6 @@ pub struct Blocking {
 }
 
 impl Blocking {
-    pub fn from_query(query: &str) -> Result<Blocking> {
-        let mut blocking = Blocking::default();
-        for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
-            match key.as_ref() {
-                "index" => blocking.index = Some(parse_revision("index", &value)?),
-                "wait" => blocking.wait = Some(limits::BLOCKING_WAIT.parse("wait", &value)?),
-                _ => {}
-            }
-        }
-        Ok(blocking)
-    }
-
     /// Returns once a change of `kind` passes `index`, the wait (capped, with up to 1/16
     /// added at random so many watchers do not all come back at once) ends, or the daemon
     /// shuts down. An index from the future (another store, a reset one) does not block.
@@ -90,7 +78,7 @@ impl Blocking {
 }
 
 /// A revision a caller sends (`index`, `since`): a whole number the stores can hold.
-fn parse_revision(field: &str, text: &str) -> Result<u64, FieldError> {
+pub(super) fn parse_revision(field: &str, text: &str) -> Result<u64, FieldError> {
     text.parse::<u64>()
         .ok()
         .filter(|revision| *revision <= limits::MAX_REVISION)
@@ -260,36 +248,11 @@ impl Follower {
     }
 }
 
-/// `since` and `kind` of an event-stream request.
+/// `since` and `kind` of an event-stream request, read as [`super::query`] declares them.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct StreamQuery {
     pub since: Option<u64>,
     pub kinds: Vec<Kind>,
-}
-
-impl StreamQuery {
-    pub fn from_query(query: &str) -> Result<StreamQuery> {
-        let mut stream = StreamQuery::default();
-        for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
-            match key.as_ref() {
-                "since" => stream.since = Some(parse_revision("since", &value)?),
-                // An empty value asks for no narrowing, as an empty filter does elsewhere.
-                "kind" if value.is_empty() => {}
-                "kind" => stream.kinds.push(
-                    Kind::parse(&value)
-                        .filter(|k| *k != Kind::Token)
-                        .ok_or_else(|| {
-                            FieldError::new(
-                                "kind",
-                                format!("{value:?} is not one of definition, instance, node"),
-                            )
-                        })?,
-                ),
-                _ => {}
-            }
-        }
-        Ok(stream)
-    }
 }
 
 /// The revision in a `Last-Event-ID` header; none (the stream starts live) when the
@@ -304,10 +267,7 @@ pub(crate) fn last_event_id(headers: &HeaderMap) -> Option<u64> {
 /// Stream every change after `since` (or the `Last-Event-ID` of a reconnecting
 /// EventSource; neither: from now) as Server-Sent Events; `kind` (repeatable) narrows it.
 #[utoipa::path(get, path = "/registry-svc/events", tag = "feed",
-    params(
-        ("since" = Option<u64>, Query, description = "Send the changes after this revision"),
-        ("kind" = Option<Vec<String>>, Query, description = "definition, instance or node; repeatable"),
-    ),
+    params(StreamQuery),
     responses(
         (status = 200, description = "text/event-stream: `change` events \
             {revision, kind, op, id, by, object} (`by`: who made the change, \
@@ -323,8 +283,7 @@ pub async fn events(
     RawQuery(query): RawQuery,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     caller.require(Permission::InstanceView)?;
-    let StreamQuery { since, kinds } =
-        StreamQuery::from_query(query.as_deref().unwrap_or_default())?;
+    let StreamQuery { since, kinds } = query::parse(query.as_deref().unwrap_or_default())?;
     let last_event_id = last_event_id(&headers);
     // Subscribe before reading anything, so no change falls between log and live.
     let live = app.state.subscribe();

@@ -1,7 +1,8 @@
 //! `PUT /instance`, `GET /instances`, `DELETE /instance/{id}`.
 
-use super::feed::{indexed, Blocking};
-use super::page::{list_body, list_response, Page, STREAM_CHUNK};
+use super::feed::indexed;
+use super::page::{list_body, list_response, STREAM_CHUNK};
+use super::query::{Instances, ListQuery};
 use super::{json_response, AppState, JsonBody};
 use crate::auth::{Caller, Permission};
 use crate::state::{Command, Registration};
@@ -13,7 +14,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
 use registry_types::responses::{ListInstancesResponse, RegisterInstanceResponse};
-use registry_types::{ErrorBody, InstanceFilter, InstanceStatus, RegisterInstanceRequest};
+use registry_types::{ErrorBody, InstanceStatus, RegisterInstanceRequest};
 
 /// Register an instance, or update the one with the same id (else the same URL).
 #[utoipa::path(put, path = "/registry-svc/instance", tag = "instances",
@@ -54,18 +55,7 @@ pub async fn register(
 
 /// List instances, in id order; every filter given must match.
 #[utoipa::path(get, path = "/registry-svc/instances", tag = "instances",
-    params(
-        ("id" = Option<String>, Query), ("slug" = Option<String>, Query),
-        ("host" = Option<String>, Query), ("ip" = Option<String>, Query),
-        ("scheme" = Option<String>, Query), ("path" = Option<String>, Query),
-        ("deploymentId" = Option<String>, Query), ("nodeUrl" = Option<String>, Query),
-        ("status" = Option<String>, Query, description = "Unknown, Healthy, Degraded, Unreachable or Error"),
-        ("tag" = Option<Vec<String>>, Query, description = "Repeatable; all must match"),
-        ("limit" = Option<usize>, Query, description = "Extension: at most this many (1 to 10000); a `next` field in the answer says there are more"),
-        ("after" = Option<String>, Query, description = "Extension: only ids after this one (the `next` of the previous page)"),
-        ("index" = Option<u64>, Query, description = "Block until a change of instances passes this revision"),
-        ("wait" = Option<String>, Query, description = "Longest to block, e.g. 30s (at most 10m)"),
-    ),
+    params(ListQuery<Instances>),
     responses((status = 200, body = ListInstancesResponse), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -82,9 +72,11 @@ pub async fn list(
     if let Some(body) = app.instance_queries.get(&query, version) {
         return Ok(indexed(version.0, json_response(body)));
     }
-    let filter = InstanceFilter::from_query(&query)?;
-    let page = Page::from_query(&query)?;
-    let blocking = Blocking::from_query(&query)?;
+    let ListQuery::<Instances> {
+        filter,
+        page,
+        blocking,
+    } = ListQuery::parse(&query)?;
     match &filter.slug {
         Some(slug) => blocking.wait_for_slug(&app, slug).await,
         None => blocking.wait(&app, Kind::Instance).await,

@@ -15,6 +15,7 @@ mod ops;
 mod page;
 #[cfg(test)]
 mod properties;
+mod query;
 mod ranges;
 mod throttle;
 mod tokens;

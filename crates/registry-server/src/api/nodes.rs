@@ -1,7 +1,8 @@
 //! `POST /nodes`, `GET /node/self`, `DELETE /node/{url}`.
 
-use super::feed::{indexed, Blocking};
+use super::feed::indexed;
 use super::page::list_response;
+use super::query::{ListQuery, Nodes};
 use super::{AppState, OptionalJsonBody};
 use crate::auth::{Caller, Permission};
 use crate::state::Command;
@@ -17,10 +18,7 @@ use registry_types::{ErrorBody, ListNodesRequest};
 /// List nodes, all of them or those with the given ids.
 #[utoipa::path(post, path = "/registry-svc/nodes", tag = "nodes",
     request_body(content = Option<ListNodesRequest>, description = "Empty, or ids to select"),
-    params(
-        ("index" = Option<u64>, Query, description = "Block until a change of nodes passes this revision"),
-        ("wait" = Option<String>, Query, description = "Longest to block, e.g. 30s (at most 10m)"),
-    ),
+    params(ListQuery<Nodes>),
     responses((status = 200, body = ListNodesResponse), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -32,7 +30,8 @@ pub async fn list(
 ) -> Result<Response> {
     caller.require(Permission::NodeView)?;
     request.validate()?;
-    Blocking::from_query(&query.unwrap_or_default())?
+    ListQuery::<Nodes>::parse(&query.unwrap_or_default())?
+        .blocking
         .wait(&app, Kind::Node)
         .await;
     let now = chrono::Utc::now();

@@ -10,8 +10,6 @@ use super::json_response;
 use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use registry_types::limits::PAGE_LIMIT;
-use registry_types::FieldError;
 use serde::Serialize;
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -20,6 +18,7 @@ use std::sync::Arc;
 /// into one buffer first.
 pub const STREAM_CHUNK: usize = 512;
 
+/// `limit` and `after` of a list request, read as [`super::query`] declares them.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Page {
     pub limit: Option<usize>,
@@ -27,31 +26,6 @@ pub struct Page {
 }
 
 impl Page {
-    /// Reads `limit` and `after` from a raw query string; other parameters are ignored.
-    pub fn from_query(query: &str) -> Result<Page, FieldError> {
-        let mut page = Page::default();
-        for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
-            match key.as_ref() {
-                "limit" => {
-                    let (least, most) = PAGE_LIMIT;
-                    let limit = value
-                        .parse::<usize>()
-                        .ok()
-                        .filter(|n| (least..=most).contains(n));
-                    page.limit = Some(limit.ok_or_else(|| {
-                        FieldError::new(
-                            "limit",
-                            format!("{value:?} is not a whole number from {least} to {most}"),
-                        )
-                    })?);
-                }
-                "after" if !value.is_empty() => page.after = Some(value.into_owned()),
-                _ => {}
-            }
-        }
-        Ok(page)
-    }
-
     /// Whether this asks for part of a list rather than all of it.
     pub fn is_partial(&self) -> bool {
         self.limit.is_some() || self.after.is_some()
@@ -140,16 +114,17 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use registry_types::query::parse;
 
     #[test]
     fn reads_limit_and_after() {
-        let page = Page::from_query("slug=a&limit=2&after=inst_1").unwrap();
+        let page: Page = parse("slug=a&limit=2&after=inst_1").unwrap();
         assert_eq!(page.limit, Some(2));
         assert_eq!(page.after.as_deref(), Some("inst_1"));
         assert!(page.is_partial());
-        assert!(!Page::from_query("slug=a&after=").unwrap().is_partial());
+        assert!(!parse::<Page>("slug=a&after=").unwrap().is_partial());
         for bad in ["limit=0", "limit=-1", "limit=ten", "limit=10001"] {
-            let err = Page::from_query(bad).unwrap_err();
+            let err = parse::<Page>(bad).unwrap_err();
             assert_eq!(err.field, "limit", "{bad}");
         }
     }

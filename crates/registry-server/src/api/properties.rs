@@ -1,14 +1,17 @@
-//! Property tests of the query parsers of the list and feed endpoints: pages (`limit`,
-//! `after`), blocking queries (`index`, `wait`) and the event stream (`since`, `kind`,
-//! `Last-Event-ID`). Any query gives a value or a 400 naming the parameter, never a
-//! panic; what a client writes reads back as it meant it.
+//! Property tests of the queries of the list and feed endpoints: pages (`limit`,
+//! `after`), blocking queries (`index`, `wait`), the event stream (`since`, `kind`,
+//! `Last-Event-ID`) and an instance list's whole query. Any query gives a value or an
+//! error naming the parameter, never a panic; what a client writes reads back as it
+//! meant it.
 
 use super::feed::{Blocking, StreamQuery};
 use super::page::Page;
+use super::query::{Instances, ListQuery};
 use registry_types::limits::PAGE_LIMIT;
+use registry_types::query::parse;
+use registry_types::{InstanceFilter, InstanceStatus};
 
 const MAX_LIMIT: usize = PAGE_LIMIT.1;
-use crate::error::Error;
 use crate::store::Kind;
 use proptest::prelude::*;
 use std::time::Duration;
@@ -42,17 +45,6 @@ fn hostile_query() -> impl Strategy<Value = String> {
     ]
 }
 
-/// The parameter a 400 names.
-fn field(error: &Error) -> &str {
-    match error {
-        Error::BadRequest(message) => message
-            .strip_prefix("invalid field `")
-            .and_then(|rest| rest.split_once('`'))
-            .map_or("", |(field, _)| field),
-        _ => "",
-    }
-}
-
 fn query(pairs: &[(&str, String)]) -> String {
     let mut query = Serializer::new(String::new());
     query.extend_pairs(pairs.iter().map(|(k, v)| (*k, v.as_str())));
@@ -71,7 +63,7 @@ proptest! {
         if let Some(after) = &after {
             pairs.push(("after", after.clone()));
         }
-        let page = Page::from_query(&query(&pairs)).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let page: Page = parse(&query(&pairs)).map_err(|e| TestCaseError::fail(e.to_string()))?;
         // An empty `after` means the start, as no `after` does.
         prop_assert_eq!(page, Page { limit, after: after.filter(|a| !a.is_empty()) });
     }
@@ -83,13 +75,13 @@ proptest! {
         any::<i64>().prop_filter("negative", |n| *n < 0).prop_map(|n| n.to_string()),
         "[^0-9]\\PC{0,5}",
     ]) {
-        let err = Page::from_query(&query(&[("limit", limit)])).unwrap_err();
+        let err = parse::<Page>(&query(&[("limit", limit)])).unwrap_err();
         prop_assert_eq!(err.field, "limit");
     }
 
     #[test]
     fn any_query_gives_a_page_or_a_limit_error(text in hostile_query()) {
-        match Page::from_query(&text) {
+        match parse::<Page>(&text) {
             Ok(page) => prop_assert!(page.limit.is_none_or(|l| (1..=MAX_LIMIT).contains(&l))),
             Err(e) => prop_assert_eq!(e.field, "limit"),
         }
@@ -108,14 +100,14 @@ proptest! {
         if let Some(ms) = wait_ms {
             pairs.push(("wait", format!("{ms}ms")));
         }
-        let blocking = Blocking::from_query(&query(&pairs)).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let blocking: Blocking = parse(&query(&pairs)).map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert_eq!(blocking, Blocking { index, wait });
     }
 
     #[test]
     fn any_query_gives_a_blocking_query_or_an_index_or_wait_error(text in hostile_query()) {
-        if let Err(e) = Blocking::from_query(&text) {
-            prop_assert!(["index", "wait"].contains(&field(&e)), "{}", e);
+        if let Err(e) = parse::<Blocking>(&text) {
+            prop_assert!(["index", "wait"].contains(&e.field.as_str()), "{}", e);
         }
     }
 
@@ -129,7 +121,7 @@ proptest! {
     ) {
         let mut pairs: Vec<(&str, String)> = since.iter().map(|s| ("since", s.to_string())).collect();
         pairs.extend(kinds.iter().map(|k| ("kind", k.as_str().to_string())));
-        let stream = StreamQuery::from_query(&query(&pairs)).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let stream: StreamQuery = parse(&query(&pairs)).map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert_eq!(stream, StreamQuery { since, kinds });
     }
 
@@ -140,15 +132,15 @@ proptest! {
         "[^0-9+]\\PC{0,5}",
         Just(String::new()),
     ]) {
-        let err = StreamQuery::from_query(&query(&[("since", since)])).unwrap_err();
-        prop_assert_eq!(field(&err), "since");
+        let err = parse::<StreamQuery>(&query(&[("since", since)])).unwrap_err();
+        prop_assert_eq!(err.field, "since");
     }
 
     #[test]
     fn any_query_gives_a_stream_or_a_since_or_kind_error(text in hostile_query()) {
-        match StreamQuery::from_query(&text) {
+        match parse::<StreamQuery>(&text) {
             Ok(stream) => prop_assert!(!stream.kinds.contains(&Kind::Token)),
-            Err(e) => prop_assert!(["since", "kind"].contains(&field(&e)), "{}", e),
+            Err(e) => prop_assert!(["since", "kind"].contains(&e.field.as_str()), "{}", e),
         }
     }
 
@@ -169,4 +161,42 @@ proptest! {
             prop_assert_eq!(super::feed::last_event_id(&headers), revision);
         }
     }
+
+    /// An instance list's query reads as its three parts each read alone; a bad value is
+    /// reported from the filters first, then the page, then the blocking parameters.
+    #[test]
+    fn an_instance_list_query_reads_as_its_parts(text in hostile_query_with_filters()) {
+        let parts = (parse::<InstanceFilter>(&text), parse::<Page>(&text), parse::<Blocking>(&text));
+        match (ListQuery::<Instances>::parse(&text), parts) {
+            (Ok(list), (Ok(filter), Ok(page), Ok(blocking))) => {
+                prop_assert_eq!(list.filter, filter);
+                prop_assert_eq!(list.page, page);
+                prop_assert_eq!(list.blocking, blocking);
+            }
+            (Err(e), (Err(first), _, _) | (Ok(_), Err(first), _) | (Ok(_), Ok(_), Err(first))) => {
+                prop_assert_eq!(e, first);
+            }
+            (list, parts) => prop_assert!(false, "{:?} but {:?}", list.map(|_| ()), parts),
+        }
+    }
+}
+
+/// [`hostile_query`], with the instance filters among the keys.
+fn hostile_query_with_filters() -> impl Strategy<Value = String> {
+    let key = prop::sample::select(vec![
+        "status", "slug", "tag", "limit", "after", "index", "wait", "other",
+    ]);
+    let value = prop_oneof![
+        prop::sample::select(InstanceStatus::ALL.map(|s| s.as_str().to_string()).to_vec()),
+        "[0-9]{0,6}(ms|s|m)?",
+        any::<String>(),
+    ];
+    prop_oneof![
+        hostile_query(),
+        prop::collection::vec((key, value), 0..5).prop_map(|pairs| {
+            let mut query = Serializer::new(String::new());
+            query.extend_pairs(pairs);
+            query.finish()
+        }),
+    ]
 }

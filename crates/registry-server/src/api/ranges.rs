@@ -4,11 +4,12 @@
 //! validation enforces live in `registry_types::limits` (and the patterns beside its
 //! rules), and are written into the document here, from those same constants, so a
 //! client generated from `/openapi.json` learns every bound the server checks and no
-//! bound is written down twice.
+//! bound is written down twice. Query parameters carry theirs from their declaration in
+//! [`super::query`].
 
 use registry_types::limits::{self, DurationRange};
 use registry_types::{ID_PATTERN, TEXT_PATTERN};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 /// A text field that may be empty (meaning "not given") or a valid id.
 const OPTIONAL_ID_PATTERN: &str = "^[A-Za-z0-9._-]{0,128}$";
@@ -29,7 +30,7 @@ fn port(least: u16) -> Value {
     json!({"minimum": least, "maximum": u16::MAX})
 }
 
-fn duration(range: DurationRange, what: &str) -> Value {
+pub(super) fn duration(range: DurationRange, what: &str) -> Value {
     json!({
         "pattern": range.pattern(),
         "description": format!("{what}: a whole number and one unit of ms, s, m, h or d (e.g. \"10s\"), {}", range.describe()),
@@ -51,15 +52,6 @@ fn metadata() -> Value {
         "propertyNames": {"minLength": 1, "maxLength": limits::MAX_ID_LEN, "pattern": TEXT_PATTERN},
         "additionalProperties": {"maxLength": limits::MAX_TEXT_LEN, "pattern": FREE_TEXT_PATTERN},
     })
-}
-
-fn revision(what: &str) -> Value {
-    json!({"minimum": 0, "maximum": limits::MAX_REVISION, "description": what})
-}
-
-fn page_limit() -> Value {
-    let (least, most) = limits::PAGE_LIMIT;
-    json!({"minimum": least, "maximum": most})
 }
 
 /// `(schema, property, constraints)`: merged into `components.schemas.<schema>.properties.<property>`.
@@ -183,27 +175,6 @@ fn schema_ranges() -> Vec<(&'static str, &'static str, Value)> {
     ranges
 }
 
-/// `(parameter, constraints)`: merged into the schema of every query parameter so named.
-fn parameter_ranges() -> Vec<(&'static str, Value)> {
-    vec![
-        ("limit", page_limit()),
-        (
-            "index",
-            revision("Block until a change passes this revision"),
-        ),
-        ("since", revision("Send the changes after this revision")),
-        ("wait", duration(limits::BLOCKING_WAIT, "Longest to block")),
-        (
-            "status",
-            json!({"enum": ["Unknown", "Healthy", "Degraded", "Unreachable", "Error"]}),
-        ),
-        (
-            "kind",
-            json!({"items": {"enum": ["definition", "instance", "node"]}}),
-        ),
-    ]
-}
-
 /// Fields a request must carry, non-null, though the wire types read them with a default
 /// (so that the error can name them instead of a parse error doing so).
 const REQUIRED: [(&str, &str); 7] = [
@@ -240,27 +211,6 @@ pub(super) fn publish(document: &mut Value) {
             .pointer_mut(&pointer)
             .unwrap_or_else(|| panic!("the API document has no {pointer}"));
         merge(target, constraints);
-    }
-    let ranges = parameter_ranges();
-    let paths = document["paths"]
-        .as_object_mut()
-        .into_iter()
-        .flat_map(Map::values_mut);
-    for operation in
-        paths.flat_map(|path| path.as_object_mut().into_iter().flat_map(Map::values_mut))
-    {
-        let parameters = operation
-            .get_mut("parameters")
-            .and_then(Value::as_array_mut)
-            .into_iter()
-            .flatten();
-        for parameter in parameters.filter(|p| p["in"] == "query") {
-            if let Some((_, constraints)) =
-                ranges.iter().find(|(name, _)| parameter["name"] == *name)
-            {
-                merge(&mut parameter["schema"], constraints.clone());
-            }
-        }
     }
 }
 

@@ -83,7 +83,7 @@ mod tests {
             serde_json::to_string(&[&stored]).unwrap(),
             serde_json::to_string(&[&instance]).unwrap()
         );
-        let filter = |query: &str| InstanceFilter::from_query(query).unwrap();
+        let filter = |query: &str| registry_types::query::parse::<InstanceFilter>(query).unwrap();
         assert!(stored.matches(&filter("slug=svc&status=Healthy")));
         assert!(!stored.matches(&filter("status=Unreachable")));
         assert!(stored.matches(&filter("tag=blue&host=127.0.0.1")));

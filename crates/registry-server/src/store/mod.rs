@@ -6,8 +6,12 @@
 //! reachable. Objects travel as JSON text, so an implementation never needs to know the
 //! shape of a definition or an instance; so does the actor of each change (who made it),
 //! which the change log keeps beside the change.
+//!
+//! The schema, its migrations and the rules of the change log are in `rules.rs`, once for
+//! both backends.
 
 pub mod postgres;
+mod rules;
 mod sqlite;
 
 pub use postgres::PostgresStore;

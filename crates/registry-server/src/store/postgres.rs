@@ -2,9 +2,9 @@
 //!
 //! The tables mirror the embedded store's: `objects` holds the current value of each
 //! object, `changes` logs every change by revision (trimmed to the last `retained`), and
-//! `meta` keeps the latest revision. The schema is created and upgraded by numbered
-//! migrations, applied at connect under an advisory lock so daemons starting together
-//! do not race.
+//! `meta` keeps the latest revision. The schema is created and upgraded by the numbered
+//! migrations of `store/rules.rs`, applied at connect under an advisory lock so daemons
+//! starting together do not race.
 //!
 //! Commits from all daemons take one transaction-scoped advisory lock, so revisions are
 //! assigned and become visible strictly in increasing order: a reader that has seen
@@ -13,7 +13,10 @@
 //! COMMIT, so other daemons can [`PostgresStore::listen`] and catch up with
 //! [`Store::changes_since`].
 
-use super::sqlite::CHANGE_LOG_RETAINED;
+use super::rules::{
+    check_planned, missed_trimmed_changes, trim_through, CHANGE_LOG_RETAINED, MIGRATIONS,
+    SELECT_REVISION,
+};
 use super::{
     redact_password, Change, ChangePage, Kind, LoggedChange, Notice, Snapshot, Store, StoreError,
 };
@@ -41,44 +44,6 @@ const MAX_CONNECTIONS: u32 = 8;
 /// Backoff between attempts to (re)connect the notification listener.
 const LISTEN_RETRY_MIN: Duration = Duration::from_millis(100);
 const LISTEN_RETRY_MAX: Duration = Duration::from_secs(5);
-
-/// One schema step. Applied in order, each once per database, never edited once released.
-struct Migration {
-    version: i32,
-    sql: &'static str,
-}
-
-const MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        sql: "
-CREATE TABLE objects (
-    kind     TEXT   NOT NULL,
-    key      TEXT   NOT NULL,
-    revision BIGINT NOT NULL,
-    body     TEXT   NOT NULL,
-    PRIMARY KEY (kind, key)
-);
-CREATE TABLE changes (
-    revision BIGINT PRIMARY KEY,
-    kind     TEXT NOT NULL,
-    key      TEXT NOT NULL,
-    op       TEXT NOT NULL,
-    body     TEXT
-);
-CREATE TABLE meta (
-    name  TEXT PRIMARY KEY,
-    value BIGINT NOT NULL
-);
-INSERT INTO meta (name, value) VALUES ('revision', 0);
-",
-    },
-    Migration {
-        version: 2,
-        // Who made each change (the JSON of an actor); older changes have none.
-        sql: "ALTER TABLE changes ADD COLUMN actor TEXT;",
-    },
-];
 
 #[derive(Clone)]
 pub struct PostgresStore {
@@ -232,8 +197,8 @@ impl PostgresStore {
     }
 }
 
-/// Applies every migration the database lacks, in one transaction under an advisory lock,
-/// so that daemons starting at once migrate one after another.
+/// Applies every one of [`MIGRATIONS`] the database lacks, in one transaction under an
+/// advisory lock, so that daemons starting at once migrate one after another.
 async fn migrate(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
     let mut tx = conn.begin().await?;
     // A migration may take longer than an ordinary statement.
@@ -255,21 +220,22 @@ async fn migrate(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
     let applied: Vec<i32> = sqlx::query_scalar("SELECT version FROM schema_migrations")
         .fetch_all(&mut *tx)
         .await?;
-    for migration in MIGRATIONS {
-        if applied.contains(&migration.version) {
+    for (version, migration) in (1..).zip(MIGRATIONS) {
+        if applied.contains(&version) {
             continue;
         }
-        sqlx::raw_sql(migration.sql).execute(&mut *tx).await?;
+        sqlx::raw_sql(migration.postgres).execute(&mut *tx).await?;
         sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, now())")
-            .bind(migration.version)
+            .bind(version)
             .execute(&mut *tx)
             .await?;
         tracing::info!(
-            version = migration.version,
+            version,
+            purpose = migration.purpose,
             "applied a PostgreSQL schema migration"
         );
     }
-    let known = MIGRATIONS.last().map_or(0, |m| m.version);
+    let known = MIGRATIONS.len() as i32;
     if let Some(newest) = applied.iter().max().filter(|v| **v > known) {
         tracing::warn!(
             database = newest,
@@ -294,25 +260,24 @@ fn from_db(what: &'static str, key: &str, value: i64) -> Result<u64, StoreError>
 }
 
 impl PostgresStore {
-    /// The revisions, or `Err(latest)` when the store is no longer at `planned_on`.
+    /// The revisions, or [`StoreError::Stale`] when the store is no longer at `planned_on`.
     async fn commit_changes(
         &self,
         changes: &[Change],
         planned_on: Option<u64>,
-    ) -> Result<Result<Vec<u64>, u64>, sqlx::Error> {
+    ) -> Result<Result<Vec<u64>, StoreError>, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(COMMIT_LOCK)
             .execute(&mut *tx)
             .await?;
-        let current: i64 =
-            sqlx::query_scalar("SELECT value FROM meta WHERE name = 'revision' FOR UPDATE")
-                .fetch_one(&mut *tx)
-                .await?;
+        let current: i64 = sqlx::query_scalar(&format!("{SELECT_REVISION} FOR UPDATE"))
+            .fetch_one(&mut *tx)
+            .await?;
         let current = u64::try_from(current).unwrap_or(0);
-        if planned_on.is_some_and(|planned| planned != current) {
+        if let Err(stale) = check_planned(planned_on, current) {
             tx.rollback().await?;
-            return Ok(Err(current));
+            return Ok(Err(stale));
         }
         let revisions: Vec<u64> = (1..=changes.len() as u64).map(|i| current + i).collect();
         let last = current + changes.len() as u64;
@@ -387,12 +352,9 @@ impl PostgresStore {
             .bind(to_db(last))
             .execute(&mut *tx)
             .await?;
-        // Trim the change log now and then (each time the revision crosses a multiple of a
-        // quarter of what is kept, at most 1,024) rather than on every commit.
-        let every = (self.retained / 4).clamp(1, 1024);
-        if last / every != current / every && last > self.retained {
+        if let Some(through) = trim_through(current, last, self.retained) {
             sqlx::query("DELETE FROM changes WHERE revision <= $1")
-                .bind(to_db(last - self.retained))
+                .bind(to_db(through))
                 .execute(&mut *tx)
                 .await?;
         }
@@ -418,11 +380,10 @@ impl PostgresStore {
             .execute(&mut *tx)
             .await
             .map_err(fail)?;
-        let revision: Option<i64> =
-            sqlx::query_scalar("SELECT value FROM meta WHERE name = 'revision'")
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(fail)?;
+        let revision: Option<i64> = sqlx::query_scalar(SELECT_REVISION)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(fail)?;
         let rows = sqlx::query("SELECT kind, key, body FROM objects")
             .fetch_all(&mut *tx)
             .await
@@ -470,8 +431,7 @@ impl PostgresStore {
         let latest = from_db("meta", "revision", first.try_get(0).map_err(fail)?)?;
         let oldest: Option<i64> = first.try_get(1).map_err(fail)?;
         let oldest = oldest.map(|o| from_db("change", "oldest", o)).transpose()?;
-        // The log starts at revision 1; anything between `after` and its oldest row is gone.
-        let trimmed = after < latest && oldest.is_none_or(|oldest| oldest > after + 1);
+        let trimmed = missed_trimmed_changes(after, latest, oldest);
         if trimmed {
             return Ok(ChangePage {
                 changes: Vec::new(),
@@ -520,7 +480,6 @@ impl Store for PostgresStore {
         self.commit_changes(&changes, planned_on)
             .await
             .map_err(|e| self.unavailable(e))?
-            .map_err(|latest| StoreError::Stale { latest })
     }
 
     async fn changes_since(&self, after: u64, limit: usize) -> Result<ChangePage, StoreError> {

@@ -3,68 +3,45 @@
 //! WAL mode with `synchronous=FULL`: a commit returns only after its log frames are
 //! fsynced, so an acknowledged write survives SIGKILL and power loss. One connection writes
 //! (the writer task sends whole batches, so one fsync covers many requests); another
-//! answers `ping`, so readiness probes never queue behind a commit.
+//! answers `ping`, so readiness probes never queue behind a commit. The schema and its
+//! migrations are those of [`super::rules`].
 
+use super::rules::{
+    check_planned, missed_trimmed_changes, trim_through, CHANGE_LOG_RETAINED, MIGRATIONS,
+    SELECT_REVISION,
+};
 use super::{Change, ChangePage, Kind, LoggedChange, Snapshot, Store, StoreError};
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-/// How many past changes are kept in the change log for readers catching up.
-pub const CHANGE_LOG_RETAINED: u64 = 100_000;
-
-/// The schema as first released; [`MIGRATIONS`] take it to the current one.
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS objects (
-    kind     TEXT    NOT NULL,
-    key      TEXT    NOT NULL,
-    revision INTEGER NOT NULL,
-    body     TEXT    NOT NULL,
-    PRIMARY KEY (kind, key)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS changes (
-    revision INTEGER PRIMARY KEY,
-    kind     TEXT NOT NULL,
-    key      TEXT NOT NULL,
-    op       TEXT NOT NULL,
-    body     TEXT
-);
-CREATE TABLE IF NOT EXISTS meta (
-    name  TEXT PRIMARY KEY,
-    value INTEGER NOT NULL
-);
-INSERT OR IGNORE INTO meta (name, value) VALUES ('revision', 0);
-";
-
-/// Schema steps after [`SCHEMA`], in order: step `n` takes a database from
-/// `PRAGMA user_version` `n` to `n + 1`. Never edited once released.
-const MIGRATIONS: &[&str] = &[
-    // 1: who made each change (the JSON of an actor); older changes have none.
-    "ALTER TABLE changes ADD COLUMN actor TEXT;",
-];
-
-/// Creates the tables if missing and applies the migrations the file lacks, in one
+/// Creates the tables if missing and applies the [`MIGRATIONS`] the file lacks, in one
 /// transaction, so a file made by an older version opens and is upgraded in place.
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let (tables, steps) = MIGRATIONS.split_first().expect("the schema has its tables");
     let tx = conn.transaction().map_err(unavailable)?;
-    tx.execute_batch(SCHEMA).map_err(unavailable)?;
+    tx.execute_batch(tables.sqlite).map_err(unavailable)?;
     let version: usize = tx
         .query_row("PRAGMA user_version", [], |row| row.get(0))
         .map_err(unavailable)?;
-    if version > MIGRATIONS.len() {
+    if version > steps.len() {
         tracing::warn!(
             database = version,
-            known = MIGRATIONS.len(),
+            known = steps.len(),
             "the SQLite schema is newer than this registry-svc knows; it was written by a newer version"
         );
     }
-    for (step, sql) in MIGRATIONS.iter().enumerate().skip(version) {
-        tx.execute_batch(sql).map_err(unavailable)?;
+    for (done, step) in (1..).zip(steps).skip(version) {
+        tx.execute_batch(step.sqlite).map_err(unavailable)?;
         // PRAGMA takes no parameters; the value is a number of ours.
-        tx.execute_batch(&format!("PRAGMA user_version = {}", step + 1))
+        tx.execute_batch(&format!("PRAGMA user_version = {done}"))
             .map_err(unavailable)?;
-        tracing::info!(version = step + 1, "applied a SQLite schema migration");
+        tracing::info!(
+            version = done,
+            purpose = step.purpose,
+            "applied a SQLite schema migration"
+        );
     }
     tx.commit().map_err(unavailable)
 }
@@ -155,15 +132,9 @@ fn commit_changes(
 ) -> Result<Vec<u64>, StoreError> {
     let tx = conn.transaction().map_err(unavailable)?;
     let mut revision: u64 = tx
-        .query_row(
-            "SELECT value FROM meta WHERE name = 'revision'",
-            [],
-            |row| row.get(0),
-        )
+        .query_row(SELECT_REVISION, [], |row| row.get(0))
         .map_err(unavailable)?;
-    if planned_on.is_some_and(|planned| planned != revision) {
-        return Err(StoreError::Stale { latest: revision });
-    }
+    check_planned(planned_on, revision)?;
     let mut revisions = Vec::with_capacity(changes.len());
     {
         let mut put = tx
@@ -206,16 +177,10 @@ fn commit_changes(
         params![revision],
     )
     .map_err(unavailable)?;
-    // Trim the change log now and then (each time the revision crosses a multiple of a
-    // quarter of what is kept, at most 1,024) rather than on every commit.
-    let every = (retained / 4).clamp(1, 1024);
-    let first = revision - changes.len() as u64;
-    if revision / every != first / every && revision > retained {
-        tx.execute(
-            "DELETE FROM changes WHERE revision <= ?1",
-            params![revision - retained],
-        )
-        .map_err(unavailable)?;
+    let before = revision - changes.len() as u64;
+    if let Some(through) = trim_through(before, revision, retained) {
+        tx.execute("DELETE FROM changes WHERE revision <= ?1", params![through])
+            .map_err(unavailable)?;
     }
     tx.commit().map_err(unavailable)?;
     Ok(revisions)
@@ -226,14 +191,9 @@ fn read_changes(conn: &mut Connection, after: u64, limit: usize) -> Result<Chang
         .query_row("SELECT MIN(revision) FROM changes", [], |row| row.get(0))
         .map_err(unavailable)?;
     let latest: u64 = conn
-        .query_row(
-            "SELECT value FROM meta WHERE name = 'revision'",
-            [],
-            |row| row.get(0),
-        )
+        .query_row(SELECT_REVISION, [], |row| row.get(0))
         .map_err(unavailable)?;
-    // The log starts at revision 1; anything between `after` and its oldest row is gone.
-    let trimmed = after < latest && oldest.is_none_or(|oldest| oldest > after + 1);
+    let trimmed = missed_trimmed_changes(after, latest, oldest);
     if trimmed {
         return Ok(ChangePage {
             changes: Vec::new(),
@@ -270,11 +230,7 @@ fn read_changes(conn: &mut Connection, after: u64, limit: usize) -> Result<Chang
 
 fn load_all(conn: &mut Connection) -> Result<Snapshot, StoreError> {
     let revision: Option<u64> = conn
-        .query_row(
-            "SELECT value FROM meta WHERE name = 'revision'",
-            [],
-            |row| row.get(0),
-        )
+        .query_row(SELECT_REVISION, [], |row| row.get(0))
         .optional()
         .map_err(unavailable)?;
     let mut statement = conn
@@ -322,10 +278,8 @@ impl Store for SqliteStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         Self::with(&self.reader, |conn| {
-            conn.query_row("SELECT value FROM meta WHERE name = 'revision'", [], |_| {
-                Ok(())
-            })
-            .map_err(unavailable)
+            conn.query_row(SELECT_REVISION, [], |_| Ok(()))
+                .map_err(unavailable)
         })
         .await
     }

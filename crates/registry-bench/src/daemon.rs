@@ -2,6 +2,7 @@
 
 use anyhow::{bail, Context, Result};
 use registry_client::RegistryClient;
+use registry_types::constants;
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -128,7 +129,7 @@ impl Daemon {
         self.token = if self.database_url.is_some() {
             SHARED_ADMIN_TOKEN.to_string()
         } else {
-            let token_file = self.dir.join("admin.token");
+            let token_file = self.dir.join(constants::ADMIN_TOKEN_FILE);
             fs::read_to_string(&token_file)
                 .with_context(|| format!("reading {}", token_file.display()))?
                 .trim()
@@ -235,7 +236,7 @@ fn spawn(binary: &Path, dir: &Path, database_url: Option<&str>, start: u32) -> R
     if let Some(url) = database_url {
         command
             .args(["--database-url", url])
-            .env("REGISTRY_ADMIN_TOKEN", SHARED_ADMIN_TOKEN);
+            .env(constants::ADMIN_TOKEN_ENV, SHARED_ADMIN_TOKEN);
     }
     command
         .spawn()

@@ -50,6 +50,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use registry_client::types::{HealthCheck, HealthCheckType, RegisterInstanceRequest};
 use registry_client::RegistryClient;
+use registry_types::constants::INDEX_HEADER;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -654,7 +655,7 @@ impl Conn {
                     length = Some(value.parse::<usize>()?);
                 } else if name.eq_ignore_ascii_case("transfer-encoding") {
                     chunked = value.eq_ignore_ascii_case("chunked");
-                } else if name.eq_ignore_ascii_case("x-registry-index") {
+                } else if name.eq_ignore_ascii_case(INDEX_HEADER) {
                     index = value.parse()?;
                 }
             }

@@ -136,9 +136,7 @@ pub use snapshot::Snapshot;
 pub use registry_types as types;
 pub use reqwest::StatusCode;
 
-/// The response header of every list endpoint that carries the revision of the latest change
-/// of the listed kind (the "index" of a blocking query).
-pub const INDEX_HEADER: &str = "X-Registry-Index";
+pub use registry_types::constants::INDEX_HEADER;
 
 /// What can go wrong talking to the registry.
 #[derive(Debug, thiserror::Error)]

@@ -1,6 +1,7 @@
 //! The command line: global flags, subcommands and their arguments (clap derive).
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use registry_types::constants;
 use registry_types::{InstanceStatus, Role};
 use std::path::PathBuf;
 
@@ -21,8 +22,8 @@ pub struct GlobalArgs {
     /// Address of the registry daemon.
     #[arg(
         long,
-        env = "REGISTRY_ADDR",
-        default_value = "http://127.0.0.1:58231",
+        env = constants::ADDR_ENV,
+        default_value = constants::DEFAULT_URL,
         hide_env_values = true,
         global = true,
         help_heading = "Global options"
@@ -31,7 +32,7 @@ pub struct GlobalArgs {
     /// API token; for a local daemon it defaults to the one in the data dir's admin.token.
     #[arg(
         long,
-        env = "REGISTRY_TOKEN",
+        env = constants::TOKEN_ENV,
         hide_env_values = true,
         global = true,
         help_heading = "Global options"

@@ -6,6 +6,7 @@
 //! so the server and the CLI reject bad input with the same words.
 
 mod backup;
+pub mod constants;
 mod definition;
 mod duration;
 mod error;

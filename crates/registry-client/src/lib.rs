@@ -126,12 +126,14 @@ mod balancer;
 mod discovery;
 mod registration;
 mod snapshot;
+mod watch;
 
 pub use backoff::Backoff;
 pub use balancer::{Balancer, Picked};
 pub use discovery::{Discovery, DiscoveryError, DiscoveryOptions};
 pub use registration::{register_self, Registration, DEFAULT_TTL};
 pub use snapshot::Snapshot;
+pub use watch::{InstanceList, InstanceWatch, WatchError};
 
 pub use registry_types as types;
 pub use reqwest::StatusCode;

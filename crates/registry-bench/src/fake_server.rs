@@ -1,6 +1,6 @@
 //! A one-connection HTTP server for the tests of the bench's hand-written clients.
 
-use crate::watch::find;
+use crate::follower::find;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;

@@ -12,7 +12,7 @@
 //! revision) is kept, so that a subscriber whose connection fails resumes with
 //! `since=<last revision>` and misses nothing.
 
-use crate::watch::{find, Follower, Seen, NO_CHANGE};
+use crate::follower::{find, tag, Follower, Seen, NO_CHANGE};
 use anyhow::{bail, Context, Result};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -52,7 +52,7 @@ pub async fn subscriber(follower: Follower) {
                 let appear = follower.expect.appear.load(Ordering::SeqCst);
                 if appear != NO_CHANGE && appear != reported_appear {
                     appear_text.clear();
-                    appear_text.push_str(&format!("\"{}\"", crate::watch::tag(appear)));
+                    appear_text.push_str(&format!("\"{}\"", tag(appear)));
                     if find(event, appear_text.as_bytes()).is_some() {
                         reported_appear = appear;
                         if follower

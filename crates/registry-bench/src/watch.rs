@@ -45,6 +45,7 @@
 //! machine's cores, so the last subscribers' figures include the bench's own turn.
 
 use crate::daemon::Daemon;
+use crate::follower::{find, tag, Expect, Follower, Seen, NO_CHANGE};
 use crate::table;
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -68,8 +69,6 @@ const STANDING: usize = 10;
 const SETTLE: Duration = Duration::from_millis(20);
 /// Longest a change may take to reach every watcher before the run fails.
 const DEADLINE: Duration = Duration::from_secs(30);
-/// No change is timed yet.
-pub(crate) const NO_CHANGE: u64 = u64::MAX;
 
 /// How the watchers follow the slug.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -204,11 +203,6 @@ pub async fn run(args: WatchArgs) -> Result<()> {
     );
     print!("{}", table::render(title, &rows, &command));
     Ok(())
-}
-
-/// The tag that marks timed change `change`, as it appears (quoted) in an answer.
-pub(crate) fn tag(change: u64) -> String {
-    format!("bench-change-{change}")
 }
 
 fn instance(url: String, tags: Vec<String>) -> RegisterInstanceRequest {
@@ -484,38 +478,6 @@ impl Drop for WatcherPool {
     }
 }
 
-/// What the driver currently waits for; see `measure`.
-pub(crate) struct Expect {
-    pub appear: AtomicU64,
-    pub gone: AtomicU64,
-    /// The number and id of the instance `gone` names, set before `gone` (subscribers
-    /// look for its delete event, which carries only the id).
-    pub gone_id: std::sync::Mutex<(u64, String)>,
-}
-
-/// What each watcher (or SSE subscriber) is given.
-pub(crate) struct Follower {
-    /// How long to wait before connecting.
-    pub delay: Duration,
-    pub address: String,
-    pub token: String,
-    pub expect: Arc<Expect>,
-    /// Where to report what it saw: (what, when its answer was in, answer size).
-    pub seen: mpsc::UnboundedSender<(Seen, Instant, usize)>,
-    /// Connections made, and followers that have had their first answer.
-    pub connects: Arc<AtomicU64>,
-    pub ready: Arc<AtomicU64>,
-}
-
-/// What a watcher reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Seen {
-    /// An answer held the instance numbered so.
-    Appeared(u64),
-    /// An answer no longer held the instance numbered so.
-    Gone(u64),
-}
-
 /// One watcher: a blocking query after another on one keep-alive connection (a new one
 /// after an error). Reports each expectation once, when the first answer meeting it is in.
 async fn watcher(follower: Follower) {
@@ -710,20 +672,6 @@ impl Conn {
         // `str::contains` searches far faster than comparing every window.
         std::str::from_utf8(self.body()).is_ok_and(|body| body.contains(&format!("\"{text}\"")))
     }
-}
-
-/// Where `needle` (a short ASCII delimiter) first occurs in `haystack`.
-pub(crate) fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    let first = needle[0];
-    let mut from = 0;
-    while let Some(at) = haystack[from..].iter().position(|&b| b == first) {
-        let at = from + at;
-        if haystack[at..].starts_with(needle) {
-            return Some(at);
-        }
-        from = at + 1;
-    }
-    None
 }
 
 #[cfg(test)]

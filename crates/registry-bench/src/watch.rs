@@ -72,7 +72,7 @@ const DEADLINE: Duration = Duration::from_secs(30);
 
 /// How the watchers follow the slug.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
+pub(crate) enum Mode {
     /// Blocking queries, `GET /registry-svc/instances?slug=…&index=N&wait=60s`.
     Blocking,
     /// Server-Sent Events streams, `GET /registry-svc/events?kind=instance`.
@@ -80,7 +80,7 @@ pub enum Mode {
 }
 
 #[derive(Args, Clone)]
-pub struct WatchArgs {
+pub(crate) struct WatchArgs {
     /// Concurrent blocking watchers of one slug (with `--sse`: event-stream subscribers).
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub watchers: u64,
@@ -102,7 +102,7 @@ pub struct WatchArgs {
 }
 
 /// What a watch run measured.
-pub struct WatchFigures {
+pub(crate) struct WatchFigures {
     pub watchers: u64,
     pub changes: u64,
     /// 201 → each watcher, over all watchers and changes.
@@ -125,11 +125,11 @@ pub struct WatchFigures {
     pub retransmits: u64,
 }
 
-pub fn ms(d: Duration) -> String {
+pub(crate) fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
 }
 
-pub async fn run(args: WatchArgs) -> Result<()> {
+pub(crate) async fn run(args: WatchArgs) -> Result<()> {
     let binary = crate::daemon::locate(args.daemon.as_deref())?;
     let mode = if args.sse { Mode::Sse } else { Mode::Blocking };
     let figures = measure(
@@ -220,7 +220,7 @@ fn instance(url: String, tags: Vec<String>) -> RegisterInstanceRequest {
 
 /// Starts a daemon (two on `database_url`, watched on the second), runs the watch
 /// workload on it and returns the figures; the daemons are gone when it returns.
-pub async fn measure(
+pub(crate) async fn measure(
     binary: &Path,
     mode: Mode,
     watchers: u64,

@@ -9,7 +9,7 @@ use url::{Host, Url};
 use crate::cli::GlobalArgs;
 
 /// A client for `--addr`, with `--token`, or for a local daemon the admin token it wrote.
-pub fn client(global: &GlobalArgs) -> Result<RegistryClient> {
+pub(crate) fn client(global: &GlobalArgs) -> Result<RegistryClient> {
     let addr = parse_addr(&global.addr)?;
     let data_dir = std::env::var_os(DATA_DIR_ENV)
         .filter(|dir| !dir.is_empty())

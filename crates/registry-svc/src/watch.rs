@@ -19,7 +19,7 @@ use crate::output;
 const CLEAR: &str = "\x1b[2J\x1b[H";
 
 /// Lists the instances `filter` matches, then redraws after every change until Ctrl-C.
-pub async fn instances(
+pub(crate) async fn instances(
     client: &RegistryClient,
     format: OutputFormat,
     filter: &InstanceFilter,

@@ -42,9 +42,11 @@ pub mod responses {
     use super::*;
     use serde::{Deserialize, Serialize};
 
+    /// Answer to `GET /registry-svc/definitions`.
     #[derive(Debug, Clone, Serialize, Deserialize, Default)]
     #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
     pub struct ListDefinitionsResponse {
+        /// The definitions, in id order.
         #[serde(default)]
         pub definitions: Vec<Definition>,
         /// Extension: present when a `limit` stopped the page short of the end; the
@@ -53,9 +55,11 @@ pub mod responses {
         pub next: Option<String>,
     }
 
+    /// Answer to `GET /registry-svc/instances`.
     #[derive(Debug, Clone, Serialize, Deserialize, Default)]
     #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
     pub struct ListInstancesResponse {
+        /// The instances the filters match, in id order.
         #[serde(default)]
         pub instances: Vec<Instance>,
         /// Extension: present when a `limit` stopped the page short of the end; the
@@ -64,22 +68,28 @@ pub mod responses {
         pub next: Option<String>,
     }
 
+    /// Answer to `POST /registry-svc/nodes`.
     #[derive(Debug, Clone, Serialize, Deserialize, Default)]
     #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
     pub struct ListNodesResponse {
+        /// The nodes asked for.
         #[serde(default)]
         pub nodes: Vec<Node>,
     }
 
+    /// Answer to `GET /registry-svc/node/self`.
     #[derive(Debug, Clone, Serialize, Deserialize)]
     #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
     pub struct NodeSelfResponse {
+        /// The node of the daemon answering.
         pub node: Node,
     }
 
+    /// Answer to `GET /registry-svc/tokens`.
     #[derive(Debug, Clone, Serialize, Deserialize, Default)]
     #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
     pub struct ListTokensResponse {
+        /// Every token, without its secret.
         #[serde(default)]
         pub tokens: Vec<TokenInfo>,
     }
@@ -89,6 +99,7 @@ pub mod responses {
     #[derive(Debug, Clone, Serialize, Deserialize, Default)]
     #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
     pub struct RegisterInstanceResponse {
+        /// The instance's id, to heartbeat or remove it by.
         #[serde(default)]
         pub id: String,
     }

@@ -3,7 +3,31 @@
 //! Every type here serializes to exactly the JSON the HTTP API speaks (OpenOrch-compatible
 //! field names). Requests come in a lenient "input" shape and are turned into the strict
 //! model by a `validate`/`into_*` step that returns a [`FieldError`] naming the bad field,
-//! so the server and the CLI reject bad input with the same words.
+//! so the server and the CLI reject bad input with the same words. The ranges of every
+//! value are in [`limits`]; the names and defaults the daemon and its clients share (the
+//! index header, the default address and data dir, ...) in [`constants`].
+//!
+//! ```
+//! use registry_types::{InstanceFilter, InstanceStatus, RegisterInstanceRequest};
+//!
+//! // A registration as a client sends it, checked as the daemon checks it.
+//! let request: RegisterInstanceRequest = serde_json::from_str(
+//!     r#"{"url": "http://127.0.0.1:8080", "slug": "user-svc", "tags": ["v2", ""]}"#,
+//! )?;
+//! let error = request.validate().unwrap_err();
+//! assert_eq!(error.field, "tags[1]");
+//! assert_eq!(error.to_string(), "invalid field `tags[1]`: is empty");
+//!
+//! // The query string of a list request, and back.
+//! let filter = InstanceFilter {
+//!     slug: Some("user-svc".into()),
+//!     status: Some(InstanceStatus::Healthy),
+//!     ..Default::default()
+//! };
+//! assert_eq!(filter.to_query(), "slug=user-svc&status=Healthy");
+//! assert_eq!(InstanceFilter::from_query(&filter.to_query())?, filter);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 mod backup;
 pub mod constants;

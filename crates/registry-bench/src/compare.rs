@@ -26,8 +26,8 @@
 //! Steps 3-6 run under wrk with `--threads` threads and `--connections` keep-alive
 //! connections for `--seconds` each. Steps 3 and 4 take turns `--rounds` times, and the
 //! read ratio is the median of the rounds' ratios: on a shared machine the speed drifts
-//! between runs (bare axum alone moved 59-120k req/s here), and runs side by side see
-//! the same drift.
+//! between runs (bare axum's own figure moves from one run to the next), and runs side by
+//! side see the same drift.
 
 use crate::daemon::{Daemon, TempDir};
 use crate::etcd::{self, Etcd};

@@ -11,8 +11,8 @@
 //! blocking query on one slug of 10 instances, re-issuing it as soon as it answers. Each
 //! change registers an 11th instance (timed) and, once every watcher has seen it,
 //! deregisters the oldest (not timed; it wakes every watcher too, and the next change
-//! waits until all have seen it go), so the answers stay at 10-11 instances (about 3 KB)
-//! however many changes are timed. The watchers connect gradually and all have had a
+//! waits until all have seen it go), so the answers stay at 10-11 instances however many
+//! changes are timed. The watchers connect gradually and all have had a
 //! first answer before anything is timed (all at once, the daemon's accept queue
 //! overflows and the retried SYNs land, a second later, in the timed changes).
 //!
@@ -22,8 +22,7 @@
 //! connects at), and never sends another request. What is measured: from the moment the
 //! registering client has read its `201 Created` to the moment each subscriber has read
 //! the whole `change` event (`op` `put`) of the new instance: a read of the socket
-//! returned the event's end, its blank line (one small chunk of the chunked body, about
-//! 400 B). Told before the 201 is read: 0. The deregistration after each change is not
+//! returned the event's end, its blank line (one small chunk of the chunked body). Told before the 201 is read: 0. The deregistration after each change is not
 //! timed, and the next change waits until every subscriber has read its `delete` event.
 //! The subscribers connect as gradually as the watchers; each counts as connected once
 //! its stream has answered 200 (the daemon subscribes it to the live changes before
@@ -40,9 +39,10 @@
 //! waiting for (every instance of the slug carries its own). The table shows the CPU
 //! time each side spent per change, and the TCP retransmissions meanwhile (each one is a
 //! loopback packet dropped and sent again 200 ms or more later). With `--sse` the bench's
-//! share is not small: reading 1,000 sockets costs it about as much (mostly the
-//! kernel's loopback receive path) as writing them costs the daemon, and both share the
-//! machine's cores, so the last subscribers' figures include the bench's own turn.
+//! share is not small: reading every subscriber's socket costs it (mostly in the kernel's
+//! loopback receive path) of the order of what writing them costs the daemon, and both
+//! share the machine's cores, so the last subscribers' figures include the bench's own
+//! turn.
 
 use crate::daemon::Daemon;
 use crate::follower::{find, tag, Expect, Follower, Seen, NO_CHANGE};

@@ -26,8 +26,8 @@
 //! Steps 3-6 run under wrk with `--threads` threads and `--connections` keep-alive
 //! connections for `--seconds` each. Steps 3 and 4 take turns `--rounds` times, and the
 //! read ratio is the median of the rounds' ratios: on a shared machine the speed drifts
-//! between runs (bare axum alone moved 59-120k req/s here), and runs side by side see
-//! the same drift.
+//! between runs (bare axum's own figure moves from one run to the next), and runs side by
+//! side see the same drift.
 
 use crate::daemon::{Daemon, TempDir};
 use crate::etcd::{self, Etcd};
@@ -55,7 +55,7 @@ const PROPAGATION_TARGET: Duration = Duration::from_millis(10);
 const SSE_PROPAGATION_TARGET: Duration = Duration::from_millis(10);
 
 #[derive(Args, Clone)]
-pub struct CompareArgs {
+pub(crate) struct CompareArgs {
     /// Instances loaded into the registry (and etcd): the data of the memory, start-up
     /// and discovery read figures (10 per slug).
     #[arg(long, alias = "memory-instances", default_value_t = 100_000,
@@ -157,7 +157,7 @@ struct EtcdFigures {
     put: Wrk,
 }
 
-pub async fn run(args: CompareArgs) -> Result<()> {
+pub(crate) async fn run(args: CompareArgs) -> Result<()> {
     http::require_wrk()?;
     let binary = crate::daemon::locate(args.daemon.as_deref())?;
     let etcd_binary = if args.skip_etcd {

@@ -2,6 +2,7 @@
 
 use anyhow::{bail, Context, Result};
 use registry_client::RegistryClient;
+use registry_types::constants;
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -14,13 +15,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The admin token of daemons started on a shared store (a benchmark's throwaway one).
-pub const SHARED_ADMIN_TOKEN: &str = "registry-bench-shared-admin-token";
+pub(crate) const SHARED_ADMIN_TOKEN: &str = "registry-bench-shared-admin-token";
 
 /// The first line `registry-svc serve` prints, before its base URL.
 const LISTENING: &str = "registry-svc listening on ";
 
 /// The daemon binary: `explicit`, else `registry-svc` beside this executable.
-pub fn locate(explicit: Option<&Path>) -> Result<PathBuf> {
+pub(crate) fn locate(explicit: Option<&Path>) -> Result<PathBuf> {
     if let Some(path) = explicit {
         if !path.is_file() {
             bail!("--daemon {}: no such file", path.display());
@@ -41,7 +42,7 @@ pub fn locate(explicit: Option<&Path>) -> Result<PathBuf> {
 
 /// A running `registry-svc serve` child. Dropping it kills the daemon and removes its
 /// data dir, on success and on every error path alike.
-pub struct Daemon {
+pub(crate) struct Daemon {
     child: Child,
     dir: PathBuf,
     binary: PathBuf,
@@ -57,13 +58,13 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `binary serve --listen 127.0.0.1:0` in a new temporary data dir and waits
     /// until it is listening. Its log goes to `daemon.log` in that dir.
-    pub fn start(binary: &Path) -> Result<Daemon> {
+    pub(crate) fn start(binary: &Path) -> Result<Daemon> {
         Self::start_on(binary, None)
     }
 
     /// Starts the binary [`locate`] finds for `path`, and says on stderr which it is and
     /// where it listens.
-    pub fn start_located(path: Option<&Path>) -> Result<Daemon> {
+    pub(crate) fn start_located(path: Option<&Path>) -> Result<Daemon> {
         let binary = locate(path)?;
         let daemon = Self::start(&binary)?;
         eprintln!(
@@ -77,7 +78,7 @@ impl Daemon {
 
     /// As [`Daemon::start`], on the shared PostgreSQL store at `database_url` when given;
     /// then every such daemon takes the same fixed admin token, [`SHARED_ADMIN_TOKEN`].
-    pub fn start_on(binary: &Path, database_url: Option<&str>) -> Result<Daemon> {
+    pub(crate) fn start_on(binary: &Path, database_url: Option<&str>) -> Result<Daemon> {
         let dir = make_temp_dir()?;
         let child = match spawn(binary, &dir, database_url, 1) {
             Ok(child) => child,
@@ -104,7 +105,7 @@ impl Daemon {
     /// durable as it is) and starts a new one on the same data dir. Returns when the new
     /// one has printed its address, with the instant just before it was spawned; its new
     /// base URL and token are in `base_url` and `token`.
-    pub fn restart(&mut self) -> Result<Instant> {
+    pub(crate) fn restart(&mut self) -> Result<Instant> {
         let _ = self.child.kill();
         self.child.wait().context("waiting for the killed daemon")?;
         self.starts += 1;
@@ -128,7 +129,7 @@ impl Daemon {
         self.token = if self.database_url.is_some() {
             SHARED_ADMIN_TOKEN.to_string()
         } else {
-            let token_file = self.dir.join("admin.token");
+            let token_file = self.dir.join(constants::ADMIN_TOKEN_FILE);
             fs::read_to_string(&token_file)
                 .with_context(|| format!("reading {}", token_file.display()))?
                 .trim()
@@ -137,12 +138,12 @@ impl Daemon {
         Ok(())
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// A client of this daemon with its admin token, each request limited to `timeout`.
-    pub fn client(&self, timeout: Duration) -> Result<RegistryClient> {
+    pub(crate) fn client(&self, timeout: Duration) -> Result<RegistryClient> {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .no_proxy()
@@ -155,7 +156,7 @@ impl Daemon {
     }
 
     /// `Err` with the daemon's last log lines when it is no longer running.
-    pub fn check_alive(&mut self) -> Result<()> {
+    pub(crate) fn check_alive(&mut self) -> Result<()> {
         match self.child.try_wait() {
             Ok(None) => Ok(()),
             Ok(Some(status)) => bail!("the daemon exited ({status}){}", self.log_tail()),
@@ -235,7 +236,7 @@ fn spawn(binary: &Path, dir: &Path, database_url: Option<&str>, start: u32) -> R
     if let Some(url) = database_url {
         command
             .args(["--database-url", url])
-            .env("REGISTRY_ADMIN_TOKEN", SHARED_ADMIN_TOKEN);
+            .env(constants::ADMIN_TOKEN_ENV, SHARED_ADMIN_TOKEN);
     }
     command
         .spawn()
@@ -243,7 +244,7 @@ fn spawn(binary: &Path, dir: &Path, database_url: Option<&str>, start: u32) -> R
 }
 
 /// A new, empty directory under the system's temp dir, named `registry-bench-…`.
-pub fn make_temp_dir() -> Result<PathBuf> {
+pub(crate) fn make_temp_dir() -> Result<PathBuf> {
     static MADE: AtomicU32 = AtomicU32::new(0);
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -259,14 +260,14 @@ pub fn make_temp_dir() -> Result<PathBuf> {
 }
 
 /// A temporary directory, removed with everything in it when dropped.
-pub struct TempDir(PathBuf);
+pub(crate) struct TempDir(PathBuf);
 
 impl TempDir {
-    pub fn new() -> Result<TempDir> {
+    pub(crate) fn new() -> Result<TempDir> {
         make_temp_dir().map(TempDir)
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.0
     }
 }

@@ -19,10 +19,10 @@ use tokio::task::JoinSet;
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Where the registry's instances live in etcd: `<PREFIX><slug>/<id>`.
-pub const PREFIX: &str = "/registry/instances/";
+pub(crate) const PREFIX: &str = "/registry/instances/";
 
 /// `etcd` on PATH, if there is one.
-pub fn on_path() -> Option<PathBuf> {
+pub(crate) fn on_path() -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .map(|dir| dir.join("etcd"))
@@ -30,7 +30,7 @@ pub fn on_path() -> Option<PathBuf> {
 }
 
 /// A running single-member etcd. Dropping it kills etcd and removes its data dir.
-pub struct Etcd {
+pub(crate) struct Etcd {
     child: Child,
     /// `http://127.0.0.1:PORT`: the client URL, also the JSON gateway.
     pub url: String,
@@ -45,7 +45,7 @@ fn free_port() -> Result<u16> {
 
 impl Etcd {
     /// Starts `binary` on free 127.0.0.1 ports and waits until `/health` says true.
-    pub async fn start(binary: &Path, http: &reqwest::Client) -> Result<Etcd> {
+    pub(crate) async fn start(binary: &Path, http: &reqwest::Client) -> Result<Etcd> {
         let dir = TempDir::new()?;
         let (client_port, peer_port) = (free_port()?, free_port()?);
         let client_url = format!("http://127.0.0.1:{client_port}");
@@ -98,12 +98,12 @@ impl Etcd {
         }
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// `Err` with etcd's last log lines when it is no longer running.
-    pub fn check_alive(&mut self) -> Result<()> {
+    pub(crate) fn check_alive(&mut self) -> Result<()> {
         match self.child.try_wait() {
             Ok(None) => Ok(()),
             Ok(Some(status)) => bail!("etcd exited ({status}){}", self.log_tail()),
@@ -119,7 +119,11 @@ impl Etcd {
     }
 
     /// Puts every `(key, value)`, [`LOAD_CONCURRENCY`] at a time.
-    pub async fn load(&self, http: &reqwest::Client, items: Vec<(String, Vec<u8>)>) -> Result<()> {
+    pub(crate) async fn load(
+        &self,
+        http: &reqwest::Client,
+        items: Vec<(String, Vec<u8>)>,
+    ) -> Result<()> {
         let items = Arc::new(items);
         let next = Arc::new(AtomicUsize::new(0));
         let mut workers = JoinSet::new();
@@ -161,7 +165,7 @@ impl Etcd {
     }
 
     /// `etcd 3.4.23` as its `/version` says, or just `etcd`.
-    pub async fn version(&self, http: &reqwest::Client) -> String {
+    pub(crate) async fn version(&self, http: &reqwest::Client) -> String {
         let text = match http.get(format!("{}/version", self.url)).send().await {
             Ok(response) => response.text().await.unwrap_or_default(),
             Err(_) => String::new(),
@@ -178,7 +182,7 @@ impl Etcd {
     }
 
     /// How many keys lie under `prefix`.
-    pub async fn count(&self, http: &reqwest::Client, prefix: &str) -> Result<u64> {
+    pub(crate) async fn count(&self, http: &reqwest::Client, prefix: &str) -> Result<u64> {
         let (key, range_end) = prefix_range(prefix);
         let text = http
             .post(format!("{}/v3/kv/range", self.url))
@@ -214,7 +218,7 @@ impl Drop for Etcd {
 
 /// The base64 (standard alphabet, padded) of `key` and of the key just past every key
 /// that starts with `prefix`: the `key`/`range_end` pair of a prefix range.
-pub fn prefix_range(prefix: &str) -> (String, String) {
+pub(crate) fn prefix_range(prefix: &str) -> (String, String) {
     let mut end = prefix.as_bytes().to_vec();
     // The prefixes here end in '/', never in 0xff.
     *end.last_mut().expect("a non-empty prefix") += 1;
@@ -222,7 +226,7 @@ pub fn prefix_range(prefix: &str) -> (String, String) {
 }
 
 /// Standard base64 with padding, as etcd's gateway expects for bytes fields.
-pub fn base64(bytes: &[u8]) -> String {
+pub(crate) fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
@@ -247,7 +251,7 @@ pub fn base64(bytes: &[u8]) -> String {
 
 /// wrk script: a prefix range read, `POST /v3/kv/range`; `{{KEY}}` and `{{END}}` are
 /// replaced with the base64 key and range end.
-pub const RANGE_SCRIPT: &str = r#"
+pub(crate) const RANGE_SCRIPT: &str = r#"
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.body = '{"key":"{{KEY}}","range_end":"{{END}}"}'
@@ -256,7 +260,7 @@ wrk.body = '{"key":"{{KEY}}","range_end":"{{END}}"}'
 /// wrk script: a put of a new key per request, `POST /v3/kv/put`, each thread and request
 /// its own key under `/registry/instances/wrk-N/`; `{{VALUE}}` is replaced with the
 /// base64 of an instance's JSON, so every value is a real instance's size.
-pub const PUT_SCRIPT: &str = r#"
+pub(crate) const PUT_SCRIPT: &str = r#"
 local alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 local function sextet(v) return alphabet:sub(v + 1, v + 1) end
 local function base64(s)

@@ -1,6 +1,6 @@
 //! A one-connection HTTP server for the tests of the bench's hand-written clients.
 
-use crate::watch::find;
+use crate::follower::find;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -8,7 +8,7 @@ use tokio::net::TcpListener;
 /// Serves one connection on a free loopback port, whose address it returns: answers each
 /// request read with the next of `answers`, each written part by part, a little apart, so
 /// that the client must read more than once. Closes the connection after the last.
-pub async fn serve(answers: Vec<Vec<&'static str>>) -> String {
+pub(crate) async fn serve(answers: Vec<Vec<&'static str>>) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap().to_string();
     tokio::spawn(async move {
@@ -36,7 +36,7 @@ pub async fn serve(answers: Vec<Vec<&'static str>>) -> String {
 }
 
 /// `answer` in two parts, cut in the middle.
-pub fn halves(answer: &'static str) -> Vec<&'static str> {
+pub(crate) fn halves(answer: &'static str) -> Vec<&'static str> {
     let (head, tail) = answer.split_at(answer.len() / 2);
     vec![head, tail]
 }

@@ -14,18 +14,18 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 
 /// Requests in flight at once while loading data.
-pub const LOAD_CONCURRENCY: u64 = 64;
+pub(crate) const LOAD_CONCURRENCY: u64 = 64;
 
 /// How every wrk run drives its target: keep-alive connections, threads and length.
 #[derive(Clone, Copy)]
-pub struct Load {
+pub(crate) struct Load {
     pub threads: u32,
     pub connections: u32,
     pub seconds: u64,
 }
 
 /// What one wrk run reported.
-pub struct Wrk {
+pub(crate) struct Wrk {
     pub per_second: f64,
     /// Answers other than 2xx or 3xx.
     pub failed: u64,
@@ -35,7 +35,7 @@ pub struct Wrk {
 
 impl Wrk {
     /// Several runs as one: the mean rate, every failure.
-    pub fn mean(runs: &[Wrk]) -> Wrk {
+    pub(crate) fn mean(runs: &[Wrk]) -> Wrk {
         Wrk {
             per_second: runs.iter().map(|r| r.per_second).sum::<f64>() / runs.len() as f64,
             failed: runs.iter().map(|r| r.failed).sum(),
@@ -44,7 +44,7 @@ impl Wrk {
     }
 
     /// `12,345 req/s`, with the failures when there were any.
-    pub fn figure(&self) -> String {
+    pub(crate) fn figure(&self) -> String {
         let mut text = format!("{} req/s", thousands(self.per_second));
         if self.failed > 0 || self.socket_errors > 0 {
             text += &format!(
@@ -57,7 +57,7 @@ impl Wrk {
 }
 
 /// Fails unless wrk can be run.
-pub fn require_wrk() -> Result<()> {
+pub(crate) fn require_wrk() -> Result<()> {
     match Command::new("wrk").arg("--version").output() {
         Ok(_) => Ok(()),
         Err(_) => bail!("wrk is not on PATH (Debian: apt-get install wrk)"),
@@ -66,7 +66,7 @@ pub fn require_wrk() -> Result<()> {
 
 /// Runs wrk against `url` (blocking; call it from `block_in_place`). `script` is a Lua
 /// script for wrk's `-s`; `env` is passed to wrk, for the script to read.
-pub fn wrk(
+pub(crate) fn wrk(
     load: Load,
     url: &str,
     header: Option<&str>,
@@ -122,7 +122,7 @@ pub fn wrk(
 }
 
 /// `1234567.8` as `1,234,568`.
-pub fn thousands(value: f64) -> String {
+pub(crate) fn thousands(value: f64) -> String {
     let digits = format!("{:.0}", value.max(0.0));
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
@@ -136,7 +136,7 @@ pub fn thousands(value: f64) -> String {
 
 /// The URL of the `n`-th bulk instance: unique for every `n` below 1,000,000, and
 /// always on 127.0.0.0/8 (127.1.0.1 … 127.16.249.250).
-pub fn bulk_url(n: u64) -> String {
+pub(crate) fn bulk_url(n: u64) -> String {
     format!(
         "http://127.{}.{}.{}:8080",
         1 + n / 62_500,
@@ -146,13 +146,13 @@ pub fn bulk_url(n: u64) -> String {
 }
 
 /// The slug of the `n`-th bulk instance: 10 instances per slug `bench-N`.
-pub fn bulk_slug(n: u64) -> String {
+pub(crate) fn bulk_slug(n: u64) -> String {
     format!("bench-{}", n / 10)
 }
 
 /// Registers `count` instances (see [`bulk_url`], [`bulk_slug`]; no health check),
 /// [`LOAD_CONCURRENCY`] at a time, printing progress.
-pub async fn register_bulk(client: &RegistryClient, count: u64) -> Result<()> {
+pub(crate) async fn register_bulk(client: &RegistryClient, count: u64) -> Result<()> {
     register_many(client, count, None, |n| RegisterInstanceRequest {
         url: bulk_url(n),
         slug: bulk_slug(n),
@@ -167,7 +167,7 @@ pub async fn register_bulk(client: &RegistryClient, count: u64) -> Result<()> {
 
 /// Registers `request(0)` to `request(count - 1)`, [`LOAD_CONCURRENCY`] at a time,
 /// printing progress; fails once `limit` (if any) has passed.
-pub async fn register_many(
+pub(crate) async fn register_many(
     client: &RegistryClient,
     count: u64,
     limit: Option<Duration>,
@@ -222,7 +222,7 @@ pub async fn register_many(
 
 /// A server answering every request with `body`, on 127.0.0.1; returns its URL. It runs
 /// until the runtime ends.
-pub async fn bare_axum(body: Vec<u8>) -> Result<String> {
+pub(crate) async fn bare_axum(body: Vec<u8>) -> Result<String> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}/", listener.local_addr()?);
     let body = axum::body::Bytes::from(body);
@@ -237,7 +237,7 @@ pub async fn bare_axum(body: Vec<u8>) -> Result<String> {
 /// wrk script: a new instance per request, `PUT /registry-svc/instance`, with the admin
 /// token from `BENCH_TOKEN`. Every URL is new (thread number and request count in it), so
 /// each request registers rather than updates; all are on 127.100.0.0/14.
-pub const REGISTER_SCRIPT: &str = r#"
+pub(crate) const REGISTER_SCRIPT: &str = r#"
 local threads = 0
 function setup(thread) thread:set("id", threads); threads = threads + 1 end
 local n = 0

@@ -50,6 +50,7 @@ mod daemon;
 mod etcd;
 #[cfg(test)]
 mod fake_server;
+mod follower;
 mod http;
 mod pick;
 mod procfs;

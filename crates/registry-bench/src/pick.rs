@@ -18,7 +18,7 @@ use tokio::net::TcpListener;
 const SLUG: &str = "bench-pick";
 
 #[derive(Args, Clone)]
-pub struct PickArgs {
+pub(crate) struct PickArgs {
     /// Healthy instances to choose among.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=1000))]
     instances: u64,
@@ -30,7 +30,7 @@ pub struct PickArgs {
     daemon: Option<PathBuf>,
 }
 
-pub async fn run(args: PickArgs) -> Result<()> {
+pub(crate) async fn run(args: PickArgs) -> Result<()> {
     let binary = crate::daemon::locate(args.daemon.as_deref())?;
     let daemon = Daemon::start(&binary)?;
     let client = RegistryClient::new(daemon.base_url.clone(), Some(daemon.token.clone()));

@@ -5,7 +5,7 @@ use std::fs;
 
 /// Clock ticks per second, the unit of the CPU times in `/proc/<pid>/stat`: from
 /// `getconf CLK_TCK`, else the usual 100.
-pub fn ticks_per_second() -> u64 {
+pub(crate) fn ticks_per_second() -> u64 {
     std::process::Command::new("getconf")
         .arg("CLK_TCK")
         .output()
@@ -18,7 +18,7 @@ pub fn ticks_per_second() -> u64 {
 }
 
 /// CPU time process `pid` has used so far, user plus system, in clock ticks.
-pub fn cpu_ticks(pid: u32) -> Result<u64> {
+pub(crate) fn cpu_ticks(pid: u32) -> Result<u64> {
     let path = format!("/proc/{pid}/stat");
     let text = fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
     // The command name (field 2) is in parentheses and may hold spaces; count after it.
@@ -37,7 +37,7 @@ pub fn cpu_ticks(pid: u32) -> Result<u64> {
 }
 
 /// Resident set size of process `pid`, in KiB (`VmRSS` of `/proc/<pid>/status`).
-pub fn rss_kib(pid: u32) -> Result<u64> {
+pub(crate) fn rss_kib(pid: u32) -> Result<u64> {
     status_field(pid, "VmRSS:")
 }
 
@@ -53,19 +53,19 @@ fn status_field(pid: u32, label: &str) -> Result<u64> {
 }
 
 /// Open file descriptors of process `pid`: the entries of `/proc/<pid>/fd`.
-pub fn open_descriptors(pid: u32) -> Result<u64> {
+pub(crate) fn open_descriptors(pid: u32) -> Result<u64> {
     let path = format!("/proc/{pid}/fd");
     let entries = fs::read_dir(&path).with_context(|| format!("reading {path}"))?;
     Ok(entries.count() as u64)
 }
 
 /// Threads of process `pid` (`Threads` of `/proc/<pid>/status`).
-pub fn threads(pid: u32) -> Result<u64> {
+pub(crate) fn threads(pid: u32) -> Result<u64> {
     status_field(pid, "Threads:")
 }
 
 /// Busy and total clock ticks of all CPUs together, from the `cpu` line of `/proc/stat`.
-pub fn machine_ticks() -> Result<(u64, u64)> {
+pub(crate) fn machine_ticks() -> Result<(u64, u64)> {
     let text = fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
     let line = text
         .lines()
@@ -84,7 +84,7 @@ pub fn machine_ticks() -> Result<(u64, u64)> {
 }
 
 /// The soft limit on open files of this process (children inherit it).
-pub fn open_files_limit() -> Result<u64> {
+pub(crate) fn open_files_limit() -> Result<u64> {
     let text = fs::read_to_string("/proc/self/limits").context("reading /proc/self/limits")?;
     let line = text
         .lines()
@@ -100,7 +100,7 @@ pub fn open_files_limit() -> Result<u64> {
 /// TCP segments this machine has retransmitted since boot (`RetransSegs` of
 /// `/proc/net/snmp`); on loopback, each one is a packet dropped and resent after at
 /// least 200 ms.
-pub fn tcp_retransmits() -> Result<u64> {
+pub(crate) fn tcp_retransmits() -> Result<u64> {
     let text = fs::read_to_string("/proc/net/snmp").context("reading /proc/net/snmp")?;
     let mut tcp = text.lines().filter(|l| l.starts_with("Tcp:"));
     let (names, values) = (tcp.next(), tcp.next());

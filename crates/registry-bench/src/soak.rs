@@ -50,7 +50,7 @@ const EVENT_SUBSCRIBERS: u64 = 20;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Args, Clone)]
-pub struct SoakArgs {
+pub(crate) struct SoakArgs {
     /// Length of the run, in minutes.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=1440))]
     minutes: u64,
@@ -88,7 +88,7 @@ struct Sample {
     errors: u64,
 }
 
-pub async fn run(args: SoakArgs) -> Result<()> {
+pub(crate) async fn run(args: SoakArgs) -> Result<()> {
     let mut daemon = Daemon::start_located(args.daemon.as_deref())?;
     let client = daemon.client(REQUEST_TIMEOUT)?;
     let counters = Arc::new(Counters::default());

@@ -12,7 +12,7 @@
 //! revision) is kept, so that a subscriber whose connection fails resumes with
 //! `since=<last revision>` and misses nothing.
 
-use crate::watch::{find, Follower, Seen, NO_CHANGE};
+use crate::follower::{find, tag, Follower, Seen, NO_CHANGE};
 use anyhow::{bail, Context, Result};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -23,7 +23,7 @@ use tokio::net::TcpStream;
 /// it fails. Counts itself in `ready` once its first stream has answered 200 (the daemon
 /// subscribes it before answering, so no later change can be missed). Reports each
 /// expectation once, when the first event meeting it is in.
-pub async fn subscriber(follower: Follower) {
+pub(crate) async fn subscriber(follower: Follower) {
     tokio::time::sleep(follower.delay).await;
     let mut last_revision: Option<u64> = None;
     let mut counted = false;
@@ -52,7 +52,7 @@ pub async fn subscriber(follower: Follower) {
                 let appear = follower.expect.appear.load(Ordering::SeqCst);
                 if appear != NO_CHANGE && appear != reported_appear {
                     appear_text.clear();
-                    appear_text.push_str(&format!("\"{}\"", crate::watch::tag(appear)));
+                    appear_text.push_str(&format!("\"{}\"", tag(appear)));
                     if find(event, appear_text.as_bytes()).is_some() {
                         reported_appear = appear;
                         if follower
@@ -105,7 +105,7 @@ fn event_id(event: &[u8]) -> Option<u64> {
 }
 
 /// An open event stream: its raw bytes, and the body decoded from them.
-pub struct EventStream {
+pub(crate) struct EventStream {
     stream: TcpStream,
     /// Bytes read and not yet decoded.
     raw: Vec<u8>,
@@ -120,7 +120,11 @@ pub struct EventStream {
 impl EventStream {
     /// Connects and asks for the instance events (after `since`, when given); returns
     /// once the answer's head is in, failing unless it is a 200.
-    pub async fn open(address: &str, token: &str, since: Option<u64>) -> Result<EventStream> {
+    pub(crate) async fn open(
+        address: &str,
+        token: &str,
+        since: Option<u64>,
+    ) -> Result<EventStream> {
         let mut stream = TcpStream::connect(address).await?;
         stream.set_nodelay(true)?;
         let since = since.map_or(String::new(), |s| format!("&since={s}"));
@@ -164,7 +168,7 @@ impl EventStream {
     }
 
     /// Reads what has come and decodes it; an error at the end of the stream.
-    pub async fn read(&mut self) -> Result<()> {
+    pub(crate) async fn read(&mut self) -> Result<()> {
         if self.raw.capacity() - self.raw.len() < 8 * 1024 {
             self.raw.reserve(16 * 1024);
         }
@@ -214,7 +218,7 @@ impl EventStream {
     }
 
     /// The next complete event of `decoded` (up to, not including, its blank line).
-    pub fn next_event(&mut self) -> Option<std::ops::Range<usize>> {
+    pub(crate) fn next_event(&mut self) -> Option<std::ops::Range<usize>> {
         let end = self.events_end + find(&self.decoded[self.events_end..], b"\n\n")?;
         let range = self.events_end..end;
         self.events_end = end + 2;
@@ -222,7 +226,7 @@ impl EventStream {
     }
 
     /// Drops the events handed out.
-    pub fn compact(&mut self) {
+    pub(crate) fn compact(&mut self) {
         self.decoded.drain(..self.events_end);
         self.events_end = 0;
     }

@@ -1,7 +1,7 @@
 //! The one output shape of every benchmark: a titled table, then the command to rerun it.
 
 /// `title`, one aligned `name  value` row per entry, then the reproducing command.
-pub fn render(title: &str, rows: &[(&str, String)], command: &str) -> String {
+pub(crate) fn render(title: &str, rows: &[(&str, String)], command: &str) -> String {
     let width = rows
         .iter()
         .map(|(name, _)| name.chars().count())
@@ -18,7 +18,7 @@ pub fn render(title: &str, rows: &[(&str, String)], command: &str) -> String {
 
 /// `title`, a grid of `header` and `rows` (columns aligned, the first to the left, the
 /// others to the right), the `notes` as in [`render`], then the reproducing command.
-pub fn render_grid(
+pub(crate) fn render_grid(
     title: &str,
     header: &[&str],
     rows: &[Vec<String>],

@@ -11,8 +11,8 @@
 //! blocking query on one slug of 10 instances, re-issuing it as soon as it answers. Each
 //! change registers an 11th instance (timed) and, once every watcher has seen it,
 //! deregisters the oldest (not timed; it wakes every watcher too, and the next change
-//! waits until all have seen it go), so the answers stay at 10-11 instances (about 3 KB)
-//! however many changes are timed. The watchers connect gradually and all have had a
+//! waits until all have seen it go), so the answers stay at 10-11 instances however many
+//! changes are timed. The watchers connect gradually and all have had a
 //! first answer before anything is timed (all at once, the daemon's accept queue
 //! overflows and the retried SYNs land, a second later, in the timed changes).
 //!
@@ -22,8 +22,7 @@
 //! connects at), and never sends another request. What is measured: from the moment the
 //! registering client has read its `201 Created` to the moment each subscriber has read
 //! the whole `change` event (`op` `put`) of the new instance: a read of the socket
-//! returned the event's end, its blank line (one small chunk of the chunked body, about
-//! 400 B). Told before the 201 is read: 0. The deregistration after each change is not
+//! returned the event's end, its blank line (one small chunk of the chunked body). Told before the 201 is read: 0. The deregistration after each change is not
 //! timed, and the next change waits until every subscriber has read its `delete` event.
 //! The subscribers connect as gradually as the watchers; each counts as connected once
 //! its stream has answered 200 (the daemon subscribes it to the live changes before
@@ -40,16 +39,19 @@
 //! waiting for (every instance of the slug carries its own). The table shows the CPU
 //! time each side spent per change, and the TCP retransmissions meanwhile (each one is a
 //! loopback packet dropped and sent again 200 ms or more later). With `--sse` the bench's
-//! share is not small: reading 1,000 sockets costs it about as much (mostly the
-//! kernel's loopback receive path) as writing them costs the daemon, and both share the
-//! machine's cores, so the last subscribers' figures include the bench's own turn.
+//! share is not small: reading every subscriber's socket costs it (mostly in the kernel's
+//! loopback receive path) of the order of what writing them costs the daemon, and both
+//! share the machine's cores, so the last subscribers' figures include the bench's own
+//! turn.
 
 use crate::daemon::Daemon;
+use crate::follower::{find, tag, Expect, Follower, Seen, NO_CHANGE};
 use crate::table;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use registry_client::types::{HealthCheck, HealthCheckType, RegisterInstanceRequest};
 use registry_client::RegistryClient;
+use registry_types::constants::INDEX_HEADER;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -67,12 +69,10 @@ const STANDING: usize = 10;
 const SETTLE: Duration = Duration::from_millis(20);
 /// Longest a change may take to reach every watcher before the run fails.
 const DEADLINE: Duration = Duration::from_secs(30);
-/// No change is timed yet.
-pub(crate) const NO_CHANGE: u64 = u64::MAX;
 
 /// How the watchers follow the slug.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
+pub(crate) enum Mode {
     /// Blocking queries, `GET /registry-svc/instances?slug=…&index=N&wait=60s`.
     Blocking,
     /// Server-Sent Events streams, `GET /registry-svc/events?kind=instance`.
@@ -80,7 +80,7 @@ pub enum Mode {
 }
 
 #[derive(Args, Clone)]
-pub struct WatchArgs {
+pub(crate) struct WatchArgs {
     /// Concurrent blocking watchers of one slug (with `--sse`: event-stream subscribers).
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub watchers: u64,
@@ -102,7 +102,7 @@ pub struct WatchArgs {
 }
 
 /// What a watch run measured.
-pub struct WatchFigures {
+pub(crate) struct WatchFigures {
     pub watchers: u64,
     pub changes: u64,
     /// 201 → each watcher, over all watchers and changes.
@@ -125,11 +125,11 @@ pub struct WatchFigures {
     pub retransmits: u64,
 }
 
-pub fn ms(d: Duration) -> String {
+pub(crate) fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
 }
 
-pub async fn run(args: WatchArgs) -> Result<()> {
+pub(crate) async fn run(args: WatchArgs) -> Result<()> {
     let binary = crate::daemon::locate(args.daemon.as_deref())?;
     let mode = if args.sse { Mode::Sse } else { Mode::Blocking };
     let figures = measure(
@@ -205,11 +205,6 @@ pub async fn run(args: WatchArgs) -> Result<()> {
     Ok(())
 }
 
-/// The tag that marks timed change `change`, as it appears (quoted) in an answer.
-pub(crate) fn tag(change: u64) -> String {
-    format!("bench-change-{change}")
-}
-
 fn instance(url: String, tags: Vec<String>) -> RegisterInstanceRequest {
     RegisterInstanceRequest {
         url,
@@ -225,7 +220,7 @@ fn instance(url: String, tags: Vec<String>) -> RegisterInstanceRequest {
 
 /// Starts a daemon (two on `database_url`, watched on the second), runs the watch
 /// workload on it and returns the figures; the daemons are gone when it returns.
-pub async fn measure(
+pub(crate) async fn measure(
     binary: &Path,
     mode: Mode,
     watchers: u64,
@@ -483,38 +478,6 @@ impl Drop for WatcherPool {
     }
 }
 
-/// What the driver currently waits for; see `measure`.
-pub(crate) struct Expect {
-    pub appear: AtomicU64,
-    pub gone: AtomicU64,
-    /// The number and id of the instance `gone` names, set before `gone` (subscribers
-    /// look for its delete event, which carries only the id).
-    pub gone_id: std::sync::Mutex<(u64, String)>,
-}
-
-/// What each watcher (or SSE subscriber) is given.
-pub(crate) struct Follower {
-    /// How long to wait before connecting.
-    pub delay: Duration,
-    pub address: String,
-    pub token: String,
-    pub expect: Arc<Expect>,
-    /// Where to report what it saw: (what, when its answer was in, answer size).
-    pub seen: mpsc::UnboundedSender<(Seen, Instant, usize)>,
-    /// Connections made, and followers that have had their first answer.
-    pub connects: Arc<AtomicU64>,
-    pub ready: Arc<AtomicU64>,
-}
-
-/// What a watcher reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Seen {
-    /// An answer held the instance numbered so.
-    Appeared(u64),
-    /// An answer no longer held the instance numbered so.
-    Gone(u64),
-}
-
 /// One watcher: a blocking query after another on one keep-alive connection (a new one
 /// after an error). Reports each expectation once, when the first answer meeting it is in.
 async fn watcher(follower: Follower) {
@@ -654,7 +617,7 @@ impl Conn {
                     length = Some(value.parse::<usize>()?);
                 } else if name.eq_ignore_ascii_case("transfer-encoding") {
                     chunked = value.eq_ignore_ascii_case("chunked");
-                } else if name.eq_ignore_ascii_case("x-registry-index") {
+                } else if name.eq_ignore_ascii_case(INDEX_HEADER) {
                     index = value.parse()?;
                 }
             }
@@ -709,20 +672,6 @@ impl Conn {
         // `str::contains` searches far faster than comparing every window.
         std::str::from_utf8(self.body()).is_ok_and(|body| body.contains(&format!("\"{text}\"")))
     }
-}
-
-/// Where `needle` (a short ASCII delimiter) first occurs in `haystack`.
-pub(crate) fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    let first = needle[0];
-    let mut from = 0;
-    while let Some(at) = haystack[from..].iter().position(|&b| b == first) {
-        let at = from + at;
-        if haystack[at..].starts_with(needle) {
-            return Some(at);
-        }
-        from = at + 1;
-    }
-    None
 }
 
 #[cfg(test)]

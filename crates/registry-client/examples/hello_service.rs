@@ -16,15 +16,15 @@
 use axum::extract::State;
 use axum::routing::get;
 use axum::Router;
-use registry_client::types::RegisterInstanceRequest;
+use registry_client::types::{constants, RegisterInstanceRequest};
 use registry_client::{register_self, Balancer, Discovery, DiscoveryOptions, RegistryClient};
 use std::time::Duration;
 use tokio::net::TcpListener;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let addr = env_or("REGISTRY_ADDR", "http://127.0.0.1:58231");
-    let token = std::env::var("REGISTRY_TOKEN")
+    let addr = env_or(constants::ADDR_ENV, constants::DEFAULT_URL);
+    let token = std::env::var(constants::TOKEN_ENV)
         .ok()
         .filter(|t| !t.is_empty());
     let slug = env_or("HELLO_SLUG", "hello-svc");

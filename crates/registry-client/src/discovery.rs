@@ -1,9 +1,10 @@
 //! Service discovery: a live, in-memory set of one slug's callable instances, kept current
 //! by blocking queries, and client-side load balancing over it.
 //!
-//! [`Discovery::start`] spawns one background task that lists the slug's instances, then
-//! loops on blocking queries (`GET /registry-svc/instances?slug=S&index=N&wait=W`), re-reading
-//! the slug whenever the registry reports a change. Each answer becomes a new [`Snapshot`],
+//! [`Discovery::start`] spawns one background task that follows the slug with an
+//! [`InstanceWatch`](crate::InstanceWatch): it lists the slug's instances, then loops on
+//! blocking queries (`GET /registry-svc/instances?slug=S&index=N&wait=W`), re-reading the
+//! slug whenever the registry reports a change. Each answer becomes a new [`Snapshot`],
 //! swapped in whole; [`Discovery::pick`] reads only that, never the network. When the
 //! registry is unreachable or fails, the last known set stays in service and the task retries
 //! with exponential [`Backoff`]. For [`Balancer::ZoneAffinity`] the task also lists the nodes
@@ -13,19 +14,16 @@
 use crate::backoff::Backoff;
 use crate::balancer::{Balancer, Picked};
 use crate::snapshot::{zones_of, Inputs, Snapshot};
+use crate::watch::{InstanceWatch, DEFAULT_WAIT, NO_CHANGE_PAUSE};
 use crate::{Error, RegistryClient};
 use registry_types::{Instance, InstanceFilter, Node};
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
-
-/// The shortest time between two list requests that saw no change, so a registry that does
-/// not block (an older one, without the change feed) is polled, not hammered.
-const NO_CHANGE_PAUSE: Duration = Duration::from_secs(1);
 
 /// How a [`Discovery`] chooses and refreshes. `Default` gives round-robin over Healthy
 /// instances, 5-minute blocking queries, node zones refreshed every 30 s, and retries from
@@ -54,7 +52,7 @@ impl Default for DiscoveryOptions {
             balancer: Balancer::RoundRobin,
             include_degraded: false,
             tags: Vec::new(),
-            wait: Duration::from_secs(300),
+            wait: DEFAULT_WAIT,
             node_refresh: Duration::from_secs(30),
             min_retry: Duration::from_millis(100),
             max_retry: Duration::from_secs(10),
@@ -325,37 +323,19 @@ impl Follower {
         }
     }
 
-    /// The first list, then blocking queries forever; failures back off and keep the set.
+    /// The slug's [`InstanceWatch`], forever; failures keep the set.
     async fn follow_instances(&self) {
-        let mut backoff = Backoff::new(self.options.min_retry, self.options.max_retry);
-        let mut index: Option<u64> = None;
+        let mut watch = InstanceWatch::new(self.client.clone(), self.filter.clone())
+            .with_wait(self.options.wait)
+            .with_backoff(Backoff::new(self.options.min_retry, self.options.max_retry));
         loop {
-            let started = Instant::now();
-            let answer = match index {
-                None => self.client.list_instances_indexed(&self.filter).await,
-                Some(at) => {
-                    self.client
-                        .list_instances_blocking(&self.filter, at, self.options.wait)
-                        .await
-                }
-            };
-            match answer {
-                Ok((mut instances, new_index)) => {
-                    backoff.reset();
+            match watch.next().await {
+                Ok(mut list) => {
                     self.clear_error();
-                    let changed = index != Some(new_index);
-                    index = Some(new_index);
-                    instances.retain(|i| self.filter.matches(i));
-                    self.set_instances(instances, new_index);
-                    let elapsed = started.elapsed();
-                    if !changed && elapsed < NO_CHANGE_PAUSE {
-                        tokio::time::sleep(NO_CHANGE_PAUSE - elapsed).await;
-                    }
+                    list.instances.retain(|i| self.filter.matches(i));
+                    self.set_instances(list.instances, list.index);
                 }
-                Err(err) => {
-                    self.record_error(&err);
-                    tokio::time::sleep(backoff.next_delay()).await;
-                }
+                Err(failure) => self.record_error(&failure.error),
             }
         }
     }

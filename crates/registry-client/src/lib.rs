@@ -5,6 +5,9 @@
 //!   has one method per endpoint: definitions (service templates), instances (running,
 //!   callable copies of a service), nodes (the machines running a registry daemon) and
 //!   tokens, plus blocking queries ([`list_instances_blocking`]) that wait for a change.
+//! - [`InstanceWatch`] follows the instances a filter matches with those blocking queries,
+//!   one answer per [`next`](InstanceWatch::next), retrying with a [`Backoff`] after a
+//!   failure.
 //!   Requests and answers use the wire types of [`registry_types`], re-exported as [`types`].
 //! - [`Discovery`] keeps a live, in-memory set of one service's healthy instances, refreshed
 //!   by blocking queries in a background task, and [`pick`](Discovery::pick)s one with a
@@ -40,23 +43,28 @@
 //! # Watching for changes
 //!
 //! Each list answer carries the registry's index (`X-Registry-Index`); passing it back makes
-//! the next request wait until something changes:
+//! the next request wait until something changes. [`InstanceWatch`] does that in a loop,
+//! pacing itself and retrying after failures:
 //!
 //! ```no_run
-//! use registry_client::{types::InstanceFilter, RegistryClient};
-//! use std::time::Duration;
+//! use registry_client::{types::InstanceFilter, InstanceWatch, RegistryClient};
 //!
-//! # async fn example(client: RegistryClient) -> Result<(), registry_client::Error> {
-//! let filter = InstanceFilter::default();
-//! let (mut instances, mut index) = client.list_instances_indexed(&filter).await?;
+//! # async fn example(client: RegistryClient) {
+//! let mut watch = InstanceWatch::new(client, InstanceFilter::default());
 //! loop {
-//!     println!("{} instances at index {index}", instances.len());
-//!     (instances, index) = client
-//!         .list_instances_blocking(&filter, index, Duration::from_secs(60))
-//!         .await?;
+//!     match watch.next().await {
+//!         Ok(list) if list.changed => {
+//!             println!("{} instances at index {}", list.instances.len(), list.index)
+//!         }
+//!         Ok(_) => {} // the wait ended with no change
+//!         Err(failure) => eprintln!("{failure}"),
+//!     }
 //! }
 //! # }
 //! ```
+//!
+//! [`list_instances_indexed`](RegistryClient::list_instances_indexed) and
+//! [`list_instances_blocking`] make the same requests one at a time.
 //!
 //! # Discovering and calling a service
 //!
@@ -104,8 +112,6 @@
 //!
 //! The `hello_service` example puts the three together.
 
-#![warn(missing_docs)]
-
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use registry_types::responses::{
     ListDefinitionsResponse, ListInstancesResponse, ListNodesResponse, ListTokensResponse,
@@ -126,19 +132,19 @@ mod balancer;
 mod discovery;
 mod registration;
 mod snapshot;
+mod watch;
 
 pub use backoff::Backoff;
 pub use balancer::{Balancer, Picked};
 pub use discovery::{Discovery, DiscoveryError, DiscoveryOptions};
 pub use registration::{register_self, Registration, DEFAULT_TTL};
 pub use snapshot::Snapshot;
+pub use watch::{InstanceList, InstanceWatch, WatchError};
 
 pub use registry_types as types;
 pub use reqwest::StatusCode;
 
-/// The response header of every list endpoint that carries the revision of the latest change
-/// of the listed kind (the "index" of a blocking query).
-pub const INDEX_HEADER: &str = "X-Registry-Index";
+pub use registry_types::constants::INDEX_HEADER;
 
 /// What can go wrong talking to the registry.
 #[derive(Debug, thiserror::Error)]

@@ -5,7 +5,8 @@ use registry_client::types::{
     HealthCheck, HealthCheckType, InstanceFilter, InstanceStatus, RegisterInstanceRequest,
 };
 use registry_client::{
-    register_self, Balancer, Discovery, DiscoveryError, DiscoveryOptions, RegistryClient,
+    register_self, Backoff, Balancer, Discovery, DiscoveryError, DiscoveryOptions, InstanceList,
+    InstanceWatch, RegistryClient, WatchError,
 };
 use registry_server::{Config, RunningServer};
 use std::collections::BTreeSet;
@@ -339,6 +340,78 @@ async fn cache_keeps_serving_while_the_registry_is_down_and_recovers() {
     )
     .await;
     assert_eq!(discovery.last_error(), None);
+}
+
+/// The watch's next answer or failure, which must come before `DEADLINE`.
+async fn next_of(watch: &mut InstanceWatch) -> Result<InstanceList, WatchError> {
+    tokio::time::timeout(DEADLINE, watch.next())
+        .await
+        .expect("the watch answers in time")
+}
+
+#[tokio::test]
+async fn an_instance_watch_reports_changes_paces_quiet_waits_and_outlives_an_outage() {
+    let registry = Registry::start().await;
+    let addr = registry.addr();
+    let filter = InstanceFilter {
+        slug: Some("svc".into()),
+        ..Default::default()
+    };
+    let mut watch = InstanceWatch::new(registry.client.clone(), filter)
+        .with_wait(Duration::from_millis(300))
+        .with_backoff(Backoff::new(
+            Duration::from_millis(20),
+            Duration::from_millis(200),
+        ));
+    assert_eq!(watch.index(), None);
+    let first = next_of(&mut watch).await.unwrap();
+    assert!(first.changed, "the first answer counts as a change");
+    assert!(first.instances.is_empty());
+    assert_eq!(watch.index(), Some(first.index));
+
+    // Nothing changes: the blocking query waits out its wait and keeps the index.
+    let quiet_started = Instant::now();
+    let quiet = next_of(&mut watch).await.unwrap();
+    assert!(!quiet.changed);
+    assert_eq!(quiet.index, first.index);
+
+    // A registration is the next answer, asked for no sooner than a second after the quiet
+    // one: a registry that answers at once is polled, not hammered.
+    let id = registry
+        .register_with(RegisterInstanceRequest {
+            url: "http://127.0.0.1:1".into(),
+            slug: "svc".into(),
+            health_check: Some(HealthCheck {
+                check_type: Some(HealthCheckType::None),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await;
+    let changed = next_of(&mut watch).await.unwrap();
+    assert!(quiet_started.elapsed() >= Duration::from_secs(1));
+    assert!(changed.changed && changed.index > quiet.index);
+    assert_eq!(changed.instances.len(), 1);
+    assert_eq!(changed.instances[0].id, id);
+
+    // The registry goes away: a failure with a retry delay from the backoff, not the end.
+    let (dir, _) = registry.stop().await;
+    let failure = next_of(&mut watch).await.unwrap_err();
+    assert!(failure.error.status().is_none(), "{failure:?}");
+    assert!(failure.retry_in <= Duration::from_millis(20), "{failure:?}");
+    assert_eq!(watch.index(), Some(changed.index));
+
+    // It comes back on the same address: the watch carries on and lists the instance.
+    let _registry = Registry::start_in(dir, |config| config.listen = addr.to_string()).await;
+    let start = Instant::now();
+    let list = loop {
+        match next_of(&mut watch).await {
+            Ok(list) => break list,
+            Err(_) => assert!(start.elapsed() < DEADLINE, "the watch never recovered"),
+        }
+    };
+    assert_eq!(list.instances.len(), 1);
+    assert_eq!(list.instances[0].id, id);
 }
 
 #[tokio::test]

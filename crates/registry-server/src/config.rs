@@ -16,11 +16,11 @@ pub const DEFAULT_RATE_LIMIT: &str = "500000";
 #[derive(Clone, clap::Args)]
 pub struct Config {
     /// HTTP listen address (port 0 picks a free port).
-    #[arg(long, env = "REGISTRY_LISTEN", default_value = "127.0.0.1:58231")]
+    #[arg(long, env = "REGISTRY_LISTEN", default_value = registry_types::constants::DEFAULT_LISTEN)]
     pub listen: String,
 
     /// Directory of the embedded store, the node id and the bootstrap admin token.
-    #[arg(long, env = "REGISTRY_DATA_DIR", default_value = "./registry-data")]
+    #[arg(long, env = registry_types::constants::DATA_DIR_ENV, default_value = registry_types::constants::DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
 
     /// `postgres://…` selects the shared PostgreSQL store; unset means embedded SQLite.
@@ -80,7 +80,7 @@ pub struct Config {
 
     /// Bootstrap admin token. Read only from the environment (`REGISTRY_ADMIN_TOKEN`) so
     /// it never shows in a process listing.
-    #[arg(skip = std::env::var("REGISTRY_ADMIN_TOKEN").ok().filter(|t| !t.is_empty()))]
+    #[arg(skip = std::env::var(registry_types::constants::ADMIN_TOKEN_ENV).ok().filter(|t| !t.is_empty()))]
     pub admin_token: Option<String>,
 
     /// Time a connection has to send a request's headers, counted from its first byte (from

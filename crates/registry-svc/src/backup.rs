@@ -16,7 +16,7 @@ use crate::commands::emit;
 use crate::output;
 
 /// Downloads a backup into `file` ('-': stdout).
-pub async fn save(client: &RegistryClient, format: OutputFormat, file: &str) -> Result<()> {
+pub(crate) async fn save(client: &RegistryClient, format: OutputFormat, file: &str) -> Result<()> {
     let mut download = client.backup().await?;
     let mut tally = Tally::default();
     if file == "-" {
@@ -62,7 +62,11 @@ pub async fn save(client: &RegistryClient, format: OutputFormat, file: &str) -> 
 }
 
 /// Loads the backup in `file` ('-': stdin) into the registry.
-pub async fn restore(client: &RegistryClient, format: OutputFormat, file: &str) -> Result<()> {
+pub(crate) async fn restore(
+    client: &RegistryClient,
+    format: OutputFormat,
+    file: &str,
+) -> Result<()> {
     let mut text = Vec::new();
     if file == "-" {
         std::io::stdin()

@@ -1,6 +1,7 @@
 //! The command line: global flags, subcommands and their arguments (clap derive).
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use registry_types::constants;
 use registry_types::{InstanceStatus, Role};
 use std::path::PathBuf;
 
@@ -8,7 +9,7 @@ use std::path::PathBuf;
 // No `Debug`: the daemon's configuration holds secrets, and nothing should print it.
 #[derive(Parser)]
 #[command(name = "registry-svc", version)]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
     #[command(subcommand)]
@@ -17,12 +18,12 @@ pub struct Cli {
 
 /// Flags of every client subcommand, accepted before or after it.
 #[derive(Debug, Args)]
-pub struct GlobalArgs {
+pub(crate) struct GlobalArgs {
     /// Address of the registry daemon.
     #[arg(
         long,
-        env = "REGISTRY_ADDR",
-        default_value = "http://127.0.0.1:58231",
+        env = constants::ADDR_ENV,
+        default_value = constants::DEFAULT_URL,
         hide_env_values = true,
         global = true,
         help_heading = "Global options"
@@ -31,7 +32,7 @@ pub struct GlobalArgs {
     /// API token; for a local daemon it defaults to the one in the data dir's admin.token.
     #[arg(
         long,
-        env = "REGISTRY_TOKEN",
+        env = constants::TOKEN_ENV,
         hide_env_values = true,
         global = true,
         help_heading = "Global options"
@@ -76,7 +77,7 @@ pub struct GlobalArgs {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OutputFormat {
+pub(crate) enum OutputFormat {
     /// Aligned columns, for a person.
     Table,
     /// Pretty-printed JSON, for scripts.
@@ -86,7 +87,7 @@ pub enum OutputFormat {
 // Parsed once per run: boxing the larger variants would buy nothing.
 #[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Service templates: save, list, remove.
     #[command(visible_alias = "def", alias = "definition")]
     Definitions {
@@ -123,7 +124,7 @@ pub enum Command {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum DefinitionsCommand {
+pub(crate) enum DefinitionsCommand {
     /// Create or replace a definition from a YAML or JSON file ('-' reads stdin).
     Save { file: String },
     /// List definitions.
@@ -136,7 +137,7 @@ pub enum DefinitionsCommand {
 
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
-pub enum InstancesCommand {
+pub(crate) enum InstancesCommand {
     /// Register an instance, or update the one with the same id or URL.
     Register(RegisterArgs),
     /// List instances; filters combine with AND.
@@ -150,7 +151,7 @@ pub enum InstancesCommand {
 }
 
 #[derive(Debug, Args)]
-pub struct RegisterArgs {
+pub(crate) struct RegisterArgs {
     /// Full address of the instance, e.g. http://127.0.0.1:8080/api.
     #[arg(long)]
     pub url: String,
@@ -193,14 +194,14 @@ pub struct RegisterArgs {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum CheckKind {
+pub(crate) enum CheckKind {
     Tcp,
     Http,
     None,
 }
 
 #[derive(Debug, Args)]
-pub struct ListInstancesArgs {
+pub(crate) struct ListInstancesArgs {
     #[command(flatten)]
     pub filter: InstanceFilterArgs,
     /// Keep listing: redraw each time the registry reports a change, until Ctrl-C.
@@ -209,7 +210,7 @@ pub struct ListInstancesArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct InstanceFilterArgs {
+pub(crate) struct InstanceFilterArgs {
     #[arg(long)]
     pub id: Option<String>,
     #[arg(long)]
@@ -235,7 +236,7 @@ pub struct InstanceFilterArgs {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum NodesCommand {
+pub(crate) enum NodesCommand {
     /// List nodes.
     #[command(visible_alias = "list")]
     Ls,
@@ -248,7 +249,7 @@ pub enum NodesCommand {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum TokensCommand {
+pub(crate) enum TokensCommand {
     /// Create a token; its secret is printed only this once.
     Create {
         /// Account the token belongs to, e.g. user-svc.
@@ -266,7 +267,7 @@ pub enum TokensCommand {
 }
 
 #[derive(Debug, Args)]
-pub struct ResolveArgs {
+pub(crate) struct ResolveArgs {
     /// Service slug.
     pub slug: String,
     /// Print every healthy instance's URL, not one picked at random.
@@ -276,7 +277,7 @@ pub struct ResolveArgs {
 
 /// A usage error on one line: clap's message up to its first blank line (before the usage and
 /// tips), its lines joined, e.g. `error: the following required arguments were not provided: --url <URL>`.
-pub fn one_line(err: &clap::Error) -> String {
+pub(crate) fn one_line(err: &clap::Error) -> String {
     let text = err.render().to_string();
     let message = text.split("\n\n").next().unwrap_or_default();
     message

@@ -18,7 +18,7 @@ use crate::cli::{
 };
 use crate::{backup, connection, output, serve, watch};
 
-pub async fn run(cli: Cli) -> Result<()> {
+pub(crate) async fn run(cli: Cli) -> Result<()> {
     if let Command::Serve(config) = cli.command {
         return serve::run(*config).await;
     }

@@ -2,21 +2,19 @@
 
 use anyhow::{bail, Context, Result};
 use registry_client::RegistryClient;
+use registry_types::constants::{ADMIN_TOKEN_FILE, DATA_DIR_ENV, DEFAULT_DATA_DIR};
 use std::path::{Path, PathBuf};
 use url::{Host, Url};
 
 use crate::cli::GlobalArgs;
 
-/// The file a local daemon writes its bootstrap admin token to, inside its data dir.
-const ADMIN_TOKEN_FILE: &str = "admin.token";
-
 /// A client for `--addr`, with `--token`, or for a local daemon the admin token it wrote.
-pub fn client(global: &GlobalArgs) -> Result<RegistryClient> {
+pub(crate) fn client(global: &GlobalArgs) -> Result<RegistryClient> {
     let addr = parse_addr(&global.addr)?;
-    let data_dir = std::env::var_os("REGISTRY_DATA_DIR")
+    let data_dir = std::env::var_os(DATA_DIR_ENV)
         .filter(|dir| !dir.is_empty())
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("./registry-data"));
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
     let token = resolve_token(&addr, global.token.as_deref(), &data_dir);
     if token.is_some() && registry_client::sends_in_clear_off_this_machine(addr.as_str()) {
         eprintln!(

@@ -1,6 +1,19 @@
 //! `registry-svc`: the Registry Svc daemon (`serve`) and its command-line client in one binary.
 //!
-//! The client subcommands talk HTTP to `--addr` through `registry-client`; see `--help`.
+//! `serve` runs the daemon (the `registry-server` crate). The other subcommands talk HTTP
+//! to `--addr` (`REGISTRY_ADDR`, by default the daemon's default address on this machine)
+//! through `registry-client`, with `--token` (`REGISTRY_TOKEN`) or, for a daemon on this
+//! machine, the admin token it wrote to its data dir. Listings print as a table, or as
+//! JSON with `-o json`; see `--help` for every flag.
+//!
+//! ```text
+//! registry-svc serve &                              # the daemon, data in ./registry-data
+//! registry-svc instances register --url http://127.0.0.1:8080/api --slug web --tag blue
+//! registry-svc instances ls --slug web --status healthy
+//! registry-svc instances ls --watch                 # redraws on every change, until Ctrl-C
+//! registry-svc resolve web                          # the URL of one healthy instance
+//! registry-svc tokens create --slug web --role user # a token for that service
+//! ```
 
 mod backup;
 mod cli;

@@ -11,7 +11,7 @@ use std::borrow::Cow;
 /// the terminal, are shown escaped (`\u{1b}`). Every value that came from the registry
 /// (and so possibly from another of its callers) passes through here before a person
 /// sees it; JSON output escapes them by itself.
-pub fn printable(text: &str) -> Cow<'_, str> {
+pub(crate) fn printable(text: &str) -> Cow<'_, str> {
     if !text.chars().any(char::is_control) {
         return Cow::Borrowed(text);
     }
@@ -27,18 +27,18 @@ pub fn printable(text: &str) -> Cow<'_, str> {
 }
 
 /// Pretty-printed JSON with a final newline.
-pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<String> {
+pub(crate) fn json<T: Serialize + ?Sized>(value: &T) -> Result<String> {
     Ok(serde_json::to_string_pretty(value)? + "\n")
 }
 
 /// Columns padded to their widest cell, two spaces apart. Empty cells show as `-`.
-pub struct Table {
+pub(crate) struct Table {
     headers: Vec<&'static str>,
     rows: Vec<Vec<String>>,
 }
 
 impl Table {
-    pub fn new(headers: &[&'static str]) -> Self {
+    pub(crate) fn new(headers: &[&'static str]) -> Self {
         Self {
             headers: headers.to_vec(),
             rows: Vec::new(),
@@ -46,7 +46,7 @@ impl Table {
     }
 
     /// Adds a row; every cell is made [`printable`].
-    pub fn row(&mut self, cells: Vec<String>) {
+    pub(crate) fn row(&mut self, cells: Vec<String>) {
         debug_assert_eq!(cells.len(), self.headers.len(), "row width");
         let cells = cells
             .into_iter()
@@ -62,7 +62,7 @@ impl Table {
         self.rows.push(cells);
     }
 
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let mut widths: Vec<usize> = self.headers.iter().map(|h| h.chars().count()).collect();
         for row in &self.rows {
             for (width, cell) in widths.iter_mut().zip(row) {
@@ -112,7 +112,7 @@ fn fields(pairs: &[(String, String)]) -> String {
 }
 
 /// How long ago `then` was, coarsely: `12s ago`, `3m ago`, `5h ago`, `2d ago`; `-` if never.
-pub fn age(now: DateTime<Utc>, then: Option<DateTime<Utc>>) -> String {
+pub(crate) fn age(now: DateTime<Utc>, then: Option<DateTime<Utc>>) -> String {
     let Some(then) = then else {
         return "-".to_string();
     };
@@ -126,7 +126,7 @@ pub fn age(now: DateTime<Utc>, then: Option<DateTime<Utc>>) -> String {
     }
 }
 
-pub fn definitions(list: &[Definition]) -> String {
+pub(crate) fn definitions(list: &[Definition]) -> String {
     let mut table = Table::new(&["ID", "SOURCE", "PORTS"]);
     for definition in list {
         let source = match (&definition.image, &definition.repository) {
@@ -145,7 +145,7 @@ pub fn definitions(list: &[Definition]) -> String {
     table.render()
 }
 
-pub fn instances(list: &[Instance], now: DateTime<Utc>) -> String {
+pub(crate) fn instances(list: &[Instance], now: DateTime<Utc>) -> String {
     let mut table = Table::new(&[
         "ID",
         "SLUG",
@@ -169,7 +169,7 @@ pub fn instances(list: &[Instance], now: DateTime<Utc>) -> String {
     table.render()
 }
 
-pub fn nodes(list: &[Node], now: DateTime<Utc>) -> String {
+pub(crate) fn nodes(list: &[Node], now: DateTime<Utc>) -> String {
     let mut table = Table::new(&[
         "ID",
         "URL",
@@ -200,7 +200,7 @@ pub fn nodes(list: &[Node], now: DateTime<Utc>) -> String {
 }
 
 /// One node as a `key: value` block, with its resources and GPUs spelled out.
-pub fn node(node: &Node, now: DateTime<Utc>) -> String {
+pub(crate) fn node(node: &Node, now: DateTime<Utc>) -> String {
     let usage = &node.usage;
     let mut pairs = vec![
         ("ID".to_string(), node.id.clone()),
@@ -244,7 +244,7 @@ pub fn node(node: &Node, now: DateTime<Utc>) -> String {
     fields(&pairs)
 }
 
-pub fn tokens(list: &[TokenInfo]) -> String {
+pub(crate) fn tokens(list: &[TokenInfo]) -> String {
     let mut table = Table::new(&["ID", "SLUG", "ROLE", "CREATED"]);
     for token in list {
         table.row(vec![

@@ -5,7 +5,7 @@ use tracing_subscriber::EnvFilter;
 
 /// Runs the registry daemon until SIGINT or SIGTERM. Logs go to stderr, filtered by
 /// `RUST_LOG` (default `info`).
-pub async fn run(config: registry_server::Config) -> anyhow::Result<()> {
+pub(crate) async fn run(config: registry_server::Config) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),

@@ -1,4 +1,5 @@
-//! `instances ls --watch`: redraws the listing each time a blocking query reports a change.
+//! `instances ls --watch`: redraws the listing each time the client library's
+//! [`InstanceWatch`] (a list, then blocking queries) reports a change.
 //!
 //! On a terminal each frame clears the screen first; otherwise a table frame after the first
 //! is preceded by a separator line, and JSON frames simply follow one another (a stream of
@@ -7,101 +8,60 @@
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, SecondsFormat, Utc};
-use registry_client::{Backoff, RegistryClient};
+use registry_client::{InstanceWatch, RegistryClient};
 use registry_types::{Instance, InstanceFilter};
-use std::future::Future;
 use std::io::{IsTerminal, Write};
-use std::pin::Pin;
-use std::time::{Duration, Instant};
 
 use crate::cli::OutputFormat;
 use crate::output;
 
-/// How long each blocking query waits for a change.
-const WAIT: Duration = Duration::from_secs(300);
-/// The shortest time between two queries that saw no change (a registry that does not block).
-const NO_CHANGE_PAUSE: Duration = Duration::from_secs(1);
 /// Clears a terminal and moves the cursor home.
 const CLEAR: &str = "\x1b[2J\x1b[H";
 
 /// Lists the instances `filter` matches, then redraws after every change until Ctrl-C.
-pub async fn instances(
+pub(crate) async fn instances(
     client: &RegistryClient,
     format: OutputFormat,
     filter: &InstanceFilter,
 ) -> Result<()> {
     let terminal = std::io::stdout().is_terminal();
-    let mut index: Option<u64> = None;
-    let mut backoff = Backoff::default();
+    let mut watch = InstanceWatch::new(client.clone(), filter.clone());
     // One listener for the whole watch, so a Ctrl-C between two requests is not lost.
     let interrupt = tokio::signal::ctrl_c();
     tokio::pin!(interrupt);
     loop {
-        let started = Instant::now();
-        let request = async {
-            match index {
-                None => client.list_instances_indexed(filter).await,
-                Some(at) => client.list_instances_blocking(filter, at, WAIT).await,
-            }
+        let first = watch.index().is_none();
+        // `next` is cancel-safe: Ctrl-C may land during a request or a pause alike.
+        let answer = tokio::select! {
+            _ = interrupt.as_mut() => return Ok(()),
+            answer = watch.next() => answer,
         };
-        let Some(answer) = until_interrupted(&mut interrupt, request).await else {
-            return Ok(());
-        };
-        let pause = match answer {
-            Ok((list, new_index)) => {
-                backoff.reset();
-                let changed = index != Some(new_index);
-                if changed {
-                    let frame = frame(
-                        format,
-                        terminal,
-                        index.is_none(),
-                        new_index,
-                        &list,
-                        Utc::now(),
-                    )?;
-                    if !write_frame(&frame)? {
-                        return Ok(()); // the reader went away
-                    }
-                }
-                index = Some(new_index);
-                if changed {
-                    Duration::ZERO
-                } else {
-                    NO_CHANGE_PAUSE.saturating_sub(started.elapsed())
+        match answer {
+            Ok(list) if list.changed => {
+                let frame = frame(
+                    format,
+                    terminal,
+                    first,
+                    list.index,
+                    &list.instances,
+                    Utc::now(),
+                )?;
+                if !write_frame(&frame)? {
+                    return Ok(()); // the reader went away
                 }
             }
+            Ok(_) => {}
             // The first failure is the command's: a bad address or token is not worth a retry.
-            Err(err) if index.is_none() => return Err(err.into()),
-            Err(err) => {
-                let delay = backoff.next_delay();
-                let err = format!("{:#}", anyhow::Error::from(err));
+            Err(failure) if first => return Err(failure.error.into()),
+            Err(failure) => {
+                let err = format!("{:#}", anyhow::Error::from(failure.error));
                 eprintln!(
                     "error: {} (retrying in {} ms)",
                     crate::output::printable(&err),
-                    delay.as_millis()
+                    failure.retry_in.as_millis()
                 );
-                delay
             }
-        };
-        if !pause.is_zero()
-            && until_interrupted(&mut interrupt, tokio::time::sleep(pause))
-                .await
-                .is_none()
-        {
-            return Ok(());
         }
-    }
-}
-
-/// `work`'s output, or `None` if `interrupt` (Ctrl-C) comes first.
-async fn until_interrupted<I: Future, T>(
-    interrupt: &mut Pin<&mut I>,
-    work: impl Future<Output = T>,
-) -> Option<T> {
-    tokio::select! {
-        _ = interrupt.as_mut() => None,
-        output = work => Some(output),
     }
 }
 

@@ -29,13 +29,17 @@ pub struct BackupHeader {
     pub version: u32,
     /// Revision of the store the backup was taken at: it holds every change up to this one.
     pub revision: u64,
+    /// When the backup was taken.
     pub taken_at: DateTime<Utc>,
     /// URL of the node that took it.
     pub node: String,
-    /// How many lines of each kind follow.
+    /// How many definition lines follow.
     pub definitions: u64,
+    /// How many instance lines follow.
     pub instances: u64,
+    /// How many node lines follow.
     pub nodes: u64,
+    /// How many token lines follow.
     pub tokens: u64,
 }
 
@@ -51,8 +55,11 @@ impl BackupHeader {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct RestoreSummary {
+    /// Definitions loaded.
     pub definitions: u64,
+    /// Instances loaded.
     pub instances: u64,
+    /// Tokens loaded.
     pub tokens: u64,
     /// Node records in the backup, left out: every daemon registers its own node.
     pub nodes_skipped: u64,

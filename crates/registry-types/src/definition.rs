@@ -14,17 +14,24 @@ use std::collections::BTreeMap;
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Definition {
+    /// The definition's id, unique in the registry.
     pub id: String,
+    /// The container image to run, when it is ready-built.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<ImageSpec>,
+    /// The repository to build the container from, when it is not ready-built.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repository: Option<RepositorySpec>,
+    /// The APIs the service offers.
     #[serde(default)]
     pub api_specs: Vec<ApiSpec>,
+    /// Client libraries for the service.
     #[serde(default)]
     pub clients: Vec<Client>,
+    /// Environment variables the container is given.
     #[serde(default)]
     pub envars: Vec<EnvVar>,
+    /// Host ports mapped to the container's ports.
     #[serde(default)]
     pub ports: Vec<PortMapping>,
 }
@@ -34,7 +41,9 @@ pub struct Definition {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ImageSpec {
+    /// The image's name, e.g. `nginx:1.27`.
     pub name: String,
+    /// The ports the container listens on.
     #[serde(default)]
     pub internal_ports: Vec<u16>,
 }
@@ -44,27 +53,37 @@ pub struct ImageSpec {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct RepositorySpec {
+    /// The repository's URL.
     pub url: String,
+    /// The version (branch, tag or commit) to build; empty for the default branch.
     #[serde(default)]
     pub version: String,
+    /// The directory the build runs in, relative to the repository's root.
     #[serde(default)]
     pub build_context: String,
+    /// The container file (Dockerfile) to build with, relative to the build context.
     #[serde(default)]
     pub container_file: String,
+    /// The ports the built container listens on.
     #[serde(default)]
     pub internal_ports: Vec<u16>,
 }
 
+/// An API the service offers, e.g. an OpenAPI document.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ApiSpec {
+    /// Where the API's specification is.
     #[serde(default)]
     pub url: String,
+    /// The kind of API, e.g. `OpenAPI`.
     #[serde(default)]
     pub protocol_type: String,
+    /// The API's version.
     #[serde(default)]
     pub version: String,
+    /// Anything else about the API, as key and value.
     #[serde(default, deserialize_with = "null_as_default")]
     #[cfg_attr(feature = "openapi", schema(nullable))]
     pub metadata: BTreeMap<String, String>,
@@ -74,26 +93,34 @@ pub struct ApiSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Client {
+    /// The library's language, e.g. `go`.
     #[serde(default)]
     pub language: String,
+    /// Where the library is.
     #[serde(default)]
     pub url: String,
 }
 
+/// An environment variable of the container.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EnvVar {
+    /// The variable's name.
     #[serde(default)]
     pub key: String,
+    /// Its value.
     #[serde(default)]
     pub value: String,
 }
 
+/// A port of the container published on the host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PortMapping {
+    /// The port inside the container.
     #[serde(default, deserialize_with = "whole")]
     pub internal: u16,
+    /// The port on the host.
     #[serde(default, deserialize_with = "whole")]
     pub host: u16,
 }
@@ -102,6 +129,7 @@ pub struct PortMapping {
 #[derive(Debug, Clone, Deserialize, Default)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SaveDefinitionRequest {
+    /// The definition to save; required.
     pub definition: Option<DefinitionInput>,
 }
 
@@ -110,21 +138,28 @@ pub struct SaveDefinitionRequest {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct DefinitionInput {
+    /// The definition's id, unique in the registry.
     #[serde(default, deserialize_with = "null_as_default")]
     pub id: String,
+    /// The container image to run, when it is ready-built.
     #[serde(default)]
     pub image: Option<ImageInput>,
+    /// The repository to build the container from, when it is not ready-built.
     #[serde(default)]
     pub repository: Option<RepositoryInput>,
+    /// The APIs the service offers.
     #[serde(default, deserialize_with = "null_as_default")]
     #[cfg_attr(feature = "openapi", schema(nullable))]
     pub api_specs: Vec<ApiSpec>,
+    /// Client libraries for the service.
     #[serde(default, deserialize_with = "null_as_default")]
     #[cfg_attr(feature = "openapi", schema(nullable))]
     pub clients: Vec<Client>,
+    /// Environment variables the container is given.
     #[serde(default, deserialize_with = "null_as_default")]
     #[cfg_attr(feature = "openapi", schema(nullable))]
     pub envars: Vec<EnvVar>,
+    /// Host ports mapped to the container's ports (long form).
     #[serde(default, deserialize_with = "null_as_default")]
     #[cfg_attr(feature = "openapi", schema(nullable))]
     pub ports: Vec<PortMapping>,
@@ -133,12 +168,15 @@ pub struct DefinitionInput {
     pub host_port: Option<u16>,
 }
 
+/// A ready-built image as written: long or short form.
 #[derive(Debug, Clone, Deserialize, Default)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ImageInput {
+    /// The image's name, e.g. `nginx:1.27`.
     #[serde(default, deserialize_with = "null_as_default")]
     pub name: String,
+    /// The ports the container listens on.
     #[serde(default, deserialize_with = "whole_list")]
     #[cfg_attr(feature = "openapi", schema(nullable))]
     pub internal_ports: Vec<u16>,
@@ -147,18 +185,23 @@ pub struct ImageInput {
     pub port: Option<u16>,
 }
 
+/// A source repository as written: long or short form.
 #[derive(Debug, Clone, Deserialize, Default)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct RepositoryInput {
+    /// The repository's URL.
     #[serde(default, deserialize_with = "null_as_default")]
     pub url: String,
+    /// The version (branch, tag or commit) to build; empty for the default branch.
     #[serde(default, deserialize_with = "null_as_default")]
     #[cfg_attr(feature = "openapi", schema(nullable))]
     pub version: String,
+    /// The directory the build runs in, relative to the repository's root.
     #[serde(default, deserialize_with = "null_as_default")]
     #[cfg_attr(feature = "openapi", schema(nullable))]
     pub build_context: String,
+    /// The container file (Dockerfile) to build with, relative to the build context.
     #[serde(default, deserialize_with = "null_as_default")]
     #[cfg_attr(feature = "openapi", schema(nullable))]
     pub container_file: String,
@@ -166,6 +209,7 @@ pub struct RepositoryInput {
     #[serde(default, alias = "ports", deserialize_with = "whole_list")]
     #[cfg_attr(feature = "openapi", schema(nullable))]
     pub internal_ports: Vec<u16>,
+    /// Short form of `internalPorts: [port]`.
     #[serde(default, deserialize_with = "optional_whole")]
     pub port: Option<u16>,
 }

@@ -5,6 +5,7 @@ use std::fmt;
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
+    /// What went wrong, for a person to read.
     pub error: String,
 }
 
@@ -13,10 +14,12 @@ pub struct ErrorBody {
 pub struct FieldError {
     /// JSON path of the field, e.g. `definition.image.name`.
     pub field: String,
+    /// Why the value was refused, e.g. `must start with '/'`.
     pub problem: String,
 }
 
 impl FieldError {
+    /// An error naming `field` (its JSON path) and the `problem` with it.
     pub fn new(field: impl Into<String>, problem: impl Into<String>) -> Self {
         Self {
             field: field.into(),

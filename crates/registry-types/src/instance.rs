@@ -16,15 +16,21 @@ use std::str::FromStr;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum InstanceStatus {
+    /// Not judged yet, or never: nothing checks it.
     #[default]
     Unknown,
+    /// Answers its checks (or heartbeats within its TTL): callable.
     Healthy,
+    /// Answers its checks, slower than its `degradedLatency`.
     Degraded,
+    /// Refuses connections, times out, or missed its TTL.
     Unreachable,
+    /// Answers its HTTP check with a status other than 2xx.
     Error,
 }
 
 impl InstanceStatus {
+    /// Every status, in the order above.
     pub const ALL: [InstanceStatus; 5] = [
         InstanceStatus::Unknown,
         InstanceStatus::Healthy,
@@ -33,6 +39,7 @@ impl InstanceStatus {
         InstanceStatus::Error,
     ];
 
+    /// The status as the API writes it, e.g. `Healthy`.
     pub fn as_str(self) -> &'static str {
         match self {
             InstanceStatus::Unknown => "Unknown",
@@ -64,13 +71,17 @@ impl FromStr for InstanceStatus {
     }
 }
 
+/// How the registry checks an instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum HealthCheckType {
+    /// Opens a TCP connection to the instance's address and port.
     #[default]
     Tcp,
+    /// Sends `GET` to the instance's URL plus the check's `path`.
     Http,
+    /// No checks; an instance with a `ttl` is judged by its heartbeats whatever the type.
     None,
 }
 
@@ -79,26 +90,33 @@ pub enum HealthCheckType {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct HealthCheck {
+    /// How to check; `tcp` by default.
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
     pub check_type: Option<HealthCheckType>,
+    /// Path of an HTTP check, appended to the instance's URL; `/healthz` by default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
+    /// Time between checks, e.g. `10s` (the default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interval: Option<String>,
+    /// Longest a check may take, at most the interval; `2s` by default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<String>,
+    /// Successes in a row before the status becomes Healthy (or Degraded); 1 by default.
     #[serde(
         default,
         deserialize_with = "optional_whole",
         skip_serializing_if = "Option::is_none"
     )]
     pub healthy_threshold: Option<u32>,
+    /// Failures in a row before the status becomes Unreachable or Error; 2 by default.
     #[serde(
         default,
         deserialize_with = "optional_whole",
         skip_serializing_if = "Option::is_none"
     )]
     pub unhealthy_threshold: Option<u32>,
+    /// A success slower than this is Degraded; `1s` by default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub degraded_latency: Option<String>,
 }
@@ -145,41 +163,58 @@ impl HealthCheck {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Instance {
+    /// The instance's id (`inst_…` unless the registration chose one).
     pub id: String,
+    /// Where the instance is called, e.g. `http://10.0.0.5:8080/api`.
     pub url: String,
     /// The service this instance serves; also the account that owns it.
     #[serde(default)]
     pub slug: String,
+    /// The deployment that started the instance, if one did.
     #[serde(default)]
     pub deployment_id: String,
+    /// The URL of the node (registry daemon) the instance runs beside, if known.
     #[serde(default)]
     pub node_url: String,
+    /// The scheme of `url`, e.g. `http`.
     #[serde(default)]
     pub scheme: String,
+    /// The host of `url`: a name or an address.
     #[serde(default)]
     pub host: String,
+    /// The instance's IP address, when it is known.
     #[serde(default)]
     pub ip: String,
+    /// The port of `url`.
     #[serde(default)]
     pub port: u16,
+    /// The path of `url`.
     #[serde(default)]
     pub path: String,
+    /// What the latest checks (or heartbeats) found.
     #[serde(default)]
     pub status: InstanceStatus,
+    /// What the latest check saw, e.g. `HTTP 503` or `connection refused`.
     #[serde(default)]
     pub details: String,
+    /// The time of the latest successful check or heartbeat.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_heartbeat: Option<DateTime<Utc>>,
+    /// Labels to filter by, e.g. `v2` or `canary`.
     #[serde(default, deserialize_with = "null_as_default")]
     #[cfg_attr(feature = "openapi", schema(nullable))]
     pub tags: Vec<String>,
+    /// Anything else about the instance, as key and value.
     #[serde(default, deserialize_with = "null_as_default")]
     #[cfg_attr(feature = "openapi", schema(nullable))]
     pub metadata: BTreeMap<String, String>,
+    /// How the registry checks the instance; absent for the defaults.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check: Option<HealthCheck>,
+    /// When set, the instance heartbeats itself at least this often instead of being checked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl: Option<String>,
+    /// Remove the instance once it has been Unreachable this long; absent for never.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deregister_after: Option<String>,
 }
@@ -212,6 +247,7 @@ impl Instance {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct RegisterInstanceRequest {
+    /// The instance to register or update; empty for the one with the same `url`, else a new one.
     #[serde(
         default,
         deserialize_with = "null_as_default",
@@ -219,6 +255,7 @@ pub struct RegisterInstanceRequest {
     )]
     #[cfg_attr(feature = "openapi", schema(nullable))]
     pub id: String,
+    /// The deployment that started the instance, if one did.
     #[serde(
         default,
         deserialize_with = "null_as_default",
@@ -226,6 +263,7 @@ pub struct RegisterInstanceRequest {
     )]
     #[cfg_attr(feature = "openapi", schema(nullable))]
     pub deployment_id: String,
+    /// Where the instance is called; else give `scheme`, `host` (or `ip`) and `port`.
     #[serde(
         default,
         deserialize_with = "null_as_default",
@@ -233,6 +271,7 @@ pub struct RegisterInstanceRequest {
     )]
     #[cfg_attr(feature = "openapi", schema(nullable))]
     pub url: String,
+    /// The scheme, when `url` is not given.
     #[serde(
         default,
         deserialize_with = "null_as_default",
@@ -240,6 +279,7 @@ pub struct RegisterInstanceRequest {
     )]
     #[cfg_attr(feature = "openapi", schema(nullable))]
     pub scheme: String,
+    /// The host name, when `url` is not given.
     #[serde(
         default,
         deserialize_with = "null_as_default",
@@ -247,6 +287,7 @@ pub struct RegisterInstanceRequest {
     )]
     #[cfg_attr(feature = "openapi", schema(nullable))]
     pub host: String,
+    /// The IP address, when `url` is not given and there is no `host`.
     #[serde(
         default,
         deserialize_with = "null_as_default",
@@ -254,12 +295,14 @@ pub struct RegisterInstanceRequest {
     )]
     #[cfg_attr(feature = "openapi", schema(nullable))]
     pub ip: String,
+    /// The port, when `url` is not given.
     #[serde(
         default,
         deserialize_with = "optional_whole",
         skip_serializing_if = "Option::is_none"
     )]
     pub port: Option<u16>,
+    /// The path, when `url` is not given.
     #[serde(
         default,
         deserialize_with = "null_as_default",
@@ -267,6 +310,7 @@ pub struct RegisterInstanceRequest {
     )]
     #[cfg_attr(feature = "openapi", schema(nullable))]
     pub path: String,
+    /// The service the instance serves; the caller's own slug when empty.
     #[serde(
         default,
         deserialize_with = "null_as_default",
@@ -274,6 +318,7 @@ pub struct RegisterInstanceRequest {
     )]
     #[cfg_attr(feature = "openapi", schema(nullable))]
     pub slug: String,
+    /// The URL of the node (registry daemon) the instance runs beside.
     #[serde(
         default,
         deserialize_with = "null_as_default",
@@ -281,6 +326,7 @@ pub struct RegisterInstanceRequest {
     )]
     #[cfg_attr(feature = "openapi", schema(nullable))]
     pub node_url: String,
+    /// Labels to filter by, e.g. `v2` or `canary`.
     #[serde(
         default,
         deserialize_with = "null_as_default",
@@ -288,6 +334,7 @@ pub struct RegisterInstanceRequest {
     )]
     #[cfg_attr(feature = "openapi", schema(nullable))]
     pub tags: Vec<String>,
+    /// Anything else about the instance, as key and value.
     #[serde(
         default,
         deserialize_with = "null_as_default",
@@ -295,10 +342,13 @@ pub struct RegisterInstanceRequest {
     )]
     #[cfg_attr(feature = "openapi", schema(nullable))]
     pub metadata: BTreeMap<String, String>,
+    /// How the registry checks the instance; absent for the defaults.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check: Option<HealthCheck>,
+    /// When set, the instance heartbeats itself at least this often instead of being checked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl: Option<String>,
+    /// Remove the instance once it has been Unreachable this long; absent for never.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deregister_after: Option<String>,
 }
@@ -543,14 +593,23 @@ pub(crate) fn validate_metadata(
 /// The query filters of `GET /registry-svc/instances`, combined with AND.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct InstanceFilter {
+    /// Only the instance with this id.
     pub id: Option<String>,
+    /// Only instances of this slug.
     pub slug: Option<String>,
+    /// Only instances on this host name.
     pub host: Option<String>,
+    /// Only instances at this IP address.
     pub ip: Option<String>,
+    /// Only instances with this scheme.
     pub scheme: Option<String>,
+    /// Only instances with this path.
     pub path: Option<String>,
+    /// Only instances of this deployment.
     pub deployment_id: Option<String>,
+    /// Only instances beside this node.
     pub node_url: Option<String>,
+    /// Only instances with this status.
     pub status: Option<InstanceStatus>,
     /// Every tag listed must be on the instance.
     pub tags: Vec<String>,
@@ -605,6 +664,7 @@ impl InstanceFilter {
             && tags.is_empty()
     }
 
+    /// Whether `instance` passes every filter set.
     pub fn matches(&self, instance: &Instance) -> bool {
         fn eq(want: &Option<String>, have: &str) -> bool {
             want.as_deref().is_none_or(|want| want == have)

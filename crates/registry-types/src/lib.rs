@@ -3,9 +3,34 @@
 //! Every type here serializes to exactly the JSON the HTTP API speaks (OpenOrch-compatible
 //! field names). Requests come in a lenient "input" shape and are turned into the strict
 //! model by a `validate`/`into_*` step that returns a [`FieldError`] naming the bad field,
-//! so the server and the CLI reject bad input with the same words.
+//! so the server and the CLI reject bad input with the same words. The ranges of every
+//! value are in [`limits`]; the names and defaults the daemon and its clients share (the
+//! index header, the default address and data dir, ...) in [`constants`].
+//!
+//! ```
+//! use registry_types::{InstanceFilter, InstanceStatus, RegisterInstanceRequest};
+//!
+//! // A registration as a client sends it, checked as the daemon checks it.
+//! let request: RegisterInstanceRequest = serde_json::from_str(
+//!     r#"{"url": "http://127.0.0.1:8080", "slug": "user-svc", "tags": ["v2", ""]}"#,
+//! )?;
+//! let error = request.validate().unwrap_err();
+//! assert_eq!(error.field, "tags[1]");
+//! assert_eq!(error.to_string(), "invalid field `tags[1]`: is empty");
+//!
+//! // The query string of a list request, and back.
+//! let filter = InstanceFilter {
+//!     slug: Some("user-svc".into()),
+//!     status: Some(InstanceStatus::Healthy),
+//!     ..Default::default()
+//! };
+//! assert_eq!(filter.to_query(), "slug=user-svc&status=Healthy");
+//! assert_eq!(InstanceFilter::from_query(&filter.to_query())?, filter);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 mod backup;
+pub mod constants;
 mod definition;
 mod duration;
 mod error;
@@ -42,9 +67,11 @@ pub mod responses {
     use super::*;
     use serde::{Deserialize, Serialize};
 
+    /// Answer to `GET /registry-svc/definitions`.
     #[derive(Debug, Clone, Serialize, Deserialize, Default)]
     #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
     pub struct ListDefinitionsResponse {
+        /// The definitions, in id order.
         #[serde(default)]
         pub definitions: Vec<Definition>,
         /// Extension: present when a `limit` stopped the page short of the end; the
@@ -53,9 +80,11 @@ pub mod responses {
         pub next: Option<String>,
     }
 
+    /// Answer to `GET /registry-svc/instances`.
     #[derive(Debug, Clone, Serialize, Deserialize, Default)]
     #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
     pub struct ListInstancesResponse {
+        /// The instances the filters match, in id order.
         #[serde(default)]
         pub instances: Vec<Instance>,
         /// Extension: present when a `limit` stopped the page short of the end; the
@@ -64,22 +93,28 @@ pub mod responses {
         pub next: Option<String>,
     }
 
+    /// Answer to `POST /registry-svc/nodes`.
     #[derive(Debug, Clone, Serialize, Deserialize, Default)]
     #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
     pub struct ListNodesResponse {
+        /// The nodes asked for.
         #[serde(default)]
         pub nodes: Vec<Node>,
     }
 
+    /// Answer to `GET /registry-svc/node/self`.
     #[derive(Debug, Clone, Serialize, Deserialize)]
     #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
     pub struct NodeSelfResponse {
+        /// The node of the daemon answering.
         pub node: Node,
     }
 
+    /// Answer to `GET /registry-svc/tokens`.
     #[derive(Debug, Clone, Serialize, Deserialize, Default)]
     #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
     pub struct ListTokensResponse {
+        /// Every token, without its secret.
         #[serde(default)]
         pub tokens: Vec<TokenInfo>,
     }
@@ -89,6 +124,7 @@ pub mod responses {
     #[derive(Debug, Clone, Serialize, Deserialize, Default)]
     #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
     pub struct RegisterInstanceResponse {
+        /// The instance's id, to heartbeat or remove it by.
         #[serde(default)]
         pub id: String,
     }

@@ -33,7 +33,9 @@ pub const MAX_REVISION: u64 = i64::MAX as u64;
 /// The durations a field accepts, both ends included.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DurationRange {
+    /// The shortest duration accepted.
     pub min: Duration,
+    /// The longest duration accepted.
     pub max: Duration,
 }
 
@@ -101,6 +103,7 @@ impl DurationRange {
         }
     }
 
+    /// Whether `duration` is within the range.
     pub fn contains(&self, duration: Duration) -> bool {
         (self.min..=self.max).contains(&duration)
     }

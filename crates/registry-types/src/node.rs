@@ -9,8 +9,10 @@ use crate::definition::null_as_default;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum NodeStatus {
+    /// Heartbeated within the last three heartbeat intervals.
     #[default]
     Online,
+    /// Has not heartbeated for three heartbeat intervals.
     Offline,
 }
 
@@ -23,23 +25,32 @@ impl std::fmt::Display for NodeStatus {
     }
 }
 
+/// A machine running a registry daemon, as the daemon reports it in its heartbeats.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Node {
+    /// The node's id, kept in its data dir unless set.
     pub id: String,
+    /// The daemon's URL as other nodes reach it.
     pub url: String,
+    /// The region the node is in, if set.
     #[serde(default)]
     pub region: String,
+    /// The availability zone the node is in, if set; zone-affinity balancing reads it.
     #[serde(default)]
     pub availability_zone: String,
+    /// The time of the node's latest heartbeat.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_heartbeat: Option<DateTime<Utc>>,
+    /// The machine's CPU, memory and disk use at that heartbeat.
     #[serde(default)]
     pub usage: ResourceUsage,
+    /// The machine's GPUs, if `nvidia-smi` reports any.
     #[serde(default, deserialize_with = "null_as_default")]
     #[cfg_attr(feature = "openapi", schema(nullable))]
     pub gpus: Vec<Gpu>,
+    /// Whether the node heartbeats.
     #[serde(default)]
     pub status: NodeStatus,
 }
@@ -49,16 +60,23 @@ pub struct Node {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Usage {
+    /// The amount in use.
     pub used: u64,
+    /// The amount there is.
     pub total: u64,
+    /// `used` as a percentage of `total`.
     pub percent: f64,
 }
 
+/// A machine's use of its resources.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ResourceUsage {
+    /// CPU, in millicores.
     pub cpu: Usage,
+    /// Memory, in bytes.
     pub memory: Usage,
+    /// Disk of the data dir's file system, in bytes.
     pub disk: Usage,
 }
 
@@ -69,30 +87,47 @@ pub struct ResourceUsage {
 pub struct Gpu {
     /// `<node url>:<index>`.
     pub id: String,
+    /// The GPU's index on its machine.
     pub intra_node_id: u32,
+    /// The GPU's model name.
     pub name: String,
+    /// Its PCI bus id.
     pub bus_id: String,
+    /// Its temperature.
     pub temperature: f64,
+    /// Its performance state, `P0` (fastest) to `P12`.
     pub performance_state: String,
+    /// Power drawn.
     pub power_usage: f64,
+    /// The most power it may draw.
     pub power_cap: f64,
+    /// Memory in use.
     pub memory_usage: u64,
+    /// Memory there is.
     pub memory_total: u64,
+    /// How busy its cores are, in percent.
     pub gpu_utilization: f64,
+    /// Its compute mode, e.g. `Default`.
     pub compute_mode: String,
+    /// The processes using it.
     #[serde(default, deserialize_with = "null_as_default")]
     #[cfg_attr(feature = "openapi", schema(nullable))]
     pub process_details: Vec<GpuProcess>,
+    /// The CUDA version its driver supports.
     #[serde(default)]
     pub cuda_version: String,
 }
 
+/// A process using a GPU.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct GpuProcess {
+    /// The process's id.
     pub pid: u32,
+    /// Its name.
     pub process_name: String,
+    /// GPU memory it uses, in MiB.
     pub memory_usage: u64,
 }
 
@@ -100,12 +135,14 @@ pub struct GpuProcess {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ListNodesRequest {
+    /// The ids of the nodes to list; empty for every node.
     #[serde(default, deserialize_with = "null_as_default")]
     #[cfg_attr(feature = "openapi", schema(nullable))]
     pub ids: Vec<String>,
 }
 
 impl ListNodesRequest {
+    /// Refuses more ids than [`limits::MAX_IDS`](crate::limits::MAX_IDS).
     pub fn validate(&self) -> Result<(), crate::FieldError> {
         if self.ids.len() > crate::limits::MAX_IDS {
             return Err(crate::FieldError::new(

@@ -5,16 +5,20 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
+/// What a token may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
+    /// May look at definitions, instances and nodes, and manage its own slug's instances.
     #[default]
     User,
+    /// May do everything: definitions, any slug's instances, nodes, tokens, backups.
     Admin,
 }
 
 impl Role {
+    /// The role as the API writes it: `user` or `admin`.
     pub fn as_str(self) -> &'static str {
         match self {
             Role::User => "user",
@@ -47,6 +51,7 @@ impl FromStr for Role {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateTokenRequest {
+    /// The slug (service account) the token acts for.
     #[serde(default)]
     pub slug: String,
     /// Defaults to `user`.
@@ -58,9 +63,13 @@ pub struct CreateTokenRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreatedToken {
+    /// The token's id (`tok_…`), to revoke it by.
     pub id: String,
+    /// The secret to send as `Authorization: Bearer <token>`; shown only in this answer.
     pub token: String,
+    /// The slug the token acts for.
     pub slug: String,
+    /// What the token may do.
     pub role: Role,
 }
 
@@ -69,8 +78,12 @@ pub struct CreatedToken {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct TokenInfo {
+    /// The token's id (`tok_…`).
     pub id: String,
+    /// The slug the token acts for.
     pub slug: String,
+    /// What the token may do.
     pub role: Role,
+    /// When the token was created.
     pub created_at: DateTime<Utc>,
 }

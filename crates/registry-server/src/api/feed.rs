@@ -28,7 +28,7 @@ use std::time::Duration;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
-pub const INDEX_HEADER: &str = "x-registry-index";
+pub use registry_types::constants::INDEX_HEADER;
 /// Wait of a blocking query that gives `index` but no `wait`.
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(300);
 /// Changes read from the store per page while an event stream catches up.

@@ -10,7 +10,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Name of the file, in the data dir, holding the bootstrap admin token.
-pub const ADMIN_TOKEN_FILE: &str = "admin.token";
+pub use registry_types::constants::ADMIN_TOKEN_FILE;
 
 /// A token as stored: its hash, never its secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

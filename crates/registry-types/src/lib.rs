@@ -8,7 +8,7 @@
 //! index header, the default address and data dir, ...) in [`constants`].
 //!
 //! ```
-//! use registry_types::{InstanceFilter, InstanceStatus, RegisterInstanceRequest};
+//! use registry_types::{query, InstanceFilter, InstanceStatus, RegisterInstanceRequest};
 //!
 //! // A registration as a client sends it, checked as the daemon checks it.
 //! let request: RegisterInstanceRequest = serde_json::from_str(
@@ -25,10 +25,11 @@
 //!     ..Default::default()
 //! };
 //! assert_eq!(filter.to_query(), "slug=user-svc&status=Healthy");
-//! assert_eq!(InstanceFilter::from_query(&filter.to_query())?, filter);
+//! assert_eq!(query::parse::<InstanceFilter>(&filter.to_query())?, filter);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod address;
 mod backup;
 pub mod constants;
 mod definition;
@@ -38,6 +39,7 @@ mod instance;
 pub mod limits;
 mod node;
 mod number;
+mod object;
 pub mod query;
 mod token;
 mod validate;
@@ -45,6 +47,7 @@ mod validate;
 #[cfg(test)]
 mod properties;
 
+pub use address::AddressPart;
 pub use backup::{BackupHeader, RestoreSummary, BACKUP_FORMAT, BACKUP_VERSION};
 pub use definition::{
     ApiSpec, Client, Definition, DefinitionInput, EnvVar, ImageInput, ImageSpec, PortMapping,

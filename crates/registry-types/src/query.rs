@@ -22,6 +22,7 @@ use serde_json::{json, Value};
 
 /// One query parameter of a part `Q`.
 pub struct Param<Q> {
+    /// The parameter's name in the query string.
     pub name: &'static str,
     /// Reads one value of the parameter into the part.
     pub read: fn(&mut Q, &str) -> Result<(), FieldError>,
@@ -31,6 +32,7 @@ pub struct Param<Q> {
 }
 
 impl<Q> Param<Q> {
+    /// A parameter `name`, read by `read`, described by `document`.
     pub const fn new(
         name: &'static str,
         read: fn(&mut Q, &str) -> Result<(), FieldError>,
@@ -46,6 +48,7 @@ impl<Q> Param<Q> {
 
 /// A parameter as the API document describes it.
 pub struct ParamDoc {
+    /// What the parameter does, when its schema does not say it all.
     pub description: Option<String>,
     /// Its JSON Schema, with the range its reading enforces.
     pub schema: Value,
@@ -60,6 +63,7 @@ impl ParamDoc {
         }
     }
 
+    /// A parameter with a description beside its schema.
     pub fn described(description: impl Into<String>, schema: Value) -> Self {
         ParamDoc {
             description: Some(description.into()),
@@ -70,6 +74,7 @@ impl ParamDoc {
 
 /// A part of a query: the parameters it takes, in the order the API document lists them.
 pub trait Params: Default + 'static {
+    /// The parameters, each with how it is read and described.
     const PARAMS: &'static [Param<Self>];
 }
 

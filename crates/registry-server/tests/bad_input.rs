@@ -91,6 +91,29 @@ async fn an_array_that_would_fill_the_fields_positionally_is_still_400() {
         None,
         "node list request as an array",
     );
+    // Nor is a nested struct read from an array, at any depth.
+    let nested = [
+        (
+            INSTANCE,
+            r#"{"url": "http://127.0.0.1:1", "healthCheck": [null, null]}"#,
+            "healthCheck",
+        ),
+        (DEFINITION, r#"{"definition": ["d"]}"#, "definition"),
+        (
+            DEFINITION,
+            r#"{"definition": {"id": "d", "image": ["nginx", 80]}}"#,
+            "definition.image",
+        ),
+        (
+            DEFINITION,
+            r#"{"definition": {"id": "d", "image": {"name": "nginx"}, "envars": [["K", "V"]]}}"#,
+            "definition.envars[0]",
+        ),
+    ];
+    for (path, body, field) in nested {
+        let r = raw(&d, Method::PUT, path, body).await;
+        r.assert_error(StatusCode::BAD_REQUEST, Some(field), body);
+    }
     assert_nothing_stored(&d).await;
 }
 
@@ -212,6 +235,22 @@ async fn invalid_values_name_the_field() {
         (json!({"url": "http://"}), "url"),
         (json!({"url": "mailto:x"}), "url"),
         (json!({"url": "/relative/path"}), "url"),
+        // The address grammar of the API document, enforced as published.
+        (json!({"url": "http://127.0.0.1:1/health?full=1"}), "url"),
+        (json!({"url": "http://user@127.0.0.1:1"}), "url"),
+        (json!({"url": "tcp://127.0.0.1"}), "url"),
+        (json!({"url": "http://127.0.0.1:0"}), "url"),
+        (json!({"url": "http://127.0.0.01:1"}), "url"),
+        (json!({"url": "file://localhost:1/x"}), "url"),
+        (json!({"url": "http://127.0.0.1:1", "host": "a/b"}), "host"),
+        (
+            json!({"scheme": "http", "host": "127.0.0.1", "port": 1, "path": "/a?b"}),
+            "path",
+        ),
+        (
+            json!({"scheme": "1http", "host": "127.0.0.1", "port": 1}),
+            "scheme",
+        ),
         (
             json!({"scheme": "http", "host": "127.0.0.1", "port": 70000}),
             "port",

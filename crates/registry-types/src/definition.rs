@@ -4,6 +4,7 @@
 use crate::instance::validate_metadata;
 use crate::limits::{MAX_ID_LEN, MAX_LIST_LEN, MAX_TEXT_LEN, MAX_URL_LEN};
 use crate::number::{optional_whole, whole, whole_list};
+use crate::object::{objects, optional_object};
 use crate::validate::{validate_free_text, validate_id, validate_text};
 use crate::FieldError;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -130,6 +131,7 @@ pub struct PortMapping {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SaveDefinitionRequest {
     /// The definition to save; required.
+    #[serde(default, deserialize_with = "optional_object")]
     pub definition: Option<DefinitionInput>,
 }
 
@@ -142,25 +144,25 @@ pub struct DefinitionInput {
     #[serde(default, deserialize_with = "null_as_default")]
     pub id: String,
     /// The container image to run, when it is ready-built.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "optional_object")]
     pub image: Option<ImageInput>,
     /// The repository to build the container from, when it is not ready-built.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "optional_object")]
     pub repository: Option<RepositoryInput>,
     /// The APIs the service offers.
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(default, deserialize_with = "objects")]
     #[cfg_attr(feature = "openapi", schema(nullable))]
     pub api_specs: Vec<ApiSpec>,
     /// Client libraries for the service.
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(default, deserialize_with = "objects")]
     #[cfg_attr(feature = "openapi", schema(nullable))]
     pub clients: Vec<Client>,
     /// Environment variables the container is given.
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(default, deserialize_with = "objects")]
     #[cfg_attr(feature = "openapi", schema(nullable))]
     pub envars: Vec<EnvVar>,
     /// Host ports mapped to the container's ports (long form).
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(default, deserialize_with = "objects")]
     #[cfg_attr(feature = "openapi", schema(nullable))]
     pub ports: Vec<PortMapping>,
     /// Short form: one host port, mapped to the first internal port.

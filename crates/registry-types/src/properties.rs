@@ -119,7 +119,12 @@ mod addresses {
         bytes
     }
 
-    fn from_parts(scheme: &str, host: &str, port: u16, path: &str) -> RegisterInstanceRequest {
+    pub(super) fn from_parts(
+        scheme: &str,
+        host: &str,
+        port: u16,
+        path: &str,
+    ) -> RegisterInstanceRequest {
         RegisterInstanceRequest {
             scheme: scheme.to_string(),
             host: host.to_string(),
@@ -233,6 +238,121 @@ mod addresses {
                     (&again.scheme, &again.host, again.port, &again.path),
                     (&address.scheme, &address.host, address.port, &address.path)
                 );
+            }
+        }
+    }
+}
+
+/// The published address grammar ([`AddressPart`]) against the parsers it stands for: what
+/// a pattern generates is accepted, and for IP addresses the grammar and the standard
+/// library's parser agree on every string.
+mod address_grammar {
+    use super::addresses::from_parts;
+    use super::*;
+    use crate::AddressPart;
+    use std::net::IpAddr;
+
+    /// Strings of `part`'s grammar, not empty.
+    fn of(part: AddressPart) -> impl Strategy<Value = String> {
+        let anchored = part.pattern();
+        let body = &anchored[1..anchored.len() - 1];
+        proptest::string::string_regex(body)
+            .expect("the grammar is a regular expression")
+            .prop_filter("not given, or too long", |text| {
+                !text.is_empty() && text.len() <= crate::limits::MAX_URL_LEN
+            })
+    }
+
+    /// IPv6 addresses in every way of writing them: groups with or without leading zeros,
+    /// any run of groups (zero or not) cut out as `::`, an IPv4 tail.
+    fn ipv6_written() -> impl Strategy<Value = String> {
+        (
+            any::<[u16; 8]>(),
+            any::<[bool; 8]>(),
+            0usize..=8,
+            0usize..=8,
+            any::<bool>(),
+        )
+            .prop_map(|(groups, padded, from, to, ipv4_tail)| {
+                let mut written: Vec<String> = groups
+                    .iter()
+                    .zip(padded)
+                    .map(|(g, pad)| {
+                        if pad {
+                            format!("{g:04x}")
+                        } else {
+                            format!("{g:x}")
+                        }
+                    })
+                    .collect();
+                if ipv4_tail {
+                    let [a, b] = groups[6].to_be_bytes();
+                    let [c, d] = groups[7].to_be_bytes();
+                    written.truncate(6);
+                    written.push(format!("{a}.{b}.{c}.{d}"));
+                }
+                let (from, to) = (
+                    from.min(to).min(written.len()),
+                    from.max(to).min(written.len()),
+                );
+                if from == to {
+                    written.join(":")
+                } else {
+                    format!("{}::{}", written[..from].join(":"), written[to..].join(":"))
+                }
+            })
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        /// Every URL of the grammar is accepted as `url`, and again from the URL it reports.
+        #[test]
+        fn every_url_of_the_grammar_is_accepted(url in of(AddressPart::Url)) {
+            let request = RegisterInstanceRequest { url: url.clone(), ..Default::default() };
+            let address = request.address().map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(&address.url, &url);
+            prop_assert!(address.port >= 1);
+        }
+
+        /// Every scheme, host and path of the grammar, with a port, make an address.
+        #[test]
+        fn every_set_of_parts_of_the_grammar_is_accepted(
+            scheme in of(AddressPart::Scheme),
+            host in of(AddressPart::Host),
+            path in prop_oneof![Just(String::new()), of(AddressPart::Path)],
+            port in 1u16..,
+        ) {
+            let request = from_parts(&scheme, &host, port, &path);
+            request.validate().map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let address = request.address().map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(address.port, port);
+            prop_assert!(AddressPart::Url.admits(&address.url), "{}", address.url);
+        }
+
+        /// The grammar of IP addresses is exactly what the standard library reads.
+        #[test]
+        fn the_ip_grammar_is_what_the_standard_library_reads(text in prop_oneof![
+            of(AddressPart::Ip),
+            ipv6_written(),
+            any::<Ipv4Addr>().prop_map(|ip| ip.to_string()),
+            "[0-9a-fA-F:.]{1,40}",
+            "[0-9]{1,4}(\\.[0-9]{1,4}){0,4}",
+        ]) {
+            prop_assert_eq!(
+                AddressPart::Ip.admits(&text),
+                text.parse::<IpAddr>().is_ok(),
+                "{:?}", text
+            );
+        }
+
+        /// Anything else given as a URL is refused, naming `url`.
+        #[test]
+        fn what_the_grammar_refuses_is_refused(url in hostile_text()) {
+            let request = RegisterInstanceRequest { url: url.clone(), ..Default::default() };
+            if !url.is_empty() && !AddressPart::Url.admits(&url) {
+                let error = request.address().unwrap_err();
+                prop_assert_eq!(error.field, "url");
             }
         }
     }

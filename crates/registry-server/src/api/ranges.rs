@@ -8,7 +8,7 @@
 //! [`super::query`].
 
 use registry_types::limits::{self, DurationRange};
-use registry_types::{ID_PATTERN, TEXT_PATTERN};
+use registry_types::{AddressPart, ID_PATTERN, TEXT_PATTERN};
 use serde_json::{json, Value};
 
 /// A text field that may be empty (meaning "not given") or a valid id.
@@ -35,6 +35,11 @@ pub(super) fn duration(range: DurationRange, what: &str) -> Value {
         "pattern": range.pattern(),
         "description": format!("{what}: a whole number and one unit of ms, s, m, h or d (e.g. \"10s\"), {}", range.describe()),
     })
+}
+
+/// A part of an instance's address: its grammar, exactly as enforced.
+fn address(part: AddressPart) -> Value {
+    json!({"maxLength": limits::MAX_URL_LEN, "pattern": part.pattern()})
 }
 
 fn threshold() -> Value {
@@ -94,8 +99,12 @@ fn schema_ranges() -> Vec<(&'static str, &'static str, Value)> {
             json!({"maxLength": MAX_ID_LEN, "pattern": OPTIONAL_ID_PATTERN}),
         ),
         ("RegisterInstanceRequest", "deploymentId", text(MAX_ID_LEN)),
-        ("RegisterInstanceRequest", "url", text(MAX_URL_LEN)),
-        ("RegisterInstanceRequest", "nodeUrl", text(MAX_URL_LEN)),
+        ("RegisterInstanceRequest", "url", address(AddressPart::Url)),
+        (
+            "RegisterInstanceRequest",
+            "nodeUrl",
+            address(AddressPart::Url),
+        ),
         ("RegisterInstanceRequest", "port", port(1)),
         (
             "RegisterInstanceRequest",
@@ -163,8 +172,13 @@ fn schema_ranges() -> Vec<(&'static str, &'static str, Value)> {
         ("CreateTokenRequest", "slug", id()),
         ("ListNodesRequest", "ids", list(limits::MAX_IDS, json!({}))),
     ];
-    for field in ["scheme", "host", "ip", "path"] {
-        ranges.push(("RegisterInstanceRequest", field, text(MAX_URL_LEN)));
+    for (field, part) in [
+        ("scheme", AddressPart::Scheme),
+        ("host", AddressPart::Host),
+        ("ip", AddressPart::Ip),
+        ("path", AddressPart::Path),
+    ] {
+        ranges.push(("RegisterInstanceRequest", field, address(part)));
     }
     for field in ["version", "buildContext", "containerFile"] {
         ranges.push(("RepositoryInput", field, text(MAX_TEXT_LEN)));
@@ -200,6 +214,15 @@ pub(super) fn publish(document: &mut Value) {
         }
         not_null(&mut schema["properties"][property]);
     }
+    // An instance's address is a URL, or a scheme, a host (or an IP address) and a port.
+    let given = json!({"type": "string", "minLength": 1});
+    document["components"]["schemas"]["RegisterInstanceRequest"]["anyOf"] = json!([
+        {"required": ["url"], "properties": {"url": given}},
+        {"required": ["scheme", "host", "port"],
+         "properties": {"scheme": given, "host": given, "port": {"type": "integer"}}},
+        {"required": ["scheme", "ip", "port"],
+         "properties": {"scheme": given, "ip": given, "port": {"type": "integer"}}},
+    ]);
     // A definition has an image or a repository, not both.
     document["components"]["schemas"]["DefinitionInput"]["not"] = json!({
         "required": ["image", "repository"],

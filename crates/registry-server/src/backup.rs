@@ -17,8 +17,8 @@
 //! every daemon registers itself, and another daemon's record would only show it Offline.
 
 use crate::auth::{Actor, StoredToken};
+use crate::state::Record;
 use crate::state::{Command, State, StoredInstance, Writer};
-use crate::store::Record;
 use crate::Error;
 use axum::body::Bytes;
 use chrono::Utc;

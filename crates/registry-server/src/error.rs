@@ -40,3 +40,9 @@ impl From<FieldError> for Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<registry_store::StoreError> for Error {
+    fn from(e: registry_store::StoreError) -> Self {
+        Error::Unavailable(e.to_string())
+    }
+}

@@ -23,7 +23,6 @@ pub mod health;
 pub mod nodes;
 pub mod rate_limit;
 pub mod state;
-pub mod store;
 mod supervisor;
 mod transport;
 
@@ -31,6 +30,7 @@ pub use config::Config;
 pub use error::{Error, Result};
 
 use anyhow::Context;
+use registry_store::{redact_password, PostgresStore, SqliteStore, Store};
 use state::{Command, State, Writer};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -79,14 +79,34 @@ impl RunningServer {
 
 /// Starts a daemon on the store its configuration names; returns once it is serving.
 pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
-    let store = store::open(&config).await?;
+    let store = open_store(&config).await?;
     start_with_store(config, store).await
+}
+
+/// The store a configuration asks for: PostgreSQL when `--database-url` names one, else
+/// the embedded SQLite file in the data directory.
+async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    if let Some(url) = &config.database_url {
+        let scheme = url
+            .split_once("://")
+            .map(|(scheme, _)| scheme.to_ascii_lowercase());
+        if matches!(scheme.as_deref(), Some("postgres" | "postgresql")) {
+            return Ok(Arc::new(PostgresStore::connect(url).await?));
+        }
+        anyhow::bail!(
+            "--database-url {}: unsupported database URL; expected postgres://… or \
+             postgresql://… (leave it unset to use the embedded SQLite store in --data-dir)",
+            redact_password(url)
+        );
+    }
+    let path = config.data_dir.join("registry.db");
+    Ok(Arc::new(SqliteStore::open(&path)?))
 }
 
 /// Starts a daemon on a store opened by the caller (tests wrap a store to observe it).
 pub async fn start_with_store(
     config: Config,
-    store: Arc<dyn store::Store>,
+    store: Arc<dyn Store>,
 ) -> anyhow::Result<RunningServer> {
     let snapshot = store.load().await.context("loading the store")?;
     let state = Arc::new(State::from_snapshot(snapshot).context("loading the store")?);

@@ -5,12 +5,12 @@ use super::page::{list_response, Page};
 use super::{AppState, JsonBody};
 use crate::auth::{Caller, Permission};
 use crate::state::Command;
-use crate::store::Kind;
 use crate::{Error, Result};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
+use registry_store::Kind;
 use registry_types::responses::{Empty, ListDefinitionsResponse};
 use registry_types::{ErrorBody, FieldError, SaveDefinitionRequest};
 

@@ -11,7 +11,6 @@
 use super::AppState;
 use crate::auth::{Caller, Permission};
 use crate::state::{Announcement, State, Tables};
-use crate::store::{op, ChangePage, Kind, Store};
 use crate::Result;
 use axum::extract::{RawQuery, State as AxumState};
 use axum::http::{HeaderMap, HeaderValue};
@@ -19,6 +18,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::Response;
 use futures_util::stream::{self, Stream};
 use rand::Rng;
+use registry_store::{op, ChangePage, Kind, Store};
 use registry_types::limits;
 use registry_types::{ErrorBody, FieldError};
 use std::collections::VecDeque;

@@ -5,13 +5,13 @@ use super::page::{list_body, list_response, Page, STREAM_CHUNK};
 use super::{json_response, AppState, JsonBody};
 use crate::auth::{Caller, Permission};
 use crate::state::{Command, Registration};
-use crate::store::Kind;
 use crate::{Error, Result};
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
+use registry_store::Kind;
 use registry_types::responses::{ListInstancesResponse, RegisterInstanceResponse};
 use registry_types::{ErrorBody, InstanceFilter, InstanceStatus, RegisterInstanceRequest};
 

@@ -5,12 +5,12 @@ use super::page::list_response;
 use super::{AppState, OptionalJsonBody};
 use crate::auth::{Caller, Permission};
 use crate::state::Command;
-use crate::store::Kind;
 use crate::Result;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
+use registry_store::Kind;
 use registry_types::responses::{ListNodesResponse, NodeSelfResponse};
 use registry_types::{ErrorBody, ListNodesRequest};
 

@@ -9,8 +9,8 @@ use registry_types::limits::PAGE_LIMIT;
 
 const MAX_LIMIT: usize = PAGE_LIMIT.1;
 use crate::error::Error;
-use crate::store::Kind;
 use proptest::prelude::*;
+use registry_store::Kind;
 use std::time::Duration;
 use url::form_urlencoded::Serializer;
 

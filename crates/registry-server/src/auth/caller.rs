@@ -2,11 +2,11 @@
 
 use super::{hash_token, Actor, Permission, ENV_ADMIN_TOKEN_ID};
 use crate::api::AppState;
-use crate::store::Kind;
 use crate::Error;
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use registry_store::Kind;
 use registry_types::Role;
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -36,13 +36,13 @@ pub use plan::{
 use crate::auth::Actor;
 use crate::nodes::ThisNode;
 use crate::state::{Announcement, Command, State, Writer};
-use crate::store::Kind;
 use chrono::Utc;
 use futures_util::future::BoxFuture;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use machine::{is_alive, Machine};
 use probe::Outcome;
 use rand::Rng;
+use registry_store::Kind;
 use registry_types::InstanceStatus;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;

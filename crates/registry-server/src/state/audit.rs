@@ -16,7 +16,7 @@
 
 use super::Committed;
 use crate::auth::Actor;
-use crate::store::op;
+use registry_store::op;
 use std::fmt;
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -149,7 +149,7 @@ fn log_run(run: &[Committed], by: &Actor) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Kind;
+    use registry_store::Kind;
 
     fn change(revision: u64, key: &str, put: bool) -> Committed {
         Committed {

@@ -6,12 +6,13 @@
 //! the single writer, which is what makes them race-free.
 
 use super::Tables;
+use super::{Mutation, Record};
 use crate::auth::{Caller, StoredToken};
-use crate::store::{Kind, Mutation, Record};
 use crate::Error;
 use chrono::{DateTime, Utc};
 use hashbrown::HashTable;
 use rand::Rng;
+use registry_store::Kind;
 use registry_types::{Definition, Instance, InstanceStatus, Node, RegisterInstanceRequest, Role};
 use std::hash::{BuildHasher, RandomState};
 

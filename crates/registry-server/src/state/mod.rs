@@ -6,18 +6,20 @@
 
 mod audit;
 mod commands;
+mod records;
 mod stored;
 mod writer;
 
 pub use commands::{Command, Registration};
+pub use records::{Mutation, Record};
 pub use stored::StoredInstance;
 pub use writer::{Applied, Writer};
 
 use crate::auth::StoredToken;
-use crate::store::{Change, Kind, Mutation, Record, Snapshot, StoreError};
 use arcstr::ArcStr;
 use chrono::{DateTime, Utc};
 use hashbrown::HashTable;
+use registry_store::{Change, Kind, Snapshot, StoreError};
 use registry_types::{Definition, Instance, InstanceFilter, Node};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::{BuildHasher, RandomState};
@@ -110,7 +112,7 @@ impl Tables {
             // One object the daemon cannot read (written by hand, or by a version with
             // other rules) is left out and reported, instead of keeping every other
             // object from being served.
-            let record = match object.decode() {
+            let record = match Record::from_stored(object) {
                 Ok(record) => record,
                 Err(e) => {
                     tracing::error!(error = %e, "left out of the tables: the stored object does not decode");

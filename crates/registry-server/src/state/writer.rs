@@ -22,11 +22,12 @@
 
 use super::audit::AuditLog;
 use super::commands::{Command, Overlay};
+use super::Mutation;
 use super::{Committed, State};
 use crate::auth::Actor;
-use crate::store::{Change, Mutation, Notice, Store, StoreError};
 use crate::supervisor::{supervise, Task, Tasks};
 use crate::Error;
+use registry_store::{Change, Notice, Store, StoreError};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -202,7 +203,7 @@ async fn catch_up(store: &dyn Store, state: &State, until: Option<u64>) -> Resul
             .changes
             .into_iter()
             .map(|logged| {
-                let mutation = logged.change.decode()?;
+                let mutation = Mutation::decode(&logged.change)?;
                 Ok((mutation, Committed::new(logged.revision, logged.change)))
             })
             .collect::<Result<Vec<_>, StoreError>>()?;

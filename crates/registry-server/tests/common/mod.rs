@@ -4,8 +4,8 @@
 pub mod hooked;
 pub mod postgres;
 
-use registry_server::store::Store;
 use registry_server::{Config, RunningServer};
+use registry_store::Store;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::future::Future;

@@ -1,21 +1,41 @@
-//! Durable storage behind one interface.
+//! Durable storage of Registry Svc behind one interface: the bottom layer of the daemon.
 //!
-//! The store is the truth; the in-memory [`crate::state`] is a copy of it. A store only
+//! The store is the truth; the daemon's in-memory registry is a copy of it. A store only
 //! needs three things: load everything at start, commit a batch of changes atomically and
 //! durably (assigning each a store-wide increasing revision), and say whether it is
-//! reachable. Objects travel as JSON text, so an implementation never needs to know the
-//! shape of a definition or an instance; so does the actor of each change (who made it),
-//! which the change log keeps beside the change.
+//! reachable. Objects travel as opaque JSON text under a [`Kind`] and a key, so a store
+//! never knows the shape of a definition or an instance (that vocabulary belongs to the
+//! layer above); so does the actor of each change (who made it), which the change log
+//! keeps beside the change.
+//!
+//! Two implementations: [`SqliteStore`], one file for one daemon, and [`PostgresStore`],
+//! one database shared by several daemons.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), registry_store::StoreError> {
+//! use registry_store::{Change, Kind, SqliteStore, Store};
+//!
+//! let store = SqliteStore::open(std::path::Path::new("registry-data/registry.db"))?;
+//! let put = Change {
+//!     kind: Kind::Definition,
+//!     key: "user-svc".into(),
+//!     body: Some(r#"{"id":"user-svc"}"#.into()),
+//!     by: None,
+//! };
+//! let revisions = store.commit(vec![put], None).await?;
+//! let page = store.changes_since(revisions[0] - 1, 100).await?;
+//! assert_eq!(page.changes[0].revision, revisions[0]);
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod postgres;
 mod sqlite;
 
 pub use postgres::PostgresStore;
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteStore, CHANGE_LOG_RETAINED};
 
-use crate::auth::StoredToken;
 use async_trait::async_trait;
-use registry_types::{Definition, Instance, Node};
 use serde::{Deserialize, Serialize};
 use std::ops::Range;
 
@@ -64,93 +84,6 @@ impl Kind {
     }
 }
 
-/// One stored object, typed.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Record {
-    Definition(Definition),
-    Instance(Instance),
-    /// Nodes are keyed by URL: a daemon is the address it is reached at.
-    Node(Node),
-    Token(StoredToken),
-}
-
-impl Record {
-    pub fn kind(&self) -> Kind {
-        match self {
-            Record::Definition(_) => Kind::Definition,
-            Record::Instance(_) => Kind::Instance,
-            Record::Node(_) => Kind::Node,
-            Record::Token(_) => Kind::Token,
-        }
-    }
-
-    pub fn key(&self) -> &str {
-        match self {
-            Record::Definition(d) => &d.id,
-            Record::Instance(i) => &i.id,
-            Record::Node(n) => &n.url,
-            Record::Token(t) => &t.id,
-        }
-    }
-
-    fn to_json(&self) -> String {
-        let json = match self {
-            Record::Definition(d) => serde_json::to_string(d),
-            Record::Instance(i) => serde_json::to_string(i),
-            Record::Node(n) => serde_json::to_string(n),
-            Record::Token(t) => serde_json::to_string(t),
-        };
-        json.expect("model types always serialize")
-    }
-
-    fn from_json(kind: Kind, body: &str) -> serde_json::Result<Record> {
-        Ok(match kind {
-            Kind::Definition => Record::Definition(serde_json::from_str(body)?),
-            Kind::Instance => Record::Instance(serde_json::from_str(body)?),
-            Kind::Node => Record::Node(serde_json::from_str(body)?),
-            Kind::Token => Record::Token(serde_json::from_str(body)?),
-        })
-    }
-}
-
-/// A change to apply: put (insert or replace) an object, or delete one.
-// Puts are the common case; boxing the record would add an allocation to each.
-#[allow(clippy::large_enum_variant)]
-#[derive(Debug, Clone, PartialEq)]
-pub enum Mutation {
-    Put(Record),
-    Delete { kind: Kind, key: String },
-}
-
-impl Mutation {
-    pub fn kind(&self) -> Kind {
-        match self {
-            Mutation::Put(record) => record.kind(),
-            Mutation::Delete { kind, .. } => *kind,
-        }
-    }
-
-    pub fn key(&self) -> &str {
-        match self {
-            Mutation::Put(record) => record.key(),
-            Mutation::Delete { key, .. } => key,
-        }
-    }
-
-    /// The untyped form a store writes, made by `by` (the JSON of an actor), if known.
-    pub fn encode(&self, by: Option<&arcstr::ArcStr>) -> Change {
-        Change {
-            kind: self.kind(),
-            key: self.key().to_string(),
-            body: match self {
-                Mutation::Put(record) => Some(record.to_json().into()),
-                Mutation::Delete { .. } => None,
-            },
-            by: by.cloned(),
-        }
-    }
-}
-
 /// A mutation as a store sees it: kind, key and the JSON body (`None` deletes). The body
 /// is shared with the change feed, which announces it after the commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,8 +91,8 @@ pub struct Change {
     pub kind: Kind,
     pub key: String,
     pub body: Option<arcstr::ArcStr>,
-    /// Who made the change, as JSON ([`crate::auth::Actor::json`]), kept in the change
-    /// log only; `None` for changes logged before actors were kept.
+    /// Who made the change, as JSON written by the daemon, kept in the change log only;
+    /// `None` for changes logged before actors were kept.
     pub by: Option<arcstr::ArcStr>,
 }
 
@@ -171,35 +104,11 @@ impl Change {
 }
 
 /// `"put"` for a change with a body, else `"delete"`.
-pub(crate) fn op(has_body: bool) -> &'static str {
+pub fn op(has_body: bool) -> &'static str {
     if has_body {
         "put"
     } else {
         "delete"
-    }
-}
-
-impl Record {
-    /// A record as a store wrote it; a body that does not read is named by kind and key.
-    pub(crate) fn decode(kind: Kind, key: &str, body: &str) -> Result<Record, StoreError> {
-        Record::from_json(kind, body).map_err(|e| StoreError::Corrupt {
-            kind: kind.as_str(),
-            key: key.to_string(),
-            problem: e.to_string(),
-        })
-    }
-}
-
-impl Change {
-    /// The typed mutation this change records.
-    pub fn decode(&self) -> Result<Mutation, StoreError> {
-        match &self.body {
-            Some(body) => Record::decode(self.kind, &self.key, body).map(Mutation::Put),
-            None => Ok(Mutation::Delete {
-                kind: self.kind,
-                key: self.key.clone(),
-            }),
-        }
     }
 }
 
@@ -271,12 +180,6 @@ pub struct StoredObject<'a> {
     pub body: &'a str,
 }
 
-impl StoredObject<'_> {
-    pub fn decode(&self) -> Result<Record, StoreError> {
-        Record::decode(self.kind, self.key, self.body)
-    }
-}
-
 impl Snapshot {
     pub fn new(revision: u64) -> Self {
         Snapshot {
@@ -310,11 +213,6 @@ impl Snapshot {
             body: &self.text[body.clone()],
         })
     }
-
-    /// Every object, decoded.
-    pub fn records(&self) -> Result<Vec<Record>, StoreError> {
-        self.objects().map(|o| o.decode()).collect()
-    }
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -330,12 +228,6 @@ pub enum StoreError {
         key: String,
         problem: String,
     },
-}
-
-impl From<StoreError> for crate::Error {
-    fn from(e: StoreError) -> Self {
-        crate::Error::Unavailable(e.to_string())
-    }
 }
 
 #[async_trait]
@@ -371,29 +263,9 @@ pub trait Store: Send + Sync + 'static {
     async fn close(&self) -> Result<(), StoreError>;
 }
 
-/// The store a configuration asks for: PostgreSQL when `--database-url` names one, else
-/// the embedded SQLite file in the data directory.
-pub async fn open(config: &crate::Config) -> anyhow::Result<std::sync::Arc<dyn Store>> {
-    if let Some(url) = &config.database_url {
-        let scheme = url
-            .split_once("://")
-            .map(|(scheme, _)| scheme.to_ascii_lowercase());
-        if matches!(scheme.as_deref(), Some("postgres" | "postgresql")) {
-            return Ok(std::sync::Arc::new(PostgresStore::connect(url).await?));
-        }
-        anyhow::bail!(
-            "--database-url {}: unsupported database URL; expected postgres://… or \
-             postgresql://… (leave it unset to use the embedded SQLite store in --data-dir)",
-            redact_password(url)
-        );
-    }
-    let path = config.data_dir.join("registry.db");
-    Ok(std::sync::Arc::new(SqliteStore::open(&path)?))
-}
-
 /// A database URL safe to print: any password, in the credentials or in a `password=`
 /// query parameter, replaced by `***`.
-pub(crate) fn redact_password(url: &str) -> String {
+pub fn redact_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };

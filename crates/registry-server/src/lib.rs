@@ -20,6 +20,7 @@ mod cache;
 mod config;
 mod error;
 pub mod health;
+mod ids;
 pub mod nodes;
 pub mod rate_limit;
 pub mod state;

@@ -12,9 +12,7 @@ mod tokens;
 
 pub use actor::{Actor, ENV_ADMIN_TOKEN_ID, REGISTRY_SLUG};
 pub use caller::Caller;
-pub use tokens::{
-    bootstrap_admin_token, hash_token, new_token, random_base62, StoredToken, ADMIN_TOKEN_FILE,
-};
+pub use tokens::{bootstrap_admin_token, hash_token, new_token, StoredToken, ADMIN_TOKEN_FILE};
 
 use registry_types::Role;
 

@@ -1,8 +1,7 @@
 //! Token secrets: making them, hashing them, and the bootstrap admin token.
 
+use crate::ids;
 use chrono::{DateTime, Utc};
-use rand::distributions::Alphanumeric;
-use rand::Rng;
 use registry_types::{Role, TokenInfo};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -35,15 +34,6 @@ impl StoredToken {
     }
 }
 
-/// `len` random characters of `[A-Za-z0-9]` (base62).
-pub fn random_base62(len: usize) -> String {
-    rand::thread_rng()
-        .sample_iter(&Alphanumeric)
-        .take(len)
-        .map(char::from)
-        .collect()
-}
-
 pub fn hash_token(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
@@ -51,9 +41,9 @@ pub fn hash_token(secret: &str) -> String {
 /// A new token for `slug`: the secret to show once, and what to store.
 pub fn new_token(slug: &str, role: Role) -> (String, StoredToken) {
     // 32 base62 characters carry about 190 bits.
-    let secret = format!("rsv_{}", random_base62(32));
+    let secret = format!("rsv_{}", ids::random_base62(32));
     let stored = StoredToken {
-        id: format!("tok_{}", random_base62(10)),
+        id: ids::token_id(),
         hash: hash_token(&secret),
         slug: slug.to_string(),
         role,

@@ -192,7 +192,7 @@ fn kept_node_id(data_dir: &Path) -> anyhow::Result<String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     }
-    let id = format!("node_{}", crate::auth::random_base62(10));
+    let id = crate::ids::node_id();
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
     std::fs::write(&path, format!("{id}\n"))

@@ -18,7 +18,7 @@
 
 use crate::auth::{Actor, StoredToken};
 use crate::state::Record;
-use crate::state::{Command, State, StoredInstance, Writer};
+use crate::state::{Command, Registry, StoredInstance, Writer};
 use crate::Error;
 use axum::body::Bytes;
 use chrono::Utc;
@@ -72,8 +72,8 @@ pub(crate) struct Contents {
 
 impl Contents {
     /// Everything in `state` now; `node` is the URL of the daemon taking it.
-    pub(crate) fn take(state: &State, node: &str) -> Contents {
-        let tables = state.read();
+    pub(crate) fn take(registry: &Registry, node: &str) -> Contents {
+        let tables = registry.read();
         let definitions: Vec<_> = tables.definitions(None).cloned().collect();
         let tokens: Vec<_> = tables.tokens().cloned().collect();
         let nodes: Vec<_> = tables.nodes().cloned().collect();

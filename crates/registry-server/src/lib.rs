@@ -32,7 +32,7 @@ pub use error::{Error, Result};
 
 use anyhow::Context;
 use registry_store::{redact_password, PostgresStore, SqliteStore, Store};
-use state::{Command, State, Writer};
+use state::{Command, Registry, Writer};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use supervisor::{supervise, Task};
@@ -110,9 +110,9 @@ pub async fn start_with_store(
     store: Arc<dyn Store>,
 ) -> anyhow::Result<RunningServer> {
     let snapshot = store.load().await.context("loading the store")?;
-    let state = Arc::new(State::from_snapshot(snapshot).context("loading the store")?);
+    let registry = Arc::new(Registry::from_snapshot(snapshot).context("loading the store")?);
     let tasks = Arc::new(supervisor::Tasks::default());
-    let (writer, writer_task) = Writer::start(store.clone(), state.clone(), tasks.clone());
+    let (writer, writer_task) = Writer::start(store.clone(), registry.clone(), tasks.clone());
 
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => Some(Arc::new(transport::Tls::load(
@@ -133,7 +133,7 @@ pub async fn start_with_store(
     let addr = listener.local_addr()?;
     let this_node = Arc::new(nodes::ThisNode::new(&config, addr)?);
 
-    if config.admin_token.is_none() && state.read().tokens().next().is_none() {
+    if config.admin_token.is_none() && registry.read().tokens().next().is_none() {
         let (token, path) = auth::bootstrap_admin_token(&config.data_dir).with_context(|| {
             format!("writing the admin token into {}", config.data_dir.display())
         })?;
@@ -158,12 +158,12 @@ pub async fn start_with_store(
         })
     });
     let health = tokio::spawn({
-        let (state, writer, this_node) = (state.clone(), writer.clone(), this_node.clone());
+        let (registry, writer, this_node) = (registry.clone(), writer.clone(), this_node.clone());
         let (shared, shutdown) = (config.database_url.is_some(), shutdown.clone());
         let check_allow = config.check_allow.clone().map(Arc::new);
         supervise(Task::HealthChecker, tasks.clone(), move || {
             health::HealthChecker::run(
-                state.clone(),
+                registry.clone(),
                 writer.clone(),
                 this_node.clone(),
                 shared,
@@ -172,8 +172,8 @@ pub async fn start_with_store(
             )
         })
     });
-    let app = api::AppState::new(api::Shared {
-        state: state.clone(),
+    let app = api::ApiState::new(api::ApiParts {
+        registry: registry.clone(),
         writer: writer.clone(),
         store: store.clone(),
         this_node: this_node.clone(),
@@ -220,7 +220,7 @@ pub async fn start_with_store(
             transport::serve(listener, service, tls, limits, shutdown).await;
             heartbeat.await.ok();
             health.await.ok();
-            health::flush_health(&state, &writer, &this_node.actor).await;
+            health::flush_health(&registry, &writer, &this_node.actor).await;
             // That was the last writer handle (the router's went with the server): the
             // writer commits what is queued and ends.
             drop(writer);

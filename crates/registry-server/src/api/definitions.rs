@@ -2,7 +2,7 @@
 
 use super::feed::{indexed, Blocking};
 use super::page::{list_response, Page};
-use super::{AppState, JsonBody};
+use super::{ApiState, JsonBody};
 use crate::auth::{Caller, Permission};
 use crate::state::Command;
 use crate::{Error, Result};
@@ -24,7 +24,7 @@ use registry_types::{ErrorBody, FieldError, SaveDefinitionRequest};
     ),
     security(("bearer" = [])))]
 pub async fn save(
-    State(app): State<AppState>,
+    State(app): State<ApiState>,
     caller: Caller,
     JsonBody(request): JsonBody<SaveDefinitionRequest>,
 ) -> Result<(StatusCode, Json<Empty>)> {
@@ -34,7 +34,7 @@ pub async fn save(
     let definition = input
         .into_definition()
         .map_err(|e| e.within("definition"))?;
-    let exists = app.state.read().definition(&definition.id).is_some();
+    let exists = app.registry.read().definition(&definition.id).is_some();
     caller.require(if exists {
         Permission::DefinitionEdit
     } else {
@@ -58,7 +58,7 @@ pub async fn save(
         (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn list(
-    State(app): State<AppState>,
+    State(app): State<ApiState>,
     caller: Caller,
     RawQuery(query): RawQuery,
 ) -> Result<Response> {
@@ -69,7 +69,7 @@ pub async fn list(
         .wait(&app, Kind::Definition)
         .await;
     let ((definitions, next), index) = {
-        let tables = app.state.read();
+        let tables = app.registry.read();
         let definitions = tables.definitions(page.after.as_deref());
         (
             page.take(definitions.cloned(), |d| &d.id),
@@ -89,7 +89,7 @@ pub async fn list(
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn delete(
-    State(app): State<AppState>,
+    State(app): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, Error> {

@@ -8,11 +8,11 @@
 //! event telling it to re-list. Each change event names who made it (`by`), as the
 //! store's change log keeps it.
 
-use super::AppState;
+use super::ApiState;
 use crate::auth::{Caller, Permission};
-use crate::state::{Announcement, State, Tables};
+use crate::state::{Announcement, Registry, Tables};
 use crate::Result;
-use axum::extract::{RawQuery, State as AxumState};
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::Response;
@@ -57,31 +57,31 @@ impl Blocking {
     /// Returns once a change of `kind` passes `index`, the wait (capped, with up to 1/16
     /// added at random so many watchers do not all come back at once) ends, or the daemon
     /// shuts down. An index from the future (another store, a reset one) does not block.
-    pub async fn wait(&self, app: &AppState, kind: Kind) {
+    pub async fn wait(&self, app: &ApiState, kind: Kind) {
         self.wait_until(app, kind, |_, index| index).await
     }
 
     /// As [`Blocking::wait`], for a list of the instances of one slug: only a change of
     /// that slug's instances ends the wait, so watchers of other slugs sleep on.
-    pub async fn wait_for_slug(&self, app: &AppState, slug: &str) {
+    pub async fn wait_for_slug(&self, app: &ApiState, slug: &str) {
         self.wait_until(app, Kind::Instance, |tables, _| tables.slug_revision(slug))
             .await
     }
 
     /// Waits until `changed` (given the tables and the latest revision of `kind`) passes
     /// `index`.
-    async fn wait_until(&self, app: &AppState, kind: Kind, changed: impl Fn(&Tables, u64) -> u64) {
+    async fn wait_until(&self, app: &ApiState, kind: Kind, changed: impl Fn(&Tables, u64) -> u64) {
         let Some(index) = self.index else { return };
-        if index > app.state.read().revision() {
+        if index > app.registry.read().revision() {
             return;
         }
         let wait = self.wait.unwrap_or(DEFAULT_WAIT);
         let wait = wait + wait.mul_f64(rand::thread_rng().gen_range(0.0..1.0 / 16.0));
-        let mut latest = app.state.watch(kind);
+        let mut latest = app.registry.watch(kind);
         // Checked on every change of `kind`. The writer wakes watchers only after it has
         // released the tables, so reading them here cannot deadlock with it.
         let passed =
-            |revision: &u64| *revision > index && changed(&app.state.read(), *revision) > index;
+            |revision: &u64| *revision > index && changed(&app.registry.read(), *revision) > index;
         tokio::select! {
             _ = tokio::time::timeout(wait, latest.wait_for(passed)) => {}
             _ = app.shutdown.cancelled() => {}
@@ -177,7 +177,7 @@ struct Follower {
     store: Arc<dyn Store>,
     /// The stream ends when the daemon shuts down.
     shutdown: CancellationToken,
-    state: Arc<State>,
+    registry: Arc<Registry>,
     live: broadcast::Receiver<Announcement>,
     selection: Selection,
     /// Revision of the last change handled (sent or skipped).
@@ -206,7 +206,7 @@ impl Follower {
                 Phase::Done => return None,
                 Phase::CatchUp => match self.store.changes_since(self.after, CATCH_UP_PAGE).await {
                     Ok(ChangePage { trimmed: true, .. }) => {
-                        let current = self.state.read().revision();
+                        let current = self.registry.read().revision();
                         self.ready.push_back(reset_event(self.after, current));
                         self.after = current;
                         self.phase = Phase::Live;
@@ -317,7 +317,7 @@ pub(crate) fn last_event_id(headers: &HeaderMap) -> Option<u64> {
     ),
     security(("bearer" = [])))]
 pub async fn events(
-    AxumState(app): AxumState<AppState>,
+    State(app): State<ApiState>,
     caller: Caller,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
@@ -327,15 +327,15 @@ pub async fn events(
         StreamQuery::from_query(query.as_deref().unwrap_or_default())?;
     let last_event_id = last_event_id(&headers);
     // Subscribe before reading anything, so no change falls between log and live.
-    let live = app.state.subscribe();
+    let live = app.registry.subscribe();
     let (after, phase) = match since.or(last_event_id) {
         Some(after) => (after, Phase::CatchUp),
-        None => (app.state.read().revision(), Phase::Live),
+        None => (app.registry.read().revision(), Phase::Live),
     };
     let follower = Follower {
         store: app.store.clone(),
         shutdown: app.shutdown.clone(),
-        state: app.state.clone(),
+        registry: app.registry.clone(),
         live,
         selection: Selection { kinds },
         after,

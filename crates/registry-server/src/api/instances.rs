@@ -2,7 +2,7 @@
 
 use super::feed::{indexed, Blocking};
 use super::page::{list_body, list_response, Page, STREAM_CHUNK};
-use super::{json_response, AppState, JsonBody};
+use super::{json_response, ApiState, JsonBody};
 use crate::auth::{Caller, Permission};
 use crate::state::{Command, Registration};
 use crate::{Error, Result};
@@ -26,7 +26,7 @@ use registry_types::{ErrorBody, InstanceFilter, InstanceStatus, RegisterInstance
     ),
     security(("bearer" = [])))]
 pub async fn register(
-    State(app): State<AppState>,
+    State(app): State<ApiState>,
     caller: Caller,
     JsonBody(request): JsonBody<RegisterInstanceRequest>,
 ) -> Result<(StatusCode, Json<RegisterInstanceResponse>)> {
@@ -70,7 +70,7 @@ pub async fn register(
         (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn list(
-    State(app): State<AppState>,
+    State(app): State<ApiState>,
     caller: Caller,
     RawQuery(query): RawQuery,
 ) -> Result<Response> {
@@ -78,7 +78,7 @@ pub async fn list(
     let query = query.unwrap_or_default();
     // A query string cached before was parsed then and found to ask for a whole list
     // without blocking: a hot lookup answers without parsing it again.
-    let version = app.state.read().instances_version();
+    let version = app.registry.read().instances_version();
     if let Some(body) = app.instance_queries.get(&query, version) {
         return Ok(indexed(version.0, json_response(body)));
     }
@@ -99,7 +99,7 @@ pub async fn list(
         indexed(version.0, json_response(body))
     };
     let ((instances, next), version) = {
-        let tables = app.state.read();
+        let tables = app.registry.read();
         let version = tables.instances_version();
         if !page.is_partial() {
             if let Some(body) = app.instance_lists.get(&key, version) {
@@ -132,7 +132,7 @@ pub async fn list(
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn delete(
-    State(app): State<AppState>,
+    State(app): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode> {
@@ -152,13 +152,13 @@ pub async fn delete(
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn heartbeat(
-    State(app): State<AppState>,
+    State(app): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode> {
     caller.require(Permission::InstanceEdit)?;
     let instance = app
-        .state
+        .registry
         .read()
         .instance(&id)
         .ok_or_else(|| Error::NotFound(format!("instance {id:?} not found")))?;
@@ -166,7 +166,7 @@ pub async fn heartbeat(
     let now = chrono::Utc::now();
     let details = "heartbeat received".to_string();
     if instance.ttl.is_none() || instance.status == InstanceStatus::Healthy {
-        app.state.touch_instance(
+        app.registry.touch_instance(
             &id,
             &instance.url,
             instance.ttl.is_some().then_some(details),

@@ -37,7 +37,7 @@ use crate::cache::VersionedCache;
 use crate::health::AllowedNetworks;
 use crate::nodes::ThisNode;
 use crate::rate_limit::RateLimits;
-use crate::state::{State, Writer};
+use crate::state::{Registry, Writer};
 use axum::body::{Body, Bytes};
 use axum::extract::DefaultBodyLimit;
 use axum::extract::Request;
@@ -59,24 +59,24 @@ use utoipa_axum::routes;
 /// Everything a handler may need. Cloned by every extractor of every request, so it is
 /// one reference count, not one per field.
 #[derive(Clone)]
-pub struct AppState(Arc<Shared>);
+pub struct ApiState(Arc<ApiParts>);
 
-impl AppState {
-    pub fn new(shared: Shared) -> Self {
-        AppState(Arc::new(shared))
+impl ApiState {
+    pub fn new(parts: ApiParts) -> Self {
+        ApiState(Arc::new(parts))
     }
 }
 
-impl std::ops::Deref for AppState {
-    type Target = Shared;
-    fn deref(&self) -> &Shared {
+impl std::ops::Deref for ApiState {
+    type Target = ApiParts;
+    fn deref(&self) -> &ApiParts {
         &self.0
     }
 }
 
-/// What [`AppState`] shares.
-pub struct Shared {
-    pub state: Arc<State>,
+/// What [`ApiState`] shares.
+pub struct ApiParts {
+    pub registry: Arc<Registry>,
     pub writer: Writer,
     pub store: Arc<dyn Store>,
     pub this_node: Arc<ThisNode>,
@@ -135,7 +135,7 @@ impl Modify for BearerAuth {
 }
 
 /// The routes and the OpenAPI document describing exactly those routes.
-fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+fn routes() -> (Router<ApiState>, utoipa::openapi::OpenApi) {
     let (routes, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(definitions::save))
         .routes(routes!(definitions::list))
@@ -174,7 +174,7 @@ fn document(openapi: utoipa::openapi::OpenApi) -> serde_json::Value {
 /// (which is what `Router::layer` does), so a request clones one boxed service, not one
 /// per layer: fewer allocations on every request.
 pub fn service(
-    app: AppState,
+    app: ApiState,
 ) -> impl Service<Request<Body>, Response = Response, Error = Infallible, Future: Send + 'static>
        + Clone
        + Send

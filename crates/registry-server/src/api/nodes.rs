@@ -2,7 +2,7 @@
 
 use super::feed::{indexed, Blocking};
 use super::page::list_response;
-use super::{AppState, OptionalJsonBody};
+use super::{ApiState, OptionalJsonBody};
 use crate::auth::{Caller, Permission};
 use crate::state::Command;
 use crate::Result;
@@ -25,7 +25,7 @@ use registry_types::{ErrorBody, ListNodesRequest};
         (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn list(
-    State(app): State<AppState>,
+    State(app): State<ApiState>,
     caller: Caller,
     RawQuery(query): RawQuery,
     OptionalJsonBody(request): OptionalJsonBody<ListNodesRequest>,
@@ -37,7 +37,7 @@ pub async fn list(
         .await;
     let now = chrono::Utc::now();
     let (nodes, index) = {
-        let tables = app.state.read();
+        let tables = app.registry.read();
         let nodes: Vec<_> = tables
             .nodes()
             .filter(|n| request.ids.is_empty() || request.ids.contains(&n.id))
@@ -53,7 +53,7 @@ pub async fn list(
     responses((status = 200, body = NodeSelfResponse), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn this_node(
-    State(app): State<AppState>,
+    State(app): State<ApiState>,
     caller: Caller,
 ) -> Result<Json<NodeSelfResponse>> {
     caller.require(Permission::NodeView)?;
@@ -70,7 +70,7 @@ pub async fn this_node(
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn delete(
-    State(app): State<AppState>,
+    State(app): State<ApiState>,
     caller: Caller,
     Path(url): Path<String>,
 ) -> Result<StatusCode> {

@@ -1,6 +1,6 @@
 //! Unauthenticated operational endpoints: liveness, readiness, the API document.
 
-use super::AppState;
+use super::ApiState;
 use crate::Error;
 use axum::extract::State;
 use axum::http::{header, HeaderValue};
@@ -26,7 +26,7 @@ pub async fn healthz() -> Json<Status> {
 /// heartbeat) is running.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses((status = 200, body = Status), (status = 503, body = ErrorBody)))]
-pub async fn readyz(State(app): State<AppState>) -> Result<Json<Status>, Error> {
+pub async fn readyz(State(app): State<ApiState>) -> Result<Json<Status>, Error> {
     let down = app.tasks.down();
     if !down.is_empty() {
         return Err(Error::Unavailable(format!(

@@ -3,7 +3,7 @@
 //! document. (The limit per token is counted where a token is verified, in
 //! [`crate::auth::Caller`].)
 
-use super::AppState;
+use super::ApiState;
 use crate::Error;
 use axum::extract::{ConnectInfo, Request};
 use axum::response::{IntoResponse, Response};
@@ -17,7 +17,7 @@ use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::{Content, Ref, ResponseBuilder};
 
 #[derive(Clone)]
-pub(super) struct PerAddressLayer(pub(super) AppState);
+pub(super) struct PerAddressLayer(pub(super) ApiState);
 
 impl<S> Layer<S> for PerAddressLayer {
     type Service = PerAddress<S>;
@@ -32,7 +32,7 @@ impl<S> Layer<S> for PerAddressLayer {
 
 #[derive(Clone)]
 pub(super) struct PerAddress<S> {
-    app: AppState,
+    app: ApiState,
     inner: S,
 }
 

@@ -1,7 +1,7 @@
 //! The `Caller` extractor: the account behind a request's bearer token.
 
 use super::{hash_token, Actor, Permission, ENV_ADMIN_TOKEN_ID};
-use crate::api::AppState;
+use crate::api::ApiState;
 use crate::Error;
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
@@ -54,12 +54,12 @@ impl Caller {
     }
 }
 
-impl FromRequestParts<AppState> for Caller {
+impl FromRequestParts<ApiState> for Caller {
     type Rejection = Error;
 
     async fn from_request_parts(
         parts: &mut Parts,
-        app: &AppState,
+        app: &ApiState,
     ) -> Result<Self, Self::Rejection> {
         let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
             Error::Unauthorized(
@@ -79,7 +79,7 @@ impl FromRequestParts<AppState> for Caller {
             })?;
         // A token verified under the current revision of the tokens is still valid:
         // any creation or revocation moves the revision on, and with it every entry.
-        let tables = app.state.read();
+        let tables = app.registry.read();
         let revision = tables.kind_revision(Kind::Token);
         if let Some(caller) = app.verified_tokens.get(secret, revision) {
             app.rate_limits.admit_token(secret)?;

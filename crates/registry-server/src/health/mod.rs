@@ -35,7 +35,7 @@ pub use plan::{
 
 use crate::auth::Actor;
 use crate::nodes::ThisNode;
-use crate::state::{Announcement, Command, State, Writer};
+use crate::state::{Announcement, Command, Registry, Writer};
 use chrono::Utc;
 use futures_util::future::BoxFuture;
 use futures_util::stream::{FuturesUnordered, StreamExt};
@@ -86,7 +86,7 @@ type Running = BoxFuture<'static, Finished>;
 type Unrecorded = (String, String, String, Option<chrono::DateTime<Utc>>);
 
 pub struct HealthChecker {
-    state: Arc<State>,
+    registry: Arc<Registry>,
     this_node: Arc<ThisNode>,
     /// Whether other daemons share the store (and so the checks).
     shared: bool,
@@ -154,7 +154,7 @@ impl HealthChecker {
     /// own (`shared` false) the share is everything, whatever old node records say.
     /// Checks dial only addresses in `allowed`, when given.
     pub async fn run(
-        state: Arc<State>,
+        registry: Arc<Registry>,
         writer: Writer,
         this_node: Arc<ThisNode>,
         shared: bool,
@@ -162,7 +162,7 @@ impl HealthChecker {
         shutdown: CancellationToken,
     ) {
         // Subscribe before the first read of the tables, so no change falls in between.
-        let mut changes = state.subscribe();
+        let mut changes = registry.subscribe();
         let (unrecorded_tx, mut unrecorded_rx) = mpsc::unbounded_channel();
         // Nodes go offline by staying silent, which no change announces: look again
         // every heartbeat interval.
@@ -171,7 +171,7 @@ impl HealthChecker {
             online: vec![this_node.url.clone()],
             shared,
             this_node,
-            state,
+            registry,
             writer,
             http: probe::http_client(allowed.clone()),
             allowed,
@@ -213,9 +213,9 @@ impl HealthChecker {
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
                 _ = flush.tick() => {
-                    let (state, writer) = (checker.state.clone(), checker.writer.clone());
+                    let (registry, writer) = (checker.registry.clone(), checker.writer.clone());
                     let actor = checker.this_node.actor.clone();
-                    tokio::spawn(async move { flush_health(&state, &writer, &actor).await });
+                    tokio::spawn(async move { flush_health(&registry, &writer, &actor).await });
                 }
             }
         }
@@ -225,7 +225,8 @@ impl HealthChecker {
     /// shared, else this one alone.
     fn online_nodes(&self) -> Vec<String> {
         if self.shared {
-            self.this_node.online_nodes(&self.state.read(), Utc::now())
+            self.this_node
+                .online_nodes(&self.registry.read(), Utc::now())
         } else {
             vec![self.this_node.url.clone()]
         }
@@ -243,7 +244,7 @@ impl HealthChecker {
 
     fn reconcile_all(&mut self) {
         let ids: Vec<String> = {
-            let tables = self.state.read();
+            let tables = self.registry.read();
             let mut ids: Vec<String> = tables
                 .instances(&Default::default(), None)
                 .map(|(id, _)| id.to_string())
@@ -263,7 +264,7 @@ impl HealthChecker {
 
     /// Brings the entry of `id` in line with the tables: new, changed or gone.
     fn reconcile(&mut self, id: &str) {
-        let instance = self.state.read().instance(id);
+        let instance = self.registry.read().instance(id);
         let ours = instance.as_ref().is_some_and(|i| {
             assign::checker(&self.online, &i.id, &i.node_url) == self.this_node.url
         });
@@ -356,7 +357,7 @@ impl HealthChecker {
         ) {
             Some(status) => self.report(&id, &url, status, outcome.details, heartbeat),
             None => {
-                self.state
+                self.registry
                     .touch_instance(&id, &url, Some(outcome.details), heartbeat);
             }
         }
@@ -370,7 +371,7 @@ impl HealthChecker {
     /// An instance with a TTL: Unreachable once it has been silent for longer.
     fn judge_ttl(&mut self, id: String, ttl: Duration) {
         let last_heartbeat = self
-            .state
+            .registry
             .read()
             .instance(&id)
             .and_then(|i| i.last_heartbeat);
@@ -456,7 +457,7 @@ impl HealthChecker {
     /// instance, since later checks that agree with it are no change. What the check saw
     /// is kept in memory, as for any check that changes nothing.
     fn unrecorded(&mut self, (id, url, details, last_heartbeat): Unrecorded) {
-        let Some(status) = self.state.read().instance(&id).map(|i| i.status) else {
+        let Some(status) = self.registry.read().instance(&id).map(|i| i.status) else {
             return;
         };
         let Some(entry) = self.entries.get_mut(&id) else {
@@ -466,7 +467,7 @@ impl HealthChecker {
             return; // the instance moved since; its checks started anew
         }
         entry.machine.set(status);
-        self.state
+        self.registry
             .touch_instance(&id, &url, Some(details), last_heartbeat);
     }
 
@@ -484,8 +485,8 @@ impl HealthChecker {
 
 /// Makes the health details and heartbeats kept in memory durable, as `actor` (the
 /// daemon itself).
-pub async fn flush_health(state: &State, writer: &Writer, actor: &Actor) {
-    let ids = state.take_unflushed();
+pub async fn flush_health(registry: &Registry, writer: &Writer, actor: &Actor) {
+    let ids = registry.take_unflushed();
     if ids.is_empty() {
         return;
     }
@@ -495,7 +496,7 @@ pub async fn flush_health(state: &State, writer: &Writer, actor: &Actor) {
     {
         tracing::warn!(error = %e, "could not flush health details; will retry");
         for id in ids {
-            state.mark_unflushed(id);
+            registry.mark_unflushed(id);
         }
     }
 }

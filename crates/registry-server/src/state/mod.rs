@@ -69,7 +69,7 @@ pub struct Tables {
     revision: u64,
     /// Revision of the latest change of each kind (indexed by [`Kind::index`]).
     kind_revisions: [u64; 4],
-    /// Count of in-memory health updates ([`State::touch_instance`]), which change what
+    /// Count of in-memory health updates ([`Registry::touch_instance`]), which change what
     /// an instance list shows without a new revision.
     touches: u64,
     definitions: BTreeMap<String, Arc<Definition>>,
@@ -389,22 +389,23 @@ impl Tables {
     }
 }
 
-/// The shared, lock-protected tables.
+/// The in-memory registry: the tables every read is served from, behind their lock, and
+/// what the writer tells watchers and subscribers of each change.
 #[derive(Debug)]
-pub struct State {
+pub struct Registry {
     tables: RwLock<Tables>,
     changes: broadcast::Sender<Announcement>,
     kind_revisions: [watch::Sender<u64>; 4],
     /// Instances whose health details or last heartbeat changed in memory only; see
-    /// [`State::touch_instance`].
+    /// [`Registry::touch_instance`].
     unflushed: Mutex<HashSet<String>>,
 }
 
-impl State {
+impl Registry {
     /// The tables of a loaded store; fails on an object that does not decode.
     pub fn from_snapshot(snapshot: Snapshot) -> Result<Self, StoreError> {
         let revision = snapshot.revision;
-        Ok(State {
+        Ok(Registry {
             tables: RwLock::new(Tables::from_snapshot(snapshot)?),
             changes: broadcast::channel(SUBSCRIBER_BACKLOG).0,
             kind_revisions: Kind::ALL.map(|_| watch::channel(revision).0),

@@ -23,7 +23,7 @@
 use super::audit::AuditLog;
 use super::commands::{Command, Overlay};
 use super::Mutation;
-use super::{Committed, State};
+use super::{Committed, Registry};
 use crate::auth::Actor;
 use crate::supervisor::{supervise, Task, Tasks};
 use crate::Error;
@@ -68,14 +68,14 @@ impl Writer {
     /// queued, once every `Writer` handle is dropped.
     pub fn start(
         store: Arc<dyn Store>,
-        state: Arc<State>,
+        registry: Arc<Registry>,
         tasks: Arc<Tasks>,
     ) -> (Writer, JoinHandle<()>) {
         let (queue, receiver) = mpsc::channel(MAX_BATCH * 4);
         let receiver = Arc::new(tokio::sync::Mutex::new(receiver));
         let task = tokio::spawn(supervise(Task::Writer, tasks, move || {
-            let (store, state, receiver) = (store.clone(), state.clone(), receiver.clone());
-            async move { run(store, state, &mut *receiver.lock_owned().await).await }
+            let (store, registry, receiver) = (store.clone(), registry.clone(), receiver.clone());
+            async move { run(store, registry, &mut *receiver.lock_owned().await).await }
         }));
         (Writer { queue }, task)
     }
@@ -97,7 +97,7 @@ impl Writer {
 
 async fn run(
     store: Arc<dyn Store>,
-    state: Arc<State>,
+    registry: Arc<Registry>,
     receiver: &mut mpsc::Receiver<(Order, Reply)>,
 ) {
     let mut others = store.notifications();
@@ -112,7 +112,7 @@ async fn run(
     loop {
         let idle = in_flight.is_none();
         if behind && idle {
-            behind = match catch_up(store.as_ref(), &state, None).await {
+            behind = match catch_up(store.as_ref(), &registry, None).await {
                 Ok(()) => false,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot read the shared change log; retrying");
@@ -122,7 +122,7 @@ async fn run(
         }
         if idle && !waiting.is_empty() {
             let (orders, replies) = waiting.drain(..).unzip();
-            in_flight = start(&store, &state, orders, replies, None);
+            in_flight = start(&store, &registry, orders, replies, None);
             continue;
         }
         if !open && idle {
@@ -146,18 +146,18 @@ async fn run(
                         // before this one is applied and answered.
                         if !waiting.is_empty() {
                             let (orders, replies) = waiting.drain(..).unzip();
-                            in_flight = start(&store, &state, orders, replies, Some(&done_batch));
+                            in_flight = start(&store, &registry, orders, replies, Some(&done_batch));
                         }
-                        done_batch.apply_and_answer(&state, &revisions, &mut audit);
+                        done_batch.apply_and_answer(&registry, &revisions, &mut audit);
                     }
                     Err(error) => {
-                        behind |= !recommit(store.as_ref(), &state, done_batch, error, &mut audit).await;
+                        behind |= !recommit(store.as_ref(), &registry, done_batch, error, &mut audit).await;
                     }
                 }
             }
             notice = next_notice(&mut others), if idle => {
                 if let Some(notice) = notice {
-                    behind |= notice.interruptions != interruptions || notice.revision > state.read().revision();
+                    behind |= notice.interruptions != interruptions || notice.revision > registry.read().revision();
                     interruptions = notice.interruptions;
                 }
             }
@@ -182,9 +182,13 @@ async fn next_notice(others: &mut Option<watch::Receiver<Notice>>) -> Option<Not
 
 /// Applies the log's changes after the tables' revision, up to `until` (all, if `None`).
 /// A log trimmed past that revision means the tables are reloaded whole.
-async fn catch_up(store: &dyn Store, state: &State, until: Option<u64>) -> Result<(), StoreError> {
+async fn catch_up(
+    store: &dyn Store,
+    registry: &Registry,
+    until: Option<u64>,
+) -> Result<(), StoreError> {
     loop {
-        let after = state.read().revision();
+        let after = registry.read().revision();
         let limit = match until {
             Some(until) if until <= after => return Ok(()),
             Some(until) => ((until - after) as usize).min(CATCH_UP_PAGE),
@@ -193,7 +197,7 @@ async fn catch_up(store: &dyn Store, state: &State, until: Option<u64>) -> Resul
         let page = store.changes_since(after, limit).await?;
         if page.trimmed {
             tracing::warn!(after, "too far behind the change log; reloading everything");
-            state.reload(store.load().await?)?;
+            registry.reload(store.load().await?)?;
             continue;
         }
         if page.changes.is_empty() {
@@ -207,7 +211,7 @@ async fn catch_up(store: &dyn Store, state: &State, until: Option<u64>) -> Resul
                 Ok((mutation, Committed::new(logged.revision, logged.change)))
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
-        state.apply_committed(batch);
+        registry.apply_committed(batch);
     }
 }
 
@@ -237,12 +241,12 @@ impl Planned {
     /// Plans `orders` against the tables, plus `before` (the batch being committed)
     /// as if it were already applied.
     fn new(
-        state: &State,
+        registry: &Registry,
         orders: Vec<Order>,
         replies: Vec<Reply>,
         before: Option<&Planned>,
     ) -> Planned {
-        let tables = state.read();
+        let tables = registry.read();
         let (mut overlay, planned_on) = match before {
             Some(before) => (
                 Overlay::new(&tables, &before.mutations),
@@ -280,7 +284,7 @@ impl Planned {
     }
 
     /// Applies the committed batch to the tables, answers its requests, then logs it.
-    fn apply_and_answer(self, state: &State, revisions: &[u64], audit: &mut AuditLog) {
+    fn apply_and_answer(self, registry: &Registry, revisions: &[u64], audit: &mut AuditLog) {
         let batch = self
             .mutations
             .into_iter()
@@ -288,7 +292,7 @@ impl Planned {
             .zip(revisions)
             .map(|((mutation, change), revision)| (mutation, Committed::new(*revision, change)))
             .collect();
-        let announced = state.apply_committed(batch);
+        let announced = registry.apply_committed(batch);
         answer(self.replies, self.outcomes, self.planned_on, revisions);
         audit.record(announced, self.authors);
     }
@@ -298,12 +302,12 @@ impl Planned {
 /// sends it to the store. Returns the commit under way, if any.
 fn start(
     store: &Arc<dyn Store>,
-    state: &State,
+    registry: &Registry,
     orders: Vec<Order>,
     replies: Vec<Reply>,
     before: Option<&Planned>,
 ) -> Option<InFlight> {
-    send(store, Planned::new(state, orders, replies, before))
+    send(store, Planned::new(registry, orders, replies, before))
 }
 
 /// Sends a planned batch to the store. The batch it was planned on, if any, is already
@@ -336,7 +340,7 @@ fn answer(replies: Vec<Reply>, outcomes: Vec<Outcome>, planned_on: u64, revision
 /// so no write is based on what another daemon already changed.
 async fn recommit(
     store: &dyn Store,
-    state: &State,
+    registry: &Registry,
     mut failed: Planned,
     mut error: StoreError,
     audit: &mut AuditLog,
@@ -346,7 +350,7 @@ async fn recommit(
         match error {
             StoreError::Stale { latest } if attempts < MAX_REPLANS => {
                 attempts += 1;
-                if let Err(e) = catch_up(store, state, Some(latest)).await {
+                if let Err(e) = catch_up(store, registry, Some(latest)).await {
                     tracing::warn!(error = %e, "cannot read the changes of other daemons");
                     refuse(failed.replies, &e);
                     return false;
@@ -358,7 +362,7 @@ async fn recommit(
                 return true;
             }
         }
-        let batch = Planned::new(state, failed.orders, failed.replies, None);
+        let batch = Planned::new(registry, failed.orders, failed.replies, None);
         if batch.mutations.is_empty() {
             answer(batch.replies, batch.outcomes, batch.planned_on, &[]);
             return true;
@@ -368,7 +372,7 @@ async fn recommit(
             .await
         {
             Ok(revisions) => {
-                batch.apply_and_answer(state, &revisions, audit);
+                batch.apply_and_answer(registry, &revisions, audit);
                 return true;
             }
             Err(e) => (error, failed) = (e, batch),

@@ -19,6 +19,7 @@ mod backup;
 mod cache;
 mod config;
 mod error;
+mod feed;
 pub mod health;
 mod ids;
 pub mod nodes;
@@ -31,6 +32,7 @@ pub use config::Config;
 pub use error::{Error, Result};
 
 use anyhow::Context;
+use feed::Feed;
 use registry_store::{redact_password, PostgresStore, SqliteStore, Store};
 use state::{Command, Registry, Writer};
 use std::net::SocketAddr;
@@ -111,8 +113,11 @@ pub async fn start_with_store(
 ) -> anyhow::Result<RunningServer> {
     let snapshot = store.load().await.context("loading the store")?;
     let registry = Arc::new(Registry::from_snapshot(snapshot).context("loading the store")?);
+    let shutdown = CancellationToken::new();
+    let feed = Arc::new(Feed::new(registry.clone(), store.clone(), shutdown.clone()));
     let tasks = Arc::new(supervisor::Tasks::default());
-    let (writer, writer_task) = Writer::start(store.clone(), registry.clone(), tasks.clone());
+    let (writer, writer_task) =
+        Writer::start(store.clone(), registry.clone(), feed.clone(), tasks.clone());
 
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => Some(Arc::new(transport::Tls::load(
@@ -148,7 +153,6 @@ pub async fn start_with_store(
         .await
         .context("registering this node")?;
 
-    let shutdown = CancellationToken::new();
     let heartbeat = tokio::spawn({
         let (this_node, writer, shutdown) = (this_node.clone(), writer.clone(), shutdown.clone());
         supervise(Task::NodeHeartbeat, tasks.clone(), move || {
@@ -158,12 +162,14 @@ pub async fn start_with_store(
         })
     });
     let health = tokio::spawn({
-        let (registry, writer, this_node) = (registry.clone(), writer.clone(), this_node.clone());
+        let (registry, feed) = (registry.clone(), feed.clone());
+        let (writer, this_node) = (writer.clone(), this_node.clone());
         let (shared, shutdown) = (config.database_url.is_some(), shutdown.clone());
         let check_allow = config.check_allow.clone().map(Arc::new);
         supervise(Task::HealthChecker, tasks.clone(), move || {
             health::HealthChecker::run(
                 registry.clone(),
+                feed.clone(),
                 writer.clone(),
                 this_node.clone(),
                 shared,
@@ -188,7 +194,7 @@ pub async fn start_with_store(
             config.rate_limit_address,
         ),
         check_allow: config.check_allow.clone(),
-        shutdown: shutdown.clone(),
+        feed,
     });
     let service = api::service(app);
     tracing::info!(

@@ -1,9 +1,9 @@
 //! `GET /backup` and `POST /restore` (admin only); the format is in [`crate::backup`].
 
-use super::feed::indexed;
 use super::ApiState;
 use crate::auth::{Caller, Permission};
 use crate::backup::{Backup, Contents, MAX_RESTORE_BYTES};
+use crate::feed::indexed;
 use crate::{Error, Result};
 use axum::body::Body;
 use axum::extract::State;

@@ -1,9 +1,9 @@
 //! `PUT /definition`, `GET /definitions`, `DELETE /definition/{id}`.
 
-use super::feed::{indexed, Blocking};
 use super::page::{list_response, Page};
 use super::{ApiState, JsonBody};
 use crate::auth::{Caller, Permission};
+use crate::feed::{indexed, Blocking};
 use crate::state::Command;
 use crate::{Error, Result};
 use axum::extract::{Path, RawQuery, State};
@@ -66,7 +66,7 @@ pub async fn list(
     let query = query.unwrap_or_default();
     let page = Page::from_query(&query)?;
     Blocking::from_query(&query)?
-        .wait(&app, Kind::Definition)
+        .wait(&app.feed, Kind::Definition)
         .await;
     let ((definitions, next), index) = {
         let tables = app.registry.read();

@@ -1,9 +1,9 @@
 //! `PUT /instance`, `GET /instances`, `DELETE /instance/{id}`.
 
-use super::feed::{indexed, Blocking};
 use super::page::{list_body, list_response, Page, STREAM_CHUNK};
 use super::{json_response, ApiState, JsonBody};
 use crate::auth::{Caller, Permission};
+use crate::feed::{indexed, Blocking};
 use crate::state::{Command, Registration};
 use crate::{Error, Result};
 use axum::body::Bytes;
@@ -86,8 +86,8 @@ pub async fn list(
     let page = Page::from_query(&query)?;
     let blocking = Blocking::from_query(&query)?;
     match &filter.slug {
-        Some(slug) => blocking.wait_for_slug(&app, slug).await,
-        None => blocking.wait(&app, Kind::Instance).await,
+        Some(slug) => blocking.wait_for_slug(&app.feed, slug).await,
+        None => blocking.wait(&app.feed, Kind::Instance).await,
     }
     let key = filter.to_query();
     // A whole list is also kept under the query as sent, unless it blocked (the same

@@ -7,8 +7,8 @@
 mod backup;
 mod definitions;
 mod errors;
+mod events;
 mod extract;
-mod feed;
 mod instances;
 mod nodes;
 mod ops;
@@ -34,6 +34,7 @@ pub(crate) fn max_body_bytes(path: &str) -> usize {
 
 use crate::auth::Caller;
 use crate::cache::VersionedCache;
+use crate::feed::Feed;
 use crate::health::AllowedNetworks;
 use crate::nodes::ThisNode;
 use crate::rate_limit::RateLimits;
@@ -98,8 +99,8 @@ pub struct ApiParts {
     pub rate_limits: RateLimits,
     /// The networks health checks may dial: registrations at other addresses are refused.
     pub check_allow: Option<AllowedNetworks>,
-    /// Cancelled when the daemon shuts down: ends blocking queries and event streams.
-    pub shutdown: tokio_util::sync::CancellationToken,
+    /// Blocking queries and event streams.
+    pub feed: Arc<Feed>,
 }
 
 #[derive(OpenApi)]
@@ -149,7 +150,7 @@ fn routes() -> (Router<ApiState>, utoipa::openapi::OpenApi) {
         .routes(routes!(nodes::delete))
         .routes(routes!(tokens::create, tokens::list))
         .routes(routes!(tokens::revoke))
-        .routes(routes!(feed::events))
+        .routes(routes!(events::events))
         .routes(routes!(backup::backup))
         .routes(routes!(backup::restore))
         .routes(routes!(ops::healthz))

@@ -1,9 +1,9 @@
 //! `POST /nodes`, `GET /node/self`, `DELETE /node/{url}`.
 
-use super::feed::{indexed, Blocking};
 use super::page::list_response;
 use super::{ApiState, OptionalJsonBody};
 use crate::auth::{Caller, Permission};
+use crate::feed::{indexed, Blocking};
 use crate::state::Command;
 use crate::Result;
 use axum::extract::{Path, RawQuery, State};
@@ -33,7 +33,7 @@ pub async fn list(
     caller.require(Permission::NodeView)?;
     request.validate()?;
     Blocking::from_query(&query.unwrap_or_default())?
-        .wait(&app, Kind::Node)
+        .wait(&app.feed, Kind::Node)
         .await;
     let now = chrono::Utc::now();
     let (nodes, index) = {

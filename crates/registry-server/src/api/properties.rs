@@ -3,8 +3,8 @@
 //! `Last-Event-ID`). Any query gives a value or a 400 naming the parameter, never a
 //! panic; what a client writes reads back as it meant it.
 
-use super::feed::{Blocking, StreamQuery};
 use super::page::Page;
+use crate::feed::{Blocking, StreamQuery};
 use registry_types::limits::PAGE_LIMIT;
 
 const MAX_LIMIT: usize = PAGE_LIMIT.1;
@@ -166,7 +166,7 @@ proptest! {
         if let Ok(header) = axum::http::HeaderValue::from_str(&value) {
             headers.insert("last-event-id", header);
             let revision = value.trim().parse::<u64>().ok().filter(|r| *r <= i64::MAX as u64);
-            prop_assert_eq!(super::feed::last_event_id(&headers), revision);
+            prop_assert_eq!(crate::feed::last_event_id(&headers), revision);
         }
     }
 }

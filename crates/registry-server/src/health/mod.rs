@@ -34,8 +34,9 @@ pub use plan::{
 };
 
 use crate::auth::Actor;
+use crate::feed::{Announcement, Feed};
 use crate::nodes::ThisNode;
-use crate::state::{Announcement, Command, Registry, Writer};
+use crate::state::{Command, Registry, Writer};
 use chrono::Utc;
 use futures_util::future::BoxFuture;
 use futures_util::stream::{FuturesUnordered, StreamExt};
@@ -155,6 +156,7 @@ impl HealthChecker {
     /// Checks dial only addresses in `allowed`, when given.
     pub async fn run(
         registry: Arc<Registry>,
+        feed: Arc<Feed>,
         writer: Writer,
         this_node: Arc<ThisNode>,
         shared: bool,
@@ -162,7 +164,7 @@ impl HealthChecker {
         shutdown: CancellationToken,
     ) {
         // Subscribe before the first read of the tables, so no change falls in between.
-        let mut changes = registry.subscribe();
+        let mut changes = feed.subscribe();
         let (unrecorded_tx, mut unrecorded_rx) = mpsc::unbounded_channel();
         // Nodes go offline by staying silent, which no change announces: look again
         // every heartbeat interval.

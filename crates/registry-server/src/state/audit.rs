@@ -14,8 +14,8 @@
 //! every heartbeat interval and with every flap of a flaky target, would bury the lines
 //! that say who changed what, and the health checker explains each one at debug already.
 
-use super::Committed;
 use crate::auth::Actor;
+use crate::feed::Committed;
 use registry_store::op;
 use std::fmt;
 use std::sync::Arc;

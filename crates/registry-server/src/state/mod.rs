@@ -16,53 +16,16 @@ pub use stored::StoredInstance;
 pub use writer::{Applied, Writer};
 
 use crate::auth::StoredToken;
+use crate::feed::{Committed, Revisions};
 use arcstr::ArcStr;
 use chrono::{DateTime, Utc};
 use hashbrown::HashTable;
-use registry_store::{Change, Kind, Snapshot, StoreError};
+use registry_store::{Kind, Snapshot, StoreError};
 use registry_types::{Definition, Instance, InstanceFilter, Node};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::{BuildHasher, RandomState};
 use std::ops::Bound;
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use tokio::sync::{broadcast, watch};
-
-/// One committed change, as announced to subscribers (the health checker, the event
-/// stream): its revision, the object's JSON (`None`: deleted) and who made it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Committed {
-    pub revision: u64,
-    pub kind: Kind,
-    pub key: String,
-    pub body: Option<ArcStr>,
-    /// The actor's JSON ([`crate::auth::Actor::json`]); `None` for a change logged before
-    /// actors were kept.
-    pub by: Option<ArcStr>,
-}
-
-impl Committed {
-    /// A change as committed at `revision`.
-    pub(crate) fn new(revision: u64, change: Change) -> Committed {
-        Committed {
-            revision,
-            kind: change.kind,
-            key: change.key,
-            body: change.body,
-            by: change.by,
-        }
-    }
-}
-
-/// What subscribers hear: a batch of changes, in revision order, or that the tables were
-/// reloaded whole (a node too far behind the shared log), so they must re-read.
-#[derive(Debug, Clone)]
-pub enum Announcement {
-    Changes(Arc<[Committed]>),
-    Reloaded,
-}
-
-/// How many committed batches a slow subscriber may fall behind before it must re-read.
-const SUBSCRIBER_BACKLOG: usize = 4096;
 
 #[derive(Debug, Default)]
 pub struct Tables {
@@ -389,13 +352,10 @@ impl Tables {
     }
 }
 
-/// The in-memory registry: the tables every read is served from, behind their lock, and
-/// what the writer tells watchers and subscribers of each change.
+/// The in-memory registry: the tables every read is served from, behind their lock.
 #[derive(Debug)]
 pub struct Registry {
     tables: RwLock<Tables>,
-    changes: broadcast::Sender<Announcement>,
-    kind_revisions: [watch::Sender<u64>; 4],
     /// Instances whose health details or last heartbeat changed in memory only; see
     /// [`Registry::touch_instance`].
     unflushed: Mutex<HashSet<String>>,
@@ -404,70 +364,35 @@ pub struct Registry {
 impl Registry {
     /// The tables of a loaded store; fails on an object that does not decode.
     pub fn from_snapshot(snapshot: Snapshot) -> Result<Self, StoreError> {
-        let revision = snapshot.revision;
         Ok(Registry {
             tables: RwLock::new(Tables::from_snapshot(snapshot)?),
-            changes: broadcast::channel(SUBSCRIBER_BACKLOG).0,
-            kind_revisions: Kind::ALL.map(|_| watch::channel(revision).0),
             unflushed: Mutex::default(),
         })
     }
 
-    /// The latest revision of `kind`, to wait on (`wait_for(|r| *r > index)`). A watch
-    /// keeps one value, not a queue, so an idle watcher costs one parked future.
-    pub fn watch(&self, kind: Kind) -> watch::Receiver<u64> {
-        self.kind_revisions[kind.index()].subscribe()
-    }
-
-    /// Every committed batch from now on. A receiver that lags is told so
-    /// (`RecvError::Lagged`) and must re-read the tables.
-    pub fn subscribe(&self) -> broadcast::Receiver<Announcement> {
-        self.changes.subscribe()
-    }
-
-    fn wake_watchers(&self, kind: Kind, revision: u64) {
-        self.kind_revisions[kind.index()].send_if_modified(|latest| {
-            let newer = revision > *latest;
-            *latest = (*latest).max(revision);
-            newer
-        });
-    }
-
-    /// Applies committed changes, in revision order, then tells watchers and
-    /// subscribers. Local commits and changes read from a shared store's log both come
-    /// through here, so readers cannot tell them apart. Returns what was announced.
+    /// Applies committed changes, in revision order, and returns them for the feed to
+    /// announce. Local commits and changes read from a shared store's log both come
+    /// through here, so readers cannot tell them apart.
     pub(crate) fn apply_committed(&self, batch: Vec<(Mutation, Committed)>) -> Arc<[Committed]> {
         if batch.is_empty() {
             return Arc::new([]);
         }
-        let mut announced = Vec::with_capacity(batch.len());
-        {
-            let mut tables = self.write();
-            for (mutation, committed) in batch {
-                tables.apply_committed(mutation, committed.body.as_ref(), committed.revision);
-                announced.push(committed);
-            }
+        let mut applied = Vec::with_capacity(batch.len());
+        let mut tables = self.write();
+        for (mutation, committed) in batch {
+            tables.apply_committed(mutation, committed.body.as_ref(), committed.revision);
+            applied.push(committed);
         }
-        for committed in &announced {
-            self.wake_watchers(committed.kind, committed.revision);
-        }
-        let announced: Arc<[Committed]> = announced.into();
-        // No subscriber is not an error.
-        let _ = self.changes.send(Announcement::Changes(announced.clone()));
-        announced
+        applied.into()
     }
 
-    /// Replaces the tables with a fresh snapshot of the store.
-    pub(crate) fn reload(&self, snapshot: Snapshot) -> Result<(), StoreError> {
+    /// Replaces the tables with a fresh snapshot of the store; returns its revision.
+    pub(crate) fn reload(&self, snapshot: Snapshot) -> Result<u64, StoreError> {
         let revision = snapshot.revision;
         // Built before taking the lock: readers keep the old tables meanwhile.
         let tables = Tables::from_snapshot(snapshot)?;
         *self.write() = tables;
-        for kind in Kind::ALL {
-            self.wake_watchers(kind, revision);
-        }
-        let _ = self.changes.send(Announcement::Reloaded);
-        Ok(())
+        Ok(revision)
     }
 
     /// Records what the last health check or TTL heartbeat saw, in memory only: these
@@ -533,6 +458,17 @@ impl Registry {
 
     fn write(&self) -> RwLockWriteGuard<'_, Tables> {
         self.tables.write().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The feed reads the revisions of the tables through this, as it sits below them.
+impl Revisions for Registry {
+    fn revision(&self) -> u64 {
+        self.read().revision()
+    }
+
+    fn slug_revision(&self, slug: &str) -> u64 {
+        self.read().slug_revision(slug)
     }
 }
 

@@ -23,8 +23,9 @@
 use super::audit::AuditLog;
 use super::commands::{Command, Overlay};
 use super::Mutation;
-use super::{Committed, Registry};
+use super::Registry;
 use crate::auth::Actor;
+use crate::feed::{Committed, Feed};
 use crate::supervisor::{supervise, Task, Tasks};
 use crate::Error;
 use registry_store::{Change, Notice, Store, StoreError};
@@ -69,13 +70,15 @@ impl Writer {
     pub fn start(
         store: Arc<dyn Store>,
         registry: Arc<Registry>,
+        feed: Arc<Feed>,
         tasks: Arc<Tasks>,
     ) -> (Writer, JoinHandle<()>) {
         let (queue, receiver) = mpsc::channel(MAX_BATCH * 4);
         let receiver = Arc::new(tokio::sync::Mutex::new(receiver));
         let task = tokio::spawn(supervise(Task::Writer, tasks, move || {
-            let (store, registry, receiver) = (store.clone(), registry.clone(), receiver.clone());
-            async move { run(store, registry, &mut *receiver.lock_owned().await).await }
+            let (store, registry, feed) = (store.clone(), registry.clone(), feed.clone());
+            let receiver = receiver.clone();
+            async move { run(store, registry, feed, &mut *receiver.lock_owned().await).await }
         }));
         (Writer { queue }, task)
     }
@@ -98,6 +101,7 @@ impl Writer {
 async fn run(
     store: Arc<dyn Store>,
     registry: Arc<Registry>,
+    feed: Arc<Feed>,
     receiver: &mut mpsc::Receiver<(Order, Reply)>,
 ) {
     let mut others = store.notifications();
@@ -112,7 +116,7 @@ async fn run(
     loop {
         let idle = in_flight.is_none();
         if behind && idle {
-            behind = match catch_up(store.as_ref(), &registry, None).await {
+            behind = match catch_up(store.as_ref(), &registry, &feed, None).await {
                 Ok(()) => false,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot read the shared change log; retrying");
@@ -148,10 +152,10 @@ async fn run(
                             let (orders, replies) = waiting.drain(..).unzip();
                             in_flight = start(&store, &registry, orders, replies, Some(&done_batch));
                         }
-                        done_batch.apply_and_answer(&registry, &revisions, &mut audit);
+                        done_batch.apply_and_answer(&registry, &feed, &revisions, &mut audit);
                     }
                     Err(error) => {
-                        behind |= !recommit(store.as_ref(), &registry, done_batch, error, &mut audit).await;
+                        behind |= !recommit(store.as_ref(), &registry, &feed, done_batch, error, &mut audit).await;
                     }
                 }
             }
@@ -185,6 +189,7 @@ async fn next_notice(others: &mut Option<watch::Receiver<Notice>>) -> Option<Not
 async fn catch_up(
     store: &dyn Store,
     registry: &Registry,
+    feed: &Feed,
     until: Option<u64>,
 ) -> Result<(), StoreError> {
     loop {
@@ -197,7 +202,7 @@ async fn catch_up(
         let page = store.changes_since(after, limit).await?;
         if page.trimmed {
             tracing::warn!(after, "too far behind the change log; reloading everything");
-            registry.reload(store.load().await?)?;
+            feed.reloaded(registry.reload(store.load().await?)?);
             continue;
         }
         if page.changes.is_empty() {
@@ -211,7 +216,7 @@ async fn catch_up(
                 Ok((mutation, Committed::new(logged.revision, logged.change)))
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
-        registry.apply_committed(batch);
+        feed.announce(&registry.apply_committed(batch));
     }
 }
 
@@ -283,8 +288,15 @@ impl Planned {
         }
     }
 
-    /// Applies the committed batch to the tables, answers its requests, then logs it.
-    fn apply_and_answer(self, registry: &Registry, revisions: &[u64], audit: &mut AuditLog) {
+    /// Applies the committed batch to the tables, announces it on the feed, answers its
+    /// requests, then logs it.
+    fn apply_and_answer(
+        self,
+        registry: &Registry,
+        feed: &Feed,
+        revisions: &[u64],
+        audit: &mut AuditLog,
+    ) {
         let batch = self
             .mutations
             .into_iter()
@@ -293,6 +305,7 @@ impl Planned {
             .map(|((mutation, change), revision)| (mutation, Committed::new(*revision, change)))
             .collect();
         let announced = registry.apply_committed(batch);
+        feed.announce(&announced);
         answer(self.replies, self.outcomes, self.planned_on, revisions);
         audit.record(announced, self.authors);
     }
@@ -341,6 +354,7 @@ fn answer(replies: Vec<Reply>, outcomes: Vec<Outcome>, planned_on: u64, revision
 async fn recommit(
     store: &dyn Store,
     registry: &Registry,
+    feed: &Feed,
     mut failed: Planned,
     mut error: StoreError,
     audit: &mut AuditLog,
@@ -350,7 +364,7 @@ async fn recommit(
         match error {
             StoreError::Stale { latest } if attempts < MAX_REPLANS => {
                 attempts += 1;
-                if let Err(e) = catch_up(store, registry, Some(latest)).await {
+                if let Err(e) = catch_up(store, registry, feed, Some(latest)).await {
                     tracing::warn!(error = %e, "cannot read the changes of other daemons");
                     refuse(failed.replies, &e);
                     return false;
@@ -372,7 +386,7 @@ async fn recommit(
             .await
         {
             Ok(revisions) => {
-                batch.apply_and_answer(registry, &revisions, audit);
+                batch.apply_and_answer(registry, feed, &revisions, audit);
                 return true;
             }
             Err(e) => (error, failed) = (e, batch),

@@ -178,21 +178,25 @@ pub async fn start_with_store(
             )
         })
     });
-    let app = api::ApiState::new(api::ApiParts {
-        registry: registry.clone(),
-        writer: writer.clone(),
-        store: store.clone(),
-        this_node: this_node.clone(),
+    let auth = Arc::new(auth::AuthState {
+        tokens: registry.clone(),
         admin_token_hash: config.admin_token.as_deref().map(auth::hash_token),
         trusted_slugs: config.trusted_slugs.clone().into(),
-        instance_lists: Default::default(),
-        instance_queries: Default::default(),
         verified_tokens: Default::default(),
-        tasks,
         rate_limits: rate_limit::RateLimits::new(
             config.rate_limit_token,
             config.rate_limit_address,
         ),
+    });
+    let app = api::ApiState::new(api::ApiParts {
+        auth,
+        registry: registry.clone(),
+        writer: writer.clone(),
+        store: store.clone(),
+        this_node: this_node.clone(),
+        instance_lists: Default::default(),
+        instance_queries: Default::default(),
+        tasks,
         check_allow: config.check_allow.clone(),
         feed,
     });

@@ -32,16 +32,15 @@ pub(crate) fn max_body_bytes(path: &str) -> usize {
     }
 }
 
-use crate::auth::Caller;
+use crate::auth::AuthState;
 use crate::cache::VersionedCache;
 use crate::feed::Feed;
 use crate::health::AllowedNetworks;
 use crate::nodes::ThisNode;
-use crate::rate_limit::RateLimits;
 use crate::state::{Registry, Writer};
 use axum::body::{Body, Bytes};
-use axum::extract::DefaultBodyLimit;
 use axum::extract::Request;
+use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
@@ -75,15 +74,21 @@ impl std::ops::Deref for ApiState {
     }
 }
 
+/// The substate that authenticates requests, for the `Caller` extractor.
+impl FromRef<ApiState> for Arc<AuthState> {
+    fn from_ref(app: &ApiState) -> Arc<AuthState> {
+        app.auth.clone()
+    }
+}
+
 /// What [`ApiState`] shares.
 pub struct ApiParts {
     pub registry: Arc<Registry>,
     pub writer: Writer,
     pub store: Arc<dyn Store>,
     pub this_node: Arc<ThisNode>,
-    /// Hash of `REGISTRY_ADMIN_TOKEN`, when set.
-    pub admin_token_hash: Option<String>,
-    pub trusted_slugs: Arc<[String]>,
+    /// What the `Caller` extractor needs; see [`AuthState`].
+    pub auth: Arc<AuthState>,
     /// Serialized whole instance lists, by canonical filter, for one version of the
     /// instances: shared by watchers however they spell their queries.
     pub instance_lists: VersionedCache<Bytes, (u64, u64)>,
@@ -91,12 +96,8 @@ pub struct ApiParts {
     /// parsing. Apart from `instance_lists`, so that clients sending ever-new query
     /// strings (a cache-busting parameter) only ever push out each other's entries.
     pub instance_queries: VersionedCache<Bytes, (u64, u64)>,
-    /// Callers by token secret, for one revision of the tokens.
-    pub verified_tokens: VersionedCache<Caller, u64>,
     /// The background tasks, for `/readyz`.
     pub tasks: Arc<crate::supervisor::Tasks>,
-    /// Requests counted per token and per source address.
-    pub rate_limits: RateLimits,
     /// The networks health checks may dial: registrations at other addresses are refused.
     pub check_allow: Option<AllowedNetworks>,
     /// Blocking queries and event streams.

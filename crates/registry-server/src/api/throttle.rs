@@ -52,7 +52,7 @@ where
     fn call(&mut self, request: Request) -> Self::Future {
         // A server that does not record peers' addresses leaves nothing to count by.
         if let Some(ConnectInfo(peer)) = request.extensions().get::<ConnectInfo<SocketAddr>>() {
-            if let Err(limited) = self.app.rate_limits.admit_address(peer.ip()) {
+            if let Err(limited) = self.app.auth.rate_limits.admit_address(peer.ip()) {
                 tracing::debug!(%peer, "over the rate limit per source address");
                 return Either::Left(ready(Ok(Error::from(limited).into_response())));
             }

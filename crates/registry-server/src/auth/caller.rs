@@ -1,13 +1,43 @@
 //! The `Caller` extractor: the account behind a request's bearer token.
+//!
+//! The extractor needs only [`AuthState`], which it gets from the router's state through
+//! axum's `FromRef`, so auth never knows the API's state; and it looks tokens up through
+//! [`TokenTable`], so it never knows the registry's tables either.
 
-use super::{hash_token, Actor, Permission, ENV_ADMIN_TOKEN_ID};
-use crate::api::ApiState;
+use super::{hash_token, Actor, Permission, StoredToken, ENV_ADMIN_TOKEN_ID};
+use crate::cache::VersionedCache;
+use crate::rate_limit::RateLimits;
 use crate::Error;
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRef, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use registry_store::Kind;
 use registry_types::Role;
+use std::sync::Arc;
+
+/// Where the [`Caller`] extractor looks tokens up: the registry's tables, which sit in
+/// the layer above auth and implement this.
+pub(crate) trait TokenTable: Send + Sync {
+    /// Revision of the latest change to the tokens. A caller verified under it stays
+    /// verified until it moves: any creation or revocation moves it.
+    fn tokens_revision(&self) -> u64;
+
+    /// The stored token whose secret hashes to `hash`, with the revision of the tokens
+    /// it was read at.
+    fn token_by_hash(&self, hash: &str) -> (u64, Option<Arc<StoredToken>>);
+}
+
+/// What authenticating a request takes: the substate of the router's state that the
+/// [`Caller`] extractor reaches through `FromRef`.
+pub(crate) struct AuthState {
+    pub(crate) tokens: Arc<dyn TokenTable>,
+    /// Hash of `REGISTRY_ADMIN_TOKEN`, when set.
+    pub(crate) admin_token_hash: Option<String>,
+    pub(crate) trusted_slugs: Arc<[String]>,
+    /// Callers by token secret, for one revision of the tokens.
+    pub(crate) verified_tokens: VersionedCache<Caller, u64>,
+    /// Requests counted per token and per source address.
+    pub(crate) rate_limits: RateLimits,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
@@ -54,13 +84,15 @@ impl Caller {
     }
 }
 
-impl FromRequestParts<ApiState> for Caller {
+impl<S> FromRequestParts<S> for Caller
+where
+    Arc<AuthState>: FromRef<S>,
+    S: Send + Sync,
+{
     type Rejection = Error;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        app: &ApiState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let auth = Arc::<AuthState>::from_ref(state);
         let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
             Error::Unauthorized(
                 "missing token: send the header `Authorization: Bearer <token>`".into(),
@@ -79,30 +111,30 @@ impl FromRequestParts<ApiState> for Caller {
             })?;
         // A token verified under the current revision of the tokens is still valid:
         // any creation or revocation moves the revision on, and with it every entry.
-        let tables = app.registry.read();
-        let revision = tables.kind_revision(Kind::Token);
-        if let Some(caller) = app.verified_tokens.get(secret, revision) {
-            app.rate_limits.admit_token(secret)?;
+        let revision = auth.tokens.tokens_revision();
+        if let Some(caller) = auth.verified_tokens.get(secret, revision) {
+            auth.rate_limits.admit_token(secret)?;
             return Ok(caller);
         }
         let hash = hash_token(secret);
-        let (actor, role) = if app.admin_token_hash.as_deref() == Some(hash.as_str()) {
-            (Actor::token(ENV_ADMIN_TOKEN_ID, "admin"), Role::Admin)
+        let (actor, role, revision) = if auth.admin_token_hash.as_deref() == Some(hash.as_str()) {
+            let actor = Actor::token(ENV_ADMIN_TOKEN_ID, "admin");
+            (actor, Role::Admin, revision)
         } else {
-            let token = tables
-                .token_by_hash(&hash)
-                .ok_or_else(|| Error::Unauthorized("unknown or revoked token".into()))?;
-            (Actor::token(&token.id, &token.slug), token.role)
+            // The token and the revision it is cached under are read together.
+            let (revision, token) = auth.tokens.token_by_hash(&hash);
+            let token =
+                token.ok_or_else(|| Error::Unauthorized("unknown or revoked token".into()))?;
+            (Actor::token(&token.id, &token.slug), token.role, revision)
         };
-        drop(tables);
-        let trusted = app.trusted_slugs.iter().any(|s| s == actor.slug());
+        let trusted = auth.trusted_slugs.iter().any(|s| s == actor.slug());
         let caller = Caller {
             actor,
             role,
             trusted,
         };
-        app.verified_tokens.put(secret, revision, caller.clone());
-        app.rate_limits.admit_token(secret)?;
+        auth.verified_tokens.put(secret, revision, caller.clone());
+        auth.rate_limits.admit_token(secret)?;
         Ok(caller)
     }
 }

@@ -12,6 +12,7 @@ mod tokens;
 
 pub use actor::{Actor, ENV_ADMIN_TOKEN_ID, REGISTRY_SLUG};
 pub use caller::Caller;
+pub(crate) use caller::{AuthState, TokenTable};
 pub use tokens::{bootstrap_admin_token, hash_token, new_token, StoredToken, ADMIN_TOKEN_FILE};
 
 use registry_types::Role;

@@ -15,7 +15,7 @@ pub use records::{Mutation, Record};
 pub use stored::StoredInstance;
 pub use writer::{Applied, Writer};
 
-use crate::auth::StoredToken;
+use crate::auth::{StoredToken, TokenTable};
 use crate::feed::{Committed, Revisions};
 use arcstr::ArcStr;
 use chrono::{DateTime, Utc};
@@ -458,6 +458,19 @@ impl Registry {
 
     fn write(&self) -> RwLockWriteGuard<'_, Tables> {
         self.tables.write().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Auth looks tokens up through this, as it sits below the tables.
+impl TokenTable for Registry {
+    fn tokens_revision(&self) -> u64 {
+        self.read().kind_revision(Kind::Token)
+    }
+
+    fn token_by_hash(&self, hash: &str) -> (u64, Option<Arc<StoredToken>>) {
+        let tables = self.read();
+        let token = tables.token_by_hash(hash).cloned();
+        (tables.kind_revision(Kind::Token), token)
     }
 }
 

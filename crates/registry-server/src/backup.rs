@@ -284,10 +284,11 @@ impl Backup {
                 .await
                 .map_err(|e| match e {
                     e if into_empty => e,
-                    e => Error::Unavailable(format!(
-                        "restore stopped after {restored} of {total} objects ({e}); the \
-                         registry holds part of the backup: empty its store and restore again"
-                    )),
+                    e => Error::RestoreStopped {
+                        restored,
+                        total,
+                        source: Box::new(e),
+                    },
                 })?;
             summary.revision = applied.revision;
             restored += size;

@@ -38,6 +38,7 @@ pub use sqlite::{SqliteStore, CHANGE_LOG_RETAINED};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::ops::Range;
+use std::sync::Arc;
 
 /// The four kinds of stored object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -76,11 +77,8 @@ impl Kind {
         what: &'static str,
         key: &str,
     ) -> Result<Kind, StoreError> {
-        Kind::parse(text).ok_or_else(|| StoreError::Corrupt {
-            kind: what,
-            key: key.to_string(),
-            problem: format!("unknown kind {text:?}"),
-        })
+        Kind::parse(text)
+            .ok_or_else(|| StoreError::corrupt(what, key, format!("unknown kind {text:?}")))
     }
 }
 
@@ -215,19 +213,75 @@ impl Snapshot {
     }
 }
 
+/// Why a store error happened: the database's own error (or the sentence that stands for
+/// it), kept so that the daemon can log the whole chain. Shared, so an error handed to
+/// every request of a failed batch costs a reference count.
+pub type Cause = Arc<dyn std::error::Error + Send + Sync>;
+
+/// What can go wrong in a store. Each error keeps its cause as its `source`.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// Another daemon committed after the revision the changes were planned on.
     #[error("the store moved on to revision {latest} while this write was prepared")]
-    Stale { latest: u64 },
-    #[error("store unavailable: {0}")]
-    Unavailable(String),
-    #[error("stored {kind} {key:?} cannot be read: {problem}")]
-    Corrupt {
-        kind: &'static str,
-        key: String,
-        problem: String,
+    Stale {
+        /// The store's latest revision.
+        latest: u64,
     },
+    /// The store cannot be reached, or failed to do what was asked; nothing was changed.
+    #[error("store unavailable: {context}")]
+    Unavailable {
+        /// Which store, and what it was doing.
+        context: String,
+        /// Why, when the store said.
+        #[source]
+        source: Option<Cause>,
+    },
+    /// A stored value does not read back.
+    #[error("stored {kind} {key:?} cannot be read")]
+    Corrupt {
+        /// What was stored: a kind of object, or a table of the store.
+        kind: &'static str,
+        /// Its key.
+        key: String,
+        /// Why it does not read.
+        #[source]
+        source: Cause,
+    },
+}
+
+impl StoreError {
+    /// The store is unavailable; `context` says which store and what happened.
+    pub fn unavailable(context: impl Into<String>) -> StoreError {
+        StoreError::Unavailable {
+            context: context.into(),
+            source: None,
+        }
+    }
+
+    /// The store is unavailable because of `source`; `context` says which store and
+    /// what it was doing.
+    pub fn unavailable_because(
+        context: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> StoreError {
+        StoreError::Unavailable {
+            context: context.into(),
+            source: Some(Arc::from(source.into())),
+        }
+    }
+
+    /// The stored `kind` (or table) `key` does not read back, because of `source`.
+    pub fn corrupt(
+        kind: &'static str,
+        key: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> StoreError {
+        StoreError::Corrupt {
+            kind,
+            key: key.into(),
+            source: Arc::from(source.into()),
+        }
+    }
 }
 
 #[async_trait]

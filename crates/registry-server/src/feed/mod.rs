@@ -292,8 +292,12 @@ impl Follower {
                         }
                     }
                     Err(e) => {
+                        tracing::warn!(
+                            error = &e as &dyn std::error::Error,
+                            "an event stream cannot read the change log; ending it"
+                        );
                         let data = serde_json::to_string(&ErrorBody {
-                            error: e.to_string(),
+                            error: crate::Error::from(e).to_string(),
                         })
                         .expect("error bodies serialize");
                         self.phase = Phase::Done;

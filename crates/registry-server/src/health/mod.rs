@@ -447,7 +447,7 @@ impl HealthChecker {
         let actor = self.this_node.actor.clone();
         tokio::spawn(async move {
             if let Err(e) = writer.submit(&actor, command).await {
-                tracing::warn!(error = %e, instance = %id, "could not record a health change; the next check reports it again");
+                tracing::warn!(error = &e as &dyn std::error::Error, instance = %id, "could not record a health change; the next check reports it again");
                 let _ = unrecorded.send((id, url, details, last_heartbeat));
             }
         });
@@ -479,7 +479,10 @@ impl HealthChecker {
         let (writer, actor) = (self.writer.clone(), self.this_node.actor.clone());
         tokio::spawn(async move {
             if let Err(e) = writer.submit(&actor, command).await {
-                tracing::warn!(error = %e, "could not record a health change");
+                tracing::warn!(
+                    error = &e as &dyn std::error::Error,
+                    "could not record a health change"
+                );
             }
         });
     }
@@ -496,7 +499,10 @@ pub async fn flush_health(registry: &Registry, writer: &Writer, actor: &Actor) {
         .submit(actor, Command::FlushHealth(ids.clone()))
         .await
     {
-        tracing::warn!(error = %e, "could not flush health details; will retry");
+        tracing::warn!(
+            error = &e as &dyn std::error::Error,
+            "could not flush health details; will retry"
+        );
         for id in ids {
             registry.mark_unflushed(id);
         }

@@ -175,7 +175,7 @@ impl ThisNode {
                 _ = shutdown.cancelled() => return,
                 _ = ticker.tick() => {
                     if let Err(e) = self.heartbeat(&writer).await {
-                        tracing::warn!(error = %e, "node heartbeat failed");
+                        tracing::warn!(error = &e as &dyn std::error::Error, "node heartbeat failed");
                     }
                 }
             }

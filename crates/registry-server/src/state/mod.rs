@@ -78,7 +78,10 @@ impl Tables {
             let record = match Record::from_stored(object) {
                 Ok(record) => record,
                 Err(e) => {
-                    tracing::error!(error = %e, "left out of the tables: the stored object does not decode");
+                    tracing::error!(
+                        error = &e as &dyn std::error::Error,
+                        "left out of the tables: the stored object does not decode"
+                    );
                     continue;
                 }
             };

@@ -97,11 +97,7 @@ impl Mutation {
 impl Record {
     /// A record as a store wrote it; a body that does not read is named by kind and key.
     pub(crate) fn decode(kind: Kind, key: &str, body: &str) -> Result<Record, StoreError> {
-        Record::from_json(kind, body).map_err(|e| StoreError::Corrupt {
-            kind: kind.as_str(),
-            key: key.to_string(),
-            problem: e.to_string(),
-        })
+        Record::from_json(kind, body).map_err(|e| StoreError::corrupt(kind.as_str(), key, e))
     }
 
     /// An object of a loaded snapshot, decoded.

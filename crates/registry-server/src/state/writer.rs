@@ -119,7 +119,10 @@ async fn run(
             behind = match catch_up(store.as_ref(), &registry, &feed, None).await {
                 Ok(()) => false,
                 Err(e) => {
-                    tracing::warn!(error = %e, "cannot read the shared change log; retrying");
+                    tracing::warn!(
+                        error = &e as &dyn std::error::Error,
+                        "cannot read the shared change log; retrying"
+                    );
                     true
                 }
             };
@@ -142,7 +145,7 @@ async fn run(
             done = async { (&mut in_flight.as_mut().expect("guarded").commit).await }, if !idle => {
                 let done_batch = in_flight.take().expect("guarded").batch;
                 let done = done.unwrap_or_else(|e| {
-                    Err(StoreError::Unavailable(format!("store task failed: {e}")))
+                    Err(StoreError::unavailable_because("the store's commit task failed", e))
                 });
                 match done {
                     Ok(revisions) => {
@@ -365,13 +368,20 @@ async fn recommit(
             StoreError::Stale { latest } if attempts < MAX_REPLANS => {
                 attempts += 1;
                 if let Err(e) = catch_up(store, registry, feed, Some(latest)).await {
-                    tracing::warn!(error = %e, "cannot read the changes of other daemons");
+                    tracing::warn!(
+                        error = &e as &dyn std::error::Error,
+                        "cannot read the changes of other daemons"
+                    );
                     refuse(failed.replies, &e);
                     return false;
                 }
             }
             e => {
-                tracing::error!(error = %e, "commit failed; {} writes refused", failed.replies.len());
+                tracing::error!(
+                    error = &e as &dyn std::error::Error,
+                    "commit failed; {} writes refused",
+                    failed.replies.len()
+                );
                 refuse(failed.replies, &e);
                 return true;
             }

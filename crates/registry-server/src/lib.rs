@@ -5,31 +5,56 @@
 //! until SIGINT or SIGTERM. The binary `registry-svc serve` is a thin wrapper over
 //! [`serve`]; tests use [`start`] to run a real daemon on a free loopback port.
 //!
+//! ```no_run
+//! # async fn example() -> anyhow::Result<()> {
+//! let dir = tempfile::tempdir()?;
+//! let config = registry_server::Config::embedded(dir.path());
+//! let server = registry_server::start(config).await?;
+//! println!("serving on {}", server.base_url());
+//! server.shutdown().await
+//! # }
+//! ```
+//!
 //! How a request flows:
 //!
 //! ```text
 //! write: request → auth::Caller → validate → state::Command → state::Writer (group commit)
-//!        → store commit (revision R, fsync) → state tables updated → response
+//!        → store commit (revision R, fsync) → state tables updated → feed announces R
+//!        → response
 //! read:  request → auth::Caller → state tables (memory only) → response
 //! ```
+//!
+//! The modules are private and import only downwards; `tests/layers.rs` keeps them so:
+//!
+//! ```text
+//! transport → api → backup, health, nodes → state → auth, feed → registry-store (crate)
+//! ```
+//!
+//! with the small leaf modules (config, error, ids, cache, rate limits, the supervisor,
+//! the networks checks may dial) below them all.
 
-pub mod api;
-pub mod auth;
+mod api;
+mod auth;
 mod backup;
 mod cache;
+mod check_allow;
 mod config;
 mod error;
 mod feed;
-pub mod health;
+mod health;
 mod ids;
-pub mod nodes;
-pub mod rate_limit;
-pub mod state;
+mod nodes;
+mod rate_limit;
+mod state;
 mod supervisor;
 mod transport;
 
+pub use check_allow::AllowedNetworks;
 pub use config::Config;
-pub use error::{Error, Result};
+pub use nodes::gpu::{parse_cuda_version, parse_gpu_csv};
+pub use rate_limit::RateLimit;
+
+use error::{Error, Result};
 
 use anyhow::Context;
 use feed::Feed;

@@ -44,13 +44,18 @@ use std::sync::Arc;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
+    /// A service definition, keyed by its id.
     Definition,
+    /// A service instance, keyed by its id.
     Instance,
+    /// A node (a daemon), keyed by its URL.
     Node,
+    /// An API token (its hash, never its secret), keyed by its id.
     Token,
 }
 
 impl Kind {
+    /// Every kind, in the order of [`Kind::index`].
     pub const ALL: [Kind; 4] = [Kind::Definition, Kind::Instance, Kind::Node, Kind::Token];
 
     /// Position in [`Kind::ALL`], for per-kind arrays.
@@ -58,6 +63,7 @@ impl Kind {
         self as usize
     }
 
+    /// The kind as stores write it: `definition`, `instance`, `node` or `token`.
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Definition => "definition",
@@ -67,6 +73,7 @@ impl Kind {
         }
     }
 
+    /// The kind [`Kind::as_str`] writes as `text`, if any.
     pub fn parse(text: &str) -> Option<Kind> {
         Kind::ALL.into_iter().find(|k| k.as_str() == text)
     }
@@ -86,8 +93,11 @@ impl Kind {
 /// is shared with the change feed, which announces it after the commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
+    /// The kind of the object changed.
     pub kind: Kind,
+    /// Its key (an id, or a node's URL).
     pub key: String,
+    /// The object's JSON after a put; `None` for a delete.
     pub body: Option<arcstr::ArcStr>,
     /// Who made the change, as JSON written by the daemon, kept in the change log only;
     /// `None` for changes logged before actors were kept.
@@ -115,14 +125,18 @@ pub fn op(has_body: bool) -> &'static str {
 /// anything may have been missed).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Notice {
+    /// The highest revision announced.
     pub revision: u64,
+    /// How many times the announcements were interrupted.
     pub interruptions: u64,
 }
 
 /// A change read back from the store's change log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoggedChange {
+    /// The revision the change was committed at.
     pub revision: u64,
+    /// The change.
     pub change: Change,
 }
 
@@ -173,12 +187,16 @@ pub struct Snapshot {
 /// One object as the store holds it.
 #[derive(Debug, Clone, Copy)]
 pub struct StoredObject<'a> {
+    /// Its kind.
     pub kind: Kind,
+    /// Its key.
     pub key: &'a str,
+    /// Its JSON, as committed.
     pub body: &'a str,
 }
 
 impl Snapshot {
+    /// An empty snapshot of a store at `revision`.
     pub fn new(revision: u64) -> Self {
         Snapshot {
             revision,
@@ -186,6 +204,7 @@ impl Snapshot {
         }
     }
 
+    /// Adds one object, as a store reads it.
     pub fn push(&mut self, kind: Kind, key: &str, body: &str) {
         let mut append = |part: &str| {
             let start = self.text.len();
@@ -196,14 +215,17 @@ impl Snapshot {
         self.objects.push((kind, key, body));
     }
 
+    /// How many objects it holds.
     pub fn len(&self) -> usize {
         self.objects.len()
     }
 
+    /// Whether it holds no object.
     pub fn is_empty(&self) -> bool {
         self.objects.is_empty()
     }
 
+    /// Every object, in the order the store read them.
     pub fn objects(&self) -> impl Iterator<Item = StoredObject<'_>> {
         self.objects.iter().map(|(kind, key, body)| StoredObject {
             kind: *kind,
@@ -284,6 +306,7 @@ impl StoreError {
     }
 }
 
+/// What the daemon asks of a store; see the crate's documentation.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Reads every stored object and the latest revision.

@@ -80,6 +80,7 @@ INSERT INTO meta (name, value) VALUES ('revision', 0);
     },
 ];
 
+/// A PostgreSQL database, shared by every daemon of a cluster.
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: PgPool,

@@ -29,7 +29,7 @@ pub(super) const RESTORE_PATH: &str = "/registry-svc/restore";
             content_type = "application/x-ndjson", body = BackupHeader),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn backup(State(app): State<ApiState>, caller: Caller) -> Result<Response> {
+pub(super) async fn backup(State(app): State<ApiState>, caller: Caller) -> Result<Response> {
     caller.require(Permission::Backup)?;
     let contents = Contents::take(&app.registry, &app.this_node.url);
     let revision = contents.revision();
@@ -61,7 +61,7 @@ pub async fn backup(State(app): State<ApiState>, caller: Caller) -> Result<Respo
         (status = 413, description = "Larger than 256 MiB", body = ErrorBody),
         (status = 503, description = "The store failed", body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn restore(
+pub(super) async fn restore(
     State(app): State<ApiState>,
     caller: Caller,
     headers: HeaderMap,

@@ -23,7 +23,7 @@ use registry_types::{ErrorBody, FieldError, SaveDefinitionRequest};
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
     ),
     security(("bearer" = [])))]
-pub async fn save(
+pub(super) async fn save(
     State(app): State<ApiState>,
     caller: Caller,
     JsonBody(request): JsonBody<SaveDefinitionRequest>,
@@ -57,7 +57,7 @@ pub async fn save(
     responses((status = 200, body = ListDefinitionsResponse), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn list(
+pub(super) async fn list(
     State(app): State<ApiState>,
     caller: Caller,
     RawQuery(query): RawQuery,
@@ -88,7 +88,7 @@ pub async fn list(
     responses((status = 204, description = "Deleted"), (status = 404, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn delete(
+pub(super) async fn delete(
     State(app): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,

@@ -59,7 +59,7 @@ impl IntoResponse for Error {
 }
 
 /// Answer for paths that match no route.
-pub async fn no_route() -> Error {
+pub(super) async fn no_route() -> Error {
     Error::NotFound("no such endpoint; see /openapi.json for the API".into())
 }
 
@@ -70,7 +70,7 @@ pub async fn no_route() -> Error {
 /// Synchronous, so that the layer gives no request a boxed future of its own: axum's
 /// rejections hold their text in memory, so reading it never waits (a body that would
 /// is replaced by the status's reason).
-pub fn json_errors(response: Response) -> Response {
+pub(super) fn json_errors(response: Response) -> Response {
     let status = response.status();
     let is_json = response
         .headers()
@@ -112,7 +112,7 @@ pub fn json_errors(response: Response) -> Response {
 }
 
 /// A panic in a handler answers 500 with a JSON error; the stack stays in the log.
-pub fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response<Body> {
+pub(super) fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response<Body> {
     tracing::error!("handler panicked");
     json_error(StatusCode::INTERNAL_SERVER_ERROR, "internal error".into())
 }

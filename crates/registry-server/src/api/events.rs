@@ -26,7 +26,7 @@ use std::convert::Infallible;
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
     ),
     security(("bearer" = [])))]
-pub async fn events(
+pub(super) async fn events(
     State(app): State<ApiState>,
     caller: Caller,
     headers: HeaderMap,

@@ -25,7 +25,7 @@ use registry_types::{ErrorBody, InstanceFilter, InstanceStatus, RegisterInstance
         (status = 403, description = "Owned by another account", body = ErrorBody),
     ),
     security(("bearer" = [])))]
-pub async fn register(
+pub(super) async fn register(
     State(app): State<ApiState>,
     caller: Caller,
     JsonBody(request): JsonBody<RegisterInstanceRequest>,
@@ -69,7 +69,7 @@ pub async fn register(
     responses((status = 200, body = ListInstancesResponse), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn list(
+pub(super) async fn list(
     State(app): State<ApiState>,
     caller: Caller,
     RawQuery(query): RawQuery,
@@ -131,7 +131,7 @@ pub async fn list(
     responses((status = 204, description = "Removed"), (status = 404, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn delete(
+pub(super) async fn delete(
     State(app): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
@@ -151,7 +151,7 @@ pub async fn delete(
     responses((status = 204, description = "Recorded"), (status = 404, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn heartbeat(
+pub(super) async fn heartbeat(
     State(app): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,

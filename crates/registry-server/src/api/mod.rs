@@ -20,7 +20,7 @@ mod throttle;
 mod tokens;
 
 pub(crate) use errors::json_error;
-pub use extract::{JsonBody, OptionalJsonBody, MAX_BODY_BYTES};
+pub(crate) use extract::{JsonBody, OptionalJsonBody, MAX_BODY_BYTES};
 
 /// The largest request body a request to `path` may declare: a restore carries a whole
 /// registry, every other request at most [`MAX_BODY_BYTES`].
@@ -34,8 +34,8 @@ pub(crate) fn max_body_bytes(path: &str) -> usize {
 
 use crate::auth::AuthState;
 use crate::cache::VersionedCache;
+use crate::check_allow::AllowedNetworks;
 use crate::feed::Feed;
-use crate::health::AllowedNetworks;
 use crate::nodes::ThisNode;
 use crate::state::{Registry, Writer};
 use axum::body::{Body, Bytes};
@@ -83,25 +83,25 @@ impl FromRef<ApiState> for Arc<AuthState> {
 
 /// What [`ApiState`] shares.
 pub struct ApiParts {
-    pub registry: Arc<Registry>,
-    pub writer: Writer,
-    pub store: Arc<dyn Store>,
-    pub this_node: Arc<ThisNode>,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) writer: Writer,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) this_node: Arc<ThisNode>,
     /// What the `Caller` extractor needs; see [`AuthState`].
-    pub auth: Arc<AuthState>,
+    pub(crate) auth: Arc<AuthState>,
     /// Serialized whole instance lists, by canonical filter, for one version of the
     /// instances: shared by watchers however they spell their queries.
-    pub instance_lists: VersionedCache<Bytes, (u64, u64)>,
+    pub(crate) instance_lists: VersionedCache<Bytes, (u64, u64)>,
     /// The same answers by query string as sent, so a repeated query is answered without
     /// parsing. Apart from `instance_lists`, so that clients sending ever-new query
     /// strings (a cache-busting parameter) only ever push out each other's entries.
-    pub instance_queries: VersionedCache<Bytes, (u64, u64)>,
+    pub(crate) instance_queries: VersionedCache<Bytes, (u64, u64)>,
     /// The background tasks, for `/readyz`.
-    pub tasks: Arc<crate::supervisor::Tasks>,
+    pub(crate) tasks: Arc<crate::supervisor::Tasks>,
     /// The networks health checks may dial: registrations at other addresses are refused.
-    pub check_allow: Option<AllowedNetworks>,
+    pub(crate) check_allow: Option<AllowedNetworks>,
     /// Blocking queries and event streams.
-    pub feed: Arc<Feed>,
+    pub(crate) feed: Arc<Feed>,
 }
 
 #[derive(OpenApi)]
@@ -161,11 +161,6 @@ fn routes() -> (Router<ApiState>, utoipa::openapi::OpenApi) {
     (routes, openapi)
 }
 
-/// The OpenAPI document of the whole API, with the range of every value.
-pub fn openapi() -> serde_json::Value {
-    document(routes().1)
-}
-
 fn document(openapi: utoipa::openapi::OpenApi) -> serde_json::Value {
     let mut document = serde_json::to_value(openapi).expect("the OpenAPI document serializes");
     ranges::publish(&mut document);
@@ -175,7 +170,7 @@ fn document(openapi: utoipa::openapi::OpenApi) -> serde_json::Value {
 /// The API as one service. The middleware wraps the router once instead of each route
 /// (which is what `Router::layer` does), so a request clones one boxed service, not one
 /// per layer: fewer allocations on every request.
-pub fn service(
+pub(crate) fn service(
     app: ApiState,
 ) -> impl Service<Request<Body>, Response = Response, Error = Infallible, Future: Send + 'static>
        + Clone

@@ -24,7 +24,7 @@ use registry_types::{ErrorBody, ListNodesRequest};
     responses((status = 200, body = ListNodesResponse), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn list(
+pub(super) async fn list(
     State(app): State<ApiState>,
     caller: Caller,
     RawQuery(query): RawQuery,
@@ -52,7 +52,7 @@ pub async fn list(
 #[utoipa::path(get, path = "/registry-svc/node/self", tag = "nodes",
     responses((status = 200, body = NodeSelfResponse), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn this_node(
+pub(super) async fn this_node(
     State(app): State<ApiState>,
     caller: Caller,
 ) -> Result<Json<NodeSelfResponse>> {
@@ -69,7 +69,7 @@ pub async fn this_node(
     responses((status = 204, description = "Removed"), (status = 404, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn delete(
+pub(super) async fn delete(
     State(app): State<ApiState>,
     caller: Caller,
     Path(url): Path<String>,

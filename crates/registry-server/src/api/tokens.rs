@@ -16,7 +16,7 @@ use registry_types::{validate_slug, CreateTokenRequest, CreatedToken, ErrorBody}
     responses((status = 201, body = CreatedToken), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn create(
+pub(super) async fn create(
     State(app): State<ApiState>,
     caller: Caller,
     JsonBody(request): JsonBody<CreateTokenRequest>,
@@ -45,7 +45,10 @@ pub async fn create(
     responses((status = 200, body = ListTokensResponse), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn list(State(app): State<ApiState>, caller: Caller) -> Result<Json<ListTokensResponse>> {
+pub(super) async fn list(
+    State(app): State<ApiState>,
+    caller: Caller,
+) -> Result<Json<ListTokensResponse>> {
     caller.require(Permission::TokenManage)?;
     let mut tokens: Vec<_> = app.registry.read().tokens().map(|t| t.info()).collect();
     tokens.sort_by(|a, b| {
@@ -63,7 +66,7 @@ pub async fn list(State(app): State<ApiState>, caller: Caller) -> Result<Json<Li
         (status = 409, description = "The last admin token", body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn revoke(
+pub(super) async fn revoke(
     State(app): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,

@@ -40,7 +40,7 @@ pub(crate) struct AuthState {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Caller {
+pub(crate) struct Caller {
     /// The token and its account's slug; the changes this caller makes carry it.
     pub actor: Actor,
     pub role: Role,
@@ -49,11 +49,11 @@ pub struct Caller {
 }
 
 impl Caller {
-    pub fn slug(&self) -> &str {
+    pub(crate) fn slug(&self) -> &str {
         self.actor.slug()
     }
 
-    pub fn require(&self, permission: Permission) -> Result<(), Error> {
+    pub(crate) fn require(&self, permission: Permission) -> Result<(), Error> {
         if permission.granted_to(self.role) {
             Ok(())
         } else {
@@ -67,12 +67,12 @@ impl Caller {
     }
 
     /// Whether this caller may register, change or remove instances owned by `slug`.
-    pub fn may_manage(&self, slug: &str) -> bool {
+    pub(crate) fn may_manage(&self, slug: &str) -> bool {
         self.role == Role::Admin || self.trusted || self.slug() == slug
     }
 
     /// 403 unless this caller may change instance `id`, owned by `owner`.
-    pub fn ensure_manages(&self, id: &str, owner: &str) -> Result<(), Error> {
+    pub(crate) fn ensure_manages(&self, id: &str, owner: &str) -> Result<(), Error> {
         if self.may_manage(owner) {
             Ok(())
         } else {

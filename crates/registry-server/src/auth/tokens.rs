@@ -9,12 +9,12 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Name of the file, in the data dir, holding the bootstrap admin token.
-pub const ADMIN_TOKEN_FILE: &str = "admin.token";
+pub(crate) const ADMIN_TOKEN_FILE: &str = "admin.token";
 
 /// A token as stored: its hash, never its secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct StoredToken {
+pub(crate) struct StoredToken {
     pub id: String,
     /// Hex SHA-256 of the secret.
     pub hash: String,
@@ -24,7 +24,7 @@ pub struct StoredToken {
 }
 
 impl StoredToken {
-    pub fn info(&self) -> TokenInfo {
+    pub(crate) fn info(&self) -> TokenInfo {
         TokenInfo {
             id: self.id.clone(),
             slug: self.slug.clone(),
@@ -34,12 +34,12 @@ impl StoredToken {
     }
 }
 
-pub fn hash_token(secret: &str) -> String {
+pub(crate) fn hash_token(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
 /// A new token for `slug`: the secret to show once, and what to store.
-pub fn new_token(slug: &str, role: Role) -> (String, StoredToken) {
+pub(crate) fn new_token(slug: &str, role: Role) -> (String, StoredToken) {
     // 32 base62 characters carry about 190 bits.
     let secret = format!("rsv_{}", ids::random_base62(32));
     let stored = StoredToken {
@@ -55,7 +55,7 @@ pub fn new_token(slug: &str, role: Role) -> (String, StoredToken) {
 /// Makes the first admin token and writes its secret to `<data_dir>/admin.token` (mode
 /// 0600, fsynced) before the caller stores it, so a crash in between leaves no token that
 /// nobody can read. Returns the token to store and the file's path.
-pub fn bootstrap_admin_token(data_dir: &Path) -> std::io::Result<(StoredToken, PathBuf)> {
+pub(crate) fn bootstrap_admin_token(data_dir: &Path) -> std::io::Result<(StoredToken, PathBuf)> {
     let (secret, stored) = new_token("admin", Role::Admin);
     std::fs::create_dir_all(data_dir)?;
     let path = data_dir.join(ADMIN_TOKEN_FILE);

@@ -21,19 +21,15 @@
 //! instance is checked by exactly one online node, and a node that goes silent has its
 //! share taken over within a heartbeat interval of being declared Offline.
 
-mod allow;
 mod assign;
 mod machine;
 mod plan;
 mod probe;
 
-pub use allow::AllowedNetworks;
-pub use plan::{
-    CheckPlan, Probe, DEFAULT_DEGRADED_LATENCY, DEFAULT_HEALTHY_THRESHOLD, DEFAULT_HTTP_PATH,
-    DEFAULT_INTERVAL, DEFAULT_TIMEOUT, DEFAULT_UNHEALTHY_THRESHOLD,
-};
+pub(crate) use plan::{CheckPlan, Probe};
 
 use crate::auth::Actor;
+use crate::check_allow::AllowedNetworks;
 use crate::feed::{Announcement, Feed};
 use crate::nodes::ThisNode;
 use crate::state::{Command, Registry, Writer};
@@ -53,17 +49,17 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::time::{delay_queue, DelayQueue};
 
 /// Most checks running at once.
-pub const MAX_IN_FLIGHT: usize = 512;
+pub(crate) const MAX_IN_FLIGHT: usize = 512;
 
 /// The coarsest grid timers are rounded up to; an interval shorter than 40 grid steps
 /// gets a grid of 1/40 of it, so rounding never adds more than 2.5% to an interval.
-pub const TIMER_GRID: Duration = Duration::from_millis(25);
+pub(crate) const TIMER_GRID: Duration = Duration::from_millis(25);
 
 /// The longest timer set.
 const MAX_TIMER: Duration = Duration::from_secs(365 * 86_400);
 
 /// How often in-memory health details and heartbeats are made durable.
-pub const FLUSH_EVERY: Duration = Duration::from_secs(60);
+pub(crate) const FLUSH_EVERY: Duration = Duration::from_secs(60);
 
 /// What the scheduler knows of one instance.
 struct Entry {
@@ -86,7 +82,7 @@ type Running = BoxFuture<'static, Finished>;
 /// details and heartbeat of the check that made it.
 type Unrecorded = (String, String, String, Option<chrono::DateTime<Utc>>);
 
-pub struct HealthChecker {
+pub(crate) struct HealthChecker {
     registry: Arc<Registry>,
     this_node: Arc<ThisNode>,
     /// Whether other daemons share the store (and so the checks).
@@ -154,7 +150,7 @@ impl HealthChecker {
     /// Checks this node's share of the instances until `shutdown`. With a store of its
     /// own (`shared` false) the share is everything, whatever old node records say.
     /// Checks dial only addresses in `allowed`, when given.
-    pub async fn run(
+    pub(crate) async fn run(
         registry: Arc<Registry>,
         feed: Arc<Feed>,
         writer: Writer,
@@ -490,7 +486,7 @@ impl HealthChecker {
 
 /// Makes the health details and heartbeats kept in memory durable, as `actor` (the
 /// daemon itself).
-pub async fn flush_health(registry: &Registry, writer: &Writer, actor: &Actor) {
+pub(crate) async fn flush_health(registry: &Registry, writer: &Writer, actor: &Actor) {
     let ids = registry.take_unflushed();
     if ids.is_empty() {
         return;

@@ -16,7 +16,7 @@ use registry_types::{Definition, Instance, InstanceStatus, Node, RegisterInstanc
 use std::hash::{BuildHasher, RandomState};
 
 #[derive(Debug, Clone)]
-pub enum Command {
+pub(crate) enum Command {
     PutDefinition(Definition),
     DeleteDefinition(String),
     RegisterInstance {
@@ -62,13 +62,13 @@ pub enum Command {
 /// waiting for a commit, and the one writer, which every write waits on, is left with
 /// only what needs the tables: identity and ownership.
 #[derive(Debug, Clone)]
-pub struct Registration {
+pub(crate) struct Registration {
     request: RegisterInstanceRequest,
     port: u16,
 }
 
 impl Registration {
-    pub fn new(mut request: RegisterInstanceRequest) -> Result<Registration, Error> {
+    pub(crate) fn new(mut request: RegisterInstanceRequest) -> Result<Registration, Error> {
         request.validate()?;
         let address = request.address()?;
         request.url = address.url;

@@ -10,10 +10,10 @@ mod records;
 mod stored;
 mod writer;
 
-pub use commands::{Command, Registration};
-pub use records::{Mutation, Record};
-pub use stored::StoredInstance;
-pub use writer::{Applied, Writer};
+pub(crate) use commands::{Command, Registration};
+pub(crate) use records::{Mutation, Record};
+pub(crate) use stored::StoredInstance;
+pub(crate) use writer::Writer;
 
 use crate::auth::{StoredToken, TokenTable};
 use crate::feed::{Committed, Revisions};
@@ -28,7 +28,7 @@ use std::ops::Bound;
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 #[derive(Debug, Default)]
-pub struct Tables {
+pub(crate) struct Tables {
     revision: u64,
     /// Revision of the latest change of each kind (indexed by [`Kind::index`]).
     kind_revisions: [u64; 4],
@@ -107,23 +107,23 @@ impl Tables {
     }
 
     /// Revision of the latest change applied.
-    pub fn revision(&self) -> u64 {
+    pub(crate) fn revision(&self) -> u64 {
         self.revision
     }
 
     /// What an instance list shows depends on exactly this: equal versions, equal lists.
-    pub fn instances_version(&self) -> (u64, u64) {
+    pub(crate) fn instances_version(&self) -> (u64, u64) {
         (self.kind_revision(Kind::Instance), self.touches)
     }
 
     /// Revision of the latest change of `kind` (after a restart, at most the store's
     /// revision: a watcher may wake once for nothing, never miss a change).
-    pub fn kind_revision(&self, kind: Kind) -> u64 {
+    pub(crate) fn kind_revision(&self, kind: Kind) -> u64 {
         self.kind_revisions[kind.index()]
     }
 
     /// Definitions whose ids sort after `after` (all, if `None`), in id order.
-    pub fn definitions<'a>(
+    pub(crate) fn definitions<'a>(
         &'a self,
         after: Option<&'a str>,
     ) -> impl Iterator<Item = &'a Arc<Definition>> + 'a {
@@ -132,22 +132,22 @@ impl Tables {
             .map(|(_, d)| d)
     }
 
-    pub fn definition(&self, id: &str) -> Option<&Arc<Definition>> {
+    pub(crate) fn definition(&self, id: &str) -> Option<&Arc<Definition>> {
         self.definitions.get(id)
     }
 
     /// The instance `id`, decoded.
-    pub fn instance(&self, id: &str) -> Option<Instance> {
+    pub(crate) fn instance(&self, id: &str) -> Option<Instance> {
         self.instances.get(id).map(StoredInstance::decode)
     }
 
-    pub fn has_instance(&self, id: &str) -> bool {
+    pub(crate) fn has_instance(&self, id: &str) -> bool {
         self.instances.contains_key(id)
     }
 
     /// Ids of the instances that may be registered at `url` (callers check the URL),
     /// in no particular order.
-    pub fn instance_ids_by_url(&self, url: &str) -> impl Iterator<Item = &str> {
+    pub(crate) fn instance_ids_by_url(&self, url: &str) -> impl Iterator<Item = &str> {
         let hash = self.url_hasher.hash_one(url);
         self.instances_by_url
             .iter_hash(hash)
@@ -158,7 +158,7 @@ impl Tables {
     /// Instances matching `filter` whose ids sort after `after` (all, if `None`), in id
     /// order; a slug filter reads only that slug's index. Lazy, so a page of a long
     /// list costs the page, not the list.
-    pub fn instances<'a>(
+    pub(crate) fn instances<'a>(
         &'a self,
         filter: &'a InstanceFilter,
         after: Option<&'a str>,
@@ -193,7 +193,7 @@ impl Tables {
 
     /// Revision of the latest change to the instances of `slug` (after a restart, at
     /// least the loaded revision: a watcher may wake once for nothing, never miss one).
-    pub fn slug_revision(&self, slug: &str) -> u64 {
+    pub(crate) fn slug_revision(&self, slug: &str) -> u64 {
         self.slug_revisions
             .get(slug)
             .copied()
@@ -211,23 +211,23 @@ impl Tables {
         }
     }
 
-    pub fn nodes(&self) -> impl Iterator<Item = &Arc<Node>> {
+    pub(crate) fn nodes(&self) -> impl Iterator<Item = &Arc<Node>> {
         self.nodes.values()
     }
 
-    pub fn node(&self, url: &str) -> Option<&Arc<Node>> {
+    pub(crate) fn node(&self, url: &str) -> Option<&Arc<Node>> {
         self.nodes.get(url)
     }
 
-    pub fn tokens(&self) -> impl Iterator<Item = &Arc<StoredToken>> {
+    pub(crate) fn tokens(&self) -> impl Iterator<Item = &Arc<StoredToken>> {
         self.tokens.values()
     }
 
-    pub fn token(&self, id: &str) -> Option<&Arc<StoredToken>> {
+    pub(crate) fn token(&self, id: &str) -> Option<&Arc<StoredToken>> {
         self.tokens.get(id)
     }
 
-    pub fn token_by_hash(&self, hash: &str) -> Option<&Arc<StoredToken>> {
+    pub(crate) fn token_by_hash(&self, hash: &str) -> Option<&Arc<StoredToken>> {
         self.tokens_by_hash
             .get(hash)
             .and_then(|id| self.tokens.get(id))
@@ -257,7 +257,8 @@ impl Tables {
     }
 
     /// Applies one committed mutation, keeping every index in step.
-    pub fn apply(&mut self, mutation: Mutation, revision: u64) {
+    #[cfg(test)]
+    pub(crate) fn apply(&mut self, mutation: Mutation, revision: u64) {
         self.apply_committed(mutation, None, revision)
     }
 
@@ -357,7 +358,7 @@ impl Tables {
 
 /// The in-memory registry: the tables every read is served from, behind their lock.
 #[derive(Debug)]
-pub struct Registry {
+pub(crate) struct Registry {
     tables: RwLock<Tables>,
     /// Instances whose health details or last heartbeat changed in memory only; see
     /// [`Registry::touch_instance`].
@@ -366,7 +367,7 @@ pub struct Registry {
 
 impl Registry {
     /// The tables of a loaded store; fails on an object that does not decode.
-    pub fn from_snapshot(snapshot: Snapshot) -> Result<Self, StoreError> {
+    pub(crate) fn from_snapshot(snapshot: Snapshot) -> Result<Self, StoreError> {
         Ok(Registry {
             tables: RwLock::new(Tables::from_snapshot(snapshot)?),
             unflushed: Mutex::default(),
@@ -403,7 +404,7 @@ impl Registry {
     /// check. They reach the store with the next durable change of the instance, or
     /// with [`Command::FlushHealth`]. Ignored if the instance is gone or has moved to
     /// another URL since the check began.
-    pub fn touch_instance(
+    pub(crate) fn touch_instance(
         &self,
         id: &str,
         url: &str,
@@ -440,7 +441,7 @@ impl Registry {
     }
 
     /// Puts an instance back on the list to flush (after a failed flush).
-    pub fn mark_unflushed(&self, id: String) {
+    pub(crate) fn mark_unflushed(&self, id: String) {
         self.unflushed
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -448,12 +449,12 @@ impl Registry {
     }
 
     /// Ids of the instances touched in memory since the last call.
-    pub fn take_unflushed(&self) -> Vec<String> {
+    pub(crate) fn take_unflushed(&self) -> Vec<String> {
         let mut unflushed = self.unflushed.lock().unwrap_or_else(|p| p.into_inner());
         unflushed.drain().collect()
     }
 
-    pub fn read(&self) -> RwLockReadGuard<'_, Tables> {
+    pub(crate) fn read(&self) -> RwLockReadGuard<'_, Tables> {
         // A panic while holding the lock cannot leave the tables half-updated in a way
         // readers care about more than an outage, so keep serving.
         self.tables.read().unwrap_or_else(|p| p.into_inner())

@@ -9,7 +9,7 @@ use registry_types::{Definition, Instance, Node};
 
 /// One stored object, typed.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Record {
+pub(crate) enum Record {
     Definition(Definition),
     Instance(Instance),
     /// Nodes are keyed by URL: a daemon is the address it is reached at.
@@ -18,7 +18,7 @@ pub enum Record {
 }
 
 impl Record {
-    pub fn kind(&self) -> Kind {
+    pub(crate) fn kind(&self) -> Kind {
         match self {
             Record::Definition(_) => Kind::Definition,
             Record::Instance(_) => Kind::Instance,
@@ -27,7 +27,7 @@ impl Record {
         }
     }
 
-    pub fn key(&self) -> &str {
+    pub(crate) fn key(&self) -> &str {
         match self {
             Record::Definition(d) => &d.id,
             Record::Instance(i) => &i.id,
@@ -60,20 +60,20 @@ impl Record {
 // Puts are the common case; boxing the record would add an allocation to each.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
-pub enum Mutation {
+pub(crate) enum Mutation {
     Put(Record),
     Delete { kind: Kind, key: String },
 }
 
 impl Mutation {
-    pub fn kind(&self) -> Kind {
+    pub(crate) fn kind(&self) -> Kind {
         match self {
             Mutation::Put(record) => record.kind(),
             Mutation::Delete { kind, .. } => *kind,
         }
     }
 
-    pub fn key(&self) -> &str {
+    pub(crate) fn key(&self) -> &str {
         match self {
             Mutation::Put(record) => record.key(),
             Mutation::Delete { key, .. } => key,
@@ -81,7 +81,7 @@ impl Mutation {
     }
 
     /// The untyped form a store writes, made by `by` (the JSON of an actor), if known.
-    pub fn encode(&self, by: Option<&arcstr::ArcStr>) -> Change {
+    pub(crate) fn encode(&self, by: Option<&arcstr::ArcStr>) -> Change {
         Change {
             kind: self.kind(),
             key: self.key().to_string(),

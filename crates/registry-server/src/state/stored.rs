@@ -16,7 +16,7 @@ use serde_json::value::RawValue;
 /// One instance in the tables (its id is the key it is kept under). Cheap to clone: one
 /// reference count.
 #[derive(Debug, Clone)]
-pub struct StoredInstance {
+pub(crate) struct StoredInstance {
     status: InstanceStatus,
     /// The very text the store committed, shared with the change announced to
     /// subscribers: one allocation per write, not one more for the tables.
@@ -38,14 +38,14 @@ impl StoredInstance {
     }
 
     /// The instance, decoded.
-    pub fn decode(&self) -> Instance {
+    pub(crate) fn decode(&self) -> Instance {
         // Made from an `Instance` by the same serde code, so it always reads back.
         serde_json::from_str(&self.json).expect("a stored instance decodes")
     }
 
     /// Whether it passes `filter`, decoding only for filters on fields not kept beside
     /// the JSON (id and slug are answered by the indexes before this).
-    pub fn matches(&self, filter: &InstanceFilter) -> bool {
+    pub(crate) fn matches(&self, filter: &InstanceFilter) -> bool {
         if filter.status.is_some_and(|wanted| wanted != self.status) {
             return false;
         }

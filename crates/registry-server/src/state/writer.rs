@@ -45,7 +45,7 @@ const RETRY_CATCH_UP: Duration = Duration::from_secs(1);
 
 /// What a committed command touched.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Applied {
+pub(crate) struct Applied {
     /// Id (or URL, for nodes) of the object.
     pub key: String,
     /// Revision of the change.
@@ -59,7 +59,7 @@ type Order = (Command, Actor);
 
 /// A handle for submitting commands; cheap to clone.
 #[derive(Clone)]
-pub struct Writer {
+pub(crate) struct Writer {
     queue: mpsc::Sender<(Order, Reply)>,
 }
 
@@ -67,7 +67,7 @@ impl Writer {
     /// Starts the writer task, supervised: should it fail, it starts again on the same
     /// queue, catching up with the store first. It ends, after committing everything
     /// queued, once every `Writer` handle is dropped.
-    pub fn start(
+    pub(crate) fn start(
         store: Arc<dyn Store>,
         registry: Arc<Registry>,
         feed: Arc<Feed>,
@@ -85,7 +85,7 @@ impl Writer {
 
     /// Submits a command made `by` an actor and waits until it is durable and visible
     /// to readers.
-    pub async fn submit(&self, by: &Actor, command: Command) -> Result<Applied, Error> {
+    pub(crate) async fn submit(&self, by: &Actor, command: Command) -> Result<Applied, Error> {
         let (reply, answer) = oneshot::channel();
         self.queue
             .send(((command, by.clone()), reply))

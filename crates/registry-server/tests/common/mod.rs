@@ -1,5 +1,5 @@
 //! A real daemon on a free loopback port, in this process, and a small HTTP helper.
-#![allow(dead_code)] // each test binary uses its own part of the harness
+#![allow(dead_code, unreachable_pub)] // each test binary uses its own part of the harness
 
 pub mod hooked;
 pub mod postgres;

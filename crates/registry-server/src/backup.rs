@@ -2,7 +2,7 @@
 //!
 //! A backup is taken from the in-memory tables, not from the store: under the read lock
 //! it copies one reference per object (the tables hold each instance as its JSON text
-//! already), which takes milliseconds at 100,000 instances, so writers wait no longer than
+//! already), which is far quicker than serializing them, so writers wait no longer than
 //! for any list. The copy is one revision of the tables, which is one revision of the
 //! store's log, and it includes the latest health details the checker keeps in memory.
 //! The file is written out after the lock is released, as the answer streams.

@@ -156,7 +156,7 @@ pub(super) async fn tcp(
         Ok(Err(outcome)) => outcome,
         Ok(Ok(stream)) => {
             let latency = started.elapsed();
-            // Close with a reset rather than a FIN: at 1,000 checks a second, TIME_WAIT
+            // Close with a reset rather than a FIN: at a high check rate, TIME_WAIT
             // sockets left behind by polite closes would use up the ephemeral ports.
             let _ = stream.set_zero_linger();
             drop(stream);

@@ -37,8 +37,8 @@ pub(crate) struct Tables {
     touches: u64,
     definitions: BTreeMap<String, Arc<Definition>>,
     /// Instances by id. The indexes share each id's one allocation, and an [`ArcStr`]
-    /// is one pointer wide: at 100,000 instances, copies of ids and wide pointers to
-    /// them were a good part of the daemon's memory.
+    /// is one pointer wide: with many instances, copies of ids and wide pointers to them
+    /// would be a good part of the daemon's memory.
     instances: BTreeMap<ArcStr, StoredInstance>,
     instances_by_slug: HashMap<Box<str>, BTreeSet<ArcStr>>,
     /// `(hash of the URL, id)` pairs, found by the hash. Not the URL itself, which would
@@ -98,7 +98,7 @@ impl Tables {
             }
         }
         // Built in one go, the tree's nodes are full; inserted in id order one by one,
-        // each would be left half empty (about 3 MB more at 100,000 instances).
+        // each would be left half empty.
         tables.instances = instances.into_iter().collect();
         tables.revision = snapshot.revision;
         tables.kind_revisions = [snapshot.revision; 4];

@@ -1,11 +1,12 @@
 //! How the tables hold an instance: as its wire JSON.
 //!
-//! At 100,000 instances a decoded [`Instance`] (a dozen `String`s, a map, options, each
-//! its own allocation) was most of the daemon's memory. The JSON is about a third of
-//! that, it is what the store committed (so the tables keep that same allocation), and
-//! it is what every list answer is made of, so a list is a copy of bytes rather than a
-//! serialization. Readers that need fields decode (a microsecond or two);
-//! the status, which discovery filters on, is kept beside the JSON.
+//! A decoded [`Instance`] (a dozen `String`s, a map, options, each its own allocation)
+//! takes several times the memory of its JSON, and with many instances that is most of
+//! the daemon's memory. The JSON is what the store committed (so the tables keep that
+//! same allocation), and it is what every list answer is made of, so a list is a copy
+//! of bytes rather than a serialization. Readers that need fields decode, which is
+//! cheap next to a request; the status, which discovery filters on, is kept beside the
+//! JSON.
 
 use arcstr::ArcStr;
 use registry_types::{Instance, InstanceFilter, InstanceStatus};

@@ -1,8 +1,8 @@
 //! The in-memory copy of the store that every read is served from.
 //!
 //! Tables are indexed the ways readers ask (instances by id, slug and URL; tokens by hash)
-//! and change only through [`Tables::apply`], which the writer calls with each committed
-//! batch, so memory never runs ahead of the disk.
+//! and change only through [`Registry::apply_committed`], which the writer calls with
+//! each committed batch (or [`Registry::reload`]), so memory never runs ahead of the disk.
 
 mod audit;
 mod commands;

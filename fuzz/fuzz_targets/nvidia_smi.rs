@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use registry_server::nodes::gpu::{parse_cuda_version, parse_gpu_csv};
+use registry_server::{parse_cuda_version, parse_gpu_csv};
 
 fuzz_target!(|text: &str| {
     let gpus = parse_gpu_csv(text, "http://127.0.0.1:1", "12.4");

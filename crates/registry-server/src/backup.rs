@@ -2,7 +2,7 @@
 //!
 //! A backup is taken from the in-memory tables, not from the store: under the read lock
 //! it copies one reference per object (the tables hold each instance as its JSON text
-//! already), which takes milliseconds at 100,000 instances, so writers wait no longer than
+//! already), which is far quicker than serializing them, so writers wait no longer than
 //! for any list. The copy is one revision of the tables, which is one revision of the
 //! store's log, and it includes the latest health details the checker keeps in memory.
 //! The file is written out after the lock is released, as the answer streams.
@@ -17,8 +17,8 @@
 //! every daemon registers itself, and another daemon's record would only show it Offline.
 
 use crate::auth::{Actor, StoredToken};
-use crate::state::{Command, State, StoredInstance, Writer};
-use crate::store::Record;
+use crate::state::Record;
+use crate::state::{Command, Registry, StoredInstance, Writer};
 use crate::Error;
 use axum::body::Bytes;
 use chrono::Utc;
@@ -72,8 +72,8 @@ pub(crate) struct Contents {
 
 impl Contents {
     /// Everything in `state` now; `node` is the URL of the daemon taking it.
-    pub(crate) fn take(state: &State, node: &str) -> Contents {
-        let tables = state.read();
+    pub(crate) fn take(registry: &Registry, node: &str) -> Contents {
+        let tables = registry.read();
         let definitions: Vec<_> = tables.definitions(None).cloned().collect();
         let tokens: Vec<_> = tables.tokens().cloned().collect();
         let nodes: Vec<_> = tables.nodes().cloned().collect();
@@ -284,10 +284,11 @@ impl Backup {
                 .await
                 .map_err(|e| match e {
                     e if into_empty => e,
-                    e => Error::Unavailable(format!(
-                        "restore stopped after {restored} of {total} objects ({e}); the \
-                         registry holds part of the backup: empty its store and restore again"
-                    )),
+                    e => Error::RestoreStopped {
+                        restored,
+                        total,
+                        source: Box::new(e),
+                    },
                 })?;
             summary.revision = applied.revision;
             restored += size;

@@ -12,7 +12,7 @@ use std::sync::Mutex;
 /// Entries kept before a cache starts over (a bound against many distinct keys).
 const MAX_ENTRIES: usize = 4096;
 
-pub struct VersionedCache<V, Version> {
+pub(crate) struct VersionedCache<V, Version> {
     entries: Mutex<HashMap<Box<str>, (Version, V)>>,
 }
 
@@ -26,7 +26,7 @@ impl<V, Version> Default for VersionedCache<V, Version> {
 
 impl<V: Clone, Version: Ord + Copy> VersionedCache<V, Version> {
     /// The value kept for `key`, if it was made from `version`.
-    pub fn get(&self, key: &str, version: Version) -> Option<V> {
+    pub(crate) fn get(&self, key: &str, version: Version) -> Option<V> {
         let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         entries
             .get(key)
@@ -34,7 +34,7 @@ impl<V: Clone, Version: Ord + Copy> VersionedCache<V, Version> {
             .map(|(_, value)| value.clone())
     }
 
-    pub fn put(&self, key: &str, version: Version, value: V) {
+    pub(crate) fn put(&self, key: &str, version: Version, value: V) {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         if entries.len() >= MAX_ENTRIES && !entries.contains_key(key) {
             entries.clear();

@@ -1,6 +1,6 @@
 //! Flags and environment of `registry-svc serve`; each flag has an environment twin.
 
-use crate::health::AllowedNetworks;
+use crate::check_allow::AllowedNetworks;
 use crate::rate_limit::RateLimit;
 use registry_types::limits::{self, DurationRange};
 use std::path::PathBuf;
@@ -9,7 +9,7 @@ use std::time::Duration;
 /// The default of both rate limits: above what one daemon answers on a small machine,
 /// so that no legitimate caller (nor `registry-bench`, which saturates the daemon from
 /// one address with one token) is throttled unless an operator chooses lower limits.
-pub const DEFAULT_RATE_LIMIT: &str = "500000";
+pub(crate) const DEFAULT_RATE_LIMIT: &str = "500000";
 
 /// No `Debug`: it holds secrets (the admin token, the database password), and nothing
 /// should print it.

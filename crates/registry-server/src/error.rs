@@ -1,6 +1,7 @@
 //! The one error type of the daemon. Every layer returns it; `api::errors` turns it into a
 //! status code and a `{"error": ...}` body, so no handler maps errors itself.
 
+use registry_store::StoreError;
 use registry_types::FieldError;
 
 #[derive(Debug, thiserror::Error)]
@@ -26,9 +27,24 @@ pub enum Error {
         message: String,
         retry_after_secs: u64,
     },
-    /// The store cannot take writes right now; nothing was changed.
+    /// The store failed; nothing was changed. The answer says so in general words; the
+    /// store's own error, with its causes, goes to the daemon's log.
+    #[error("the store is unavailable; see the daemon log")]
+    Store(#[from] StoreError),
+    /// The daemon cannot serve the request now (it is shutting down, or a background
+    /// task is restarting).
     #[error("{0}")]
     Unavailable(String),
+    /// A restore stopped part way, leaving part of the backup in the registry.
+    #[error(
+        "restore stopped after {restored} of {total} objects ({source}); the registry holds \
+         part of the backup: empty its store and restore again"
+    )]
+    RestoreStopped {
+        restored: usize,
+        total: usize,
+        source: Box<Error>,
+    },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -39,4 +55,4 @@ impl From<FieldError> for Error {
     }
 }
 
-pub type Result<T, E = Error> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = Error> = std::result::Result<T, E>;

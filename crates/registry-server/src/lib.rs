@@ -5,33 +5,61 @@
 //! until SIGINT or SIGTERM. The binary `registry-svc serve` is a thin wrapper over
 //! [`serve`]; tests use [`start`] to run a real daemon on a free loopback port.
 //!
+//! ```no_run
+//! # async fn example() -> anyhow::Result<()> {
+//! let dir = tempfile::tempdir()?;
+//! let config = registry_server::Config::embedded(dir.path());
+//! let server = registry_server::start(config).await?;
+//! println!("serving on {}", server.base_url());
+//! server.shutdown().await
+//! # }
+//! ```
+//!
 //! How a request flows:
 //!
 //! ```text
 //! write: request → auth::Caller → validate → state::Command → state::Writer (group commit)
-//!        → store commit (revision R, fsync) → state tables updated → response
+//!        → store commit (revision R, fsync) → state tables updated → feed announces R
+//!        → response
 //! read:  request → auth::Caller → state tables (memory only) → response
 //! ```
+//!
+//! The modules are private and import only downwards; `tests/layers.rs` keeps them so:
+//!
+//! ```text
+//! transport → api → backup, health, nodes → state → auth, feed → registry-store (crate)
+//! ```
+//!
+//! with the small leaf modules (config, error, ids, cache, rate limits, the supervisor,
+//! the networks checks may dial) below them all.
 
-pub mod api;
-pub mod auth;
+mod api;
+mod auth;
 mod backup;
 mod cache;
+mod check_allow;
 mod config;
 mod error;
-pub mod health;
-pub mod nodes;
-pub mod rate_limit;
-pub mod state;
-pub mod store;
+mod feed;
+mod health;
+mod ids;
+mod nodes;
+mod rate_limit;
+mod state;
 mod supervisor;
 mod transport;
 
+pub use check_allow::AllowedNetworks;
 pub use config::Config;
-pub use error::{Error, Result};
+pub use nodes::gpu::{parse_cuda_version, parse_gpu_csv};
+pub use rate_limit::RateLimit;
+
+use error::{Error, Result};
 
 use anyhow::Context;
-use state::{Command, State, Writer};
+use feed::Feed;
+use registry_store::{redact_password, PostgresStore, SqliteStore, Store};
+use state::{Command, Registry, Writer};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use supervisor::{supervise, Task};
@@ -79,19 +107,42 @@ impl RunningServer {
 
 /// Starts a daemon on the store its configuration names; returns once it is serving.
 pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
-    let store = store::open(&config).await?;
+    let store = open_store(&config).await?;
     start_with_store(config, store).await
+}
+
+/// The store a configuration asks for: PostgreSQL when `--database-url` names one, else
+/// the embedded SQLite file in the data directory.
+async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    if let Some(url) = &config.database_url {
+        let scheme = url
+            .split_once("://")
+            .map(|(scheme, _)| scheme.to_ascii_lowercase());
+        if matches!(scheme.as_deref(), Some("postgres" | "postgresql")) {
+            return Ok(Arc::new(PostgresStore::connect(url).await?));
+        }
+        anyhow::bail!(
+            "--database-url {}: unsupported database URL; expected postgres://… or \
+             postgresql://… (leave it unset to use the embedded SQLite store in --data-dir)",
+            redact_password(url)
+        );
+    }
+    let path = config.data_dir.join("registry.db");
+    Ok(Arc::new(SqliteStore::open(&path)?))
 }
 
 /// Starts a daemon on a store opened by the caller (tests wrap a store to observe it).
 pub async fn start_with_store(
     config: Config,
-    store: Arc<dyn store::Store>,
+    store: Arc<dyn Store>,
 ) -> anyhow::Result<RunningServer> {
     let snapshot = store.load().await.context("loading the store")?;
-    let state = Arc::new(State::from_snapshot(snapshot).context("loading the store")?);
+    let registry = Arc::new(Registry::from_snapshot(snapshot).context("loading the store")?);
+    let shutdown = CancellationToken::new();
+    let feed = Arc::new(Feed::new(registry.clone(), store.clone(), shutdown.clone()));
     let tasks = Arc::new(supervisor::Tasks::default());
-    let (writer, writer_task) = Writer::start(store.clone(), state.clone(), tasks.clone());
+    let (writer, writer_task) =
+        Writer::start(store.clone(), registry.clone(), feed.clone(), tasks.clone());
 
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => Some(Arc::new(transport::Tls::load(
@@ -112,7 +163,7 @@ pub async fn start_with_store(
     let addr = listener.local_addr()?;
     let this_node = Arc::new(nodes::ThisNode::new(&config, addr)?);
 
-    if config.admin_token.is_none() && state.read().tokens().next().is_none() {
+    if config.admin_token.is_none() && registry.read().tokens().next().is_none() {
         let (token, path) = auth::bootstrap_admin_token(&config.data_dir).with_context(|| {
             format!("writing the admin token into {}", config.data_dir.display())
         })?;
@@ -127,7 +178,6 @@ pub async fn start_with_store(
         .await
         .context("registering this node")?;
 
-    let shutdown = CancellationToken::new();
     let heartbeat = tokio::spawn({
         let (this_node, writer, shutdown) = (this_node.clone(), writer.clone(), shutdown.clone());
         supervise(Task::NodeHeartbeat, tasks.clone(), move || {
@@ -137,12 +187,14 @@ pub async fn start_with_store(
         })
     });
     let health = tokio::spawn({
-        let (state, writer, this_node) = (state.clone(), writer.clone(), this_node.clone());
+        let (registry, feed) = (registry.clone(), feed.clone());
+        let (writer, this_node) = (writer.clone(), this_node.clone());
         let (shared, shutdown) = (config.database_url.is_some(), shutdown.clone());
         let check_allow = config.check_allow.clone().map(Arc::new);
         supervise(Task::HealthChecker, tasks.clone(), move || {
             health::HealthChecker::run(
-                state.clone(),
+                registry.clone(),
+                feed.clone(),
                 writer.clone(),
                 this_node.clone(),
                 shared,
@@ -151,23 +203,27 @@ pub async fn start_with_store(
             )
         })
     });
-    let app = api::AppState::new(api::Shared {
-        state: state.clone(),
-        writer: writer.clone(),
-        store: store.clone(),
-        this_node: this_node.clone(),
+    let auth = Arc::new(auth::AuthState {
+        tokens: registry.clone(),
         admin_token_hash: config.admin_token.as_deref().map(auth::hash_token),
         trusted_slugs: config.trusted_slugs.clone().into(),
-        instance_lists: Default::default(),
-        instance_queries: Default::default(),
         verified_tokens: Default::default(),
-        tasks,
         rate_limits: rate_limit::RateLimits::new(
             config.rate_limit_token,
             config.rate_limit_address,
         ),
+    });
+    let app = api::ApiState::new(api::ApiParts {
+        auth,
+        registry: registry.clone(),
+        writer: writer.clone(),
+        store: store.clone(),
+        this_node: this_node.clone(),
+        instance_lists: Default::default(),
+        instance_queries: Default::default(),
+        tasks,
         check_allow: config.check_allow.clone(),
-        shutdown: shutdown.clone(),
+        feed,
     });
     let service = api::service(app);
     tracing::info!(
@@ -199,7 +255,7 @@ pub async fn start_with_store(
             transport::serve(listener, service, tls, limits, shutdown).await;
             heartbeat.await.ok();
             health.await.ok();
-            health::flush_health(&state, &writer, &this_node.actor).await;
+            health::flush_health(&registry, &writer, &this_node.actor).await;
             // That was the last writer handle (the router's went with the server): the
             // writer commits what is queued and ends.
             drop(writer);

@@ -23,7 +23,7 @@ use std::sync::{PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 /// The most requests a second a limit may allow, and the largest burst.
-pub const MAX_RATE: u32 = 10_000_000;
+pub(crate) const MAX_RATE: u32 = 10_000_000;
 
 /// Keys a limiter keeps at most (tokens or addresses seen recently).
 const MAX_KEYS: usize = 65_536;
@@ -35,8 +35,15 @@ const _: () = assert!(SHARDS.is_power_of_two(), "shard_of takes the top bits");
 /// A configured limit: off, or a sustained rate with a burst above it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RateLimit {
+    /// No limit.
     Off,
-    PerSecond { rate: u32, burst: u32 },
+    /// At most `rate` requests a second sustained, and `burst` at once.
+    PerSecond {
+        /// Requests a second, sustained.
+        rate: u32,
+        /// Requests at once, above the sustained rate.
+        burst: u32,
+    },
 }
 
 impl RateLimit {
@@ -105,7 +112,7 @@ impl From<Limited> for Error {
 }
 
 /// The daemon's rate limits.
-pub struct RateLimits {
+pub(crate) struct RateLimits {
     origin: Instant,
     per_token: Option<Limiter<u64>>,
     per_address: Option<Limiter<IpAddr>>,
@@ -115,7 +122,7 @@ pub struct RateLimits {
 }
 
 impl RateLimits {
-    pub fn new(per_token: RateLimit, per_address: RateLimit) -> RateLimits {
+    pub(crate) fn new(per_token: RateLimit, per_address: RateLimit) -> RateLimits {
         RateLimits {
             origin: Instant::now(),
             per_token: Limiter::new("token", per_token, MAX_KEYS),
@@ -129,7 +136,7 @@ impl RateLimits {
     }
 
     /// Counts a request made with the token `secret` (one that authenticated).
-    pub fn admit_token(&self, secret: &str) -> Result<(), Limited> {
+    pub(crate) fn admit_token(&self, secret: &str) -> Result<(), Limited> {
         match &self.per_token {
             Some(limiter) => limiter.admit(self.token_keys.hash_one(secret), self.now()),
             None => Ok(()),
@@ -138,7 +145,7 @@ impl RateLimits {
 
     /// Counts a request from `address`. IPv6 addresses count by their /64, the block a
     /// single host is usually given, so a host cannot take a fresh budget per address.
-    pub fn admit_address(&self, address: IpAddr) -> Result<(), Limited> {
+    pub(crate) fn admit_address(&self, address: IpAddr) -> Result<(), Limited> {
         match &self.per_address {
             Some(limiter) => limiter.admit(address_key(address), self.now()),
             None => Ok(()),

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 /// The supervised tasks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Task {
+pub(crate) enum Task {
     Writer,
     HealthChecker,
     NodeHeartbeat,
@@ -25,7 +25,7 @@ pub enum Task {
 impl Task {
     const ALL: [Task; 3] = [Task::Writer, Task::HealthChecker, Task::NodeHeartbeat];
 
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Task::Writer => "writer",
             Task::HealthChecker => "health checker",
@@ -36,13 +36,13 @@ impl Task {
 
 /// Which supervised tasks are down.
 #[derive(Debug, Default)]
-pub struct Tasks {
+pub(crate) struct Tasks {
     down: [AtomicBool; 3],
 }
 
 impl Tasks {
     /// The tasks down now, by name; empty when all run.
-    pub fn down(&self) -> Vec<&'static str> {
+    pub(crate) fn down(&self) -> Vec<&'static str> {
         Task::ALL
             .into_iter()
             .filter(|task| self.down[*task as usize].load(Ordering::Relaxed))
@@ -63,7 +63,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const PROBATION: Duration = Duration::from_secs(5);
 
 /// Runs the future `start` makes until it returns, starting it again whenever it panics.
-pub async fn supervise<F, Fut>(task: Task, tasks: Arc<Tasks>, mut start: F)
+pub(crate) async fn supervise<F, Fut>(task: Task, tasks: Arc<Tasks>, mut start: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = ()>,

@@ -306,11 +306,8 @@ async fn tokens_never_appear_on_the_feed() {
 async fn a_revision_older_than_the_history_gets_a_reset() {
     let dir = tempfile::tempdir().unwrap();
     let store = std::sync::Arc::new(
-        registry_server::store::SqliteStore::open_with_retention(
-            &dir.path().join("registry.db"),
-            4,
-        )
-        .unwrap(),
+        registry_store::SqliteStore::open_with_retention(&dir.path().join("registry.db"), 4)
+            .unwrap(),
     );
     let d = Daemon::start_with_store(common::config(dir.path()), dir, store).await;
     for port in 1..=8 {

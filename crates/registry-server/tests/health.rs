@@ -8,7 +8,7 @@ use axum::http::StatusCode as HttpStatus;
 use axum::routing::get;
 use common::hooked::{Hooked, Recorder};
 use common::{details, last_heartbeat, node_status, status, wait_until, Daemon, Listener};
-use registry_server::store::Kind;
+use registry_store::Kind;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};

@@ -5,9 +5,7 @@ mod common;
 
 use clap::Parser;
 use common::{config, details, Daemon, Reply};
-use registry_server::health::AllowedNetworks;
-use registry_server::rate_limit::RateLimit;
-use registry_server::Config;
+use registry_server::{AllowedNetworks, Config, RateLimit};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::net::IpAddr;

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{details, status, Daemon, Listener};
-use registry_server::store::{Mutation, Record};
+use registry_store::{Change, Kind, SqliteStore, Store};
 use registry_types::{HealthCheck, Instance};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -218,8 +218,8 @@ async fn the_ranges_are_published_in_the_api_document() {
 }
 
 /// An instance as an older version (or a hand edit) could have stored it.
-fn stored_out_of_range(id: &str, url: &str) -> Mutation {
-    Mutation::Put(Record::Instance(Instance {
+fn stored_out_of_range(id: &str, url: &str) -> Change {
+    let instance = Instance {
         id: id.into(),
         url: url.into(),
         slug: "old".into(),
@@ -234,22 +234,25 @@ fn stored_out_of_range(id: &str, url: &str) -> Mutation {
         ttl: Some("300000h".into()),
         deregister_after: Some("300000h".into()),
         ..Default::default()
-    }))
+    };
+    Change {
+        kind: Kind::Instance,
+        key: id.into(),
+        body: Some(serde_json::to_string(&instance).unwrap().into()),
+        by: None,
+    }
 }
 
 #[tokio::test]
 async fn a_stored_value_out_of_range_stops_neither_the_daemon_nor_the_checks() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let store = registry_server::store::open(&common::config(dir.path()))
-            .await
-            .unwrap();
+        let store = SqliteStore::open(&dir.path().join("registry.db")).unwrap();
         let changes = [
             stored_out_of_range("inst_old1", "http://127.0.0.1:1/a"),
             stored_out_of_range("inst_old2", "http://127.0.0.1:1/b"),
         ];
-        let changes = changes.iter().map(|m| m.encode(None)).collect();
-        store.commit(changes, None).await.unwrap();
+        store.commit(changes.to_vec(), None).await.unwrap();
         store.close().await.unwrap();
     }
     let config = common::config(dir.path());
@@ -284,11 +287,9 @@ async fn a_stored_value_out_of_range_stops_neither_the_daemon_nor_the_checks() {
 async fn an_object_that_does_not_decode_is_left_out_and_the_rest_served() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let store = registry_server::store::open(&common::config(dir.path()))
-            .await
-            .unwrap();
-        let good = stored_out_of_range("inst_good", "http://127.0.0.1:1/good").encode(None);
-        let mut bad = stored_out_of_range("inst_bad", "http://127.0.0.1:1/bad").encode(None);
+        let store = SqliteStore::open(&dir.path().join("registry.db")).unwrap();
+        let good = stored_out_of_range("inst_good", "http://127.0.0.1:1/good");
+        let mut bad = stored_out_of_range("inst_bad", "http://127.0.0.1:1/bad");
         bad.body = Some(r#"{"id":"inst_bad","url":"http://127.0.0.1:1","port":70000}"#.into());
         store.commit(vec![good, bad], None).await.unwrap();
         store.close().await.unwrap();

@@ -5,10 +5,8 @@ mod common;
 use async_trait::async_trait;
 use common::hooked::{Hooked, Hooks};
 use common::postgres::TestDatabase;
-use registry_server::store::postgres::NOTIFY_CHANNEL;
-use registry_server::store::{
-    Change, Kind, Mutation, PostgresStore, Record, Snapshot, SqliteStore, Store, StoreError,
-};
+use registry_store::postgres::NOTIFY_CHANNEL;
+use registry_store::{Change, Kind, PostgresStore, Snapshot, SqliteStore, Store, StoreError};
 use registry_types::{Definition, Instance};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
@@ -17,17 +15,37 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-fn instance(id: &str, url: &str) -> Mutation {
-    Mutation::Put(Record::Instance(Instance {
+/// A put of `object`: a store sees only its kind, key and JSON text.
+fn put(kind: Kind, key: &str, object: impl serde::Serialize) -> Change {
+    Change {
+        kind,
+        key: key.into(),
+        body: Some(serde_json::to_string(&object).unwrap().into()),
+        by: None,
+    }
+}
+
+fn delete(kind: Kind, key: &str) -> Change {
+    Change {
+        kind,
+        key: key.into(),
+        body: None,
+        by: None,
+    }
+}
+
+fn instance(id: &str, url: &str) -> Change {
+    let instance = Instance {
         id: id.into(),
         url: url.into(),
         slug: "svc".into(),
         ..Default::default()
-    }))
+    };
+    put(Kind::Instance, id, instance)
 }
 
-fn definition(id: &str) -> Mutation {
-    Mutation::Put(Record::Definition(Definition {
+fn definition(id: &str) -> Change {
+    let definition = Definition {
         id: id.into(),
         image: None,
         repository: None,
@@ -35,11 +53,14 @@ fn definition(id: &str) -> Mutation {
         clients: vec![],
         envars: vec![],
         ports: vec![],
-    }))
+    };
+    put(Kind::Definition, id, definition)
 }
 
-fn encode(mutations: &[Mutation]) -> Vec<Change> {
-    mutations.iter().map(|m| m.encode(None)).collect()
+/// The URL of the stored instance `id`.
+fn instance_url(snapshot: &Snapshot, id: &str) -> String {
+    let object = snapshot.objects().find(|o| o.key == id).unwrap();
+    serde_json::from_str::<Instance>(object.body).unwrap().url
 }
 
 fn keys(snapshot: &Snapshot, kind: Kind) -> Vec<String> {
@@ -66,11 +87,11 @@ where
 
     let first = store
         .commit(
-            encode(&[
+            vec![
                 instance("a", "http://127.0.0.1:1"),
                 definition("d1"),
                 instance("b", "http://127.0.0.1:2"),
-            ]),
+            ],
             None,
         )
         .await
@@ -82,13 +103,10 @@ where
     );
     let second = store
         .commit(
-            encode(&[
-                Mutation::Delete {
-                    kind: Kind::Instance,
-                    key: "a".into(),
-                },
+            vec![
+                delete(Kind::Instance, "a"),
                 instance("b", "http://127.0.0.1:3"),
-            ]),
+            ],
             None,
         )
         .await
@@ -99,15 +117,14 @@ where
     assert_eq!(loaded.revision, 5);
     assert_eq!(keys(&loaded, Kind::Instance), ["b"]);
     assert_eq!(keys(&loaded, Kind::Definition), ["d1"]);
-    let records = loaded.records().unwrap();
-    let b = records.iter().find(|r| r.key() == "b").unwrap();
-    assert!(
-        matches!(b, Record::Instance(i) if i.url == "http://127.0.0.1:3"),
+    assert_eq!(
+        instance_url(&loaded, "b"),
+        "http://127.0.0.1:3",
         "latest put wins"
     );
 
     // A commit planned on an older revision changes nothing.
-    let stale = store.commit(encode(&[definition("late")]), Some(4)).await;
+    let stale = store.commit(vec![definition("late")], Some(4)).await;
     assert!(
         matches!(stale, Err(StoreError::Stale { latest: 5 })),
         "{stale:?}"
@@ -150,7 +167,13 @@ where
     let actor = arcstr::literal!(r#"{"tokenId":"tok_1","slug":"svc"}"#);
     assert_eq!(
         reopened
-            .commit(vec![definition("d2").encode(Some(&actor))], None)
+            .commit(
+                vec![Change {
+                    by: Some(actor.clone()),
+                    ..definition("d2")
+                }],
+                None
+            )
             .await
             .unwrap(),
         vec![6]
@@ -182,7 +205,7 @@ async fn a_trimmed_change_log_says_so() {
 async fn trimmed_log_contract(store: &dyn Store) {
     for i in 0..12 {
         store
-            .commit(encode(&[definition(&format!("d{i}"))]), None)
+            .commit(vec![definition(&format!("d{i}"))], None)
             .await
             .unwrap();
     }
@@ -213,7 +236,7 @@ async fn sqlite_store_reports_an_unusable_path() {
     let err = SqliteStore::open(&file.join("registry.db"))
         .err()
         .expect("cannot open under a file");
-    assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+    assert!(matches!(err, StoreError::Unavailable { .. }), "{err}");
 }
 
 #[tokio::test]
@@ -287,7 +310,7 @@ struct Flaky {
 impl Flaky {
     fn check(&self) -> Result<(), StoreError> {
         if self.down.load(Ordering::SeqCst) {
-            return Err(StoreError::Unavailable("disk unplugged".into()));
+            return Err(StoreError::unavailable("disk unplugged"));
         }
         Ok(())
     }
@@ -322,8 +345,13 @@ async fn a_failed_commit_answers_503_and_changes_nothing() {
         .await;
     r.assert_error(
         StatusCode::SERVICE_UNAVAILABLE,
-        Some("disk unplugged"),
+        Some("the store is unavailable; see the daemon log"),
         "a write to an unplugged disk",
+    );
+    assert!(
+        !r.text.contains("disk unplugged"),
+        "the store's own error stays in the log: {}",
+        r.text
     );
     assert_eq!(listed().await, 0, "a refused write is not visible");
     let ready = d.send(Method::GET, "/readyz", None, None).await;
@@ -454,7 +482,7 @@ async fn postgres_commits_from_two_daemons_get_distinct_consecutive_revisions() 
                 // Two changes a commit: a commit's revisions must be consecutive too.
                 let keys = [format!("n{daemon}-{i}-a"), format!("n{daemon}-{i}-b")];
                 let revisions = store
-                    .commit(encode(&[definition(&keys[0]), definition(&keys[1])]), None)
+                    .commit(vec![definition(&keys[0]), definition(&keys[1])], None)
                     .await
                     .unwrap();
                 assert_eq!(revisions.len(), 2);
@@ -498,20 +526,17 @@ async fn postgres_puts_and_deletes_of_one_key_in_one_commit() {
         return;
     };
     let store = PostgresStore::connect(&db.url).await.unwrap();
-    let delete = |key: &str| Mutation::Delete {
-        kind: Kind::Instance,
-        key: key.into(),
-    };
+    let delete = |key: &str| delete(Kind::Instance, key);
     let revisions = store
         .commit(
-            encode(&[
+            vec![
                 instance("a", "http://127.0.0.1:1"),
                 instance("a", "http://127.0.0.1:2"),
                 instance("b", "http://127.0.0.1:3"),
                 delete("b"),
                 delete("c"),
                 instance("c", "http://127.0.0.1:4"),
-            ]),
+            ],
             None,
         )
         .await
@@ -523,9 +548,7 @@ async fn postgres_puts_and_deletes_of_one_key_in_one_commit() {
         ["a", "c"],
         "the last change wins"
     );
-    let records = loaded.records().unwrap();
-    let a = records.iter().find(|r| r.key() == "a").unwrap();
-    assert!(matches!(a, Record::Instance(i) if i.url == "http://127.0.0.1:2"));
+    assert_eq!(instance_url(&loaded, "a"), "http://127.0.0.1:2");
     assert_eq!(store.changes_since(0, 100).await.unwrap().changes.len(), 6);
     store.close().await.unwrap();
 }
@@ -566,7 +589,7 @@ async fn a_postgres_listener_hears_commits_from_another_daemon() {
     let writing = PostgresStore::connect(&db.url).await.unwrap();
     let mut listener = listening.listen().await.unwrap();
     writing
-        .commit(encode(&[definition("d1"), definition("d2")]), None)
+        .commit(vec![definition("d1"), definition("d2")], None)
         .await
         .unwrap();
     let heard = tokio::time::timeout(Duration::from_secs(10), listener.recv())
@@ -575,10 +598,7 @@ async fn a_postgres_listener_hears_commits_from_another_daemon() {
         .unwrap();
     assert_eq!(heard.channel(), NOTIFY_CHANNEL);
     assert_eq!(heard.payload(), "2", "the payload is the last revision");
-    writing
-        .commit(encode(&[definition("d3")]), None)
-        .await
-        .unwrap();
+    writing.commit(vec![definition("d3")], None).await.unwrap();
     let heard = tokio::time::timeout(Duration::from_secs(10), listener.recv())
         .await
         .expect("a notification within 10s")
@@ -594,7 +614,7 @@ async fn an_unreachable_postgres_is_unavailable_and_keeps_its_password() {
     let err = PostgresStore::connect("postgres://registry:hunter2@127.0.0.1:1/registry")
         .await
         .expect_err("nothing listens on port 1");
-    assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+    assert!(matches!(err, StoreError::Unavailable { .. }), "{err}");
     let message = err.to_string();
     assert!(message.contains("127.0.0.1:1"), "{message}");
     assert!(!message.contains("hunter2"), "{message}");
@@ -672,7 +692,13 @@ async fn a_postgres_database_of_the_previous_version_is_upgraded() {
     let store = PostgresStore::connect(&db.url).await.unwrap();
     let actor = arcstr::literal!(r#"{"slug":"registry","node":"n1"}"#);
     store
-        .commit(vec![definition("new").encode(Some(&actor))], Some(1))
+        .commit(
+            vec![Change {
+                by: Some(actor.clone()),
+                ..definition("new")
+            }],
+            Some(1),
+        )
         .await
         .unwrap();
     let log = store.changes_since(0, 100).await.unwrap().changes;

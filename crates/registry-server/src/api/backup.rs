@@ -1,9 +1,9 @@
 //! `GET /backup` and `POST /restore` (admin only); the format is in [`crate::backup`].
 
-use super::feed::indexed;
-use super::AppState;
+use super::ApiState;
 use crate::auth::{Caller, Permission};
 use crate::backup::{Backup, Contents, MAX_RESTORE_BYTES};
+use crate::feed::indexed;
 use crate::{Error, Result};
 use axum::body::Body;
 use axum::extract::State;
@@ -29,9 +29,9 @@ pub(super) const RESTORE_PATH: &str = "/registry-svc/restore";
             content_type = "application/x-ndjson", body = BackupHeader),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn backup(State(app): State<AppState>, caller: Caller) -> Result<Response> {
+pub(super) async fn backup(State(app): State<ApiState>, caller: Caller) -> Result<Response> {
     caller.require(Permission::Backup)?;
-    let contents = Contents::take(&app.state, &app.this_node.url);
+    let contents = Contents::take(&app.registry, &app.this_node.url);
     let revision = contents.revision();
     let chunks = futures_util::stream::iter(contents.into_chunks().map(Ok::<_, Infallible>));
     let response = (
@@ -61,8 +61,8 @@ pub async fn backup(State(app): State<AppState>, caller: Caller) -> Result<Respo
         (status = 413, description = "Larger than 256 MiB", body = ErrorBody),
         (status = 503, description = "The store failed", body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn restore(
-    State(app): State<AppState>,
+pub(super) async fn restore(
+    State(app): State<ApiState>,
     caller: Caller,
     headers: HeaderMap,
     body: Body,

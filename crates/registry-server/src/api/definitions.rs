@@ -1,17 +1,17 @@
 //! `PUT /definition`, `GET /definitions`, `DELETE /definition/{id}`.
 
-use super::feed::indexed;
 use super::page::list_response;
 use super::query::{Definitions, ListQuery};
-use super::{AppState, JsonBody};
+use super::{ApiState, JsonBody};
 use crate::auth::{Caller, Permission};
+use crate::feed::indexed;
 use crate::state::Command;
-use crate::store::Kind;
 use crate::{Error, Result};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
+use registry_store::Kind;
 use registry_types::responses::{Empty, ListDefinitionsResponse};
 use registry_types::{ErrorBody, FieldError, SaveDefinitionRequest};
 
@@ -24,8 +24,8 @@ use registry_types::{ErrorBody, FieldError, SaveDefinitionRequest};
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
     ),
     security(("bearer" = [])))]
-pub async fn save(
-    State(app): State<AppState>,
+pub(super) async fn save(
+    State(app): State<ApiState>,
     caller: Caller,
     JsonBody(request): JsonBody<SaveDefinitionRequest>,
 ) -> Result<(StatusCode, Json<Empty>)> {
@@ -35,7 +35,7 @@ pub async fn save(
     let definition = input
         .into_definition()
         .map_err(|e| e.within("definition"))?;
-    let exists = app.state.read().definition(&definition.id).is_some();
+    let exists = app.registry.read().definition(&definition.id).is_some();
     caller.require(if exists {
         Permission::DefinitionEdit
     } else {
@@ -53,17 +53,17 @@ pub async fn save(
     responses((status = 200, body = ListDefinitionsResponse), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn list(
-    State(app): State<AppState>,
+pub(super) async fn list(
+    State(app): State<ApiState>,
     caller: Caller,
     RawQuery(query): RawQuery,
 ) -> Result<Response> {
     caller.require(Permission::DefinitionView)?;
     let ListQuery::<Definitions> { page, blocking, .. } =
         ListQuery::parse(&query.unwrap_or_default())?;
-    blocking.wait(&app, Kind::Definition).await;
+    blocking.wait(&app.feed, Kind::Definition).await;
     let ((definitions, next), index) = {
-        let tables = app.state.read();
+        let tables = app.registry.read();
         let definitions = tables.definitions(page.after.as_deref());
         (
             page.take(definitions.cloned(), |d| &d.id),
@@ -82,8 +82,8 @@ pub async fn list(
     responses((status = 204, description = "Deleted"), (status = 404, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn delete(
-    State(app): State<AppState>,
+pub(super) async fn delete(
+    State(app): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, Error> {

@@ -17,7 +17,9 @@ impl Error {
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Store(_) | Error::Unavailable(_) | Error::RestoreStopped { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -40,7 +42,7 @@ impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let status = self.status();
         if status.is_server_error() {
-            tracing::warn!(%status, error = %self, "request failed");
+            tracing::warn!(%status, error = &self as &dyn std::error::Error, "request failed");
         }
         let retry_after = match &self {
             Error::TooManyRequests {
@@ -57,7 +59,7 @@ impl IntoResponse for Error {
 }
 
 /// Answer for paths that match no route.
-pub async fn no_route() -> Error {
+pub(super) async fn no_route() -> Error {
     Error::NotFound("no such endpoint; see /openapi.json for the API".into())
 }
 
@@ -68,7 +70,7 @@ pub async fn no_route() -> Error {
 /// Synchronous, so that the layer gives no request a boxed future of its own: axum's
 /// rejections hold their text in memory, so reading it never waits (a body that would
 /// is replaced by the status's reason).
-pub fn json_errors(response: Response) -> Response {
+pub(super) fn json_errors(response: Response) -> Response {
     let status = response.status();
     let is_json = response
         .headers()
@@ -110,7 +112,34 @@ pub fn json_errors(response: Response) -> Response {
 }
 
 /// A panic in a handler answers 500 with a JSON error; the stack stays in the log.
-pub fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response<Body> {
+pub(super) fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response<Body> {
     tracing::error!("handler panicked");
     json_error(StatusCode::INTERNAL_SERVER_ERROR, "internal error".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use registry_store::StoreError;
+
+    #[tokio::test]
+    async fn a_store_error_answers_in_general_words_and_keeps_its_cause() {
+        let disk = std::io::Error::other("disk unplugged");
+        let error = Error::from(StoreError::unavailable_because("SQLite", disk));
+        let causes: Vec<String> =
+            std::iter::successors(std::error::Error::source(&error), |e| e.source())
+                .map(ToString::to_string)
+                .collect();
+        assert_eq!(causes, ["store unavailable: SQLite", "disk unplugged"]);
+
+        let response = error.into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .unwrap();
+        assert_eq!(
+            &body[..],
+            br#"{"error":"the store is unavailable; see the daemon log"}"#
+        );
+    }
 }

@@ -7,15 +7,15 @@ use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 
 /// Largest request body accepted.
-pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+pub(crate) const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// A JSON body. A request body is read as JSON whatever its Content-Type (as `curl -d`
 /// sends a form type); an empty body is an error.
-pub struct JsonBody<T>(pub T);
+pub(crate) struct JsonBody<T>(pub T);
 
 /// A JSON body that may be absent: an empty body, or `null` (what a Go client sends for
 /// no body), reads as `T::default()`.
-pub struct OptionalJsonBody<T>(pub T);
+pub(crate) struct OptionalJsonBody<T>(pub T);
 
 async fn read_body<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes, Error> {
     Bytes::from_request(request, state)

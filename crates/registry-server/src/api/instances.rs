@@ -1,18 +1,18 @@
 //! `PUT /instance`, `GET /instances`, `DELETE /instance/{id}`.
 
-use super::feed::indexed;
 use super::page::{list_body, list_response, STREAM_CHUNK};
 use super::query::{Instances, ListQuery};
-use super::{json_response, AppState, JsonBody};
+use super::{json_response, ApiState, JsonBody};
 use crate::auth::{Caller, Permission};
+use crate::feed::indexed;
 use crate::state::{Command, Registration};
-use crate::store::Kind;
 use crate::{Error, Result};
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
+use registry_store::Kind;
 use registry_types::responses::{ListInstancesResponse, RegisterInstanceResponse};
 use registry_types::{ErrorBody, InstanceStatus, RegisterInstanceRequest};
 
@@ -26,8 +26,8 @@ use registry_types::{ErrorBody, InstanceStatus, RegisterInstanceRequest};
         (status = 403, description = "Owned by another account", body = ErrorBody),
     ),
     security(("bearer" = [])))]
-pub async fn register(
-    State(app): State<AppState>,
+pub(super) async fn register(
+    State(app): State<ApiState>,
     caller: Caller,
     JsonBody(request): JsonBody<RegisterInstanceRequest>,
 ) -> Result<(StatusCode, Json<RegisterInstanceResponse>)> {
@@ -59,8 +59,8 @@ pub async fn register(
     responses((status = 200, body = ListInstancesResponse), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn list(
-    State(app): State<AppState>,
+pub(super) async fn list(
+    State(app): State<ApiState>,
     caller: Caller,
     RawQuery(query): RawQuery,
 ) -> Result<Response> {
@@ -68,7 +68,7 @@ pub async fn list(
     let query = query.unwrap_or_default();
     // A query string cached before was parsed then and found to ask for a whole list
     // without blocking: a hot lookup answers without parsing it again.
-    let version = app.state.read().instances_version();
+    let version = app.registry.read().instances_version();
     if let Some(body) = app.instance_queries.get(&query, version) {
         return Ok(indexed(version.0, json_response(body)));
     }
@@ -78,8 +78,8 @@ pub async fn list(
         blocking,
     } = ListQuery::parse(&query)?;
     match &filter.slug {
-        Some(slug) => blocking.wait_for_slug(&app, slug).await,
-        None => blocking.wait(&app, Kind::Instance).await,
+        Some(slug) => blocking.wait_for_slug(&app.feed, slug).await,
+        None => blocking.wait(&app.feed, Kind::Instance).await,
     }
     let key = filter.to_query();
     // A whole list is also kept under the query as sent, unless it blocked (the same
@@ -91,7 +91,7 @@ pub async fn list(
         indexed(version.0, json_response(body))
     };
     let ((instances, next), version) = {
-        let tables = app.state.read();
+        let tables = app.registry.read();
         let version = tables.instances_version();
         if !page.is_partial() {
             if let Some(body) = app.instance_lists.get(&key, version) {
@@ -123,8 +123,8 @@ pub async fn list(
     responses((status = 204, description = "Removed"), (status = 404, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn delete(
-    State(app): State<AppState>,
+pub(super) async fn delete(
+    State(app): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode> {
@@ -143,14 +143,14 @@ pub async fn delete(
     responses((status = 204, description = "Recorded"), (status = 404, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn heartbeat(
-    State(app): State<AppState>,
+pub(super) async fn heartbeat(
+    State(app): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode> {
     caller.require(Permission::InstanceEdit)?;
     let instance = app
-        .state
+        .registry
         .read()
         .instance(&id)
         .ok_or_else(|| Error::NotFound(format!("instance {id:?} not found")))?;
@@ -158,7 +158,7 @@ pub async fn heartbeat(
     let now = chrono::Utc::now();
     let details = "heartbeat received".to_string();
     if instance.ttl.is_none() || instance.status == InstanceStatus::Healthy {
-        app.state.touch_instance(
+        app.registry.touch_instance(
             &id,
             &instance.url,
             instance.ttl.is_some().then_some(details),

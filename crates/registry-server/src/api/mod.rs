@@ -7,8 +7,8 @@
 mod backup;
 mod definitions;
 mod errors;
+mod events;
 mod extract;
-mod feed;
 mod instances;
 mod nodes;
 mod ops;
@@ -21,7 +21,7 @@ mod throttle;
 mod tokens;
 
 pub(crate) use errors::json_error;
-pub use extract::{JsonBody, OptionalJsonBody, MAX_BODY_BYTES};
+pub(crate) use extract::{JsonBody, OptionalJsonBody, MAX_BODY_BYTES};
 
 /// The largest request body a request to `path` may declare: a restore carries a whole
 /// registry, every other request at most [`MAX_BODY_BYTES`].
@@ -33,19 +33,19 @@ pub(crate) fn max_body_bytes(path: &str) -> usize {
     }
 }
 
-use crate::auth::Caller;
+use crate::auth::AuthState;
 use crate::cache::VersionedCache;
-use crate::health::AllowedNetworks;
+use crate::check_allow::AllowedNetworks;
+use crate::feed::Feed;
 use crate::nodes::ThisNode;
-use crate::rate_limit::RateLimits;
-use crate::state::{State, Writer};
-use crate::store::Store;
+use crate::state::{Registry, Writer};
 use axum::body::{Body, Bytes};
-use axum::extract::DefaultBodyLimit;
 use axum::extract::Request;
+use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use registry_store::Store;
 use std::convert::Infallible;
 use std::sync::Arc;
 use tower::{Service, ServiceBuilder};
@@ -60,47 +60,49 @@ use utoipa_axum::routes;
 /// Everything a handler may need. Cloned by every extractor of every request, so it is
 /// one reference count, not one per field.
 #[derive(Clone)]
-pub struct AppState(Arc<Shared>);
+pub struct ApiState(Arc<ApiParts>);
 
-impl AppState {
-    pub fn new(shared: Shared) -> Self {
-        AppState(Arc::new(shared))
+impl ApiState {
+    pub fn new(parts: ApiParts) -> Self {
+        ApiState(Arc::new(parts))
     }
 }
 
-impl std::ops::Deref for AppState {
-    type Target = Shared;
-    fn deref(&self) -> &Shared {
+impl std::ops::Deref for ApiState {
+    type Target = ApiParts;
+    fn deref(&self) -> &ApiParts {
         &self.0
     }
 }
 
-/// What [`AppState`] shares.
-pub struct Shared {
-    pub state: Arc<State>,
-    pub writer: Writer,
-    pub store: Arc<dyn Store>,
-    pub this_node: Arc<ThisNode>,
-    /// Hash of `REGISTRY_ADMIN_TOKEN`, when set.
-    pub admin_token_hash: Option<String>,
-    pub trusted_slugs: Arc<[String]>,
+/// The substate that authenticates requests, for the `Caller` extractor.
+impl FromRef<ApiState> for Arc<AuthState> {
+    fn from_ref(app: &ApiState) -> Arc<AuthState> {
+        app.auth.clone()
+    }
+}
+
+/// What [`ApiState`] shares.
+pub struct ApiParts {
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) writer: Writer,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) this_node: Arc<ThisNode>,
+    /// What the `Caller` extractor needs; see [`AuthState`].
+    pub(crate) auth: Arc<AuthState>,
     /// Serialized whole instance lists, by canonical filter, for one version of the
     /// instances: shared by watchers however they spell their queries.
-    pub instance_lists: VersionedCache<Bytes, (u64, u64)>,
+    pub(crate) instance_lists: VersionedCache<Bytes, (u64, u64)>,
     /// The same answers by query string as sent, so a repeated query is answered without
     /// parsing. Apart from `instance_lists`, so that clients sending ever-new query
     /// strings (a cache-busting parameter) only ever push out each other's entries.
-    pub instance_queries: VersionedCache<Bytes, (u64, u64)>,
-    /// Callers by token secret, for one revision of the tokens.
-    pub verified_tokens: VersionedCache<Caller, u64>,
+    pub(crate) instance_queries: VersionedCache<Bytes, (u64, u64)>,
     /// The background tasks, for `/readyz`.
-    pub tasks: Arc<crate::supervisor::Tasks>,
-    /// Requests counted per token and per source address.
-    pub rate_limits: RateLimits,
+    pub(crate) tasks: Arc<crate::supervisor::Tasks>,
     /// The networks health checks may dial: registrations at other addresses are refused.
-    pub check_allow: Option<AllowedNetworks>,
-    /// Cancelled when the daemon shuts down: ends blocking queries and event streams.
-    pub shutdown: tokio_util::sync::CancellationToken,
+    pub(crate) check_allow: Option<AllowedNetworks>,
+    /// Blocking queries and event streams.
+    pub(crate) feed: Arc<Feed>,
 }
 
 #[derive(OpenApi)]
@@ -136,7 +138,7 @@ impl Modify for BearerAuth {
 }
 
 /// The routes and the OpenAPI document describing exactly those routes.
-fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+fn routes() -> (Router<ApiState>, utoipa::openapi::OpenApi) {
     let (routes, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(definitions::save))
         .routes(routes!(definitions::list))
@@ -150,7 +152,7 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(nodes::delete))
         .routes(routes!(tokens::create, tokens::list))
         .routes(routes!(tokens::revoke))
-        .routes(routes!(feed::events))
+        .routes(routes!(events::events))
         .routes(routes!(backup::backup))
         .routes(routes!(backup::restore))
         .routes(routes!(ops::healthz))
@@ -158,11 +160,6 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .split_for_parts();
     throttle::document(&mut openapi);
     (routes, openapi)
-}
-
-/// The OpenAPI document of the whole API, with the range of every value.
-pub fn openapi() -> serde_json::Value {
-    document(routes().1)
 }
 
 fn document(openapi: utoipa::openapi::OpenApi) -> serde_json::Value {
@@ -174,8 +171,8 @@ fn document(openapi: utoipa::openapi::OpenApi) -> serde_json::Value {
 /// The API as one service. The middleware wraps the router once instead of each route
 /// (which is what `Router::layer` does), so a request clones one boxed service, not one
 /// per layer: fewer allocations on every request.
-pub fn service(
-    app: AppState,
+pub(crate) fn service(
+    app: ApiState,
 ) -> impl Service<Request<Body>, Response = Response, Error = Infallible, Future: Send + 'static>
        + Clone
        + Send

@@ -1,17 +1,17 @@
 //! `POST /nodes`, `GET /node/self`, `DELETE /node/{url}`.
 
-use super::feed::indexed;
 use super::page::list_response;
 use super::query::{ListQuery, Nodes};
-use super::{AppState, OptionalJsonBody};
+use super::{ApiState, OptionalJsonBody};
 use crate::auth::{Caller, Permission};
+use crate::feed::indexed;
 use crate::state::Command;
-use crate::store::Kind;
 use crate::Result;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
+use registry_store::Kind;
 use registry_types::responses::{ListNodesResponse, NodeSelfResponse};
 use registry_types::{ErrorBody, ListNodesRequest};
 
@@ -22,8 +22,8 @@ use registry_types::{ErrorBody, ListNodesRequest};
     responses((status = 200, body = ListNodesResponse), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn list(
-    State(app): State<AppState>,
+pub(super) async fn list(
+    State(app): State<ApiState>,
     caller: Caller,
     RawQuery(query): RawQuery,
     OptionalJsonBody(request): OptionalJsonBody<ListNodesRequest>,
@@ -32,11 +32,11 @@ pub async fn list(
     request.validate()?;
     ListQuery::<Nodes>::parse(&query.unwrap_or_default())?
         .blocking
-        .wait(&app, Kind::Node)
+        .wait(&app.feed, Kind::Node)
         .await;
     let now = chrono::Utc::now();
     let (nodes, index) = {
-        let tables = app.state.read();
+        let tables = app.registry.read();
         let nodes: Vec<_> = tables
             .nodes()
             .filter(|n| request.ids.is_empty() || request.ids.contains(&n.id))
@@ -51,8 +51,8 @@ pub async fn list(
 #[utoipa::path(get, path = "/registry-svc/node/self", tag = "nodes",
     responses((status = 200, body = NodeSelfResponse), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn this_node(
-    State(app): State<AppState>,
+pub(super) async fn this_node(
+    State(app): State<ApiState>,
     caller: Caller,
 ) -> Result<Json<NodeSelfResponse>> {
     caller.require(Permission::NodeView)?;
@@ -68,8 +68,8 @@ pub async fn this_node(
     responses((status = 204, description = "Removed"), (status = 404, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn delete(
-    State(app): State<AppState>,
+pub(super) async fn delete(
+    State(app): State<ApiState>,
     caller: Caller,
     Path(url): Path<String>,
 ) -> Result<StatusCode> {

@@ -1,6 +1,6 @@
 //! Unauthenticated operational endpoints: liveness, readiness, the API document.
 
-use super::AppState;
+use super::ApiState;
 use crate::Error;
 use axum::extract::State;
 use axum::http::{header, HeaderValue};
@@ -11,14 +11,14 @@ use serde::Serialize;
 use std::sync::Arc;
 
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct Status {
+pub(super) struct Status {
     status: &'static str,
 }
 
 /// The process is up.
 #[utoipa::path(get, path = "/healthz", tag = "operations",
     responses((status = 200, body = Status)))]
-pub async fn healthz() -> Json<Status> {
+pub(super) async fn healthz() -> Json<Status> {
     Json(Status { status: "ok" })
 }
 
@@ -26,7 +26,7 @@ pub async fn healthz() -> Json<Status> {
 /// heartbeat) is running.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses((status = 200, body = Status), (status = 503, body = ErrorBody)))]
-pub async fn readyz(State(app): State<AppState>) -> Result<Json<Status>, Error> {
+pub(super) async fn readyz(State(app): State<ApiState>) -> Result<Json<Status>, Error> {
     let down = app.tasks.down();
     if !down.is_empty() {
         return Err(Error::Unavailable(format!(
@@ -38,7 +38,7 @@ pub async fn readyz(State(app): State<AppState>) -> Result<Json<Status>, Error> 
     Ok(Json(Status { status: "ready" }))
 }
 
-pub async fn openapi_json(document: Arc<String>) -> Response {
+pub(super) async fn openapi_json(document: Arc<String>) -> Response {
     (
         [(
             header::CONTENT_TYPE,
@@ -50,6 +50,6 @@ pub async fn openapi_json(document: Arc<String>) -> Response {
 }
 
 /// A self-contained page listing the API from `/openapi.json`: nothing to download.
-pub async fn docs_page() -> Html<&'static str> {
+pub(super) async fn docs_page() -> Html<&'static str> {
     Html(include_str!("docs.html"))
 }

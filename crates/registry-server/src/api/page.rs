@@ -16,24 +16,24 @@ use std::sync::Arc;
 
 /// Lists longer than this are streamed, this many items a chunk, instead of serialized
 /// into one buffer first.
-pub const STREAM_CHUNK: usize = 512;
+pub(super) const STREAM_CHUNK: usize = 512;
 
 /// `limit` and `after` of a list request, read as [`super::query`] declares them.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Page {
+pub(super) struct Page {
     pub limit: Option<usize>,
     pub after: Option<String>,
 }
 
 impl Page {
     /// Whether this asks for part of a list rather than all of it.
-    pub fn is_partial(&self) -> bool {
+    pub(super) fn is_partial(&self) -> bool {
         self.limit.is_some() || self.after.is_some()
     }
 
     /// Takes this page from `items` (already past `after`): at most `limit` of them, and
     /// the key to continue after when more are left.
-    pub fn take<T>(
+    pub(super) fn take<T>(
         &self,
         items: impl Iterator<Item = T>,
         key: impl Fn(&T) -> &str,
@@ -53,7 +53,7 @@ impl Page {
 
 /// `{"<field>": [items]}` (plus `"next"` when given) without copying the items out of
 /// their `Arc`s.
-pub fn list_body<T: Serialize>(field: &str, items: &[T], next: Option<&str>) -> Bytes {
+pub(super) fn list_body<T: Serialize>(field: &str, items: &[T], next: Option<&str>) -> Bytes {
     let mut body = Vec::with_capacity(64 + items.len() * 256);
     body.extend_from_slice(b"{\"");
     body.extend_from_slice(field.as_bytes());
@@ -73,7 +73,7 @@ fn push_next(body: &mut Vec<u8>, next: Option<&str>) {
 
 /// The list as a response: one buffer when short, else a stream that serializes
 /// [`STREAM_CHUNK`] items at a time as the client reads.
-pub fn list_response<T>(field: &'static str, items: Vec<T>, next: Option<String>) -> Response
+pub(super) fn list_response<T>(field: &'static str, items: Vec<T>, next: Option<String>) -> Response
 where
     T: Serialize + Send + Sync + 'static,
 {

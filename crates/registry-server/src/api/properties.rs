@@ -4,18 +4,19 @@
 //! error naming the parameter, never a panic; what a client writes reads back as it
 //! meant it.
 
-use super::feed::{Blocking, StreamQuery};
 use super::page::Page;
 use super::query::{Instances, ListQuery};
+use crate::feed::{Blocking, StreamQuery};
 use registry_types::limits::PAGE_LIMIT;
 use registry_types::query::parse;
 use registry_types::{InstanceFilter, InstanceStatus};
 
-const MAX_LIMIT: usize = PAGE_LIMIT.1;
-use crate::store::Kind;
 use proptest::prelude::*;
+use registry_store::Kind;
 use std::time::Duration;
 use url::form_urlencoded::Serializer;
+
+const MAX_LIMIT: usize = PAGE_LIMIT.1;
 
 fn config() -> ProptestConfig {
     ProptestConfig::with_cases(256)
@@ -158,7 +159,7 @@ proptest! {
         if let Ok(header) = axum::http::HeaderValue::from_str(&value) {
             headers.insert("last-event-id", header);
             let revision = value.trim().parse::<u64>().ok().filter(|r| *r <= i64::MAX as u64);
-            prop_assert_eq!(super::feed::last_event_id(&headers), revision);
+            prop_assert_eq!(crate::feed::last_event_id(&headers), revision);
         }
     }
 

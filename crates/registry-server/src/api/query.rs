@@ -4,10 +4,10 @@
 //! Each request's query is read once, against its endpoint's parts, and the same parts
 //! give the endpoint's OpenAPI parameters (its [`IntoParams`]), ranges included.
 
-use super::feed::{parse_revision, Blocking, StreamQuery};
 use super::page::Page;
 use super::ranges;
-use crate::store::Kind;
+use crate::feed::{parse_revision, Blocking, StreamQuery};
+use registry_store::Kind;
 use registry_types::limits;
 use registry_types::query::{one_of, read_parts, Param, ParamDoc, Params};
 use registry_types::{FieldError, InstanceFilter};
@@ -17,7 +17,7 @@ use utoipa::openapi::{RefOr, Required, Schema};
 use utoipa::IntoParams;
 
 /// What a list endpoint lists, and so which parts its query has.
-pub(crate) trait List {
+pub(super) trait List {
     /// The list's name in the API document: `instances`.
     const NAME: &'static str;
     type Filter: Params;
@@ -26,11 +26,11 @@ pub(crate) trait List {
 }
 
 /// `GET /instances`: filtered, paged.
-pub(crate) struct Instances;
+pub(super) struct Instances;
 /// `GET /definitions`: paged.
-pub(crate) struct Definitions;
+pub(super) struct Definitions;
 /// `POST /nodes`: whole (its body selects by id).
-pub(crate) struct Nodes;
+pub(super) struct Nodes;
 
 impl List for Instances {
     const NAME: &'static str = "instances";
@@ -51,16 +51,16 @@ impl List for Nodes {
 }
 
 /// The query of a list endpoint: its filters, its page and its blocking parameters.
-pub(crate) struct ListQuery<L: List> {
-    pub filter: L::Filter,
-    pub page: L::Page,
-    pub blocking: Blocking,
+pub(super) struct ListQuery<L: List> {
+    pub(super) filter: L::Filter,
+    pub(super) page: L::Page,
+    pub(super) blocking: Blocking,
 }
 
 impl<L: List> ListQuery<L> {
     /// Reads `query` once. A bad filter is reported before a bad page, and a bad page
     /// before a bad blocking parameter.
-    pub fn parse(query: &str) -> Result<Self, FieldError> {
+    pub(super) fn parse(query: &str) -> Result<Self, FieldError> {
         let mut filter = L::Filter::default();
         let mut page = L::Page::default();
         let mut blocking = Blocking::default();

@@ -3,7 +3,7 @@
 //! document. (The limit per token is counted where a token is verified, in
 //! [`crate::auth::Caller`].)
 
-use super::AppState;
+use super::ApiState;
 use crate::Error;
 use axum::extract::{ConnectInfo, Request};
 use axum::response::{IntoResponse, Response};
@@ -17,7 +17,7 @@ use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::{Content, Ref, ResponseBuilder};
 
 #[derive(Clone)]
-pub(super) struct PerAddressLayer(pub(super) AppState);
+pub(super) struct PerAddressLayer(pub(super) ApiState);
 
 impl<S> Layer<S> for PerAddressLayer {
     type Service = PerAddress<S>;
@@ -32,7 +32,7 @@ impl<S> Layer<S> for PerAddressLayer {
 
 #[derive(Clone)]
 pub(super) struct PerAddress<S> {
-    app: AppState,
+    app: ApiState,
     inner: S,
 }
 
@@ -52,7 +52,7 @@ where
     fn call(&mut self, request: Request) -> Self::Future {
         // A server that does not record peers' addresses leaves nothing to count by.
         if let Some(ConnectInfo(peer)) = request.extensions().get::<ConnectInfo<SocketAddr>>() {
-            if let Err(limited) = self.app.rate_limits.admit_address(peer.ip()) {
+            if let Err(limited) = self.app.auth.rate_limits.admit_address(peer.ip()) {
                 tracing::debug!(%peer, "over the rate limit per source address");
                 return Either::Left(ready(Ok(Error::from(limited).into_response())));
             }

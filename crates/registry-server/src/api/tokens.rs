@@ -1,6 +1,6 @@
 //! `POST /tokens`, `GET /tokens`, `DELETE /token/{id}` (admin only).
 
-use super::{AppState, JsonBody};
+use super::{ApiState, JsonBody};
 use crate::auth::{new_token, Caller, Permission};
 use crate::state::Command;
 use crate::Result;
@@ -16,8 +16,8 @@ use registry_types::{validate_slug, CreateTokenRequest, CreatedToken, ErrorBody}
     responses((status = 201, body = CreatedToken), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn create(
-    State(app): State<AppState>,
+pub(super) async fn create(
+    State(app): State<ApiState>,
     caller: Caller,
     JsonBody(request): JsonBody<CreateTokenRequest>,
 ) -> Result<(StatusCode, Json<CreatedToken>)> {
@@ -45,9 +45,12 @@ pub async fn create(
     responses((status = 200, body = ListTokensResponse), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn list(State(app): State<AppState>, caller: Caller) -> Result<Json<ListTokensResponse>> {
+pub(super) async fn list(
+    State(app): State<ApiState>,
+    caller: Caller,
+) -> Result<Json<ListTokensResponse>> {
     caller.require(Permission::TokenManage)?;
-    let mut tokens: Vec<_> = app.state.read().tokens().map(|t| t.info()).collect();
+    let mut tokens: Vec<_> = app.registry.read().tokens().map(|t| t.info()).collect();
     tokens.sort_by(|a, b| {
         a.created_at
             .cmp(&b.created_at)
@@ -63,8 +66,8 @@ pub async fn list(State(app): State<AppState>, caller: Caller) -> Result<Json<Li
         (status = 409, description = "The last admin token", body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn revoke(
-    State(app): State<AppState>,
+pub(super) async fn revoke(
+    State(app): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode> {

@@ -10,16 +10,16 @@ use std::sync::Arc;
 
 /// The token id given to the `REGISTRY_ADMIN_TOKEN` admin, which has no stored token.
 /// Stored token ids start with `tok_`, so it cannot be taken by one.
-pub const ENV_ADMIN_TOKEN_ID: &str = "env-admin";
+pub(crate) const ENV_ADMIN_TOKEN_ID: &str = "env-admin";
 
 /// The slug of the changes the daemon makes itself (health, TTL expiry,
 /// `deregisterAfter`, node heartbeats, the bootstrap token).
-pub const REGISTRY_SLUG: &str = "registry";
+pub(crate) const REGISTRY_SLUG: &str = "registry";
 
 /// Who made a change. Cheap to clone: one reference count, shared by every change of a
 /// request and every request of a token.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Actor(Arc<Parts>);
+pub(crate) struct Actor(Arc<Parts>);
 
 #[derive(Debug, PartialEq, Eq)]
 struct Parts {
@@ -60,31 +60,31 @@ impl Actor {
     }
 
     /// A caller holding the token `token_id` of account `slug`.
-    pub fn token(token_id: &str, slug: &str) -> Actor {
+    pub(crate) fn token(token_id: &str, slug: &str) -> Actor {
         Actor::new(Some(token_id.to_string()), slug.to_string(), None)
     }
 
     /// The daemon itself, running as node `node_id`.
-    pub fn registry(node_id: &str) -> Actor {
+    pub(crate) fn registry(node_id: &str) -> Actor {
         Actor::new(None, REGISTRY_SLUG.to_string(), Some(node_id.to_string()))
     }
 
     /// The token's id; `None` when the daemon made the change itself.
-    pub fn token_id(&self) -> Option<&str> {
+    pub(crate) fn token_id(&self) -> Option<&str> {
         self.0.token_id.as_deref()
     }
 
-    pub fn slug(&self) -> &str {
+    pub(crate) fn slug(&self) -> &str {
         &self.0.slug
     }
 
     /// The node id, for a change the daemon made itself.
-    pub fn node(&self) -> Option<&str> {
+    pub(crate) fn node(&self) -> Option<&str> {
         self.0.node.as_deref()
     }
 
     /// The actor as JSON, as the store keeps it.
-    pub fn json(&self) -> &ArcStr {
+    pub(crate) fn json(&self) -> &ArcStr {
         &self.0.json
     }
 }

@@ -1,16 +1,46 @@
 //! The `Caller` extractor: the account behind a request's bearer token.
+//!
+//! The extractor needs only [`AuthState`], which it gets from the router's state through
+//! axum's `FromRef`, so auth never knows the API's state; and it looks tokens up through
+//! [`TokenTable`], so it never knows the registry's tables either.
 
-use super::{hash_token, Actor, Permission, ENV_ADMIN_TOKEN_ID};
-use crate::api::AppState;
-use crate::store::Kind;
+use super::{hash_token, Actor, Permission, StoredToken, ENV_ADMIN_TOKEN_ID};
+use crate::cache::VersionedCache;
+use crate::rate_limit::RateLimits;
 use crate::Error;
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRef, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use registry_types::Role;
+use std::sync::Arc;
+
+/// Where the [`Caller`] extractor looks tokens up: the registry's tables, which sit in
+/// the layer above auth and implement this.
+pub(crate) trait TokenTable: Send + Sync {
+    /// Revision of the latest change to the tokens. A caller verified under it stays
+    /// verified until it moves: any creation or revocation moves it.
+    fn tokens_revision(&self) -> u64;
+
+    /// The stored token whose secret hashes to `hash`, with the revision of the tokens
+    /// it was read at.
+    fn token_by_hash(&self, hash: &str) -> (u64, Option<Arc<StoredToken>>);
+}
+
+/// What authenticating a request takes: the substate of the router's state that the
+/// [`Caller`] extractor reaches through `FromRef`.
+pub(crate) struct AuthState {
+    pub(crate) tokens: Arc<dyn TokenTable>,
+    /// Hash of `REGISTRY_ADMIN_TOKEN`, when set.
+    pub(crate) admin_token_hash: Option<String>,
+    pub(crate) trusted_slugs: Arc<[String]>,
+    /// Callers by token secret, for one revision of the tokens.
+    pub(crate) verified_tokens: VersionedCache<Caller, u64>,
+    /// Requests counted per token and per source address.
+    pub(crate) rate_limits: RateLimits,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Caller {
+pub(crate) struct Caller {
     /// The token and its account's slug; the changes this caller makes carry it.
     pub actor: Actor,
     pub role: Role,
@@ -19,11 +49,11 @@ pub struct Caller {
 }
 
 impl Caller {
-    pub fn slug(&self) -> &str {
+    pub(crate) fn slug(&self) -> &str {
         self.actor.slug()
     }
 
-    pub fn require(&self, permission: Permission) -> Result<(), Error> {
+    pub(crate) fn require(&self, permission: Permission) -> Result<(), Error> {
         if permission.granted_to(self.role) {
             Ok(())
         } else {
@@ -37,12 +67,12 @@ impl Caller {
     }
 
     /// Whether this caller may register, change or remove instances owned by `slug`.
-    pub fn may_manage(&self, slug: &str) -> bool {
+    pub(crate) fn may_manage(&self, slug: &str) -> bool {
         self.role == Role::Admin || self.trusted || self.slug() == slug
     }
 
     /// 403 unless this caller may change instance `id`, owned by `owner`.
-    pub fn ensure_manages(&self, id: &str, owner: &str) -> Result<(), Error> {
+    pub(crate) fn ensure_manages(&self, id: &str, owner: &str) -> Result<(), Error> {
         if self.may_manage(owner) {
             Ok(())
         } else {
@@ -54,13 +84,15 @@ impl Caller {
     }
 }
 
-impl FromRequestParts<AppState> for Caller {
+impl<S> FromRequestParts<S> for Caller
+where
+    Arc<AuthState>: FromRef<S>,
+    S: Send + Sync,
+{
     type Rejection = Error;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        app: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let auth = Arc::<AuthState>::from_ref(state);
         let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
             Error::Unauthorized(
                 "missing token: send the header `Authorization: Bearer <token>`".into(),
@@ -79,30 +111,30 @@ impl FromRequestParts<AppState> for Caller {
             })?;
         // A token verified under the current revision of the tokens is still valid:
         // any creation or revocation moves the revision on, and with it every entry.
-        let tables = app.state.read();
-        let revision = tables.kind_revision(Kind::Token);
-        if let Some(caller) = app.verified_tokens.get(secret, revision) {
-            app.rate_limits.admit_token(secret)?;
+        let revision = auth.tokens.tokens_revision();
+        if let Some(caller) = auth.verified_tokens.get(secret, revision) {
+            auth.rate_limits.admit_token(secret)?;
             return Ok(caller);
         }
         let hash = hash_token(secret);
-        let (actor, role) = if app.admin_token_hash.as_deref() == Some(hash.as_str()) {
-            (Actor::token(ENV_ADMIN_TOKEN_ID, "admin"), Role::Admin)
+        let (actor, role, revision) = if auth.admin_token_hash.as_deref() == Some(hash.as_str()) {
+            let actor = Actor::token(ENV_ADMIN_TOKEN_ID, "admin");
+            (actor, Role::Admin, revision)
         } else {
-            let token = tables
-                .token_by_hash(&hash)
-                .ok_or_else(|| Error::Unauthorized("unknown or revoked token".into()))?;
-            (Actor::token(&token.id, &token.slug), token.role)
+            // The token and the revision it is cached under are read together.
+            let (revision, token) = auth.tokens.token_by_hash(&hash);
+            let token =
+                token.ok_or_else(|| Error::Unauthorized("unknown or revoked token".into()))?;
+            (Actor::token(&token.id, &token.slug), token.role, revision)
         };
-        drop(tables);
-        let trusted = app.trusted_slugs.iter().any(|s| s == actor.slug());
+        let trusted = auth.trusted_slugs.iter().any(|s| s == actor.slug());
         let caller = Caller {
             actor,
             role,
             trusted,
         };
-        app.verified_tokens.put(secret, revision, caller.clone());
-        app.rate_limits.admit_token(secret)?;
+        auth.verified_tokens.put(secret, revision, caller.clone());
+        auth.rate_limits.admit_token(secret)?;
         Ok(caller)
     }
 }

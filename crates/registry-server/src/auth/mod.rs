@@ -10,17 +10,16 @@ mod actor;
 mod caller;
 mod tokens;
 
-pub use actor::{Actor, ENV_ADMIN_TOKEN_ID, REGISTRY_SLUG};
-pub use caller::Caller;
-pub use tokens::{
-    bootstrap_admin_token, hash_token, new_token, random_base62, StoredToken, ADMIN_TOKEN_FILE,
-};
+pub(crate) use actor::{Actor, ENV_ADMIN_TOKEN_ID};
+pub(crate) use caller::Caller;
+pub(crate) use caller::{AuthState, TokenTable};
+pub(crate) use tokens::{bootstrap_admin_token, hash_token, new_token, StoredToken};
 
 use registry_types::Role;
 
 /// The permissions of the spec's Auth table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Permission {
+pub(crate) enum Permission {
     DefinitionView,
     DefinitionCreate,
     DefinitionEdit,
@@ -36,7 +35,7 @@ pub enum Permission {
 }
 
 impl Permission {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Permission::DefinitionView => "registry-svc:definition:view",
             Permission::DefinitionCreate => "registry-svc:definition:create",
@@ -52,7 +51,7 @@ impl Permission {
     }
 
     /// Admins may do everything; users may look, and manage their own instances.
-    pub fn granted_to(self, role: Role) -> bool {
+    pub(crate) fn granted_to(self, role: Role) -> bool {
         match role {
             Role::Admin => true,
             Role::User => matches!(

@@ -1,8 +1,7 @@
 //! Token secrets: making them, hashing them, and the bootstrap admin token.
 
+use crate::ids;
 use chrono::{DateTime, Utc};
-use rand::distributions::Alphanumeric;
-use rand::Rng;
 use registry_types::{Role, TokenInfo};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -10,12 +9,12 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Name of the file, in the data dir, holding the bootstrap admin token.
-pub use registry_types::constants::ADMIN_TOKEN_FILE;
+pub(crate) use registry_types::constants::ADMIN_TOKEN_FILE;
 
 /// A token as stored: its hash, never its secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct StoredToken {
+pub(crate) struct StoredToken {
     pub id: String,
     /// Hex SHA-256 of the secret.
     pub hash: String,
@@ -25,7 +24,7 @@ pub struct StoredToken {
 }
 
 impl StoredToken {
-    pub fn info(&self) -> TokenInfo {
+    pub(crate) fn info(&self) -> TokenInfo {
         TokenInfo {
             id: self.id.clone(),
             slug: self.slug.clone(),
@@ -35,25 +34,16 @@ impl StoredToken {
     }
 }
 
-/// `len` random characters of `[A-Za-z0-9]` (base62).
-pub fn random_base62(len: usize) -> String {
-    rand::thread_rng()
-        .sample_iter(&Alphanumeric)
-        .take(len)
-        .map(char::from)
-        .collect()
-}
-
-pub fn hash_token(secret: &str) -> String {
+pub(crate) fn hash_token(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
 /// A new token for `slug`: the secret to show once, and what to store.
-pub fn new_token(slug: &str, role: Role) -> (String, StoredToken) {
+pub(crate) fn new_token(slug: &str, role: Role) -> (String, StoredToken) {
     // 32 base62 characters carry about 190 bits.
-    let secret = format!("rsv_{}", random_base62(32));
+    let secret = format!("rsv_{}", ids::random_base62(32));
     let stored = StoredToken {
-        id: format!("tok_{}", random_base62(10)),
+        id: ids::token_id(),
         hash: hash_token(&secret),
         slug: slug.to_string(),
         role,
@@ -65,7 +55,7 @@ pub fn new_token(slug: &str, role: Role) -> (String, StoredToken) {
 /// Makes the first admin token and writes its secret to `<data_dir>/admin.token` (mode
 /// 0600, fsynced) before the caller stores it, so a crash in between leaves no token that
 /// nobody can read. Returns the token to store and the file's path.
-pub fn bootstrap_admin_token(data_dir: &Path) -> std::io::Result<(StoredToken, PathBuf)> {
+pub(crate) fn bootstrap_admin_token(data_dir: &Path) -> std::io::Result<(StoredToken, PathBuf)> {
     let (secret, stored) = new_token("admin", Role::Admin);
     std::fs::create_dir_all(data_dir)?;
     let path = data_dir.join(ADMIN_TOKEN_FILE);

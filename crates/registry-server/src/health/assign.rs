@@ -21,7 +21,7 @@ fn score(node: &str, instance_id: &str) -> u64 {
 }
 
 /// The node (of `online`, which is never empty) that checks the instance.
-pub fn checker<'a>(online: &'a [String], instance_id: &str, node_url: &str) -> &'a str {
+pub(super) fn checker<'a>(online: &'a [String], instance_id: &str, node_url: &str) -> &'a str {
     if let Some(own) = online.iter().find(|n| *n == node_url) {
         return own;
     }

@@ -4,12 +4,12 @@ use registry_types::InstanceStatus;
 use std::time::Instant;
 
 /// Whether a status means the instance answered.
-pub fn is_alive(status: InstanceStatus) -> bool {
+pub(super) fn is_alive(status: InstanceStatus) -> bool {
     matches!(status, InstanceStatus::Healthy | InstanceStatus::Degraded)
 }
 
 #[derive(Debug, Clone)]
-pub struct Machine {
+pub(super) struct Machine {
     status: InstanceStatus,
     /// The status the latest checks suggest, and how many in a row did.
     streak: Option<(InstanceStatus, u32)>,
@@ -17,7 +17,7 @@ pub struct Machine {
 }
 
 impl Machine {
-    pub fn new(status: InstanceStatus) -> Machine {
+    pub(super) fn new(status: InstanceStatus) -> Machine {
         let mut machine = Machine {
             status,
             streak: None,
@@ -27,18 +27,18 @@ impl Machine {
         machine
     }
 
-    pub fn status(&self) -> InstanceStatus {
+    pub(super) fn status(&self) -> InstanceStatus {
         self.status
     }
 
     /// Since when the instance has been Unreachable, if it is.
-    pub fn unreachable_since(&self) -> Option<Instant> {
+    pub(super) fn unreachable_since(&self) -> Option<Instant> {
         self.unreachable_since
     }
 
     /// Takes the status as the store has it (after a change made elsewhere, such as a
     /// TTL heartbeat), keeping the streak.
-    pub fn set(&mut self, status: InstanceStatus) {
+    pub(super) fn set(&mut self, status: InstanceStatus) {
         if status == InstanceStatus::Unreachable {
             self.unreachable_since.get_or_insert_with(Instant::now);
         } else {
@@ -49,7 +49,7 @@ impl Machine {
 
     /// Counts one check that suggests `seen`; returns the new status when the streak
     /// reaches the threshold (`healthy` for answers, `unhealthy` for failures).
-    pub fn observe(
+    pub(super) fn observe(
         &mut self,
         seen: InstanceStatus,
         healthy: u32,

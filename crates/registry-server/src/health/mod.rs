@@ -9,7 +9,7 @@
 //! Probes run inside the scheduler task, at most [`MAX_IN_FLIGHT`] at a time, each
 //! bounded by its timeout, so a hanging check never holds up the others. Keeping them in
 //! one task (rather than a task each) spares a spawn, a cross-thread wake-up and a
-//! channel send per check: at 1,000 checks a second those were most of the cost.
+//! channel send per check, which would otherwise cost more than many checks do.
 //!
 //! Results go through a `Machine` per instance. Only a status *change* is a durable
 //! write; the details and last heartbeat of every check are kept in memory and flushed
@@ -21,28 +21,25 @@
 //! instance is checked by exactly one online node, and a node that goes silent has its
 //! share taken over within a heartbeat interval of being declared Offline.
 
-mod allow;
 mod assign;
 mod machine;
 mod plan;
 mod probe;
 
-pub use allow::AllowedNetworks;
-pub use plan::{
-    CheckPlan, Probe, DEFAULT_DEGRADED_LATENCY, DEFAULT_HEALTHY_THRESHOLD, DEFAULT_HTTP_PATH,
-    DEFAULT_INTERVAL, DEFAULT_TIMEOUT, DEFAULT_UNHEALTHY_THRESHOLD,
-};
+pub(crate) use plan::{CheckPlan, Probe};
 
 use crate::auth::Actor;
+use crate::check_allow::AllowedNetworks;
+use crate::feed::{Announcement, Feed};
 use crate::nodes::ThisNode;
-use crate::state::{Announcement, Command, State, Writer};
-use crate::store::Kind;
+use crate::state::{Command, Registry, Writer};
 use chrono::Utc;
 use futures_util::future::BoxFuture;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use machine::{is_alive, Machine};
 use probe::Outcome;
 use rand::Rng;
+use registry_store::Kind;
 use registry_types::InstanceStatus;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -52,17 +49,17 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::time::{delay_queue, DelayQueue};
 
 /// Most checks running at once.
-pub const MAX_IN_FLIGHT: usize = 512;
+pub(crate) const MAX_IN_FLIGHT: usize = 512;
 
 /// The coarsest grid timers are rounded up to; an interval shorter than 40 grid steps
 /// gets a grid of 1/40 of it, so rounding never adds more than 2.5% to an interval.
-pub const TIMER_GRID: Duration = Duration::from_millis(25);
+pub(crate) const TIMER_GRID: Duration = Duration::from_millis(25);
 
 /// The longest timer set.
 const MAX_TIMER: Duration = Duration::from_secs(365 * 86_400);
 
 /// How often in-memory health details and heartbeats are made durable.
-pub const FLUSH_EVERY: Duration = Duration::from_secs(60);
+pub(crate) const FLUSH_EVERY: Duration = Duration::from_secs(60);
 
 /// What the scheduler knows of one instance.
 struct Entry {
@@ -85,8 +82,8 @@ type Running = BoxFuture<'static, Finished>;
 /// details and heartbeat of the check that made it.
 type Unrecorded = (String, String, String, Option<chrono::DateTime<Utc>>);
 
-pub struct HealthChecker {
-    state: Arc<State>,
+pub(crate) struct HealthChecker {
+    registry: Arc<Registry>,
     this_node: Arc<ThisNode>,
     /// Whether other daemons share the store (and so the checks).
     shared: bool,
@@ -153,8 +150,9 @@ impl HealthChecker {
     /// Checks this node's share of the instances until `shutdown`. With a store of its
     /// own (`shared` false) the share is everything, whatever old node records say.
     /// Checks dial only addresses in `allowed`, when given.
-    pub async fn run(
-        state: Arc<State>,
+    pub(crate) async fn run(
+        registry: Arc<Registry>,
+        feed: Arc<Feed>,
         writer: Writer,
         this_node: Arc<ThisNode>,
         shared: bool,
@@ -162,7 +160,7 @@ impl HealthChecker {
         shutdown: CancellationToken,
     ) {
         // Subscribe before the first read of the tables, so no change falls in between.
-        let mut changes = state.subscribe();
+        let mut changes = feed.subscribe();
         let (unrecorded_tx, mut unrecorded_rx) = mpsc::unbounded_channel();
         // Nodes go offline by staying silent, which no change announces: look again
         // every heartbeat interval.
@@ -171,7 +169,7 @@ impl HealthChecker {
             online: vec![this_node.url.clone()],
             shared,
             this_node,
-            state,
+            registry,
             writer,
             http: probe::http_client(allowed.clone()),
             allowed,
@@ -213,9 +211,9 @@ impl HealthChecker {
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
                 _ = flush.tick() => {
-                    let (state, writer) = (checker.state.clone(), checker.writer.clone());
+                    let (registry, writer) = (checker.registry.clone(), checker.writer.clone());
                     let actor = checker.this_node.actor.clone();
-                    tokio::spawn(async move { flush_health(&state, &writer, &actor).await });
+                    tokio::spawn(async move { flush_health(&registry, &writer, &actor).await });
                 }
             }
         }
@@ -225,7 +223,8 @@ impl HealthChecker {
     /// shared, else this one alone.
     fn online_nodes(&self) -> Vec<String> {
         if self.shared {
-            self.this_node.online_nodes(&self.state.read(), Utc::now())
+            self.this_node
+                .online_nodes(&self.registry.read(), Utc::now())
         } else {
             vec![self.this_node.url.clone()]
         }
@@ -243,7 +242,7 @@ impl HealthChecker {
 
     fn reconcile_all(&mut self) {
         let ids: Vec<String> = {
-            let tables = self.state.read();
+            let tables = self.registry.read();
             let mut ids: Vec<String> = tables
                 .instances(&Default::default(), None)
                 .map(|(id, _)| id.to_string())
@@ -263,7 +262,7 @@ impl HealthChecker {
 
     /// Brings the entry of `id` in line with the tables: new, changed or gone.
     fn reconcile(&mut self, id: &str) {
-        let instance = self.state.read().instance(id);
+        let instance = self.registry.read().instance(id);
         let ours = instance.as_ref().is_some_and(|i| {
             assign::checker(&self.online, &i.id, &i.node_url) == self.this_node.url
         });
@@ -356,7 +355,7 @@ impl HealthChecker {
         ) {
             Some(status) => self.report(&id, &url, status, outcome.details, heartbeat),
             None => {
-                self.state
+                self.registry
                     .touch_instance(&id, &url, Some(outcome.details), heartbeat);
             }
         }
@@ -370,7 +369,7 @@ impl HealthChecker {
     /// An instance with a TTL: Unreachable once it has been silent for longer.
     fn judge_ttl(&mut self, id: String, ttl: Duration) {
         let last_heartbeat = self
-            .state
+            .registry
             .read()
             .instance(&id)
             .and_then(|i| i.last_heartbeat);
@@ -444,7 +443,7 @@ impl HealthChecker {
         let actor = self.this_node.actor.clone();
         tokio::spawn(async move {
             if let Err(e) = writer.submit(&actor, command).await {
-                tracing::warn!(error = %e, instance = %id, "could not record a health change; the next check reports it again");
+                tracing::warn!(error = &e as &dyn std::error::Error, instance = %id, "could not record a health change; the next check reports it again");
                 let _ = unrecorded.send((id, url, details, last_heartbeat));
             }
         });
@@ -456,7 +455,7 @@ impl HealthChecker {
     /// instance, since later checks that agree with it are no change. What the check saw
     /// is kept in memory, as for any check that changes nothing.
     fn unrecorded(&mut self, (id, url, details, last_heartbeat): Unrecorded) {
-        let Some(status) = self.state.read().instance(&id).map(|i| i.status) else {
+        let Some(status) = self.registry.read().instance(&id).map(|i| i.status) else {
             return;
         };
         let Some(entry) = self.entries.get_mut(&id) else {
@@ -466,7 +465,7 @@ impl HealthChecker {
             return; // the instance moved since; its checks started anew
         }
         entry.machine.set(status);
-        self.state
+        self.registry
             .touch_instance(&id, &url, Some(details), last_heartbeat);
     }
 
@@ -476,7 +475,10 @@ impl HealthChecker {
         let (writer, actor) = (self.writer.clone(), self.this_node.actor.clone());
         tokio::spawn(async move {
             if let Err(e) = writer.submit(&actor, command).await {
-                tracing::warn!(error = %e, "could not record a health change");
+                tracing::warn!(
+                    error = &e as &dyn std::error::Error,
+                    "could not record a health change"
+                );
             }
         });
     }
@@ -484,8 +486,8 @@ impl HealthChecker {
 
 /// Makes the health details and heartbeats kept in memory durable, as `actor` (the
 /// daemon itself).
-pub async fn flush_health(state: &State, writer: &Writer, actor: &Actor) {
-    let ids = state.take_unflushed();
+pub(crate) async fn flush_health(registry: &Registry, writer: &Writer, actor: &Actor) {
+    let ids = registry.take_unflushed();
     if ids.is_empty() {
         return;
     }
@@ -493,9 +495,12 @@ pub async fn flush_health(state: &State, writer: &Writer, actor: &Actor) {
         .submit(actor, Command::FlushHealth(ids.clone()))
         .await
     {
-        tracing::warn!(error = %e, "could not flush health details; will retry");
+        tracing::warn!(
+            error = &e as &dyn std::error::Error,
+            "could not flush health details; will retry"
+        );
         for id in ids {
-            state.mark_unflushed(id);
+            registry.mark_unflushed(id);
         }
     }
 }

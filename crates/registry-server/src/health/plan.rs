@@ -4,15 +4,15 @@ use registry_types::limits::{self, DurationRange};
 use registry_types::{parse_duration, HealthCheckType, Instance};
 use std::time::Duration;
 
-pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
-pub const DEFAULT_HEALTHY_THRESHOLD: u32 = 1;
-pub const DEFAULT_UNHEALTHY_THRESHOLD: u32 = 2;
-pub const DEFAULT_DEGRADED_LATENCY: Duration = Duration::from_secs(1);
-pub const DEFAULT_HTTP_PATH: &str = "/healthz";
+pub(crate) const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const DEFAULT_HEALTHY_THRESHOLD: u32 = 1;
+pub(crate) const DEFAULT_UNHEALTHY_THRESHOLD: u32 = 2;
+pub(crate) const DEFAULT_DEGRADED_LATENCY: Duration = Duration::from_secs(1);
+pub(crate) const DEFAULT_HTTP_PATH: &str = "/healthz";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Probe {
+pub(crate) enum Probe {
     /// Dial `host:port`.
     Tcp { target: String },
     /// `GET url`; 2xx is success.
@@ -24,7 +24,7 @@ pub enum Probe {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CheckPlan {
+pub(crate) struct CheckPlan {
     pub probe: Probe,
     pub interval: Duration,
     pub timeout: Duration,
@@ -49,7 +49,7 @@ fn threshold(given: Option<u32>, default: u32) -> u32 {
 
 impl CheckPlan {
     /// How often the instance is looked at: its TTL, or its check interval.
-    pub fn period(&self) -> Duration {
+    pub(crate) fn period(&self) -> Duration {
         match self.probe {
             Probe::Ttl(ttl) => ttl,
             _ => self.interval,
@@ -58,7 +58,7 @@ impl CheckPlan {
 
     /// An instance with a `ttl` is checked by its own heartbeats only; otherwise by the
     /// registry, with a TCP dial unless its `healthCheck` says otherwise.
-    pub fn for_instance(instance: &Instance) -> CheckPlan {
+    pub(crate) fn for_instance(instance: &Instance) -> CheckPlan {
         let check = instance.health_check.clone().unwrap_or_default();
         let interval = duration(
             check.interval.as_ref(),

@@ -1,7 +1,7 @@
 //! One health check over a real socket: a TCP dial or an HTTP GET.
 
-use super::allow::AllowedNetworks;
 use super::plan::CheckPlan;
+use crate::check_allow::AllowedNetworks;
 use registry_types::InstanceStatus;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,7 +10,7 @@ use tokio::net::TcpStream;
 
 /// What one check saw: the status it suggests, and in words why.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outcome {
+pub(super) struct Outcome {
     pub status: InstanceStatus,
     pub details: String,
 }
@@ -19,7 +19,7 @@ pub struct Outcome {
 /// accepts connections now, and 10,000 idle pooled sockets would be a leak), no proxy,
 /// no redirects followed (nor can one lead outside the allowed networks). With allowed
 /// networks, a hostname resolves only to the addresses among them.
-pub fn http_client(allowed: Option<Arc<AllowedNetworks>>) -> reqwest::Client {
+pub(super) fn http_client(allowed: Option<Arc<AllowedNetworks>>) -> reqwest::Client {
     let mut builder = reqwest::Client::builder()
         .pool_max_idle_per_host(0)
         .no_proxy()
@@ -135,7 +135,11 @@ fn describe_io(e: &std::io::Error) -> String {
 }
 
 /// Dials `target` (`host:port`): each allowed address it resolves to, in turn.
-pub async fn tcp(plan: &CheckPlan, target: &str, allowed: Option<&AllowedNetworks>) -> Outcome {
+pub(super) async fn tcp(
+    plan: &CheckPlan,
+    target: &str,
+    allowed: Option<&AllowedNetworks>,
+) -> Outcome {
     let started = Instant::now();
     let dial = async {
         let found = tokio::net::lookup_host(target)
@@ -152,7 +156,7 @@ pub async fn tcp(plan: &CheckPlan, target: &str, allowed: Option<&AllowedNetwork
         Ok(Err(outcome)) => outcome,
         Ok(Ok(stream)) => {
             let latency = started.elapsed();
-            // Close with a reset rather than a FIN: at 1,000 checks a second, TIME_WAIT
+            // Close with a reset rather than a FIN: at a high check rate, TIME_WAIT
             // sockets left behind by polite closes would use up the ephemeral ports.
             let _ = stream.set_zero_linger();
             drop(stream);
@@ -162,7 +166,7 @@ pub async fn tcp(plan: &CheckPlan, target: &str, allowed: Option<&AllowedNetwork
 }
 
 /// `GET url` with `client` (made by [`http_client`] with the same `allowed`).
-pub async fn http(
+pub(super) async fn http(
     plan: &CheckPlan,
     client: &reqwest::Client,
     url: &str,

@@ -13,7 +13,8 @@ use std::time::Duration;
 use registry_types::Gpu;
 
 /// The `--query-gpu` fields, in the order [`parse_gpu_csv`] expects them.
-pub const QUERY_GPU_FIELDS: &str = "name,temperature.gpu,utilization.gpu,memory.total,memory.used,\
+pub(crate) const QUERY_GPU_FIELDS: &str =
+    "name,temperature.gpu,utilization.gpu,memory.total,memory.used,\
 power.draw,power.limit,driver_version,pci.bus_id,compute_mode,pstate";
 
 /// How many columns a `--query-gpu` line has (see [`QUERY_GPU_FIELDS`]).
@@ -85,7 +86,7 @@ pub fn parse_cuda_version(query_output: &str) -> Option<String> {
 /// Runs `nvidia_smi` to list this node's GPUs. Any failure (program absent, non-zero exit,
 /// a 5 s timeout, unparsable output) means no GPUs; if only `--query` fails, the GPUs are still
 /// returned with an empty `cuda_version`.
-pub async fn detect_gpus(nvidia_smi: &Path, node_url: &str) -> Vec<Gpu> {
+pub(crate) async fn detect_gpus(nvidia_smi: &Path, node_url: &str) -> Vec<Gpu> {
     detect_gpus_with_timeout(nvidia_smi, node_url, COMMAND_TIMEOUT).await
 }
 

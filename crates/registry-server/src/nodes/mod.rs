@@ -4,8 +4,8 @@
 //! ([`gpu`]) and upserts its own node record through the writer, like any other change;
 //! so a node removed by an admin while it is alive comes back at its next heartbeat.
 
-pub mod gpu;
-pub mod usage;
+pub(crate) mod gpu;
+pub(crate) mod usage;
 
 use crate::auth::Actor;
 use crate::state::{Command, Writer};
@@ -27,7 +27,7 @@ const NODE_ID_FILE: &str = "node-id";
 const OFFLINE_AFTER_INTERVALS: u32 = 3;
 
 /// The node this daemon runs on.
-pub struct ThisNode {
+pub(crate) struct ThisNode {
     pub id: String,
     pub url: String,
     /// The daemon itself, as the actor of the changes it makes on its own.
@@ -44,7 +44,7 @@ pub struct ThisNode {
 impl ThisNode {
     /// Resolves the node's id (flag, else the one kept in the data dir, else a new one)
     /// and URL (flag, else `http://<hostname>:<port>`, `https://` when serving TLS).
-    pub fn new(config: &Config, listening: SocketAddr) -> anyhow::Result<Self> {
+    pub(crate) fn new(config: &Config, listening: SocketAddr) -> anyhow::Result<Self> {
         let id = match &config.node_id {
             Some(id) => id.clone(),
             None => kept_node_id(&config.data_dir)?,
@@ -87,7 +87,7 @@ impl ThisNode {
     }
 
     /// The node as of its latest heartbeat.
-    pub fn latest(&self) -> Node {
+    pub(crate) fn latest(&self) -> Node {
         self.latest
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -95,7 +95,7 @@ impl ThisNode {
     }
 
     /// Whether `node` heartbeated within the last three intervals.
-    pub fn is_online(&self, node: &Node, now: DateTime<Utc>) -> bool {
+    pub(crate) fn is_online(&self, node: &Node, now: DateTime<Utc>) -> bool {
         let offline_after = self.interval * OFFLINE_AFTER_INTERVALS;
         node.last_heartbeat.is_some_and(|beat| {
             now.signed_duration_since(beat)
@@ -105,7 +105,7 @@ impl ThisNode {
     }
 
     /// `node` with its `status` worked out from its last heartbeat.
-    pub fn with_liveness(&self, node: &Node, now: DateTime<Utc>) -> Node {
+    pub(crate) fn with_liveness(&self, node: &Node, now: DateTime<Utc>) -> Node {
         Node {
             status: if self.is_online(node, now) {
                 NodeStatus::Online
@@ -118,7 +118,11 @@ impl ThisNode {
 
     /// URLs of the nodes online now, this one always among them (its record may be
     /// missing for a moment after an admin removed it).
-    pub fn online_nodes(&self, tables: &crate::state::Tables, now: DateTime<Utc>) -> Vec<String> {
+    pub(crate) fn online_nodes(
+        &self,
+        tables: &crate::state::Tables,
+        now: DateTime<Utc>,
+    ) -> Vec<String> {
         let mut online: Vec<String> = tables
             .nodes()
             .filter(|n| n.url != self.url && self.is_online(n, now))
@@ -130,12 +134,12 @@ impl ThisNode {
     }
 
     /// How often liveness can change without any write: the heartbeat interval.
-    pub fn interval(&self) -> Duration {
+    pub(crate) fn interval(&self) -> Duration {
         self.interval
     }
 
     /// Samples resources and GPUs and records the heartbeat durably.
-    pub async fn heartbeat(&self, writer: &Writer) -> crate::Result<()> {
+    pub(crate) async fn heartbeat(&self, writer: &Writer) -> crate::Result<()> {
         let sampler = self
             .sampler
             .lock()
@@ -166,7 +170,7 @@ impl ThisNode {
     }
 
     /// Heartbeats every interval until `shutdown`.
-    pub async fn heartbeat_loop(&self, writer: Writer, shutdown: CancellationToken) {
+    pub(crate) async fn heartbeat_loop(&self, writer: Writer, shutdown: CancellationToken) {
         let mut ticker = tokio::time::interval(self.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticker.tick().await; // the first tick is immediate; start() already beat once
@@ -175,7 +179,7 @@ impl ThisNode {
                 _ = shutdown.cancelled() => return,
                 _ = ticker.tick() => {
                     if let Err(e) = self.heartbeat(&writer).await {
-                        tracing::warn!(error = %e, "node heartbeat failed");
+                        tracing::warn!(error = &e as &dyn std::error::Error, "node heartbeat failed");
                     }
                 }
             }
@@ -192,7 +196,7 @@ fn kept_node_id(data_dir: &Path) -> anyhow::Result<String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     }
-    let id = format!("node_{}", crate::auth::random_base62(10));
+    let id = crate::ids::node_id();
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
     std::fs::write(&path, format!("{id}\n"))

@@ -18,7 +18,7 @@ use sysinfo::{CpuRefreshKind, DiskRefreshKind, Disks, MemoryRefreshKind, System}
 /// in bytes.
 ///
 /// Sampling reads `/proc` and calls `statvfs`; it is quick but blocking.
-pub struct UsageSampler {
+pub(crate) struct UsageSampler {
     system: System,
     disks: Disks,
 }
@@ -26,7 +26,7 @@ pub struct UsageSampler {
 impl UsageSampler {
     /// Creates a sampler and takes the initial CPU measurement that the first
     /// [`sample`](Self::sample) is compared with.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let mut system = System::new();
         system.refresh_cpu_specifics(CpuRefreshKind::nothing().with_cpu_usage());
         let disks =
@@ -38,7 +38,7 @@ impl UsageSampler {
     /// [`new`](Self::new)); it is most meaningful when samples are at least
     /// [`sysinfo::MINIMUM_CPU_UPDATE_INTERVAL`] apart. The disk is the one whose mount point is
     /// the longest prefix of `data_dir` (canonicalized), else the one mounted at `/`, else zeros.
-    pub fn sample(&mut self, data_dir: &Path) -> ResourceUsage {
+    pub(crate) fn sample(&mut self, data_dir: &Path) -> ResourceUsage {
         self.system
             .refresh_cpu_specifics(CpuRefreshKind::nothing().with_cpu_usage());
         self.system

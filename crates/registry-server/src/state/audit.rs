@@ -4,8 +4,9 @@
 //! actor of each change) to a task of its own, which writes the lines; so a commit costs
 //! the writer one channel send. A line covers a run of changes of one kind and op by one
 //! actor, which have consecutive revisions (a batch of registrations by one service is
-//! a line or a few, not one per instance: formatting a line costs microseconds, and one
-//! per change would cost a registration-heavy daemon a good part of a core). Changes
+//! a line or a few, not one per instance: formatting a line costs far more than
+//! committing a change, and a line per change would weigh on a registration-heavy
+//! daemon). Changes
 //! other daemons committed to a shared store are logged by those daemons.
 //!
 //! Changes made through the API, and removals the daemon makes itself
@@ -14,9 +15,9 @@
 //! every heartbeat interval and with every flap of a flaky target, would bury the lines
 //! that say who changed what, and the health checker explains each one at debug already.
 
-use super::Committed;
 use crate::auth::Actor;
-use crate::store::op;
+use crate::feed::Committed;
+use registry_store::op;
 use std::fmt;
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -149,7 +150,7 @@ fn log_run(run: &[Committed], by: &Actor) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Kind;
+    use registry_store::Kind;
 
     fn change(revision: u64, key: &str, put: bool) -> Committed {
         Committed {

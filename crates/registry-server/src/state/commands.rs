@@ -6,17 +6,17 @@
 //! the single writer, which is what makes them race-free.
 
 use super::Tables;
+use super::{Mutation, Record};
 use crate::auth::{Caller, StoredToken};
-use crate::store::{Kind, Mutation, Record};
-use crate::Error;
+use crate::{ids, Error};
 use chrono::{DateTime, Utc};
 use hashbrown::HashTable;
-use rand::Rng;
+use registry_store::Kind;
 use registry_types::{Definition, Instance, InstanceStatus, Node, RegisterInstanceRequest, Role};
 use std::hash::{BuildHasher, RandomState};
 
 #[derive(Debug, Clone)]
-pub enum Command {
+pub(crate) enum Command {
     PutDefinition(Definition),
     DeleteDefinition(String),
     RegisterInstance {
@@ -62,13 +62,13 @@ pub enum Command {
 /// waiting for a commit, and the one writer, which every write waits on, is left with
 /// only what needs the tables: identity and ownership.
 #[derive(Debug, Clone)]
-pub struct Registration {
+pub(crate) struct Registration {
     request: RegisterInstanceRequest,
     port: u16,
 }
 
 impl Registration {
-    pub fn new(mut request: RegisterInstanceRequest) -> Result<Registration, Error> {
+    pub(crate) fn new(mut request: RegisterInstanceRequest) -> Result<Registration, Error> {
         request.validate()?;
         let address = request.address()?;
         request.url = address.url;
@@ -444,38 +444,12 @@ impl<'a> Overlay<'a> {
 
     fn new_instance_id(&self) -> String {
         loop {
-            let id = time_ordered_id("inst_", Utc::now());
+            let id = ids::instance_id(Utc::now());
             if !self.exists(Kind::Instance, &id) {
                 return id;
             }
         }
     }
-}
-
-/// Base62 digits in ASCII order, so that ids compare as their numbers do.
-const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-
-/// `prefix` and ten base62 characters: seven of milliseconds since 2020 (enough for 111
-/// years), then three random ones. New ids sort after older ones, so the store appends
-/// them to the end of its key index instead of touching a random page of it per
-/// registration, which is most of what a durable registration costs. Not a secret:
-/// ownership is checked by token. Built in place: the writer makes one per registration.
-fn time_ordered_id(prefix: &str, now: DateTime<Utc>) -> String {
-    const EPOCH_2020_MS: i64 = 1_577_836_800_000;
-    let mut millis = (now.timestamp_millis() - EPOCH_2020_MS).max(0) as u64;
-    let mut digits = [0u8; 10];
-    for digit in digits[..7].iter_mut().rev() {
-        *digit = BASE62[(millis % 62) as usize];
-        millis /= 62;
-    }
-    let mut rng = rand::thread_rng();
-    for digit in &mut digits[7..] {
-        *digit = BASE62[rng.gen_range(0..62)];
-    }
-    let mut id = String::with_capacity(prefix.len() + digits.len());
-    id.push_str(prefix);
-    id.push_str(std::str::from_utf8(&digits).expect("base62 digits are ASCII"));
-    id
 }
 
 #[cfg(test)]
@@ -499,18 +473,6 @@ mod tests {
             ..Default::default()
         })
         .unwrap()
-    }
-
-    #[test]
-    fn generated_ids_sort_by_creation_time() {
-        let earlier = time_ordered_id("inst_", "2026-11-30T08:00:00.000Z".parse().unwrap());
-        let later = time_ordered_id("inst_", "2026-11-30T08:00:00.001Z".parse().unwrap());
-        let much_later = time_ordered_id("inst_", "2090-01-01T00:00:00Z".parse().unwrap());
-        assert_eq!(earlier.len(), 15);
-        assert!(earlier.starts_with("inst_"));
-        assert!(earlier[5..].bytes().all(|b| b.is_ascii_alphanumeric()));
-        assert!(earlier[..12] < later[..12], "{earlier} {later}");
-        assert!(later < much_later, "{later} {much_later}");
     }
 
     #[test]

@@ -1,79 +1,44 @@
 //! The in-memory copy of the store that every read is served from.
 //!
 //! Tables are indexed the ways readers ask (instances by id, slug and URL; tokens by hash)
-//! and change only through [`Tables::apply`], which the writer calls with each committed
-//! batch, so memory never runs ahead of the disk.
+//! and change only through [`Registry::apply_committed`], which the writer calls with
+//! each committed batch (or [`Registry::reload`]), so memory never runs ahead of the disk.
 
 mod audit;
 mod commands;
+mod records;
 mod stored;
 mod writer;
 
-pub use commands::{Command, Registration};
-pub use stored::StoredInstance;
-pub use writer::{Applied, Writer};
+pub(crate) use commands::{Command, Registration};
+pub(crate) use records::{Mutation, Record};
+pub(crate) use stored::StoredInstance;
+pub(crate) use writer::Writer;
 
-use crate::auth::StoredToken;
-use crate::store::{Change, Kind, Mutation, Record, Snapshot, StoreError};
+use crate::auth::{StoredToken, TokenTable};
+use crate::feed::{Committed, Revisions};
 use arcstr::ArcStr;
 use chrono::{DateTime, Utc};
 use hashbrown::HashTable;
+use registry_store::{Kind, Snapshot, StoreError};
 use registry_types::{Definition, Instance, InstanceFilter, Node};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::{BuildHasher, RandomState};
 use std::ops::Bound;
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use tokio::sync::{broadcast, watch};
-
-/// One committed change, as announced to subscribers (the health checker, the event
-/// stream): its revision, the object's JSON (`None`: deleted) and who made it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Committed {
-    pub revision: u64,
-    pub kind: Kind,
-    pub key: String,
-    pub body: Option<ArcStr>,
-    /// The actor's JSON ([`crate::auth::Actor::json`]); `None` for a change logged before
-    /// actors were kept.
-    pub by: Option<ArcStr>,
-}
-
-impl Committed {
-    /// A change as committed at `revision`.
-    pub(crate) fn new(revision: u64, change: Change) -> Committed {
-        Committed {
-            revision,
-            kind: change.kind,
-            key: change.key,
-            body: change.body,
-            by: change.by,
-        }
-    }
-}
-
-/// What subscribers hear: a batch of changes, in revision order, or that the tables were
-/// reloaded whole (a node too far behind the shared log), so they must re-read.
-#[derive(Debug, Clone)]
-pub enum Announcement {
-    Changes(Arc<[Committed]>),
-    Reloaded,
-}
-
-/// How many committed batches a slow subscriber may fall behind before it must re-read.
-const SUBSCRIBER_BACKLOG: usize = 4096;
 
 #[derive(Debug, Default)]
-pub struct Tables {
+pub(crate) struct Tables {
     revision: u64,
     /// Revision of the latest change of each kind (indexed by [`Kind::index`]).
     kind_revisions: [u64; 4],
-    /// Count of in-memory health updates ([`State::touch_instance`]), which change what
+    /// Count of in-memory health updates ([`Registry::touch_instance`]), which change what
     /// an instance list shows without a new revision.
     touches: u64,
     definitions: BTreeMap<String, Arc<Definition>>,
     /// Instances by id. The indexes share each id's one allocation, and an [`ArcStr`]
-    /// is one pointer wide: at 100,000 instances, copies of ids and wide pointers to
-    /// them were a good part of the daemon's memory.
+    /// is one pointer wide: with many instances, copies of ids and wide pointers to them
+    /// would be a good part of the daemon's memory.
     instances: BTreeMap<ArcStr, StoredInstance>,
     instances_by_slug: HashMap<Box<str>, BTreeSet<ArcStr>>,
     /// `(hash of the URL, id)` pairs, found by the hash. Not the URL itself, which would
@@ -110,10 +75,13 @@ impl Tables {
             // One object the daemon cannot read (written by hand, or by a version with
             // other rules) is left out and reported, instead of keeping every other
             // object from being served.
-            let record = match object.decode() {
+            let record = match Record::from_stored(object) {
                 Ok(record) => record,
                 Err(e) => {
-                    tracing::error!(error = %e, "left out of the tables: the stored object does not decode");
+                    tracing::error!(
+                        error = &e as &dyn std::error::Error,
+                        "left out of the tables: the stored object does not decode"
+                    );
                     continue;
                 }
             };
@@ -130,7 +98,7 @@ impl Tables {
             }
         }
         // Built in one go, the tree's nodes are full; inserted in id order one by one,
-        // each would be left half empty (about 3 MB more at 100,000 instances).
+        // each would be left half empty.
         tables.instances = instances.into_iter().collect();
         tables.revision = snapshot.revision;
         tables.kind_revisions = [snapshot.revision; 4];
@@ -139,23 +107,23 @@ impl Tables {
     }
 
     /// Revision of the latest change applied.
-    pub fn revision(&self) -> u64 {
+    pub(crate) fn revision(&self) -> u64 {
         self.revision
     }
 
     /// What an instance list shows depends on exactly this: equal versions, equal lists.
-    pub fn instances_version(&self) -> (u64, u64) {
+    pub(crate) fn instances_version(&self) -> (u64, u64) {
         (self.kind_revision(Kind::Instance), self.touches)
     }
 
     /// Revision of the latest change of `kind` (after a restart, at most the store's
     /// revision: a watcher may wake once for nothing, never miss a change).
-    pub fn kind_revision(&self, kind: Kind) -> u64 {
+    pub(crate) fn kind_revision(&self, kind: Kind) -> u64 {
         self.kind_revisions[kind.index()]
     }
 
     /// Definitions whose ids sort after `after` (all, if `None`), in id order.
-    pub fn definitions<'a>(
+    pub(crate) fn definitions<'a>(
         &'a self,
         after: Option<&'a str>,
     ) -> impl Iterator<Item = &'a Arc<Definition>> + 'a {
@@ -164,22 +132,22 @@ impl Tables {
             .map(|(_, d)| d)
     }
 
-    pub fn definition(&self, id: &str) -> Option<&Arc<Definition>> {
+    pub(crate) fn definition(&self, id: &str) -> Option<&Arc<Definition>> {
         self.definitions.get(id)
     }
 
     /// The instance `id`, decoded.
-    pub fn instance(&self, id: &str) -> Option<Instance> {
+    pub(crate) fn instance(&self, id: &str) -> Option<Instance> {
         self.instances.get(id).map(StoredInstance::decode)
     }
 
-    pub fn has_instance(&self, id: &str) -> bool {
+    pub(crate) fn has_instance(&self, id: &str) -> bool {
         self.instances.contains_key(id)
     }
 
     /// Ids of the instances that may be registered at `url` (callers check the URL),
     /// in no particular order.
-    pub fn instance_ids_by_url(&self, url: &str) -> impl Iterator<Item = &str> {
+    pub(crate) fn instance_ids_by_url(&self, url: &str) -> impl Iterator<Item = &str> {
         let hash = self.url_hasher.hash_one(url);
         self.instances_by_url
             .iter_hash(hash)
@@ -190,7 +158,7 @@ impl Tables {
     /// Instances matching `filter` whose ids sort after `after` (all, if `None`), in id
     /// order; a slug filter reads only that slug's index. Lazy, so a page of a long
     /// list costs the page, not the list.
-    pub fn instances<'a>(
+    pub(crate) fn instances<'a>(
         &'a self,
         filter: &'a InstanceFilter,
         after: Option<&'a str>,
@@ -225,7 +193,7 @@ impl Tables {
 
     /// Revision of the latest change to the instances of `slug` (after a restart, at
     /// least the loaded revision: a watcher may wake once for nothing, never miss one).
-    pub fn slug_revision(&self, slug: &str) -> u64 {
+    pub(crate) fn slug_revision(&self, slug: &str) -> u64 {
         self.slug_revisions
             .get(slug)
             .copied()
@@ -243,23 +211,23 @@ impl Tables {
         }
     }
 
-    pub fn nodes(&self) -> impl Iterator<Item = &Arc<Node>> {
+    pub(crate) fn nodes(&self) -> impl Iterator<Item = &Arc<Node>> {
         self.nodes.values()
     }
 
-    pub fn node(&self, url: &str) -> Option<&Arc<Node>> {
+    pub(crate) fn node(&self, url: &str) -> Option<&Arc<Node>> {
         self.nodes.get(url)
     }
 
-    pub fn tokens(&self) -> impl Iterator<Item = &Arc<StoredToken>> {
+    pub(crate) fn tokens(&self) -> impl Iterator<Item = &Arc<StoredToken>> {
         self.tokens.values()
     }
 
-    pub fn token(&self, id: &str) -> Option<&Arc<StoredToken>> {
+    pub(crate) fn token(&self, id: &str) -> Option<&Arc<StoredToken>> {
         self.tokens.get(id)
     }
 
-    pub fn token_by_hash(&self, hash: &str) -> Option<&Arc<StoredToken>> {
+    pub(crate) fn token_by_hash(&self, hash: &str) -> Option<&Arc<StoredToken>> {
         self.tokens_by_hash
             .get(hash)
             .and_then(|id| self.tokens.get(id))
@@ -289,7 +257,8 @@ impl Tables {
     }
 
     /// Applies one committed mutation, keeping every index in step.
-    pub fn apply(&mut self, mutation: Mutation, revision: u64) {
+    #[cfg(test)]
+    pub(crate) fn apply(&mut self, mutation: Mutation, revision: u64) {
         self.apply_committed(mutation, None, revision)
     }
 
@@ -387,84 +356,47 @@ impl Tables {
     }
 }
 
-/// The shared, lock-protected tables.
+/// The in-memory registry: the tables every read is served from, behind their lock.
 #[derive(Debug)]
-pub struct State {
+pub(crate) struct Registry {
     tables: RwLock<Tables>,
-    changes: broadcast::Sender<Announcement>,
-    kind_revisions: [watch::Sender<u64>; 4],
     /// Instances whose health details or last heartbeat changed in memory only; see
-    /// [`State::touch_instance`].
+    /// [`Registry::touch_instance`].
     unflushed: Mutex<HashSet<String>>,
 }
 
-impl State {
+impl Registry {
     /// The tables of a loaded store; fails on an object that does not decode.
-    pub fn from_snapshot(snapshot: Snapshot) -> Result<Self, StoreError> {
-        let revision = snapshot.revision;
-        Ok(State {
+    pub(crate) fn from_snapshot(snapshot: Snapshot) -> Result<Self, StoreError> {
+        Ok(Registry {
             tables: RwLock::new(Tables::from_snapshot(snapshot)?),
-            changes: broadcast::channel(SUBSCRIBER_BACKLOG).0,
-            kind_revisions: Kind::ALL.map(|_| watch::channel(revision).0),
             unflushed: Mutex::default(),
         })
     }
 
-    /// The latest revision of `kind`, to wait on (`wait_for(|r| *r > index)`). A watch
-    /// keeps one value, not a queue, so an idle watcher costs one parked future.
-    pub fn watch(&self, kind: Kind) -> watch::Receiver<u64> {
-        self.kind_revisions[kind.index()].subscribe()
-    }
-
-    /// Every committed batch from now on. A receiver that lags is told so
-    /// (`RecvError::Lagged`) and must re-read the tables.
-    pub fn subscribe(&self) -> broadcast::Receiver<Announcement> {
-        self.changes.subscribe()
-    }
-
-    fn wake_watchers(&self, kind: Kind, revision: u64) {
-        self.kind_revisions[kind.index()].send_if_modified(|latest| {
-            let newer = revision > *latest;
-            *latest = (*latest).max(revision);
-            newer
-        });
-    }
-
-    /// Applies committed changes, in revision order, then tells watchers and
-    /// subscribers. Local commits and changes read from a shared store's log both come
-    /// through here, so readers cannot tell them apart. Returns what was announced.
+    /// Applies committed changes, in revision order, and returns them for the feed to
+    /// announce. Local commits and changes read from a shared store's log both come
+    /// through here, so readers cannot tell them apart.
     pub(crate) fn apply_committed(&self, batch: Vec<(Mutation, Committed)>) -> Arc<[Committed]> {
         if batch.is_empty() {
             return Arc::new([]);
         }
-        let mut announced = Vec::with_capacity(batch.len());
-        {
-            let mut tables = self.write();
-            for (mutation, committed) in batch {
-                tables.apply_committed(mutation, committed.body.as_ref(), committed.revision);
-                announced.push(committed);
-            }
+        let mut applied = Vec::with_capacity(batch.len());
+        let mut tables = self.write();
+        for (mutation, committed) in batch {
+            tables.apply_committed(mutation, committed.body.as_ref(), committed.revision);
+            applied.push(committed);
         }
-        for committed in &announced {
-            self.wake_watchers(committed.kind, committed.revision);
-        }
-        let announced: Arc<[Committed]> = announced.into();
-        // No subscriber is not an error.
-        let _ = self.changes.send(Announcement::Changes(announced.clone()));
-        announced
+        applied.into()
     }
 
-    /// Replaces the tables with a fresh snapshot of the store.
-    pub(crate) fn reload(&self, snapshot: Snapshot) -> Result<(), StoreError> {
+    /// Replaces the tables with a fresh snapshot of the store; returns its revision.
+    pub(crate) fn reload(&self, snapshot: Snapshot) -> Result<u64, StoreError> {
         let revision = snapshot.revision;
         // Built before taking the lock: readers keep the old tables meanwhile.
         let tables = Tables::from_snapshot(snapshot)?;
         *self.write() = tables;
-        for kind in Kind::ALL {
-            self.wake_watchers(kind, revision);
-        }
-        let _ = self.changes.send(Announcement::Reloaded);
-        Ok(())
+        Ok(revision)
     }
 
     /// Records what the last health check or TTL heartbeat saw, in memory only: these
@@ -472,7 +404,7 @@ impl State {
     /// check. They reach the store with the next durable change of the instance, or
     /// with [`Command::FlushHealth`]. Ignored if the instance is gone or has moved to
     /// another URL since the check began.
-    pub fn touch_instance(
+    pub(crate) fn touch_instance(
         &self,
         id: &str,
         url: &str,
@@ -509,7 +441,7 @@ impl State {
     }
 
     /// Puts an instance back on the list to flush (after a failed flush).
-    pub fn mark_unflushed(&self, id: String) {
+    pub(crate) fn mark_unflushed(&self, id: String) {
         self.unflushed
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -517,12 +449,12 @@ impl State {
     }
 
     /// Ids of the instances touched in memory since the last call.
-    pub fn take_unflushed(&self) -> Vec<String> {
+    pub(crate) fn take_unflushed(&self) -> Vec<String> {
         let mut unflushed = self.unflushed.lock().unwrap_or_else(|p| p.into_inner());
         unflushed.drain().collect()
     }
 
-    pub fn read(&self) -> RwLockReadGuard<'_, Tables> {
+    pub(crate) fn read(&self) -> RwLockReadGuard<'_, Tables> {
         // A panic while holding the lock cannot leave the tables half-updated in a way
         // readers care about more than an outage, so keep serving.
         self.tables.read().unwrap_or_else(|p| p.into_inner())
@@ -530,6 +462,30 @@ impl State {
 
     fn write(&self) -> RwLockWriteGuard<'_, Tables> {
         self.tables.write().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Auth looks tokens up through this, as it sits below the tables.
+impl TokenTable for Registry {
+    fn tokens_revision(&self) -> u64 {
+        self.read().kind_revision(Kind::Token)
+    }
+
+    fn token_by_hash(&self, hash: &str) -> (u64, Option<Arc<StoredToken>>) {
+        let tables = self.read();
+        let token = tables.token_by_hash(hash).cloned();
+        (tables.kind_revision(Kind::Token), token)
+    }
+}
+
+/// The feed reads the revisions of the tables through this, as it sits below them.
+impl Revisions for Registry {
+    fn revision(&self) -> u64 {
+        self.read().revision()
+    }
+
+    fn slug_revision(&self, slug: &str) -> u64 {
+        self.read().slug_revision(slug)
     }
 }
 

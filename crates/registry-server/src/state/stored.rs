@@ -1,11 +1,12 @@
 //! How the tables hold an instance: as its wire JSON.
 //!
-//! At 100,000 instances a decoded [`Instance`] (a dozen `String`s, a map, options, each
-//! its own allocation) was most of the daemon's memory. The JSON is about a third of
-//! that, it is what the store committed (so the tables keep that same allocation), and
-//! it is what every list answer is made of, so a list is a copy of bytes rather than a
-//! serialization. Readers that need fields decode (a microsecond or two);
-//! the status, which discovery filters on, is kept beside the JSON.
+//! A decoded [`Instance`] (a dozen `String`s, a map, options, each its own allocation)
+//! takes several times the memory of its JSON, and with many instances that is most of
+//! the daemon's memory. The JSON is what the store committed (so the tables keep that
+//! same allocation), and it is what every list answer is made of, so a list is a copy
+//! of bytes rather than a serialization. Readers that need fields decode, which is
+//! cheap next to a request; the status, which discovery filters on, is kept beside the
+//! JSON.
 
 use arcstr::ArcStr;
 use registry_types::{Instance, InstanceFilter, InstanceStatus};
@@ -16,7 +17,7 @@ use serde_json::value::RawValue;
 /// One instance in the tables (its id is the key it is kept under). Cheap to clone: one
 /// reference count.
 #[derive(Debug, Clone)]
-pub struct StoredInstance {
+pub(crate) struct StoredInstance {
     status: InstanceStatus,
     /// The very text the store committed, shared with the change announced to
     /// subscribers: one allocation per write, not one more for the tables.
@@ -38,14 +39,14 @@ impl StoredInstance {
     }
 
     /// The instance, decoded.
-    pub fn decode(&self) -> Instance {
+    pub(crate) fn decode(&self) -> Instance {
         // Made from an `Instance` by the same serde code, so it always reads back.
         serde_json::from_str(&self.json).expect("a stored instance decodes")
     }
 
     /// Whether it passes `filter`, decoding only for filters on fields not kept beside
     /// the JSON (id and slug are answered by the indexes before this).
-    pub fn matches(&self, filter: &InstanceFilter) -> bool {
+    pub(crate) fn matches(&self, filter: &InstanceFilter) -> bool {
         if filter.status.is_some_and(|wanted| wanted != self.status) {
             return false;
         }

@@ -22,11 +22,13 @@
 
 use super::audit::AuditLog;
 use super::commands::{Command, Overlay};
-use super::{Committed, State};
+use super::Mutation;
+use super::Registry;
 use crate::auth::Actor;
-use crate::store::{Change, Mutation, Notice, Store, StoreError};
+use crate::feed::{Committed, Feed};
 use crate::supervisor::{supervise, Task, Tasks};
 use crate::Error;
+use registry_store::{Change, Notice, Store, StoreError};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -43,7 +45,7 @@ const RETRY_CATCH_UP: Duration = Duration::from_secs(1);
 
 /// What a committed command touched.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Applied {
+pub(crate) struct Applied {
     /// Id (or URL, for nodes) of the object.
     pub key: String,
     /// Revision of the change.
@@ -57,7 +59,7 @@ type Order = (Command, Actor);
 
 /// A handle for submitting commands; cheap to clone.
 #[derive(Clone)]
-pub struct Writer {
+pub(crate) struct Writer {
     queue: mpsc::Sender<(Order, Reply)>,
 }
 
@@ -65,23 +67,25 @@ impl Writer {
     /// Starts the writer task, supervised: should it fail, it starts again on the same
     /// queue, catching up with the store first. It ends, after committing everything
     /// queued, once every `Writer` handle is dropped.
-    pub fn start(
+    pub(crate) fn start(
         store: Arc<dyn Store>,
-        state: Arc<State>,
+        registry: Arc<Registry>,
+        feed: Arc<Feed>,
         tasks: Arc<Tasks>,
     ) -> (Writer, JoinHandle<()>) {
         let (queue, receiver) = mpsc::channel(MAX_BATCH * 4);
         let receiver = Arc::new(tokio::sync::Mutex::new(receiver));
         let task = tokio::spawn(supervise(Task::Writer, tasks, move || {
-            let (store, state, receiver) = (store.clone(), state.clone(), receiver.clone());
-            async move { run(store, state, &mut *receiver.lock_owned().await).await }
+            let (store, registry, feed) = (store.clone(), registry.clone(), feed.clone());
+            let receiver = receiver.clone();
+            async move { run(store, registry, feed, &mut *receiver.lock_owned().await).await }
         }));
         (Writer { queue }, task)
     }
 
     /// Submits a command made `by` an actor and waits until it is durable and visible
     /// to readers.
-    pub async fn submit(&self, by: &Actor, command: Command) -> Result<Applied, Error> {
+    pub(crate) async fn submit(&self, by: &Actor, command: Command) -> Result<Applied, Error> {
         let (reply, answer) = oneshot::channel();
         self.queue
             .send(((command, by.clone()), reply))
@@ -96,7 +100,8 @@ impl Writer {
 
 async fn run(
     store: Arc<dyn Store>,
-    state: Arc<State>,
+    registry: Arc<Registry>,
+    feed: Arc<Feed>,
     receiver: &mut mpsc::Receiver<(Order, Reply)>,
 ) {
     let mut others = store.notifications();
@@ -111,17 +116,20 @@ async fn run(
     loop {
         let idle = in_flight.is_none();
         if behind && idle {
-            behind = match catch_up(store.as_ref(), &state, None).await {
+            behind = match catch_up(store.as_ref(), &registry, &feed, None).await {
                 Ok(()) => false,
                 Err(e) => {
-                    tracing::warn!(error = %e, "cannot read the shared change log; retrying");
+                    tracing::warn!(
+                        error = &e as &dyn std::error::Error,
+                        "cannot read the shared change log; retrying"
+                    );
                     true
                 }
             };
         }
         if idle && !waiting.is_empty() {
             let (orders, replies) = waiting.drain(..).unzip();
-            in_flight = start(&store, &state, orders, replies, None);
+            in_flight = start(&store, &registry, orders, replies, None);
             continue;
         }
         if !open && idle {
@@ -137,7 +145,7 @@ async fn run(
             done = async { (&mut in_flight.as_mut().expect("guarded").commit).await }, if !idle => {
                 let done_batch = in_flight.take().expect("guarded").batch;
                 let done = done.unwrap_or_else(|e| {
-                    Err(StoreError::Unavailable(format!("store task failed: {e}")))
+                    Err(StoreError::unavailable_because("the store's commit task failed", e))
                 });
                 match done {
                     Ok(revisions) => {
@@ -145,18 +153,18 @@ async fn run(
                         // before this one is applied and answered.
                         if !waiting.is_empty() {
                             let (orders, replies) = waiting.drain(..).unzip();
-                            in_flight = start(&store, &state, orders, replies, Some(&done_batch));
+                            in_flight = start(&store, &registry, orders, replies, Some(&done_batch));
                         }
-                        done_batch.apply_and_answer(&state, &revisions, &mut audit);
+                        done_batch.apply_and_answer(&registry, &feed, &revisions, &mut audit);
                     }
                     Err(error) => {
-                        behind |= !recommit(store.as_ref(), &state, done_batch, error, &mut audit).await;
+                        behind |= !recommit(store.as_ref(), &registry, &feed, done_batch, error, &mut audit).await;
                     }
                 }
             }
             notice = next_notice(&mut others), if idle => {
                 if let Some(notice) = notice {
-                    behind |= notice.interruptions != interruptions || notice.revision > state.read().revision();
+                    behind |= notice.interruptions != interruptions || notice.revision > registry.read().revision();
                     interruptions = notice.interruptions;
                 }
             }
@@ -181,9 +189,14 @@ async fn next_notice(others: &mut Option<watch::Receiver<Notice>>) -> Option<Not
 
 /// Applies the log's changes after the tables' revision, up to `until` (all, if `None`).
 /// A log trimmed past that revision means the tables are reloaded whole.
-async fn catch_up(store: &dyn Store, state: &State, until: Option<u64>) -> Result<(), StoreError> {
+async fn catch_up(
+    store: &dyn Store,
+    registry: &Registry,
+    feed: &Feed,
+    until: Option<u64>,
+) -> Result<(), StoreError> {
     loop {
-        let after = state.read().revision();
+        let after = registry.read().revision();
         let limit = match until {
             Some(until) if until <= after => return Ok(()),
             Some(until) => ((until - after) as usize).min(CATCH_UP_PAGE),
@@ -192,7 +205,7 @@ async fn catch_up(store: &dyn Store, state: &State, until: Option<u64>) -> Resul
         let page = store.changes_since(after, limit).await?;
         if page.trimmed {
             tracing::warn!(after, "too far behind the change log; reloading everything");
-            state.reload(store.load().await?)?;
+            feed.reloaded(registry.reload(store.load().await?)?);
             continue;
         }
         if page.changes.is_empty() {
@@ -202,11 +215,11 @@ async fn catch_up(store: &dyn Store, state: &State, until: Option<u64>) -> Resul
             .changes
             .into_iter()
             .map(|logged| {
-                let mutation = logged.change.decode()?;
+                let mutation = Mutation::decode(&logged.change)?;
                 Ok((mutation, Committed::new(logged.revision, logged.change)))
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
-        state.apply_committed(batch);
+        feed.announce(&registry.apply_committed(batch));
     }
 }
 
@@ -236,12 +249,12 @@ impl Planned {
     /// Plans `orders` against the tables, plus `before` (the batch being committed)
     /// as if it were already applied.
     fn new(
-        state: &State,
+        registry: &Registry,
         orders: Vec<Order>,
         replies: Vec<Reply>,
         before: Option<&Planned>,
     ) -> Planned {
-        let tables = state.read();
+        let tables = registry.read();
         let (mut overlay, planned_on) = match before {
             Some(before) => (
                 Overlay::new(&tables, &before.mutations),
@@ -278,8 +291,15 @@ impl Planned {
         }
     }
 
-    /// Applies the committed batch to the tables, answers its requests, then logs it.
-    fn apply_and_answer(self, state: &State, revisions: &[u64], audit: &mut AuditLog) {
+    /// Applies the committed batch to the tables, announces it on the feed, answers its
+    /// requests, then logs it.
+    fn apply_and_answer(
+        self,
+        registry: &Registry,
+        feed: &Feed,
+        revisions: &[u64],
+        audit: &mut AuditLog,
+    ) {
         let batch = self
             .mutations
             .into_iter()
@@ -287,7 +307,8 @@ impl Planned {
             .zip(revisions)
             .map(|((mutation, change), revision)| (mutation, Committed::new(*revision, change)))
             .collect();
-        let announced = state.apply_committed(batch);
+        let announced = registry.apply_committed(batch);
+        feed.announce(&announced);
         answer(self.replies, self.outcomes, self.planned_on, revisions);
         audit.record(announced, self.authors);
     }
@@ -297,12 +318,12 @@ impl Planned {
 /// sends it to the store. Returns the commit under way, if any.
 fn start(
     store: &Arc<dyn Store>,
-    state: &State,
+    registry: &Registry,
     orders: Vec<Order>,
     replies: Vec<Reply>,
     before: Option<&Planned>,
 ) -> Option<InFlight> {
-    send(store, Planned::new(state, orders, replies, before))
+    send(store, Planned::new(registry, orders, replies, before))
 }
 
 /// Sends a planned batch to the store. The batch it was planned on, if any, is already
@@ -335,7 +356,8 @@ fn answer(replies: Vec<Reply>, outcomes: Vec<Outcome>, planned_on: u64, revision
 /// so no write is based on what another daemon already changed.
 async fn recommit(
     store: &dyn Store,
-    state: &State,
+    registry: &Registry,
+    feed: &Feed,
     mut failed: Planned,
     mut error: StoreError,
     audit: &mut AuditLog,
@@ -345,19 +367,26 @@ async fn recommit(
         match error {
             StoreError::Stale { latest } if attempts < MAX_REPLANS => {
                 attempts += 1;
-                if let Err(e) = catch_up(store, state, Some(latest)).await {
-                    tracing::warn!(error = %e, "cannot read the changes of other daemons");
+                if let Err(e) = catch_up(store, registry, feed, Some(latest)).await {
+                    tracing::warn!(
+                        error = &e as &dyn std::error::Error,
+                        "cannot read the changes of other daemons"
+                    );
                     refuse(failed.replies, &e);
                     return false;
                 }
             }
             e => {
-                tracing::error!(error = %e, "commit failed; {} writes refused", failed.replies.len());
+                tracing::error!(
+                    error = &e as &dyn std::error::Error,
+                    "commit failed; {} writes refused",
+                    failed.replies.len()
+                );
                 refuse(failed.replies, &e);
                 return true;
             }
         }
-        let batch = Planned::new(state, failed.orders, failed.replies, None);
+        let batch = Planned::new(registry, failed.orders, failed.replies, None);
         if batch.mutations.is_empty() {
             answer(batch.replies, batch.outcomes, batch.planned_on, &[]);
             return true;
@@ -367,7 +396,7 @@ async fn recommit(
             .await
         {
             Ok(revisions) => {
-                batch.apply_and_answer(state, &revisions, audit);
+                batch.apply_and_answer(registry, feed, &revisions, audit);
                 return true;
             }
             Err(e) => (error, failed) = (e, batch),

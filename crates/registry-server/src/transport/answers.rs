@@ -116,7 +116,7 @@ struct Swap {
 }
 
 impl<I> JsonProtocolErrors<I> {
-    pub fn new(io: I, activity: Arc<Activity>) -> Self {
+    pub(super) fn new(io: I, activity: Arc<Activity>) -> Self {
         JsonProtocolErrors {
             io,
             activity,

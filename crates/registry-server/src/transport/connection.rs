@@ -58,7 +58,7 @@ pub(crate) struct Activity {
 }
 
 impl Activity {
-    pub fn new() -> Activity {
+    pub(crate) fn new() -> Activity {
         Activity {
             opened: Instant::now(),
             in_flight: AtomicU32::new(0),
@@ -71,11 +71,11 @@ impl Activity {
         }
     }
 
-    pub fn is_busy(&self) -> bool {
+    pub(crate) fn is_busy(&self) -> bool {
         self.in_flight.load(Ordering::Relaxed) > 0
     }
 
-    pub fn evict(&self) {
+    pub(crate) fn evict(&self) {
         self.evicted.notify_one();
     }
 

@@ -47,7 +47,7 @@ pub(crate) struct Limits {
 impl Limits {
     /// The limits `config` asks for; the connection cap defaults to three quarters of
     /// `open_files`, leaving descriptors for the store, health checks and peers.
-    pub fn new(config: &crate::Config, open_files: u64) -> Limits {
+    pub(crate) fn new(config: &crate::Config, open_files: u64) -> Limits {
         let default_cap = (open_files / 4 * 3).clamp(16, 1_000_000) as usize;
         let max_connections = config.max_connections.map_or(default_cap, |n| n as usize);
         if max_connections as u64 > open_files {

@@ -31,7 +31,7 @@ pub(crate) struct Tls {
 
 impl Tls {
     /// Loads the certificate, key and (when given) client CA; fails on any that does not load.
-    pub fn load(cert: &Path, key: &Path, client_ca: Option<&Path>) -> anyhow::Result<Tls> {
+    pub(crate) fn load(cert: &Path, key: &Path, client_ca: Option<&Path>) -> anyhow::Result<Tls> {
         let provider = Arc::new(ring::default_provider());
         let certificate = Arc::new(ReloadingCertificate {
             current: RwLock::new(Arc::new(load_pair(&provider, cert, key)?)),
@@ -67,7 +67,7 @@ impl Tls {
         })
     }
 
-    pub async fn accept(
+    pub(crate) async fn accept(
         &self,
         stream: TcpStream,
     ) -> std::io::Result<tokio_rustls::server::TlsStream<TcpStream>> {
@@ -75,7 +75,7 @@ impl Tls {
     }
 
     /// Reloads the certificate whenever its files change, until `shutdown`.
-    pub async fn watch(self: Arc<Self>, shutdown: CancellationToken) {
+    pub(crate) async fn watch(self: Arc<Self>, shutdown: CancellationToken) {
         let mut ticks = tokio::time::interval(RELOAD_CHECK);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

@@ -2,7 +2,7 @@
 
 use super::{config, Daemon};
 use async_trait::async_trait;
-use registry_server::store::{Change, ChangePage, Snapshot, SqliteStore, Store, StoreError};
+use registry_store::{Change, ChangePage, Snapshot, SqliteStore, Store, StoreError};
 use std::sync::Arc;
 
 /// What a test store does before each commit and ping; the default does nothing.

@@ -1,11 +1,11 @@
 //! A real daemon on a free loopback port, in this process, and a small HTTP helper.
-#![allow(dead_code)] // each test binary uses its own part of the harness
+#![allow(dead_code, unreachable_pub)] // each test binary uses its own part of the harness
 
 pub mod hooked;
 pub mod postgres;
 
-use registry_server::store::Store;
 use registry_server::{Config, RunningServer};
+use registry_store::Store;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::future::Future;

@@ -1,14 +1,36 @@
-//! Durable storage behind one interface.
+//! Durable storage of Registry Svc behind one interface: the bottom layer of the daemon.
 //!
-//! The store is the truth; the in-memory [`crate::state`] is a copy of it. A store only
+//! The store is the truth; the daemon's in-memory registry is a copy of it. A store only
 //! needs three things: load everything at start, commit a batch of changes atomically and
 //! durably (assigning each a store-wide increasing revision), and say whether it is
-//! reachable. Objects travel as JSON text, so an implementation never needs to know the
-//! shape of a definition or an instance; so does the actor of each change (who made it),
-//! which the change log keeps beside the change.
+//! reachable. Objects travel as opaque JSON text under a [`Kind`] and a key, so a store
+//! never knows the shape of a definition or an instance (that vocabulary belongs to the
+//! layer above); so does the actor of each change (who made it), which the change log
+//! keeps beside the change.
 //!
 //! The schema, its migrations and the rules of the change log are in `rules.rs`, once for
 //! both backends.
+//!
+//! Two implementations: [`SqliteStore`], one file for one daemon, and [`PostgresStore`],
+//! one database shared by several daemons.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), registry_store::StoreError> {
+//! use registry_store::{Change, Kind, SqliteStore, Store};
+//!
+//! let store = SqliteStore::open(std::path::Path::new("registry-data/registry.db"))?;
+//! let put = Change {
+//!     kind: Kind::Definition,
+//!     key: "user-svc".into(),
+//!     body: Some(r#"{"id":"user-svc"}"#.into()),
+//!     by: None,
+//! };
+//! let revisions = store.commit(vec![put], None).await?;
+//! let page = store.changes_since(revisions[0] - 1, 100).await?;
+//! assert_eq!(page.changes[0].revision, revisions[0]);
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod postgres;
 mod rules;
@@ -17,23 +39,27 @@ mod sqlite;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
-use crate::auth::StoredToken;
 use async_trait::async_trait;
-use registry_types::{Definition, Instance, Node};
 use serde::{Deserialize, Serialize};
 use std::ops::Range;
+use std::sync::Arc;
 
 /// The four kinds of stored object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
+    /// A service definition, keyed by its id.
     Definition,
+    /// A service instance, keyed by its id.
     Instance,
+    /// A node (a daemon), keyed by its URL.
     Node,
+    /// An API token (its hash, never its secret), keyed by its id.
     Token,
 }
 
 impl Kind {
+    /// Every kind, in the order of [`Kind::index`].
     pub const ALL: [Kind; 4] = [Kind::Definition, Kind::Instance, Kind::Node, Kind::Token];
 
     /// Position in [`Kind::ALL`], for per-kind arrays.
@@ -41,6 +67,7 @@ impl Kind {
         self as usize
     }
 
+    /// The kind as stores write it: `definition`, `instance`, `node` or `token`.
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Definition => "definition",
@@ -50,6 +77,7 @@ impl Kind {
         }
     }
 
+    /// The kind [`Kind::as_str`] writes as `text`, if any.
     pub fn parse(text: &str) -> Option<Kind> {
         Kind::ALL.into_iter().find(|k| k.as_str() == text)
     }
@@ -60,98 +88,8 @@ impl Kind {
         what: &'static str,
         key: &str,
     ) -> Result<Kind, StoreError> {
-        Kind::parse(text).ok_or_else(|| StoreError::Corrupt {
-            kind: what,
-            key: key.to_string(),
-            problem: format!("unknown kind {text:?}"),
-        })
-    }
-}
-
-/// One stored object, typed.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Record {
-    Definition(Definition),
-    Instance(Instance),
-    /// Nodes are keyed by URL: a daemon is the address it is reached at.
-    Node(Node),
-    Token(StoredToken),
-}
-
-impl Record {
-    pub fn kind(&self) -> Kind {
-        match self {
-            Record::Definition(_) => Kind::Definition,
-            Record::Instance(_) => Kind::Instance,
-            Record::Node(_) => Kind::Node,
-            Record::Token(_) => Kind::Token,
-        }
-    }
-
-    pub fn key(&self) -> &str {
-        match self {
-            Record::Definition(d) => &d.id,
-            Record::Instance(i) => &i.id,
-            Record::Node(n) => &n.url,
-            Record::Token(t) => &t.id,
-        }
-    }
-
-    fn to_json(&self) -> String {
-        let json = match self {
-            Record::Definition(d) => serde_json::to_string(d),
-            Record::Instance(i) => serde_json::to_string(i),
-            Record::Node(n) => serde_json::to_string(n),
-            Record::Token(t) => serde_json::to_string(t),
-        };
-        json.expect("model types always serialize")
-    }
-
-    fn from_json(kind: Kind, body: &str) -> serde_json::Result<Record> {
-        Ok(match kind {
-            Kind::Definition => Record::Definition(serde_json::from_str(body)?),
-            Kind::Instance => Record::Instance(serde_json::from_str(body)?),
-            Kind::Node => Record::Node(serde_json::from_str(body)?),
-            Kind::Token => Record::Token(serde_json::from_str(body)?),
-        })
-    }
-}
-
-/// A change to apply: put (insert or replace) an object, or delete one.
-// Puts are the common case; boxing the record would add an allocation to each.
-#[allow(clippy::large_enum_variant)]
-#[derive(Debug, Clone, PartialEq)]
-pub enum Mutation {
-    Put(Record),
-    Delete { kind: Kind, key: String },
-}
-
-impl Mutation {
-    pub fn kind(&self) -> Kind {
-        match self {
-            Mutation::Put(record) => record.kind(),
-            Mutation::Delete { kind, .. } => *kind,
-        }
-    }
-
-    pub fn key(&self) -> &str {
-        match self {
-            Mutation::Put(record) => record.key(),
-            Mutation::Delete { key, .. } => key,
-        }
-    }
-
-    /// The untyped form a store writes, made by `by` (the JSON of an actor), if known.
-    pub fn encode(&self, by: Option<&arcstr::ArcStr>) -> Change {
-        Change {
-            kind: self.kind(),
-            key: self.key().to_string(),
-            body: match self {
-                Mutation::Put(record) => Some(record.to_json().into()),
-                Mutation::Delete { .. } => None,
-            },
-            by: by.cloned(),
-        }
+        Kind::parse(text)
+            .ok_or_else(|| StoreError::corrupt(what, key, format!("unknown kind {text:?}")))
     }
 }
 
@@ -159,11 +97,14 @@ impl Mutation {
 /// is shared with the change feed, which announces it after the commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
+    /// The kind of the object changed.
     pub kind: Kind,
+    /// Its key (an id, or a node's URL).
     pub key: String,
+    /// The object's JSON after a put; `None` for a delete.
     pub body: Option<arcstr::ArcStr>,
-    /// Who made the change, as JSON ([`crate::auth::Actor::json`]), kept in the change
-    /// log only; `None` for changes logged before actors were kept.
+    /// Who made the change, as JSON written by the daemon, kept in the change log only;
+    /// `None` for changes logged before actors were kept.
     pub by: Option<arcstr::ArcStr>,
 }
 
@@ -175,35 +116,11 @@ impl Change {
 }
 
 /// `"put"` for a change with a body, else `"delete"`.
-pub(crate) fn op(has_body: bool) -> &'static str {
+pub fn op(has_body: bool) -> &'static str {
     if has_body {
         "put"
     } else {
         "delete"
-    }
-}
-
-impl Record {
-    /// A record as a store wrote it; a body that does not read is named by kind and key.
-    pub(crate) fn decode(kind: Kind, key: &str, body: &str) -> Result<Record, StoreError> {
-        Record::from_json(kind, body).map_err(|e| StoreError::Corrupt {
-            kind: kind.as_str(),
-            key: key.to_string(),
-            problem: e.to_string(),
-        })
-    }
-}
-
-impl Change {
-    /// The typed mutation this change records.
-    pub fn decode(&self) -> Result<Mutation, StoreError> {
-        match &self.body {
-            Some(body) => Record::decode(self.kind, &self.key, body).map(Mutation::Put),
-            None => Ok(Mutation::Delete {
-                kind: self.kind,
-                key: self.key.clone(),
-            }),
-        }
     }
 }
 
@@ -212,14 +129,18 @@ impl Change {
 /// anything may have been missed).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Notice {
+    /// The highest revision announced.
     pub revision: u64,
+    /// How many times the announcements were interrupted.
     pub interruptions: u64,
 }
 
 /// A change read back from the store's change log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoggedChange {
+    /// The revision the change was committed at.
     pub revision: u64,
+    /// The change.
     pub change: Change,
 }
 
@@ -270,18 +191,16 @@ pub struct Snapshot {
 /// One object as the store holds it.
 #[derive(Debug, Clone, Copy)]
 pub struct StoredObject<'a> {
+    /// Its kind.
     pub kind: Kind,
+    /// Its key.
     pub key: &'a str,
+    /// Its JSON, as committed.
     pub body: &'a str,
 }
 
-impl StoredObject<'_> {
-    pub fn decode(&self) -> Result<Record, StoreError> {
-        Record::decode(self.kind, self.key, self.body)
-    }
-}
-
 impl Snapshot {
+    /// An empty snapshot of a store at `revision`.
     pub fn new(revision: u64) -> Self {
         Snapshot {
             revision,
@@ -289,6 +208,7 @@ impl Snapshot {
         }
     }
 
+    /// Adds one object, as a store reads it.
     pub fn push(&mut self, kind: Kind, key: &str, body: &str) {
         let mut append = |part: &str| {
             let start = self.text.len();
@@ -299,14 +219,17 @@ impl Snapshot {
         self.objects.push((kind, key, body));
     }
 
+    /// How many objects it holds.
     pub fn len(&self) -> usize {
         self.objects.len()
     }
 
+    /// Whether it holds no object.
     pub fn is_empty(&self) -> bool {
         self.objects.is_empty()
     }
 
+    /// Every object, in the order the store read them.
     pub fn objects(&self) -> impl Iterator<Item = StoredObject<'_>> {
         self.objects.iter().map(|(kind, key, body)| StoredObject {
             kind: *kind,
@@ -314,34 +237,80 @@ impl Snapshot {
             body: &self.text[body.clone()],
         })
     }
-
-    /// Every object, decoded.
-    pub fn records(&self) -> Result<Vec<Record>, StoreError> {
-        self.objects().map(|o| o.decode()).collect()
-    }
 }
 
+/// Why a store error happened: the database's own error (or the sentence that stands for
+/// it), kept so that the daemon can log the whole chain. Shared, so an error handed to
+/// every request of a failed batch costs a reference count.
+pub type Cause = Arc<dyn std::error::Error + Send + Sync>;
+
+/// What can go wrong in a store. Each error keeps its cause as its `source`.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// Another daemon committed after the revision the changes were planned on.
     #[error("the store moved on to revision {latest} while this write was prepared")]
-    Stale { latest: u64 },
-    #[error("store unavailable: {0}")]
-    Unavailable(String),
-    #[error("stored {kind} {key:?} cannot be read: {problem}")]
+    Stale {
+        /// The store's latest revision.
+        latest: u64,
+    },
+    /// The store cannot be reached, or failed to do what was asked; nothing was changed.
+    #[error("store unavailable: {context}")]
+    Unavailable {
+        /// Which store, and what it was doing.
+        context: String,
+        /// Why, when the store said.
+        #[source]
+        source: Option<Cause>,
+    },
+    /// A stored value does not read back.
+    #[error("stored {kind} {key:?} cannot be read")]
     Corrupt {
+        /// What was stored: a kind of object, or a table of the store.
         kind: &'static str,
+        /// Its key.
         key: String,
-        problem: String,
+        /// Why it does not read.
+        #[source]
+        source: Cause,
     },
 }
 
-impl From<StoreError> for crate::Error {
-    fn from(e: StoreError) -> Self {
-        crate::Error::Unavailable(e.to_string())
+impl StoreError {
+    /// The store is unavailable; `context` says which store and what happened.
+    pub fn unavailable(context: impl Into<String>) -> StoreError {
+        StoreError::Unavailable {
+            context: context.into(),
+            source: None,
+        }
+    }
+
+    /// The store is unavailable because of `source`; `context` says which store and
+    /// what it was doing.
+    pub fn unavailable_because(
+        context: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> StoreError {
+        StoreError::Unavailable {
+            context: context.into(),
+            source: Some(Arc::from(source.into())),
+        }
+    }
+
+    /// The stored `kind` (or table) `key` does not read back, because of `source`.
+    pub fn corrupt(
+        kind: &'static str,
+        key: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> StoreError {
+        StoreError::Corrupt {
+            kind,
+            key: key.into(),
+            source: Arc::from(source.into()),
+        }
     }
 }
 
+/// What the daemon asks of a store; see the crate's documentation.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Reads every stored object and the latest revision.
@@ -375,29 +344,9 @@ pub trait Store: Send + Sync + 'static {
     async fn close(&self) -> Result<(), StoreError>;
 }
 
-/// The store a configuration asks for: PostgreSQL when `--database-url` names one, else
-/// the embedded SQLite file in the data directory.
-pub async fn open(config: &crate::Config) -> anyhow::Result<std::sync::Arc<dyn Store>> {
-    if let Some(url) = &config.database_url {
-        let scheme = url
-            .split_once("://")
-            .map(|(scheme, _)| scheme.to_ascii_lowercase());
-        if matches!(scheme.as_deref(), Some("postgres" | "postgresql")) {
-            return Ok(std::sync::Arc::new(PostgresStore::connect(url).await?));
-        }
-        anyhow::bail!(
-            "--database-url {}: unsupported database URL; expected postgres://… or \
-             postgresql://… (leave it unset to use the embedded SQLite store in --data-dir)",
-            redact_password(url)
-        );
-    }
-    let path = config.data_dir.join("registry.db");
-    Ok(std::sync::Arc::new(SqliteStore::open(&path)?))
-}
-
 /// A database URL safe to print: any password, in the credentials or in a `password=`
 /// query parameter, replaced by `***`.
-pub(crate) fn redact_password(url: &str) -> String {
+pub fn redact_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };

@@ -45,6 +45,7 @@ const MAX_CONNECTIONS: u32 = 8;
 const LISTEN_RETRY_MIN: Duration = Duration::from_millis(100);
 const LISTEN_RETRY_MAX: Duration = Duration::from_secs(5);
 
+/// A PostgreSQL database, shared by every daemon of a cluster.
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: PgPool,
@@ -75,7 +76,9 @@ impl PostgresStore {
     pub async fn connect_with_retention(url: &str, retained: u64) -> Result<Self, StoreError> {
         let target = redact_password(url);
         let options = PgConnectOptions::from_str(url)
-            .map_err(|e| StoreError::Unavailable(format!("invalid PostgreSQL URL {target}: {e}")))?
+            .map_err(|e| {
+                StoreError::unavailable_because(format!("invalid PostgreSQL URL {target}"), e)
+            })?
             .options([("statement_timeout", STATEMENT_TIMEOUT)])
             .application_name("registry-svc")
             .disable_statement_logging();
@@ -85,21 +88,25 @@ impl PostgresStore {
         let mut first = tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options))
             .await
             .map_err(|_| {
-                StoreError::Unavailable(format!(
+                StoreError::unavailable(format!(
                     "cannot connect to PostgreSQL at {target}: no answer within {}s",
                     CONNECT_TIMEOUT.as_secs()
                 ))
             })?
             .map_err(|e| {
-                StoreError::Unavailable(format!("cannot connect to PostgreSQL at {target}: {e}"))
+                StoreError::unavailable_because(
+                    format!("cannot connect to PostgreSQL at {target}"),
+                    e,
+                )
             })?;
         let migrated = migrate(&mut first).await;
         // Best effort: the migration's outcome is what matters.
         let _ = first.close().await;
         migrated.map_err(|e| {
-            StoreError::Unavailable(format!(
-                "cannot prepare the schema in PostgreSQL at {target}: {e}"
-            ))
+            StoreError::unavailable_because(
+                format!("cannot prepare the schema in PostgreSQL at {target}"),
+                e,
+            )
         })?;
 
         let pool = PgPoolOptions::new()
@@ -175,7 +182,8 @@ impl PostgresStore {
                         // The connection dropped; the next receive reconnects.
                         Ok(None) => notices.send_modify(|n| n.interruptions += 1),
                         Err(e) => {
-                            tracing::warn!(error = %self.unavailable(e), "lost the notification listener");
+                            let error = self.unavailable(e);
+                            tracing::warn!(error = &error as &dyn std::error::Error, "lost the notification listener");
                             break;
                         }
                     }
@@ -185,15 +193,17 @@ impl PostgresStore {
     }
 
     fn unavailable(&self, e: sqlx::Error) -> StoreError {
-        let problem = match e {
-            sqlx::Error::PoolTimedOut => format!(
-                "no connection within {}s (is the database reachable?)",
+        let target = &self.target;
+        match e {
+            sqlx::Error::PoolTimedOut => StoreError::unavailable(format!(
+                "PostgreSQL at {target}: no connection within {}s (is the database reachable?)",
                 CONNECT_TIMEOUT.as_secs()
-            ),
-            sqlx::Error::PoolClosed => "the store is closed".to_string(),
-            e => e.to_string(),
-        };
-        StoreError::Unavailable(format!("PostgreSQL at {}: {problem}", self.target))
+            )),
+            sqlx::Error::PoolClosed => {
+                StoreError::unavailable(format!("PostgreSQL at {target}: the store is closed"))
+            }
+            e => StoreError::unavailable_because(format!("PostgreSQL at {target}"), e),
+        }
     }
 }
 
@@ -252,11 +262,8 @@ fn to_db(revision: u64) -> i64 {
 }
 
 fn from_db(what: &'static str, key: &str, value: i64) -> Result<u64, StoreError> {
-    u64::try_from(value).map_err(|_| StoreError::Corrupt {
-        kind: what,
-        key: key.to_string(),
-        problem: format!("negative revision {value}"),
-    })
+    u64::try_from(value)
+        .map_err(|_| StoreError::corrupt(what, key, format!("negative revision {value}")))
 }
 
 impl PostgresStore {
@@ -422,11 +429,11 @@ impl PostgresStore {
         .await
         .map_err(fail)?;
         let Some(first) = rows.first() else {
-            return Err(StoreError::Corrupt {
-                kind: "meta",
-                key: "revision".into(),
-                problem: "the revision row is missing".into(),
-            });
+            return Err(StoreError::corrupt(
+                "meta",
+                "revision",
+                "the revision row is missing",
+            ));
         };
         let latest = from_db("meta", "revision", first.try_get(0).map_err(fail)?)?;
         let oldest: Option<i64> = first.try_get(1).map_err(fail)?;

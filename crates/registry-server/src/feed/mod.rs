@@ -1,5 +1,12 @@
-//! The change feed: `X-Registry-Index` on lists, blocking queries (`?index=N&wait=30s`)
-//! and the Server-Sent Events stream `GET /registry-svc/events?since=N`.
+//! The change feed: everything that tells a reader what changed, in one place.
+//!
+//! - The sending side ([`announce`]): after the writer applies a committed batch to the
+//!   tables, it hands the batch to [`Feed::announce`], which wakes the blocking queries
+//!   of each kind it changed and tells every subscriber (the health checker, event
+//!   streams). A node that reloads everything says so with [`Feed::reloaded`].
+//! - `X-Registry-Index` on lists, and blocking queries (`?index=N&wait=30s`) on every
+//!   list ([`Blocking`]).
+//! - The Server-Sent Events stream `GET /registry-svc/events?since=N` ([`Feed::events`]).
 //!
 //! A blocking query parks on a `watch` of its kind's latest revision: no task, no
 //! polling, and a node heartbeat never wakes an instance watcher. The event stream first
@@ -7,72 +14,129 @@
 //! announcements; a client whose revision is older than the retained log gets a `reset`
 //! event telling it to re-list. Each change event names who made it (`by`), as the
 //! store's change log keeps it.
+//!
+//! The feed sits below the registry's tables: it reads their revisions through
+//! [`Revisions`], which the registry implements.
 
-use super::AppState;
-use crate::auth::{Caller, Permission};
-use crate::state::{Announcement, State, Tables};
-use crate::store::{op, ChangePage, Kind, Store};
+mod announce;
+
+pub(crate) use announce::{Announcement, Committed};
+
 use crate::Result;
-use axum::extract::{RawQuery, State as AxumState};
+use announce::Channels;
 use axum::http::{HeaderMap, HeaderValue};
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::sse::Event;
 use axum::response::Response;
 use futures_util::stream::{self, Stream};
 use rand::Rng;
+use registry_store::{op, ChangePage, Kind, Store};
 use registry_types::{limits, query};
 use registry_types::{ErrorBody, FieldError};
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
-pub use registry_types::constants::INDEX_HEADER;
+/// What the feed reads of the tables whose changes it announces. They sit in the layer
+/// above, which implements this.
+pub(crate) trait Revisions: Send + Sync {
+    /// Revision of the latest change applied to the tables.
+    fn revision(&self) -> u64;
+    /// Revision of the latest change to the instances of `slug`.
+    fn slug_revision(&self, slug: &str) -> u64;
+}
+
+/// The change feed of one daemon.
+pub(crate) struct Feed {
+    channels: Channels,
+    tables: Arc<dyn Revisions>,
+    /// The change log, which event streams replay.
+    store: Arc<dyn Store>,
+    /// Cancelled when the daemon shuts down: ends blocking queries and event streams.
+    shutdown: CancellationToken,
+}
+
+impl Feed {
+    /// The feed of `tables` (as loaded from `store`), until `shutdown`.
+    pub(crate) fn new(
+        tables: Arc<dyn Revisions>,
+        store: Arc<dyn Store>,
+        shutdown: CancellationToken,
+    ) -> Feed {
+        Feed {
+            channels: Channels::new(tables.revision()),
+            tables,
+            store,
+            shutdown,
+        }
+    }
+
+    /// Tells watchers and subscribers of a batch the writer has just applied.
+    pub(crate) fn announce(&self, batch: &Arc<[Committed]>) {
+        self.channels.announce(batch)
+    }
+
+    /// Tells watchers and subscribers that the tables were reloaded whole at `revision`.
+    pub(crate) fn reloaded(&self, revision: u64) {
+        self.channels.reloaded(revision)
+    }
+
+    /// Every committed batch from now on. A receiver that lags is told so
+    /// (`RecvError::Lagged`) and must re-read the tables.
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Announcement> {
+        self.channels.subscribe()
+    }
+
+    fn watch(&self, kind: Kind) -> watch::Receiver<u64> {
+        self.channels.watch(kind)
+    }
+}
+
+pub(crate) use registry_types::constants::INDEX_HEADER;
 /// Wait of a blocking query that gives `index` but no `wait`.
-pub const DEFAULT_WAIT: Duration = Duration::from_secs(300);
+pub(crate) const DEFAULT_WAIT: Duration = Duration::from_secs(300);
 /// Changes read from the store per page while an event stream catches up.
 const CATCH_UP_PAGE: usize = 500;
 
 /// `index` and `wait` of a list request, read as [`super::query`] declares them.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Blocking {
-    pub index: Option<u64>,
-    pub wait: Option<Duration>,
+pub(crate) struct Blocking {
+    pub(crate) index: Option<u64>,
+    pub(crate) wait: Option<Duration>,
 }
 
 impl Blocking {
     /// Returns once a change of `kind` passes `index`, the wait (capped, with up to 1/16
     /// added at random so many watchers do not all come back at once) ends, or the daemon
     /// shuts down. An index from the future (another store, a reset one) does not block.
-    pub async fn wait(&self, app: &AppState, kind: Kind) {
-        self.wait_until(app, kind, |_, index| index).await
+    pub(crate) async fn wait(&self, feed: &Feed, kind: Kind) {
+        self.wait_until(feed, kind, |index| index).await
     }
 
     /// As [`Blocking::wait`], for a list of the instances of one slug: only a change of
     /// that slug's instances ends the wait, so watchers of other slugs sleep on.
-    pub async fn wait_for_slug(&self, app: &AppState, slug: &str) {
-        self.wait_until(app, Kind::Instance, |tables, _| tables.slug_revision(slug))
+    pub(crate) async fn wait_for_slug(&self, feed: &Feed, slug: &str) {
+        self.wait_until(feed, Kind::Instance, |_| feed.tables.slug_revision(slug))
             .await
     }
 
-    /// Waits until `changed` (given the tables and the latest revision of `kind`) passes
-    /// `index`.
-    async fn wait_until(&self, app: &AppState, kind: Kind, changed: impl Fn(&Tables, u64) -> u64) {
+    /// Waits until `changed` (given the latest revision of `kind`) passes `index`.
+    async fn wait_until(&self, feed: &Feed, kind: Kind, changed: impl Fn(u64) -> u64) {
         let Some(index) = self.index else { return };
-        if index > app.state.read().revision() {
+        if index > feed.tables.revision() {
             return;
         }
         let wait = self.wait.unwrap_or(DEFAULT_WAIT);
         let wait = wait + wait.mul_f64(rand::thread_rng().gen_range(0.0..1.0 / 16.0));
-        let mut latest = app.state.watch(kind);
+        let mut latest = feed.watch(kind);
         // Checked on every change of `kind`. The writer wakes watchers only after it has
         // released the tables, so reading them here cannot deadlock with it.
-        let passed =
-            |revision: &u64| *revision > index && changed(&app.state.read(), *revision) > index;
+        let passed = |revision: &u64| *revision > index && changed(*revision) > index;
         tokio::select! {
             _ = tokio::time::timeout(wait, latest.wait_for(passed)) => {}
-            _ = app.shutdown.cancelled() => {}
+            _ = feed.shutdown.cancelled() => {}
         }
     }
 }
@@ -94,7 +158,7 @@ pub(super) fn parse_revision(field: &str, text: &str) -> Result<u64, FieldError>
 }
 
 /// `response` with the `X-Registry-Index` header.
-pub fn indexed(index: u64, mut response: Response) -> Response {
+pub(crate) fn indexed(index: u64, mut response: Response) -> Response {
     response
         .headers_mut()
         .insert(INDEX_HEADER, HeaderValue::from(index));
@@ -162,10 +226,8 @@ enum Phase {
 }
 
 struct Follower {
-    store: Arc<dyn Store>,
-    /// The stream ends when the daemon shuts down.
-    shutdown: CancellationToken,
-    state: Arc<State>,
+    /// Where the changes come from; the stream ends when the daemon shuts down.
+    feed: Arc<Feed>,
     live: broadcast::Receiver<Announcement>,
     selection: Selection,
     /// Revision of the last change handled (sent or skipped).
@@ -192,9 +254,14 @@ impl Follower {
             }
             match self.phase {
                 Phase::Done => return None,
-                Phase::CatchUp => match self.store.changes_since(self.after, CATCH_UP_PAGE).await {
+                Phase::CatchUp => match self
+                    .feed
+                    .store
+                    .changes_since(self.after, CATCH_UP_PAGE)
+                    .await
+                {
                     Ok(ChangePage { trimmed: true, .. }) => {
-                        let current = self.state.read().revision();
+                        let current = self.feed.tables.revision();
                         self.ready.push_back(reset_event(self.after, current));
                         self.after = current;
                         self.phase = Phase::Live;
@@ -213,8 +280,12 @@ impl Follower {
                         }
                     }
                     Err(e) => {
+                        tracing::warn!(
+                            error = &e as &dyn std::error::Error,
+                            "an event stream cannot read the change log; ending it"
+                        );
                         let data = serde_json::to_string(&ErrorBody {
-                            error: e.to_string(),
+                            error: crate::Error::from(e).to_string(),
                         })
                         .expect("error bodies serialize");
                         self.phase = Phase::Done;
@@ -223,7 +294,7 @@ impl Follower {
                 },
                 Phase::Live => match tokio::select! {
                     received = self.live.recv() => received,
-                    _ = self.shutdown.cancelled() => Err(broadcast::error::RecvError::Closed),
+                    _ = self.feed.shutdown.cancelled() => Err(broadcast::error::RecvError::Closed),
                 } {
                     Ok(Announcement::Changes(batch)) => {
                         for c in batch.iter() {
@@ -251,8 +322,8 @@ impl Follower {
 /// `since` and `kind` of an event-stream request, read as [`super::query`] declares them.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct StreamQuery {
-    pub since: Option<u64>,
-    pub kinds: Vec<Kind>,
+    pub(crate) since: Option<u64>,
+    pub(crate) kinds: Vec<Kind>,
 }
 
 /// The revision in a `Last-Event-ID` header; none (the stream starts live) when the
@@ -264,46 +335,34 @@ pub(crate) fn last_event_id(headers: &HeaderMap) -> Option<u64> {
         .and_then(|v| parse_revision("Last-Event-ID", v.trim()).ok())
 }
 
-/// Stream every change after `since` (or the `Last-Event-ID` of a reconnecting
-/// EventSource; neither: from now) as Server-Sent Events; `kind` (repeatable) narrows it.
-#[utoipa::path(get, path = "/registry-svc/events", tag = "feed",
-    params(StreamQuery),
-    responses(
-        (status = 200, description = "text/event-stream: `change` events \
-            {revision, kind, op, id, by, object} (`by`: who made the change, \
-            {tokenId, slug} for a token, {slug: \"registry\", node} for the daemon itself, \
-            null for changes older than actors); a `reset` event when `since` is older than the retained history"),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-    ),
-    security(("bearer" = [])))]
-pub async fn events(
-    AxumState(app): AxumState<AppState>,
-    caller: Caller,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
-    caller.require(Permission::InstanceView)?;
-    let StreamQuery { since, kinds } = query::parse(query.as_deref().unwrap_or_default())?;
-    let last_event_id = last_event_id(&headers);
-    // Subscribe before reading anything, so no change falls between log and live.
-    let live = app.state.subscribe();
-    let (after, phase) = match since.or(last_event_id) {
-        Some(after) => (after, Phase::CatchUp),
-        None => (app.state.read().revision(), Phase::Live),
-    };
-    let follower = Follower {
-        store: app.store.clone(),
-        shutdown: app.shutdown.clone(),
-        state: app.state.clone(),
-        live,
-        selection: Selection { kinds },
-        after,
-        phase,
-        ready: VecDeque::new(),
-    };
-    let events = stream::unfold(follower, |mut follower| async move {
-        let event = follower.next_event().await?;
-        Some((Ok(event), follower))
-    });
-    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+impl Feed {
+    /// Every change after `since` (or the `Last-Event-ID` of a reconnecting
+    /// EventSource; neither: from now) as Server-Sent Events, of the kinds the query
+    /// names (all but tokens if none).
+    pub(crate) fn events(
+        self: &Arc<Self>,
+        query: &str,
+        headers: &HeaderMap,
+    ) -> Result<impl Stream<Item = Result<Event, Infallible>>> {
+        let StreamQuery { since, kinds } = query::parse(query)?;
+        let last_event_id = last_event_id(headers);
+        // Subscribe before reading anything, so no change falls between log and live.
+        let live = self.subscribe();
+        let (after, phase) = match since.or(last_event_id) {
+            Some(after) => (after, Phase::CatchUp),
+            None => (self.tables.revision(), Phase::Live),
+        };
+        let follower = Follower {
+            feed: self.clone(),
+            live,
+            selection: Selection { kinds },
+            after,
+            phase,
+            ready: VecDeque::new(),
+        };
+        Ok(stream::unfold(follower, |mut follower| async move {
+            let event = follower.next_event().await?;
+            Some((Ok(event), follower))
+        }))
+    }
 }

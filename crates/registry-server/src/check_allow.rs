@@ -11,6 +11,7 @@ use std::net::IpAddr;
 /// Most networks in one list.
 const MAX_NETWORKS: usize = 256;
 
+/// The networks of `--check-allow`: health checks dial only addresses in them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AllowedNetworks(Vec<IpNet>);
 

@@ -46,6 +46,7 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     tx.commit().map_err(unavailable)
 }
 
+/// A SQLite file, for one daemon.
 pub struct SqliteStore {
     writer: Arc<Mutex<Connection>>,
     reader: Arc<Mutex<Connection>>,
@@ -56,13 +57,13 @@ pub struct SqliteStore {
     retained: u64,
 }
 
-fn unavailable(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(e.to_string())
+fn unavailable(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> StoreError {
+    StoreError::unavailable_because("SQLite", e)
 }
 
 fn connect(path: &Path) -> Result<Connection, StoreError> {
-    let conn =
-        Connection::open(path).map_err(|e| unavailable(format!("{}: {e}", path.display())))?;
+    let conn = Connection::open(path)
+        .map_err(|e| StoreError::unavailable_because(path.display().to_string(), e))?;
     conn.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(unavailable)?;
     conn.pragma_update(None, "journal_mode", "WAL")
@@ -82,17 +83,20 @@ impl SqliteStore {
     pub fn open_with_retention(path: &Path, retained: u64) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)
-                .map_err(|e| unavailable(format!("{}: {e}", dir.display())))?;
+                .map_err(|e| StoreError::unavailable_because(dir.display().to_string(), e))?;
         }
         let lock_path = path.with_extension("lock");
         let lock = std::fs::File::create(&lock_path)
-            .map_err(|e| unavailable(format!("{}: {e}", lock_path.display())))?;
-        lock.try_lock().map_err(|_| {
-            unavailable(format!(
-                "{} is in use by another registry-svc (lock {} is held)",
-                path.display(),
-                lock_path.display()
-            ))
+            .map_err(|e| StoreError::unavailable_because(lock_path.display().to_string(), e))?;
+        lock.try_lock().map_err(|e| {
+            StoreError::unavailable_because(
+                format!(
+                    "{} is in use by another registry-svc (lock {} is held)",
+                    path.display(),
+                    lock_path.display()
+                ),
+                e,
+            )
         })?;
         let mut writer = connect(path)?;
         migrate(&mut writer)?;
@@ -120,7 +124,7 @@ impl SqliteStore {
             work(&mut conn)
         })
         .await
-        .map_err(|e| unavailable(format!("store thread failed: {e}")))?
+        .map_err(|e| StoreError::unavailable_because("the store's thread failed", e))?
     }
 }
 

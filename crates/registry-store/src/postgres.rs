@@ -3,7 +3,7 @@
 //! The tables mirror the embedded store's: `objects` holds the current value of each
 //! object, `changes` logs every change by revision (trimmed to the last `retained`), and
 //! `meta` keeps the latest revision. The schema is created and upgraded by the numbered
-//! migrations of `store/rules.rs`, applied at connect under an advisory lock so daemons
+//! migrations of `rules.rs`, applied at connect under an advisory lock so daemons
 //! starting together do not race.
 //!
 //! Commits from all daemons take one transaction-scoped advisory lock, so revisions are

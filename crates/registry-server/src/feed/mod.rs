@@ -100,7 +100,7 @@ pub(crate) const DEFAULT_WAIT: Duration = Duration::from_secs(300);
 /// Changes read from the store per page while an event stream catches up.
 const CATCH_UP_PAGE: usize = 500;
 
-/// `index` and `wait` of a list request, read as [`super::query`] declares them.
+/// `index` and `wait` of a list request, read as `api::query` declares them.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Blocking {
     pub(crate) index: Option<u64>,
@@ -319,7 +319,7 @@ impl Follower {
     }
 }
 
-/// `since` and `kind` of an event-stream request, read as [`super::query`] declares them.
+/// `since` and `kind` of an event-stream request, read as `api::query` declares them.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct StreamQuery {
     pub(crate) since: Option<u64>,

@@ -318,3 +318,30 @@ async fn a_flood_of_idle_connections_past_the_cap_leaves_a_legitimate_client_ser
     .await;
     assert!(closed, "the cap did not close the oldest idle connections");
 }
+
+#[tokio::test]
+async fn at_the_cap_with_every_connection_busy_a_new_one_is_answered_503_in_json() {
+    let d = daemon_with(|c| c.max_connections = Some(2)).await;
+    // Two event streams: requests in flight for as long as they stay open.
+    let mut busy = Vec::new();
+    for _ in 0..2 {
+        let response = d.events_request("kind=instance").send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        busy.push(response);
+    }
+    let reply = exchange(&d, b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n").await;
+    reply.assert_json_error(503, "connection");
+
+    // Once one of them leaves, a new connection is served again.
+    drop(busy.pop());
+    let served = common::wait_until(Duration::from_secs(5), || async {
+        let reply = exchange(
+            &d,
+            b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+        )
+        .await;
+        reply.status == 200
+    })
+    .await;
+    assert!(served, "a connection freed at the cap was not reused");
+}

@@ -46,20 +46,10 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", 400, 401, 403, 409]
 #[tokio::test]
 async fn schemathesis_finds_nothing_with_every_check() {
     let program = std::env::var("REGISTRY_SCHEMATHESIS").unwrap_or_else(|_| "st".into());
-    let found = tokio::process::Command::new(&program)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .await
-        .is_ok_and(|s| s.success());
-    if !found {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "schemathesis ({program}) is not installed; .ci/run installs it"
-        );
-        eprintln!("skipped: schemathesis ({program}) is not installed (pip install schemathesis)");
-        return;
+    if !succeeds(&program, &["--version"]).await {
+        return missing(&format!(
+            "schemathesis ({program}) is not installed (pip install schemathesis)"
+        ));
     }
     if std::env::var_os(INSIDE).is_none() {
         return run_isolated().await;
@@ -115,34 +105,20 @@ async fn schemathesis_finds_nothing_with_every_check() {
 /// Runs this test again, inside a new user and network namespace with loopback up. Where
 /// such namespaces are not allowed, the test fails in CI and is skipped elsewhere.
 async fn run_isolated() {
-    let can = tokio::process::Command::new("unshare")
-        .args([
-            "--user",
-            "--map-root-user",
-            "--net",
-            "--",
-            "ip",
-            "link",
-            "set",
-            "lo",
-            "up",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .await
-        .is_ok_and(|s| s.success());
-    if !can {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "cannot make a network namespace (`unshare --user --net` and `ip` from \
-             util-linux and iproute2); .ci/run installs them"
+    let namespace = ["--user", "--map-root-user", "--net", "--"];
+    if !succeeds(
+        "unshare",
+        &[&namespace[..], &["ip", "link", "set", "lo", "up"]].concat(),
+    )
+    .await
+    {
+        return missing(
+            "cannot make a network namespace (`unshare --user --net` and `ip` from util-linux \
+             and iproute2)",
         );
-        eprintln!("skipped: cannot make a network namespace with `unshare --user --net`");
-        return;
     }
     let output = tokio::process::Command::new("unshare")
-        .args(["--user", "--map-root-user", "--net", "--"])
+        .args(namespace)
         .args(["sh", "-c", r#"ip link set lo up && exec "$0" "$@""#])
         .arg(std::env::current_exe().expect("the test binary's path"))
         .args([
@@ -158,4 +134,25 @@ async fn run_isolated() {
     let complained = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{said}\n{complained}");
     eprintln!("{complained}");
+}
+
+/// Whether `program` runs with `args` and succeeds, its output discarded.
+async fn succeeds(program: &str, args: &[&str]) -> bool {
+    tokio::process::Command::new(program)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .await
+        .is_ok_and(|s| s.success())
+}
+
+/// What the test needs is missing: a failure in CI (`.ci/run` installs it), a skip, said,
+/// elsewhere.
+fn missing(what: &str) {
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{what}; .ci/run installs it"
+    );
+    eprintln!("skipped: {what}");
 }

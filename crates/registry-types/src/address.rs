@@ -5,8 +5,8 @@
 //!
 //! The grammar is narrower than what a URL parser takes, on purpose: only what a health
 //! checker can dial and a URL parser reads the same way in every client. Host names are
-//! letters, digits and inner hyphens in dot-separated labels, the last starting with a
-//! letter (a last label of digits would be read as an IPv4 address); IPv4 addresses have
+//! letters, digits, underscores and inner hyphens in dot-separated labels, the last not
+//! starting with a digit (a last label of digits would be read as an IPv4 address); IPv4 addresses have
 //! no leading zeros; ports are 1 to 65535, written without leading zeros and required
 //! unless the scheme has a default port (http, https, ws, wss); paths are RFC 3986 path
 //! characters and percent escapes, without a query or fragment.
@@ -18,10 +18,11 @@ use std::sync::LazyLock;
 const OCTET: &str = "(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])";
 /// One IPv6 group.
 const GROUP: &str = "[0-9A-Fa-f]{1,4}";
-/// A host-name label: letters and digits, hyphens only between them.
-const LABEL: &str = "[A-Za-z0-9]+(-[A-Za-z0-9]+)*";
-/// The last label of a host name, which starts with a letter.
-const LAST_LABEL: &str = "[A-Za-z][A-Za-z0-9]*(-[A-Za-z0-9]+)*";
+/// A host-name label: letters, digits and underscores (container names have them), hyphens
+/// only between them.
+const LABEL: &str = "[A-Za-z0-9_]+(-[A-Za-z0-9_]+)*";
+/// The last label of a host name, which starts with a letter or an underscore.
+const LAST_LABEL: &str = "[A-Za-z_][A-Za-z0-9_]*(-[A-Za-z0-9_]+)*";
 /// 1 to 65535, no leading zero.
 const PORT: &str =
     "(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})";
@@ -173,8 +174,8 @@ impl AddressPart {
             }
             AddressPart::Scheme => "a URL scheme (a letter, then letters, digits, '+', '-', '.')",
             AddressPart::Host => {
-                "a host name (letters, digits and inner hyphens in dot-separated labels, the \
-                 last starting with a letter) or an IP address"
+                "a host name (letters, digits, underscores and inner hyphens in dot-separated \
+                 labels, the last not starting with a digit) or an IP address"
             }
             AddressPart::Ip => "an IPv4 or IPv6 address",
             AddressPart::Path => "a URL path: letters, digits, -._~!$&'()*+,;=:@/ and %XX escapes",

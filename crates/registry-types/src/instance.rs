@@ -694,6 +694,11 @@ mod tests {
             .address()
             .unwrap();
         assert_eq!((a.port, a.ip.as_str(), a.path.as_str()), (443, "", ""));
+        // A container's name, as Docker Compose makes them.
+        let a = request(r#"{"url":"http://shop_billing_1:8080"}"#)
+            .address()
+            .unwrap();
+        assert_eq!((a.host.as_str(), a.port), ("shop_billing_1", 8080));
     }
 
     #[test]

@@ -462,6 +462,32 @@ async fn a_postgres_backup_restores_into_sqlite() {
 }
 
 #[tokio::test]
+async fn a_sqlite_backup_restores_into_postgres() {
+    let Some(database) = TestDatabase::create().await else {
+        return;
+    };
+    let source = Daemon::start().await;
+    let seeded = seed(&source, 200).await;
+    let text = backup(&source).await;
+    let (_, objects) = read_backup(&text);
+
+    let dir = tempfile::tempdir().unwrap();
+    let target = Daemon::start_with(database.daemon_config(dir.path()), dir).await;
+    let r = restore(&target, text).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(listed(&target).await, of_kind(&objects, "instance"));
+    assert_eq!(listed(&target).await, listed(&source).await);
+    assert_eq!(owned_by_svc_a(&target, &seeded.user).await.len(), 1);
+
+    // Durable in PostgreSQL: a second daemon on the same database serves it all.
+    let dir = tempfile::tempdir().unwrap();
+    let mut peer = Daemon::start_with(database.daemon_config(dir.path()), dir).await;
+    // The database had tokens already, so the peer made no admin token of its own.
+    peer.admin = target.admin.clone();
+    assert_eq!(listed(&peer).await, listed(&source).await);
+}
+
+#[tokio::test]
 async fn the_api_document_describes_backup_and_restore() {
     let daemon = Daemon::start().await;
     let r = daemon.send(Method::GET, "/openapi.json", None, None).await;

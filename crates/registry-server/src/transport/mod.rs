@@ -284,32 +284,78 @@ impl RateLimitedLog {
     }
 }
 
+/// How often the plain-HTTP warning is repeated for one peer address.
+const WARN_EVERY: Duration = Duration::from_secs(60);
+/// Most peer addresses remembered before those not warned of lately are forgotten.
+const WARNED_PEERS: usize = 4096;
+
+/// Which peers were warned of, and when: at most one warning a minute per address, in
+/// bounded memory whatever the number of peers.
+#[derive(Default)]
+struct Warned(hashbrown::HashMap<IpAddr, Instant>);
+
+impl Warned {
+    /// Whether to warn of `peer` now, noting it if so.
+    fn due(&mut self, peer: IpAddr, now: Instant) -> bool {
+        if self
+            .0
+            .get(&peer)
+            .is_some_and(|last| now.duration_since(*last) < WARN_EVERY)
+        {
+            return false;
+        }
+        if self.0.len() >= WARNED_PEERS {
+            self.0
+                .retain(|_, last| now.duration_since(*last) < WARN_EVERY);
+            // So many peers in one minute: the log has said it often enough.
+            if self.0.len() >= WARNED_PEERS {
+                return false;
+            }
+        }
+        self.0.insert(peer, now);
+        true
+    }
+}
+
 /// Warns, at most once a minute per peer address, that a token arrived over plain HTTP
 /// from another machine, where anyone on the path can read it.
 pub(crate) fn warn_token_over_plain_http(peer: IpAddr) {
-    static WARNED: Mutex<Option<hashbrown::HashMap<IpAddr, Instant>>> = Mutex::new(None);
-    let now = Instant::now();
+    static WARNED: Mutex<Option<Warned>> = Mutex::new(None);
     let mut warned = WARNED.lock().unwrap_or_else(|e| e.into_inner());
-    let warned = warned.get_or_insert_with(Default::default);
     if warned
-        .get(&peer)
-        .is_some_and(|last| now.duration_since(*last) < Duration::from_secs(60))
+        .get_or_insert_with(Warned::default)
+        .due(peer, Instant::now())
     {
-        return;
+        tracing::warn!(
+            %peer,
+            "a request carried a token over plain HTTP from another machine; serve HTTPS (--tls-cert) so tokens cannot be read on the way"
+        );
     }
-    if warned.len() >= 4096 {
-        warned.retain(|_, last| now.duration_since(*last) < Duration::from_secs(60));
-    }
-    warned.insert(peer, now);
-    tracing::warn!(
-        %peer,
-        "a request carried a token over plain HTTP from another machine; serve HTTPS (--tls-cert) so tokens cannot be read on the way"
-    );
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_plain_http_warning_comes_once_a_minute_per_peer_in_bounded_memory() {
+        let mut warned = Warned::default();
+        let start = Instant::now();
+        let peer: IpAddr = "10.0.0.7".parse().unwrap();
+        assert!(warned.due(peer, start));
+        assert!(!warned.due(peer, start + Duration::from_secs(59)));
+        assert!(warned.due("10.0.0.8".parse().unwrap(), start));
+        assert!(warned.due(peer, start + WARN_EVERY));
+        // A flood of peers within a minute: warnings stop at the bound, and so does memory.
+        let warnings = (0..WARNED_PEERS as u32 * 2)
+            .filter(|i| warned.due(IpAddr::from(i.to_be_bytes()), start + WARN_EVERY * 3))
+            .count();
+        assert_eq!(warned.0.len(), WARNED_PEERS);
+        assert!(warnings <= WARNED_PEERS, "{warnings}");
+        // A minute later those are forgotten and a new peer is warned of again.
+        assert!(warned.due("10.0.0.9".parse().unwrap(), start + WARN_EVERY * 5));
+        assert_eq!(warned.0.len(), 1);
+    }
 
     #[tokio::test]
     async fn bind_listens_on_a_free_port_and_refuses_a_taken_one_or_no_port() {

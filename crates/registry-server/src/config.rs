@@ -114,6 +114,7 @@ pub struct Config {
     pub tls_key: Option<PathBuf>,
 
     /// PEM CA certificates: clients must present a certificate signed by one of them.
+    /// Reloaded when the file changes.
     #[arg(long, env = "REGISTRY_TLS_CLIENT_CA", requires = "tls_cert")]
     pub tls_client_ca: Option<PathBuf>,
 }

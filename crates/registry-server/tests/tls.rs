@@ -173,6 +173,39 @@ async fn a_required_client_certificate_is_checked() {
 }
 
 #[tokio::test]
+async fn a_changed_client_ca_checks_new_handshakes_and_a_bad_one_is_ignored() {
+    let server_ca = Authority::new("server CA");
+    let first = Authority::new("first client CA");
+    let d = tls_daemon(&server_ca, Some(&first)).await;
+    let of_first = client(&server_ca, Some(first.issue(true)));
+    assert_eq!(healthz(&of_first, &d).await.unwrap(), StatusCode::OK);
+
+    let second = Authority::new("second client CA");
+    let of_second = client(&server_ca, Some(second.issue(true)));
+    let ca_file = d.dir.path().join("client-ca.pem");
+    std::fs::write(&ca_file, second.pem()).unwrap();
+    let reloaded = common::wait_until(Duration::from_secs(10), || async {
+        healthz(&of_second, &d).await.is_ok()
+    })
+    .await;
+    assert!(
+        reloaded,
+        "a certificate of the new client CA was never accepted"
+    );
+    assert!(
+        healthz(&of_first, &d).await.is_err(),
+        "a certificate of the replaced CA is still accepted"
+    );
+
+    // A broken CA file: the daemon keeps checking clients with the good one it has.
+    std::fs::write(&ca_file, "not a certificate").unwrap();
+    // Long enough for the watcher to have seen the change (it looks every second).
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(healthz(&of_second, &d).await.unwrap(), StatusCode::OK);
+    assert!(healthz(&of_first, &d).await.is_err());
+}
+
+#[tokio::test]
 async fn a_mismatched_key_stops_the_start() {
     let authority = Authority::new("test CA");
     let dir = tempfile::tempdir().unwrap();

@@ -4,7 +4,8 @@
 //! The certificate and key are read again when either file's modification time or size
 //! changes (looked at every second), so a renewed certificate is served without a
 //! restart: handshakes from then on use it. A new pair that does not load (half written,
-//! mismatched) is logged and the one in use is kept. The client CA is read at start only.
+//! mismatched) is logged and the one in use is kept. The client CA file is watched the
+//! same way: a changed one that loads checks the client certificates of new handshakes.
 
 use anyhow::Context as _;
 use std::path::{Path, PathBuf};
@@ -25,8 +26,16 @@ const RELOAD_CHECK: Duration = Duration::from_secs(1);
 
 /// The TLS side of the listener.
 pub(crate) struct Tls {
-    acceptor: TlsAcceptor,
+    /// Made anew when the client CA changes; each handshake takes the one current then.
+    acceptor: RwLock<TlsAcceptor>,
     certificate: Arc<ReloadingCertificate>,
+    client_ca: Option<ClientCa>,
+}
+
+/// The client CA file and what it was when last read.
+struct ClientCa {
+    path: PathBuf,
+    stamp: RwLock<Stamp>,
 }
 
 impl Tls {
@@ -35,34 +44,18 @@ impl Tls {
         let provider = Arc::new(ring::default_provider());
         let certificate = Arc::new(ReloadingCertificate {
             current: RwLock::new(Arc::new(load_pair(&provider, cert, key)?)),
-            stamp: RwLock::new(stamp(cert, key)),
+            stamp: RwLock::new(stamp(&[cert, key])),
             cert: cert.to_owned(),
             key: key.to_owned(),
-            provider: provider.clone(),
+            provider,
         });
-        let builder = ServerConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .context("TLS protocol versions")?;
-        let builder = match client_ca {
-            None => builder.with_no_client_auth(),
-            Some(path) => {
-                let mut roots = RootCertStore::empty();
-                for ca in read_certificates(path)? {
-                    roots
-                        .add(ca)
-                        .with_context(|| format!("{}: not a usable CA", path.display()))?;
-                }
-                let verifier =
-                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                        .build()
-                        .with_context(|| format!("{}: not a usable client CA", path.display()))?;
-                builder.with_client_cert_verifier(verifier)
-            }
-        };
-        let mut config = builder.with_cert_resolver(certificate.clone());
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let acceptor = RwLock::new(acceptor(&certificate, client_ca)?);
         Ok(Tls {
-            acceptor: TlsAcceptor::from(Arc::new(config)),
+            acceptor,
+            client_ca: client_ca.map(|path| ClientCa {
+                stamp: RwLock::new(stamp(&[path])),
+                path: path.to_owned(),
+            }),
             certificate,
         })
     }
@@ -71,7 +64,35 @@ impl Tls {
         &self,
         stream: TcpStream,
     ) -> std::io::Result<tokio_rustls::server::TlsStream<TcpStream>> {
-        self.acceptor.accept(stream).await
+        let acceptor = self
+            .acceptor
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        acceptor.accept(stream).await
+    }
+
+    /// Makes a new acceptor when the client CA file changed and loads; keeps the one in use
+    /// (and says why) when it does not.
+    fn reload_client_ca_if_changed(&self) {
+        let Some(ca) = &self.client_ca else {
+            return;
+        };
+        let now = stamp(&[&ca.path]);
+        if now.is_none() || *ca.stamp.read().unwrap_or_else(|e| e.into_inner()) == now {
+            return;
+        }
+        *ca.stamp.write().unwrap_or_else(|e| e.into_inner()) = now;
+        match acceptor(&self.certificate, Some(&ca.path)) {
+            Ok(acceptor) => {
+                *self.acceptor.write().unwrap_or_else(|e| e.into_inner()) = acceptor;
+                tracing::info!(client_ca = %ca.path.display(), "reloaded the TLS client CA");
+            }
+            Err(e) => tracing::error!(
+                error = format!("{e:#}"),
+                "the changed TLS client CA does not load; still checking clients with the previous one"
+            ),
+        }
     }
 
     /// Reloads the certificate whenever its files change, until `shutdown`.
@@ -81,21 +102,56 @@ impl Tls {
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = ticks.tick() => self.certificate.reload_if_changed(),
+                _ = ticks.tick() => {
+                    self.certificate.reload_if_changed();
+                    self.reload_client_ca_if_changed();
+                }
             }
         }
     }
 }
 
-/// The files' modification times and sizes: a change in any means a new certificate.
-type Stamp = Option<[(SystemTime, u64); 2]>;
+/// The files' modification times and sizes: a change in any means new contents.
+type Stamp = Option<Vec<(SystemTime, u64)>>;
 
-fn stamp(cert: &Path, key: &Path) -> Stamp {
-    let of = |path: &Path| {
-        let meta = std::fs::metadata(path).ok()?;
-        Some((meta.modified().ok()?, meta.len()))
+fn stamp(paths: &[&Path]) -> Stamp {
+    paths
+        .iter()
+        .map(|path| {
+            let meta = std::fs::metadata(path).ok()?;
+            Some((meta.modified().ok()?, meta.len()))
+        })
+        .collect()
+}
+
+/// A TLS acceptor serving `certificate`, checking client certificates against the CAs in
+/// `client_ca` when given.
+fn acceptor(
+    certificate: &Arc<ReloadingCertificate>,
+    client_ca: Option<&Path>,
+) -> anyhow::Result<TlsAcceptor> {
+    let provider = certificate.provider.clone();
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(path) => {
+            let mut roots = RootCertStore::empty();
+            for ca in read_certificates(path)? {
+                roots
+                    .add(ca)
+                    .with_context(|| format!("{}: not a usable CA", path.display()))?;
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .with_context(|| format!("{}: not a usable client CA", path.display()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
     };
-    Some([of(cert)?, of(key)?])
+    let mut config = builder.with_cert_resolver(certificate.clone());
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
 /// The server certificate handed to each handshake.
@@ -110,7 +166,7 @@ struct ReloadingCertificate {
 
 impl ReloadingCertificate {
     fn reload_if_changed(&self) {
-        let now = stamp(&self.cert, &self.key);
+        let now = stamp(&[&self.cert, &self.key]);
         if now.is_none() || *self.stamp.read().unwrap_or_else(|e| e.into_inner()) == now {
             return;
         }

@@ -22,7 +22,23 @@ impl Daemon {
 
     /// Starts a daemon with `extra` flags after the usual ones.
     fn start_with(data_dir: &Path, extra: &[&std::ffi::OsStr]) -> Daemon {
-        let mut child = Command::new(BIN)
+        Daemon::spawn(Command::new(BIN), data_dir, extra)
+    }
+
+    /// Starts a daemon that may hold at most `files` open files (soft and hard limit, so
+    /// it cannot raise them), with `extra` flags.
+    fn start_with_open_files(data_dir: &Path, files: u32, extra: &[&std::ffi::OsStr]) -> Daemon {
+        let mut shell = Command::new("sh");
+        shell
+            .arg("-c")
+            .arg(format!(r#"ulimit -n {files} && exec "$0" "$@""#))
+            .arg(BIN);
+        Daemon::spawn(shell, data_dir, extra)
+    }
+
+    /// Runs `command` (the binary, or what execs it) with `serve` and the usual flags.
+    fn spawn(mut command: Command, data_dir: &Path, extra: &[&std::ffi::OsStr]) -> Daemon {
+        let mut child = command
             .args([
                 "serve",
                 "--listen",
@@ -542,4 +558,70 @@ fn the_cli_speaks_https_to_a_daemon_with_a_custom_ca() {
             .starts_with("https://"),
         "{nodes}"
     );
+}
+
+/// Out of file descriptors (more connections allowed than it may open files), the daemon
+/// waits for descriptors to come back instead of spinning on failed accepts, and serves
+/// again once the connections holding them close.
+#[test]
+fn out_of_descriptors_the_daemon_waits_and_then_serves_again() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start_with_open_files(
+        dir.path(),
+        64,
+        &["--max-connections".as_ref(), "1000".as_ref()],
+    );
+    let addr = d.addr.trim_start_matches("http://").to_string();
+    let healthz = || -> bool {
+        let Ok(mut stream) = TcpStream::connect(&addr) else {
+            return false;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+        let _ = stream.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        answer.starts_with("HTTP/1.1 200")
+    };
+    assert!(healthz());
+
+    // Far more connections than it has descriptors for; the kernel queues the rest.
+    let hogs: Vec<TcpStream> = (0..200)
+        .map(|_| TcpStream::connect(&addr).unwrap())
+        .collect();
+    assert!(!healthz(), "a daemon out of descriptors answered");
+    let cpu = || -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", d.child.id())).unwrap();
+        // utime and stime, in clock ticks, after the command name's closing parenthesis.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .unwrap()
+            .1
+            .split_whitespace()
+            .collect();
+        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+    };
+    let (before, since) = (cpu(), Instant::now());
+    std::thread::sleep(Duration::from_secs(2));
+    let ticks = cpu() - before;
+    let ticks_per_second = 100; // USER_HZ on Linux
+    let share = ticks as f64 / (since.elapsed().as_secs_f64() * ticks_per_second as f64);
+    assert!(
+        share < 0.2,
+        "the daemon spun at {:.0}% of a core while out of descriptors",
+        share * 100.0
+    );
+
+    drop(hogs);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !healthz() {
+        assert!(
+            Instant::now() < deadline,
+            "never served again after the descriptors came back"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

@@ -2,6 +2,7 @@
 
 use super::page::list_response;
 use super::query::{Definitions, ListQuery};
+use super::shape::Shape;
 use super::{ApiState, JsonBody};
 use crate::auth::{Caller, Permission};
 use crate::feed::indexed;
@@ -56,6 +57,7 @@ pub(super) async fn save(
 pub(super) async fn list(
     State(app): State<ApiState>,
     caller: Caller,
+    shape: Shape,
     RawQuery(query): RawQuery,
 ) -> Result<Response> {
     caller.require(Permission::DefinitionView)?;
@@ -72,7 +74,7 @@ pub(super) async fn list(
     };
     Ok(indexed(
         index,
-        list_response("definitions", definitions, next),
+        list_response("definitions", definitions, next, shape),
     ))
 }
 

@@ -17,6 +17,7 @@ mod page;
 mod properties;
 mod query;
 mod ranges;
+mod shape;
 mod throttle;
 mod tokens;
 
@@ -103,6 +104,8 @@ pub struct ApiParts {
     pub(crate) check_allow: Option<AllowedNetworks>,
     /// Blocking queries and event streams.
     pub(crate) feed: Arc<Feed>,
+    /// Whose schema answers follow when no extensions are asked for (see [`shape`]).
+    pub(crate) dialect: crate::config::Dialect,
 }
 
 #[derive(OpenApi)]

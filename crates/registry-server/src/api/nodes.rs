@@ -2,6 +2,7 @@
 
 use super::page::list_response;
 use super::query::{ListQuery, Nodes};
+use super::shape::{Shape, Shaped};
 use super::{ApiState, OptionalJsonBody};
 use crate::auth::{Caller, Permission};
 use crate::feed::indexed;
@@ -25,6 +26,7 @@ use registry_types::{ErrorBody, ListNodesRequest};
 pub(super) async fn list(
     State(app): State<ApiState>,
     caller: Caller,
+    shape: Shape,
     RawQuery(query): RawQuery,
     OptionalJsonBody(request): OptionalJsonBody<ListNodesRequest>,
 ) -> Result<Response> {
@@ -44,7 +46,7 @@ pub(super) async fn list(
             .collect();
         (nodes, tables.kind_revision(Kind::Node))
     };
-    Ok(indexed(index, list_response("nodes", nodes, None)))
+    Ok(indexed(index, list_response("nodes", nodes, None, shape)))
 }
 
 /// The node of the daemon answering.
@@ -54,12 +56,12 @@ pub(super) async fn list(
 pub(super) async fn this_node(
     State(app): State<ApiState>,
     caller: Caller,
-) -> Result<Json<NodeSelfResponse>> {
+    shape: Shape,
+) -> Result<Json<serde_json::Value>> {
     caller.require(Permission::NodeView)?;
     let node = app.this_node.latest();
-    Ok(Json(NodeSelfResponse {
-        node: app.this_node.with_liveness(&node, chrono::Utc::now()),
-    }))
+    let node = app.this_node.with_liveness(&node, chrono::Utc::now());
+    Ok(Json(serde_json::json!({ "node": Shaped(&node, shape) })))
 }
 
 /// Remove a node by its URL (percent-encoded). A live node comes back at its next heartbeat.

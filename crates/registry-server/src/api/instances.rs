@@ -18,7 +18,7 @@ use registry_types::responses::{ListInstancesResponse, RegisterInstanceResponse}
 use registry_types::{ErrorBody, InstanceStatus, RegisterInstanceRequest};
 
 /// Register an instance, or update the one with the same id (else the same URL).
-#[utoipa::path(put, path = "/registry-svc/instance", tag = "instances",
+#[utoipa::path(put, path = "/registry-svc/instance", operation_id = "registerInstance", tag = "instances",
     request_body = RegisterInstanceRequest,
     responses(
         (status = 201, description = "Registered", body = RegisterInstanceResponse),
@@ -54,7 +54,7 @@ pub(super) async fn register(
 }
 
 /// List instances, in id order; every filter given must match.
-#[utoipa::path(get, path = "/registry-svc/instances", tag = "instances",
+#[utoipa::path(get, path = "/registry-svc/instances", operation_id = "listInstances", tag = "instances",
     params(ListQuery<Instances>),
     responses((status = 200, body = ListInstancesResponse), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody)),
@@ -121,7 +121,7 @@ pub(super) async fn list(
 }
 
 /// Remove an instance (its owner, an admin or a trusted slug).
-#[utoipa::path(delete, path = "/registry-svc/instance/{id}", tag = "instances",
+#[utoipa::path(delete, path = "/registry-svc/instance/{id}", operation_id = "removeInstance", tag = "instances",
     params(("id" = String, Path, description = "Instance id")),
     responses((status = 204, description = "Removed"), (status = 404, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
@@ -141,7 +141,7 @@ pub(super) async fn delete(
 
 /// Tell the registry an instance is alive. For an instance with a `ttl` this keeps it
 /// Healthy (and makes it Healthy again); for others it only records the heartbeat.
-#[utoipa::path(put, path = "/registry-svc/instance/{id}/heartbeat", tag = "instances",
+#[utoipa::path(put, path = "/registry-svc/instance/{id}/heartbeat", operation_id = "heartbeatInstance", tag = "instances",
     params(("id" = String, Path, description = "Instance id")),
     responses((status = 204, description = "Recorded"), (status = 404, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),

@@ -12,6 +12,7 @@ mod extract;
 mod instances;
 mod nodes;
 mod ops;
+mod original;
 mod page;
 #[cfg(test)]
 mod properties;
@@ -165,9 +166,13 @@ fn routes() -> (Router<ApiState>, utoipa::openapi::OpenApi) {
     (routes, openapi)
 }
 
-fn document(openapi: utoipa::openapi::OpenApi) -> serde_json::Value {
+fn document(
+    openapi: utoipa::openapi::OpenApi,
+    dialect: crate::config::Dialect,
+) -> serde_json::Value {
     let mut document = serde_json::to_value(openapi).expect("the OpenAPI document serializes");
     ranges::publish(&mut document);
+    original::follow(&mut document, dialect);
     document
 }
 
@@ -183,7 +188,8 @@ pub(crate) fn service(
        + 'static {
     let (routes, openapi) = routes();
     let openapi = Arc::new(
-        serde_json::to_string_pretty(&document(openapi)).expect("the OpenAPI document serializes"),
+        serde_json::to_string_pretty(&document(openapi, app.dialect))
+            .expect("the OpenAPI document serializes"),
     );
     let routes = routes
         .route(

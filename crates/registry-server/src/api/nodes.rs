@@ -17,7 +17,7 @@ use registry_types::responses::{ListNodesResponse, NodeSelfResponse};
 use registry_types::{ErrorBody, ListNodesRequest};
 
 /// List nodes, all of them or those with the given ids.
-#[utoipa::path(post, path = "/registry-svc/nodes", tag = "nodes",
+#[utoipa::path(post, path = "/registry-svc/nodes", operation_id = "listNodes", tag = "nodes",
     request_body(content = Option<ListNodesRequest>, description = "Empty, or ids to select"),
     params(ListQuery<Nodes>),
     responses((status = 200, body = ListNodesResponse), (status = 400, body = ErrorBody),
@@ -50,7 +50,7 @@ pub(super) async fn list(
 }
 
 /// The node of the daemon answering.
-#[utoipa::path(get, path = "/registry-svc/node/self", tag = "nodes",
+#[utoipa::path(get, path = "/registry-svc/node/self", operation_id = "selfNode", tag = "nodes",
     responses((status = 200, body = NodeSelfResponse), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
 pub(super) async fn this_node(
@@ -65,7 +65,7 @@ pub(super) async fn this_node(
 }
 
 /// Remove a node by its URL (percent-encoded). A live node comes back at its next heartbeat.
-#[utoipa::path(delete, path = "/registry-svc/node/{url}", tag = "nodes",
+#[utoipa::path(delete, path = "/registry-svc/node/{url}", operation_id = "deleteNode", tag = "nodes",
     params(("url" = String, Path, description = "Node URL, percent-encoded")),
     responses((status = 204, description = "Removed"), (status = 404, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),

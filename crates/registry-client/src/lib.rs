@@ -144,7 +144,7 @@ pub use watch::{InstanceList, InstanceWatch, WatchError};
 pub use registry_types as types;
 pub use reqwest::StatusCode;
 
-pub use registry_types::constants::INDEX_HEADER;
+pub use registry_types::constants::{EXTENSIONS_HEADER, INDEX_HEADER};
 
 /// What can go wrong talking to the registry.
 #[derive(Debug, thiserror::Error)]
@@ -507,10 +507,16 @@ impl RegistryClient {
         self.send_json(request).await
     }
 
-    /// A request to `path` under the API prefix, with the token if there is one.
+    /// A request to `path` under the API prefix, with the token if there is one. It asks
+    /// for the registry's extensions: this client reads the whole model (health settings,
+    /// metadata, node status, a page's `next`, a registration's id), not only the fields
+    /// of the original's schema.
     fn request(&self, method: Method, path: &str) -> RequestBuilder {
         let url = format!("{}{API_PREFIX}{path}", self.base_url);
-        let request = self.http.request(method, url);
+        let request = self
+            .http
+            .request(method, url)
+            .header(EXTENSIONS_HEADER, "true");
         match &self.token {
             Some(token) => request.bearer_auth(token),
             None => request,

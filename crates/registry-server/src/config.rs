@@ -117,6 +117,24 @@ pub struct Config {
     /// Reloaded when the file changes.
     #[arg(long, env = "REGISTRY_TLS_CLIENT_CA", requires = "tls_cert")]
     pub tls_client_ca: Option<PathBuf>,
+
+    /// Whose schema answers follow when the caller does not ask for extensions: the
+    /// project this daemon stands in for. Input takes both projects' spellings.
+    #[arg(long, env = "REGISTRY_DIALECT", value_enum, default_value_t = Dialect::OpenOrch)]
+    pub dialect: Dialect,
+}
+
+/// The project whose Registry Svc this daemon stands in for. The two spell one field
+/// differently: a definition's `repository.ports` (OpenOrch) is `repository.internalPorts`
+/// in 1Backend, each project's schema requiring its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Dialect {
+    /// OpenOrch.
+    #[value(name = "openorch")]
+    OpenOrch,
+    /// 1Backend, OpenOrch's later name.
+    #[value(name = "1backend")]
+    OneBackend,
 }
 
 /// A duration flag, read as flags are (`90s`, `1m30s`), within `range`.
@@ -171,6 +189,7 @@ impl Config {
             tls_cert: None,
             tls_key: None,
             tls_client_ca: None,
+            dialect: Dialect::OpenOrch,
         }
     }
 }

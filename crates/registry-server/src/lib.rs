@@ -50,7 +50,7 @@ mod supervisor;
 mod transport;
 
 pub use check_allow::AllowedNetworks;
-pub use config::Config;
+pub use config::{Config, Dialect};
 pub use nodes::gpu::{parse_cuda_version, parse_gpu_csv};
 pub use rate_limit::RateLimit;
 
@@ -224,6 +224,7 @@ pub async fn start_with_store(
         tasks,
         check_allow: config.check_allow.clone(),
         feed,
+        dialect: config.dialect,
     });
     let service = api::service(app);
     tracing::info!(

@@ -12,6 +12,12 @@
 /// are case-insensitive and `http::HeaderName::from_static` accepts only lower case.
 pub const INDEX_HEADER: &str = "x-registry-index";
 
+/// The request header that asks for this registry's extensions: `true` answers with the
+/// whole model (health settings, metadata, node status, `next`, a registration's id);
+/// absent or `false` answers exactly with the original's schema. Lower case, as
+/// [`INDEX_HEADER`].
+pub const EXTENSIONS_HEADER: &str = "x-registry-extensions";
+
 /// The file, inside the daemon's data dir, holding the bootstrap admin token; the CLI reads
 /// it to talk to a daemon on this machine.
 pub const ADMIN_TOKEN_FILE: &str = "admin.token";

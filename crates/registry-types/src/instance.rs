@@ -443,7 +443,21 @@ impl RegisterInstanceRequest {
             check_part(name, part, value)?;
         }
         let mut address = if !self.url.is_empty() {
-            split_url("url", &self.url)?
+            let mut address = split_url("url", &self.url)?;
+            // Parts given beside the URL are kept as given, as the original keeps them.
+            for (given, part) in [
+                (&self.scheme, &mut address.scheme),
+                (&self.host, &mut address.host),
+                (&self.path, &mut address.path),
+            ] {
+                if !given.is_empty() {
+                    part.clone_from(given);
+                }
+            }
+            if let Some(port) = self.port.filter(|p| *p != 0) {
+                address.port = port;
+            }
+            address
         } else {
             if self.scheme.is_empty() {
                 return Err(FieldError::new(
@@ -714,6 +728,41 @@ mod tests {
             (a.url.as_str(), a.ip.as_str()),
             ("http://127.0.0.2:9000", "127.0.0.2")
         );
+    }
+
+    #[test]
+    fn parts_beside_the_url_are_kept_as_given() {
+        let a = request(
+            r#"{"url":"http://127.0.0.1:8080/api","scheme":"https","host":"localhost","port":9000,"path":"/v2"}"#,
+        )
+        .address()
+        .unwrap();
+        assert_eq!(
+            (
+                a.url.as_str(),
+                a.scheme.as_str(),
+                a.host.as_str(),
+                a.port,
+                a.path.as_str()
+            ),
+            (
+                "http://127.0.0.1:8080/api",
+                "https",
+                "localhost",
+                9000,
+                "/v2"
+            )
+        );
+        let only_path = request(r#"{"url":"http://127.0.0.1:8080","path":"/x"}"#)
+            .address()
+            .unwrap();
+        assert_eq!(
+            (only_path.host.as_str(), only_path.port),
+            ("127.0.0.1", 8080)
+        );
+        assert_eq!(only_path.path, "/x");
+        let bad = request(r#"{"url":"http://127.0.0.1:8080","path":"/a?b"}"#);
+        assert_eq!(bad.address().unwrap_err().field, "path");
     }
 
     #[test]

@@ -362,8 +362,13 @@ mod filters {
     use super::*;
     use crate::query::parse;
 
+    /// A value a filter holds: never empty, as an empty value in a query filters on nothing.
+    fn text() -> impl Strategy<Value = String> {
+        hostile_text().prop_filter("an empty value is no filter", |t| !t.is_empty())
+    }
+
     fn value() -> impl Strategy<Value = Option<String>> {
-        prop::option::of(hostile_text())
+        prop::option::of(text())
     }
 
     prop_compose! {
@@ -371,7 +376,7 @@ mod filters {
             id in value(), slug in value(), host in value(), ip in value(),
             scheme in value(), path in value(), deployment_id in value(), node_url in value(),
             status in prop::option::of(prop::sample::select(InstanceStatus::ALL.to_vec())),
-            tags in prop::collection::vec(hostile_text(), 0..4),
+            tags in prop::collection::vec(text(), 0..4),
         ) -> InstanceFilter {
             InstanceFilter { id, slug, host, ip, scheme, path, deployment_id, node_url, status, tags }
         }

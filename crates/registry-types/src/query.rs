@@ -7,7 +7,8 @@
 //!
 //! As the API has always answered: a parameter no table takes is ignored; a repeated one
 //! is read each time (the last value counts, a list parameter collects them); a bad value
-//! is an error naming its parameter.
+//! is an error naming its parameter. An instance filter given an empty value filters on
+//! nothing, as the original reads it.
 //!
 //! ```
 //! use registry_types::{query, InstanceFilter, InstanceStatus};
@@ -134,9 +135,10 @@ pub fn one_of(names: &[&str]) -> String {
     }
 }
 
-/// Sets a text parameter.
+/// Sets a text filter. An empty value filters on nothing, as OpenOrch reads it (a
+/// generated client sends `slug=` for an empty string).
 fn set(field: &mut Option<String>, value: &str) -> Result<(), FieldError> {
-    *field = Some(value.to_owned());
+    *field = (!value.is_empty()).then(|| value.to_owned());
     Ok(())
 }
 
@@ -157,7 +159,10 @@ impl Params for InstanceFilter {
         Param::new(
             "status",
             |f, v| {
-                f.status = Some(v.parse().map_err(|e| FieldError::new("status", e))?);
+                f.status = match v {
+                    "" => None,
+                    v => Some(v.parse().map_err(|e| FieldError::new("status", e))?),
+                };
                 Ok(())
             },
             |_| {
@@ -168,7 +173,9 @@ impl Params for InstanceFilter {
         Param::new(
             "tag",
             |f, v| {
-                f.tags.push(v.to_owned());
+                if !v.is_empty() {
+                    f.tags.push(v.to_owned());
+                }
                 Ok(())
             },
             |_| {

@@ -23,7 +23,7 @@ pub(super) const RESTORE_PATH: &str = "/registry-svc/restore";
 /// other line is one object under the name of its kind: `{"definition": {...}}`,
 /// `{"token": {...}}`, `{"node": {...}}` or `{"instance": {...}}`. `X-Registry-Index`
 /// is the revision it was taken at.
-#[utoipa::path(get, path = "/registry-svc/backup", tag = "backup",
+#[utoipa::path(get, path = "/registry-svc/backup", operation_id = "takeBackup", tag = "backup",
     responses(
         (status = 200, description = "The backup, streamed: a `BackupHeader` line, then one line per object",
             content_type = "application/x-ndjson", body = BackupHeader),
@@ -48,7 +48,7 @@ pub(super) async fn backup(State(app): State<ApiState>, caller: Caller) -> Resul
 /// and the problem); it is answered once everything is durable. Instance ids, tokens and
 /// health settings come back as they were; node records are skipped (every daemon
 /// registers its own). At most 256 MiB.
-#[utoipa::path(post, path = "/registry-svc/restore", tag = "backup",
+#[utoipa::path(post, path = "/registry-svc/restore", operation_id = "restoreBackup", tag = "backup",
     request_body(
         description = "A backup as `GET /registry-svc/backup` wrote it, at most 268435456 \
                        bytes; read as NDJSON whatever the Content-Type",

@@ -2,6 +2,7 @@
 
 use super::page::list_response;
 use super::query::{Definitions, ListQuery};
+use super::shape::Shape;
 use super::{ApiState, JsonBody};
 use crate::auth::{Caller, Permission};
 use crate::feed::indexed;
@@ -16,7 +17,7 @@ use registry_types::responses::{Empty, ListDefinitionsResponse};
 use registry_types::{ErrorBody, FieldError, SaveDefinitionRequest};
 
 /// Save (create or replace) a definition.
-#[utoipa::path(put, path = "/registry-svc/definition", tag = "definitions",
+#[utoipa::path(put, path = "/registry-svc/definition", operation_id = "saveDefinition", tag = "definitions",
     request_body = SaveDefinitionRequest,
     responses(
         (status = 201, description = "Saved", body = Empty),
@@ -48,7 +49,7 @@ pub(super) async fn save(
 }
 
 /// List every definition, in id order.
-#[utoipa::path(get, path = "/registry-svc/definitions", tag = "definitions",
+#[utoipa::path(get, path = "/registry-svc/definitions", operation_id = "listDefinitions", tag = "definitions",
     params(ListQuery<Definitions>),
     responses((status = 200, body = ListDefinitionsResponse), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody)),
@@ -56,6 +57,7 @@ pub(super) async fn save(
 pub(super) async fn list(
     State(app): State<ApiState>,
     caller: Caller,
+    shape: Shape,
     RawQuery(query): RawQuery,
 ) -> Result<Response> {
     caller.require(Permission::DefinitionView)?;
@@ -72,12 +74,12 @@ pub(super) async fn list(
     };
     Ok(indexed(
         index,
-        list_response("definitions", definitions, next),
+        list_response("definitions", definitions, next, shape),
     ))
 }
 
 /// Delete a definition.
-#[utoipa::path(delete, path = "/registry-svc/definition/{id}", tag = "definitions",
+#[utoipa::path(delete, path = "/registry-svc/definition/{id}", operation_id = "deleteDefinition", tag = "definitions",
     params(("id" = String, Path, description = "Definition id")),
     responses((status = 204, description = "Deleted"), (status = 404, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),

@@ -14,7 +14,7 @@ use std::convert::Infallible;
 
 /// Stream every change after `since` (or the `Last-Event-ID` of a reconnecting
 /// EventSource; neither: from now) as Server-Sent Events; `kind` (repeatable) narrows it.
-#[utoipa::path(get, path = "/registry-svc/events", tag = "feed",
+#[utoipa::path(get, path = "/registry-svc/events", operation_id = "streamEvents", tag = "feed",
     params(StreamQuery),
     responses(
         (status = 200, description = "text/event-stream: `change` events \

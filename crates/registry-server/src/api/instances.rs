@@ -2,6 +2,7 @@
 
 use super::page::{list_body, list_response, STREAM_CHUNK};
 use super::query::{Instances, ListQuery};
+use super::shape::{Shape, Shaped};
 use super::{json_response, ApiState, JsonBody};
 use crate::auth::{Caller, Permission};
 use crate::feed::indexed;
@@ -10,14 +11,14 @@ use crate::{Error, Result};
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use registry_store::Kind;
 use registry_types::responses::{ListInstancesResponse, RegisterInstanceResponse};
 use registry_types::{ErrorBody, InstanceStatus, RegisterInstanceRequest};
 
 /// Register an instance, or update the one with the same id (else the same URL).
-#[utoipa::path(put, path = "/registry-svc/instance", tag = "instances",
+#[utoipa::path(put, path = "/registry-svc/instance", operation_id = "registerInstance", tag = "instances",
     request_body = RegisterInstanceRequest,
     responses(
         (status = 201, description = "Registered", body = RegisterInstanceResponse),
@@ -29,8 +30,9 @@ use registry_types::{ErrorBody, InstanceStatus, RegisterInstanceRequest};
 pub(super) async fn register(
     State(app): State<ApiState>,
     caller: Caller,
+    shape: Shape,
     JsonBody(request): JsonBody<RegisterInstanceRequest>,
-) -> Result<(StatusCode, Json<RegisterInstanceResponse>)> {
+) -> Result<Response> {
     caller.require(Permission::InstanceEdit)?;
     if let Some(allowed) = &app.check_allow {
         allowed.admit_registration(&request)?;
@@ -47,14 +49,12 @@ pub(super) async fn register(
             },
         )
         .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(RegisterInstanceResponse { id: applied.key }),
-    ))
+    let answer = RegisterInstanceResponse { id: applied.key };
+    Ok((StatusCode::CREATED, Json(Shaped(&answer, shape))).into_response())
 }
 
 /// List instances, in id order; every filter given must match.
-#[utoipa::path(get, path = "/registry-svc/instances", tag = "instances",
+#[utoipa::path(get, path = "/registry-svc/instances", operation_id = "listInstances", tag = "instances",
     params(ListQuery<Instances>),
     responses((status = 200, body = ListInstancesResponse), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody)),
@@ -62,31 +62,34 @@ pub(super) async fn register(
 pub(super) async fn list(
     State(app): State<ApiState>,
     caller: Caller,
+    shape: Shape,
     RawQuery(query): RawQuery,
 ) -> Result<Response> {
     caller.require(Permission::InstanceView)?;
-    let query = query.unwrap_or_default();
+    // Cached answers are kept apart by shape: the query string follows the shape's name.
+    let query_key = format!("{}?{}", shape.cache_key(), query.as_deref().unwrap_or(""));
+    let query = &query_key[shape.cache_key().len() + 1..];
     // A query string cached before was parsed then and found to ask for a whole list
     // without blocking: a hot lookup answers without parsing it again.
     let version = app.registry.read().instances_version();
-    if let Some(body) = app.instance_queries.get(&query, version) {
+    if let Some(body) = app.instance_queries.get(&query_key, version) {
         return Ok(indexed(version.0, json_response(body)));
     }
     let ListQuery::<Instances> {
         filter,
         page,
         blocking,
-    } = ListQuery::parse(&query)?;
+    } = ListQuery::parse(query)?;
     match &filter.slug {
         Some(slug) => blocking.wait_for_slug(&app.feed, slug).await,
         None => blocking.wait(&app.feed, Kind::Instance).await,
     }
-    let key = filter.to_query();
+    let key = format!("{}?{}", shape.cache_key(), filter.to_query());
     // A whole list is also kept under the query as sent, unless it blocked (the same
     // string must block again), for the lookup at the top.
     let whole = |version: (u64, u64), body: Bytes| {
         if blocking.index.is_none() {
-            app.instance_queries.put(&query, version, body.clone());
+            app.instance_queries.put(&query_key, version, body.clone());
         }
         indexed(version.0, json_response(body))
     };
@@ -109,16 +112,16 @@ pub(super) async fn list(
     if page.is_partial() || instances.len() > STREAM_CHUNK {
         return Ok(indexed(
             version.0,
-            list_response("instances", instances, next),
+            list_response("instances", instances, next, shape),
         ));
     }
-    let body = list_body("instances", &instances, None);
+    let body = list_body("instances", &instances, None, shape);
     app.instance_lists.put(&key, version, body.clone());
     Ok(whole(version, body))
 }
 
 /// Remove an instance (its owner, an admin or a trusted slug).
-#[utoipa::path(delete, path = "/registry-svc/instance/{id}", tag = "instances",
+#[utoipa::path(delete, path = "/registry-svc/instance/{id}", operation_id = "removeInstance", tag = "instances",
     params(("id" = String, Path, description = "Instance id")),
     responses((status = 204, description = "Removed"), (status = 404, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
@@ -138,7 +141,7 @@ pub(super) async fn delete(
 
 /// Tell the registry an instance is alive. For an instance with a `ttl` this keeps it
 /// Healthy (and makes it Healthy again); for others it only records the heartbeat.
-#[utoipa::path(put, path = "/registry-svc/instance/{id}/heartbeat", tag = "instances",
+#[utoipa::path(put, path = "/registry-svc/instance/{id}/heartbeat", operation_id = "heartbeatInstance", tag = "instances",
     params(("id" = String, Path, description = "Instance id")),
     responses((status = 204, description = "Recorded"), (status = 404, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),

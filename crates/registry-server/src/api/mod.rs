@@ -12,11 +12,13 @@ mod extract;
 mod instances;
 mod nodes;
 mod ops;
+mod original;
 mod page;
 #[cfg(test)]
 mod properties;
 mod query;
 mod ranges;
+mod shape;
 mod throttle;
 mod tokens;
 
@@ -103,6 +105,8 @@ pub struct ApiParts {
     pub(crate) check_allow: Option<AllowedNetworks>,
     /// Blocking queries and event streams.
     pub(crate) feed: Arc<Feed>,
+    /// Whose schema answers follow when no extensions are asked for (see [`shape`]).
+    pub(crate) dialect: crate::config::Dialect,
 }
 
 #[derive(OpenApi)]
@@ -162,9 +166,13 @@ fn routes() -> (Router<ApiState>, utoipa::openapi::OpenApi) {
     (routes, openapi)
 }
 
-fn document(openapi: utoipa::openapi::OpenApi) -> serde_json::Value {
+fn document(
+    openapi: utoipa::openapi::OpenApi,
+    dialect: crate::config::Dialect,
+) -> serde_json::Value {
     let mut document = serde_json::to_value(openapi).expect("the OpenAPI document serializes");
     ranges::publish(&mut document);
+    original::follow(&mut document, dialect);
     document
 }
 
@@ -180,7 +188,8 @@ pub(crate) fn service(
        + 'static {
     let (routes, openapi) = routes();
     let openapi = Arc::new(
-        serde_json::to_string_pretty(&document(openapi)).expect("the OpenAPI document serializes"),
+        serde_json::to_string_pretty(&document(openapi, app.dialect))
+            .expect("the OpenAPI document serializes"),
     );
     let routes = routes
         .route(

@@ -2,6 +2,7 @@
 
 use super::page::list_response;
 use super::query::{ListQuery, Nodes};
+use super::shape::{Shape, Shaped};
 use super::{ApiState, OptionalJsonBody};
 use crate::auth::{Caller, Permission};
 use crate::feed::indexed;
@@ -16,7 +17,7 @@ use registry_types::responses::{ListNodesResponse, NodeSelfResponse};
 use registry_types::{ErrorBody, ListNodesRequest};
 
 /// List nodes, all of them or those with the given ids.
-#[utoipa::path(post, path = "/registry-svc/nodes", tag = "nodes",
+#[utoipa::path(post, path = "/registry-svc/nodes", operation_id = "listNodes", tag = "nodes",
     request_body(content = Option<ListNodesRequest>, description = "Empty, or ids to select"),
     params(ListQuery<Nodes>),
     responses((status = 200, body = ListNodesResponse), (status = 400, body = ErrorBody),
@@ -25,6 +26,7 @@ use registry_types::{ErrorBody, ListNodesRequest};
 pub(super) async fn list(
     State(app): State<ApiState>,
     caller: Caller,
+    shape: Shape,
     RawQuery(query): RawQuery,
     OptionalJsonBody(request): OptionalJsonBody<ListNodesRequest>,
 ) -> Result<Response> {
@@ -44,26 +46,26 @@ pub(super) async fn list(
             .collect();
         (nodes, tables.kind_revision(Kind::Node))
     };
-    Ok(indexed(index, list_response("nodes", nodes, None)))
+    Ok(indexed(index, list_response("nodes", nodes, None, shape)))
 }
 
 /// The node of the daemon answering.
-#[utoipa::path(get, path = "/registry-svc/node/self", tag = "nodes",
+#[utoipa::path(get, path = "/registry-svc/node/self", operation_id = "selfNode", tag = "nodes",
     responses((status = 200, body = NodeSelfResponse), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
 pub(super) async fn this_node(
     State(app): State<ApiState>,
     caller: Caller,
-) -> Result<Json<NodeSelfResponse>> {
+    shape: Shape,
+) -> Result<Json<serde_json::Value>> {
     caller.require(Permission::NodeView)?;
     let node = app.this_node.latest();
-    Ok(Json(NodeSelfResponse {
-        node: app.this_node.with_liveness(&node, chrono::Utc::now()),
-    }))
+    let node = app.this_node.with_liveness(&node, chrono::Utc::now());
+    Ok(Json(serde_json::json!({ "node": Shaped(&node, shape) })))
 }
 
 /// Remove a node by its URL (percent-encoded). A live node comes back at its next heartbeat.
-#[utoipa::path(delete, path = "/registry-svc/node/{url}", tag = "nodes",
+#[utoipa::path(delete, path = "/registry-svc/node/{url}", operation_id = "deleteNode", tag = "nodes",
     params(("url" = String, Path, description = "Node URL, percent-encoded")),
     responses((status = 204, description = "Removed"), (status = 404, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),

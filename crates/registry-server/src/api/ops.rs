@@ -12,11 +12,12 @@ use std::sync::Arc;
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub(super) struct Status {
+    /// `ok` from `/healthz`, `ready` from `/readyz`.
     status: &'static str,
 }
 
 /// The process is up.
-#[utoipa::path(get, path = "/healthz", tag = "operations",
+#[utoipa::path(get, path = "/healthz", operation_id = "healthz", tag = "operations",
     responses((status = 200, body = Status)))]
 pub(super) async fn healthz() -> Json<Status> {
     Json(Status { status: "ok" })
@@ -24,7 +25,7 @@ pub(super) async fn healthz() -> Json<Status> {
 
 /// The store is reachable and every background task (writer, health checker, node
 /// heartbeat) is running.
-#[utoipa::path(get, path = "/readyz", tag = "operations",
+#[utoipa::path(get, path = "/readyz", operation_id = "readyz", tag = "operations",
     responses((status = 200, body = Status), (status = 503, body = ErrorBody)))]
 pub(super) async fn readyz(State(app): State<ApiState>) -> Result<Json<Status>, Error> {
     let down = app.tasks.down();

@@ -3,14 +3,14 @@
 //! one buffer.
 //!
 //! Lists are in id order. A page that stops short of the end says where the next one
-//! starts: `"next": "<id of its last item>"`, to send back as `after`. Without `limit`
-//! and `after` the answer is exactly the OpenOrch one.
+//! starts, to a caller that asked for extensions: `"next": "<id of its last item>"`, to
+//! send back as `after`. Without `limit` and `after` the answer is exactly the OpenOrch one.
 
 use super::json_response;
+use super::shape::{Model, Shape, Shaped};
 use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
 use std::convert::Infallible;
 use std::sync::Arc;
 
@@ -51,21 +51,38 @@ impl Page {
     }
 }
 
-/// `{"<field>": [items]}` (plus `"next"` when given) without copying the items out of
-/// their `Arc`s.
-pub(super) fn list_body<T: Serialize>(field: &str, items: &[T], next: Option<&str>) -> Bytes {
+/// `{"<field>": [items]}` in `shape` (plus `"next"` when given and extensions were asked
+/// for) without copying the items out of their `Arc`s.
+pub(super) fn list_body<T: Model>(
+    field: &str,
+    items: &[T],
+    next: Option<&str>,
+    shape: Shape,
+) -> Bytes {
     let mut body = Vec::with_capacity(64 + items.len() * 256);
     body.extend_from_slice(b"{\"");
     body.extend_from_slice(field.as_bytes());
-    body.extend_from_slice(b"\":");
-    serde_json::to_writer(&mut body, items).expect("model types always serialize");
-    push_next(&mut body, next);
+    body.extend_from_slice(b"\":[");
+    write_items(&mut body, items, 0, shape);
+    body.push(b']');
+    push_next(&mut body, next, shape);
     body.push(b'}');
     body.into()
 }
 
-fn push_next(body: &mut Vec<u8>, next: Option<&str>) {
-    if let Some(next) = next {
+/// `items`, comma-separated, the first of them preceded by a comma unless it is item 0.
+fn write_items<T: Model>(body: &mut Vec<u8>, items: &[T], first: usize, shape: Shape) {
+    for (n, item) in items.iter().enumerate() {
+        if first + n > 0 {
+            body.push(b',');
+        }
+        serde_json::to_writer(&mut *body, &Shaped(item, shape))
+            .expect("model types always serialize");
+    }
+}
+
+fn push_next(body: &mut Vec<u8>, next: Option<&str>, shape: Shape) {
+    if let Some(next) = next.filter(|_| shape.extended()) {
         body.extend_from_slice(b",\"next\":");
         serde_json::to_writer(&mut *body, next).expect("a string serializes");
     }
@@ -73,12 +90,17 @@ fn push_next(body: &mut Vec<u8>, next: Option<&str>) {
 
 /// The list as a response: one buffer when short, else a stream that serializes
 /// [`STREAM_CHUNK`] items at a time as the client reads.
-pub(super) fn list_response<T>(field: &'static str, items: Vec<T>, next: Option<String>) -> Response
+pub(super) fn list_response<T>(
+    field: &'static str,
+    items: Vec<T>,
+    next: Option<String>,
+    shape: Shape,
+) -> Response
 where
-    T: Serialize + Send + Sync + 'static,
+    T: Model + Send + Sync + 'static,
 {
     if items.len() <= STREAM_CHUNK {
-        return json_response(list_body(field, &items, next.as_deref()));
+        return json_response(list_body(field, &items, next.as_deref(), shape));
     }
     let items: Arc<[T]> = items.into();
     let chunks = items.len().div_ceil(STREAM_CHUNK);
@@ -87,15 +109,10 @@ where
         let start = chunk * STREAM_CHUNK;
         let end = (start + STREAM_CHUNK).min(items.len());
         let mut bytes = Vec::with_capacity((end - start) * 512);
-        for (n, item) in items[start..end].iter().enumerate() {
-            if start + n > 0 {
-                bytes.push(b',');
-            }
-            serde_json::to_writer(&mut bytes, item).expect("model types always serialize");
-        }
+        write_items(&mut bytes, &items[start..end], start, shape);
         if end == items.len() {
             bytes.push(b']');
-            push_next(&mut bytes, next.as_deref());
+            push_next(&mut bytes, next.as_deref(), shape);
             bytes.push(b'}');
         }
         Ok::<_, Infallible>(Bytes::from(bytes))

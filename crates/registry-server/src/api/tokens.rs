@@ -11,7 +11,7 @@ use registry_types::responses::ListTokensResponse;
 use registry_types::{validate_slug, CreateTokenRequest, CreatedToken, ErrorBody};
 
 /// Create a token for an account; the secret is in this answer only.
-#[utoipa::path(post, path = "/registry-svc/tokens", tag = "tokens",
+#[utoipa::path(post, path = "/registry-svc/tokens", operation_id = "createToken", tag = "tokens",
     request_body = CreateTokenRequest,
     responses((status = 201, body = CreatedToken), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
@@ -41,7 +41,7 @@ pub(super) async fn create(
 }
 
 /// List tokens (never their secrets).
-#[utoipa::path(get, path = "/registry-svc/tokens", tag = "tokens",
+#[utoipa::path(get, path = "/registry-svc/tokens", operation_id = "listTokens", tag = "tokens",
     responses((status = 200, body = ListTokensResponse), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -60,7 +60,7 @@ pub(super) async fn list(
 }
 
 /// Revoke a token; it stops working at once. The last admin token cannot be revoked.
-#[utoipa::path(delete, path = "/registry-svc/token/{id}", tag = "tokens",
+#[utoipa::path(delete, path = "/registry-svc/token/{id}", operation_id = "revokeToken", tag = "tokens",
     params(("id" = String, Path, description = "Token id")),
     responses((status = 204, description = "Revoked"), (status = 404, body = ErrorBody),
         (status = 409, description = "The last admin token", body = ErrorBody),

@@ -18,7 +18,11 @@ pub struct Daemon {
     pub server: Option<RunningServer>,
     pub dir: tempfile::TempDir,
     pub admin: String,
+    /// Asks for the registry's extensions on every request, as its own client does: the
+    /// suites check the whole model.
     pub http: reqwest::Client,
+    /// Asks for nothing: answers come in the original's schema, as its clients see them.
+    pub plain: reqwest::Client,
 }
 
 /// A response: status and JSON body (`Value::Null` when empty).
@@ -91,6 +95,19 @@ impl Reply {
     }
 }
 
+/// A client that sends `X-Registry-Extensions: true` with every request.
+pub fn extended_client() -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        registry_types::constants::EXTENSIONS_HEADER,
+        reqwest::header::HeaderValue::from_static("true"),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("a client builds")
+}
+
 pub fn config(dir: &std::path::Path) -> Config {
     let mut config = Config::embedded(dir);
     // No GPUs in tests unless a test asks for its fake nvidia-smi.
@@ -136,7 +153,8 @@ impl Daemon {
             server: Some(server),
             dir,
             admin,
-            http: reqwest::Client::new(),
+            http: extended_client(),
+            plain: reqwest::Client::new(),
         }
     }
 
@@ -167,6 +185,18 @@ impl Daemon {
         }
         let response = request.send().await.expect("request reaches the daemon");
         Reply::read(response).await
+    }
+
+    /// As the admin, asking for no extensions, with a raw body (`None` sends none).
+    pub async fn plain(&self, method: Method, path: &str, body: Option<&str>) -> Reply {
+        let mut request = self
+            .plain
+            .request(method, self.url(path))
+            .bearer_auth(&self.admin);
+        if let Some(body) = body {
+            request = request.body(body.to_string());
+        }
+        Reply::read(request.send().await.expect("request reaches the daemon")).await
     }
 
     /// As the admin, with a JSON value body.

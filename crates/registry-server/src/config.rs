@@ -1,6 +1,7 @@
 //! Flags and environment of `registry-svc serve`; each flag has an environment twin.
 
 use crate::check_allow::AllowedNetworks;
+use crate::cors::CorsOrigins;
 use crate::rate_limit::RateLimit;
 use registry_types::limits::{self, DurationRange};
 use std::path::PathBuf;
@@ -77,6 +78,11 @@ pub struct Config {
     /// single addresses too) [default: any address].
     #[arg(long, env = "REGISTRY_CHECK_ALLOW", value_parser = AllowedNetworks::parse)]
     pub check_allow: Option<AllowedNetworks>,
+
+    /// Origins of the browser pages that may call the API, comma-separated
+    /// (`https://app.example.com,http://127.0.0.1:8080`), or `*` for any.
+    #[arg(long, env = "REGISTRY_CORS_ORIGINS", default_value = "*", value_parser = CorsOrigins::parse)]
+    pub cors_origins: CorsOrigins,
 
     /// Bootstrap admin token. Read only from the environment (`REGISTRY_ADMIN_TOKEN`) so
     /// it never shows in a process listing.
@@ -181,6 +187,7 @@ impl Config {
             rate_limit_token: RateLimit::parse(DEFAULT_RATE_LIMIT).expect("a valid default"),
             rate_limit_address: RateLimit::parse(DEFAULT_RATE_LIMIT).expect("a valid default"),
             check_allow: None,
+            cors_origins: CorsOrigins::Any,
             admin_token: None,
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),

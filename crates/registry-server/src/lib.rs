@@ -39,6 +39,7 @@ mod backup;
 mod cache;
 mod check_allow;
 mod config;
+mod cors;
 mod error;
 mod feed;
 mod health;
@@ -51,6 +52,7 @@ mod transport;
 
 pub use check_allow::AllowedNetworks;
 pub use config::{Config, Dialect};
+pub use cors::CorsOrigins;
 pub use nodes::gpu::{parse_cuda_version, parse_gpu_csv};
 pub use rate_limit::RateLimit;
 
@@ -226,7 +228,7 @@ pub async fn start_with_store(
         feed,
         dialect: config.dialect,
     });
-    let service = api::service(app);
+    let service = api::service(app, &config.cors_origins);
     tracing::info!(
         %addr,
         node = %this_node.url,
@@ -237,6 +239,7 @@ pub async fn start_with_store(
         per_token = %config.rate_limit_token,
         per_address = %config.rate_limit_address,
         check_allow = %config.check_allow.as_ref().map_or("any".into(), ToString::to_string),
+        cors_origins = %config.cors_origins,
         "limits per caller"
     );
 

@@ -592,3 +592,102 @@ async fn a_hanging_check_times_out_without_holding_up_the_others() {
     hanging.stop().await;
     d.stop().await;
 }
+
+/// How soon a newly registered instance has had its first check, even on a loaded machine.
+const FIRST_CHECK_DEADLINE: Duration = Duration::from_secs(1);
+
+#[tokio::test]
+async fn a_new_instance_is_checked_at_once_not_an_interval_later() {
+    let d = Daemon::start().await;
+    let service = Service::start().await;
+    let listener = Listener::start().await;
+    // Intervals of an hour: only a check made at registration can be seen in time.
+    let http = d
+        .register(json!({"url": service.url(),
+            "healthCheck": {"type": "http", "interval": "1h"}}))
+        .await;
+    let tcp = d
+        .register(json!({"url": listener.url(), "healthCheck": {"interval": "1h"}}))
+        .await;
+    let dead_at_once = d
+        .register(json!({"url": "http://127.0.0.1:1",
+            "healthCheck": {"interval": "1h", "unhealthyThreshold": 1}}))
+        .await;
+    let dead = d
+        .register(json!({"url": "http://127.0.0.1:1/two", "healthCheck": {"interval": "1h"}}))
+        .await;
+    for (id, wanted) in [
+        (&http, "Healthy"),
+        (&tcp, "Healthy"),
+        (&dead_at_once, "Unreachable"),
+    ] {
+        d.wait_for_status(id, wanted, FIRST_CHECK_DEADLINE).await;
+    }
+    // With the default threshold of two failures the status waits for the second check,
+    // but what the first one saw shows at once.
+    let first = d
+        .wait_for_instance(&dead, FIRST_CHECK_DEADLINE, |i| {
+            details(i) == "connection refused"
+        })
+        .await
+        .unwrap_or_else(|last| panic!("no check of the dead address was seen: {last}"));
+    assert_eq!(status(&first), "Unknown", "{first}");
+    listener.stop().await;
+    d.stop().await;
+}
+
+/// A loopback listener that counts the connections it accepts (and closes them).
+struct Counting {
+    port: u16,
+    accepted: Arc<std::sync::atomic::AtomicUsize>,
+    task: JoinHandle<()>,
+}
+
+impl Counting {
+    async fn start() -> Counting {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = accepted.clone();
+        let task = tokio::spawn(async move {
+            while listener.accept().await.is_ok() {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        });
+        Counting {
+            port,
+            accepted,
+            task,
+        }
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[tokio::test]
+async fn stored_instances_are_spread_over_their_interval_at_start() {
+    let d = Daemon::start().await;
+    let stored = Counting::start().await;
+    let check = json!({"interval": "1d"});
+    for n in 0..50 {
+        let url = format!("http://127.0.0.1:{}/i/{n}", stored.port);
+        d.register(json!({"url": url, "healthCheck": check})).await;
+    }
+    let registered = wait_until(DEADLINE, || async { stored.accepted() == 50 }).await;
+    assert!(registered, "{} of 50 first checks", stored.accepted());
+
+    let d = d.restart().await;
+    // Once a registration made after the start has had its check, at once, the stored
+    // instances have not: each has its first check at a random point of a day.
+    let fresh = Counting::start().await;
+    let url = format!("http://127.0.0.1:{}", fresh.port);
+    d.register(json!({"url": url, "healthCheck": check})).await;
+    let checked = wait_until(FIRST_CHECK_DEADLINE, || async { fresh.accepted() == 1 }).await;
+    assert!(checked, "the new instance was not checked at once");
+    assert_eq!(stored.accepted(), 50, "stored instances checked at start");
+    stored.task.abort();
+    fresh.task.abort();
+    d.stop().await;
+}

@@ -27,7 +27,14 @@ const LAYERS: &[&[&str]] = &[
     // Flags and environment.
     &["config"],
     // Small leaves.
-    &["cache", "check_allow", "ids", "rate_limit", "supervisor"],
+    &[
+        "cache",
+        "check_allow",
+        "cors",
+        "ids",
+        "rate_limit",
+        "supervisor",
+    ],
     // The daemon's one error type.
     &["error"],
 ];

@@ -86,6 +86,7 @@ async fn openapi_document_describes_exactly_the_api() {
         ("/registry-svc/events", &["get"]),
         ("/registry-svc/backup", &["get"]),
         ("/registry-svc/restore", &["post"]),
+        ("/registry-svc/echo", &["get", "post", "put"]),
         ("/healthz", &["get"]),
         ("/readyz", &["get"]),
     ]

@@ -6,6 +6,7 @@
 
 mod backup;
 mod definitions;
+mod echo;
 mod errors;
 mod events;
 mod extract;
@@ -38,6 +39,7 @@ pub(crate) fn max_body_bytes(path: &str) -> usize {
 use crate::auth::AuthState;
 use crate::cache::VersionedCache;
 use crate::check_allow::AllowedNetworks;
+use crate::cors::CorsOrigins;
 use crate::feed::Feed;
 use crate::nodes::ThisNode;
 use crate::state::{Registry, Writer};
@@ -124,6 +126,7 @@ pub struct ApiParts {
         (name = "tokens", description = "API tokens (admin only)"),
         (name = "backup", description = "Backup and restore of the whole registry (admin only)"),
         (name = "feed", description = "Change feed: every change with its revision"),
+        (name = "echo", description = "Echoes a request back, for trying a client"),
         (name = "operations", description = "Liveness, readiness and this document")
     )
 )]
@@ -159,6 +162,7 @@ fn routes() -> (Router<ApiState>, utoipa::openapi::OpenApi) {
         .routes(routes!(events::events))
         .routes(routes!(backup::backup))
         .routes(routes!(backup::restore))
+        .routes(routes!(echo::get, echo::post, echo::put))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .split_for_parts();
@@ -181,6 +185,7 @@ fn document(
 /// per layer: fewer allocations on every request.
 pub(crate) fn service(
     app: ApiState,
+    cors: &CorsOrigins,
 ) -> impl Service<Request<Body>, Response = Response, Error = Infallible, Future: Send + 'static>
        + Clone
        + Send
@@ -202,6 +207,9 @@ pub(crate) fn service(
         // axum serves its own body type; the layers below wrap it in theirs.
         .layer(MapResponseBodyLayer::new(Body::new))
         .layer(TraceLayer::new_for_http())
+        // Outside the rest, so that preflights are answered before authentication and
+        // every answer, errors included, carries the CORS headers.
+        .layer(cors.layer())
         .layer(CatchPanicLayer::custom(errors::panic_response))
         .map_response(errors::json_errors)
         .layer(throttle::PerAddressLayer(app.clone()))

@@ -1,9 +1,13 @@
 //! The registry finds out by itself whether each instance is alive.
 //!
-//! One scheduler task keeps a timer per instance in a [`DelayQueue`]. The first check of
-//! an instance comes at a random point of its interval, so 10,000 instances registered at
-//! once are spread evenly; each later check comes one interval (less up to 5%) after
-//! the previous one ended. Timers are rounded up to a grid of at most [`TIMER_GRID`], so
+//! One scheduler task keeps a timer per instance in a [`DelayQueue`]. A newly registered
+//! (or moved) instance is checked at once, as the original does on registration, and its
+//! second check comes at a random point of its interval, so that many registered together
+//! drift apart after their first check. The instances that start together without a
+//! registration (at daemon start, or when this node takes over another's share) are
+//! first checked at a random point of their interval, so 10,000 of them are spread
+//! evenly. Each later check comes one interval (less up to 5%) after the previous one
+//! ended. Timers are rounded up to a grid of at most [`TIMER_GRID`], so
 //! the checks due close together start in one wake-up rather than one each.
 //!
 //! Probes run inside the scheduler task, at most [`MAX_IN_FLIGHT`] at a time, each
@@ -70,6 +74,18 @@ struct Entry {
     timer: Option<delay_queue::Key>,
     /// Start of the TTL clock for an instance that never heartbeated.
     seen_at: Instant,
+    /// Whether the next check comes at a random point of the interval rather than one
+    /// interval on: after a first check made at once.
+    spread_next: bool,
+}
+
+/// When the first check of an instance comes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FirstCheck {
+    /// At once: the instance was just registered or changed.
+    AtOnce,
+    /// At a random point of its interval: many instances start together.
+    Spread,
 }
 
 /// A finished probe: instance id, the URL it was checked at, what it saw.
@@ -140,6 +156,11 @@ impl GridTimers {
     }
 }
 
+/// A random point of `interval`.
+fn spread(interval: Duration) -> Duration {
+    interval.mul_f64(rand::thread_rng().gen_range(0.0..1.0))
+}
+
 /// `interval` less up to 5%, so instances checked in step drift apart while a status
 /// still follows within interval × threshold (plus the timeout).
 fn jittered(interval: Duration) -> Duration {
@@ -201,7 +222,7 @@ impl HealthChecker {
                             checker.reassess();
                         }
                         for c in batch.iter().filter(|c| c.kind == Kind::Instance) {
-                            checker.reconcile(&c.key);
+                            checker.reconcile(&c.key, FirstCheck::AtOnce);
                         }
                     }
                     Ok(Announcement::Reloaded) | Err(broadcast::error::RecvError::Lagged(_)) => {
@@ -256,12 +277,13 @@ impl HealthChecker {
             ids
         };
         for id in ids {
-            self.reconcile(&id);
+            self.reconcile(&id, FirstCheck::Spread);
         }
     }
 
-    /// Brings the entry of `id` in line with the tables: new, changed or gone.
-    fn reconcile(&mut self, id: &str) {
+    /// Brings the entry of `id` in line with the tables: new, changed or gone. A new or
+    /// changed entry is first checked as `first` says.
+    fn reconcile(&mut self, id: &str, first: FirstCheck) {
         let instance = self.registry.read().instance(id);
         let ours = instance.as_ref().is_some_and(|i| {
             assign::checker(&self.online, &i.id, &i.node_url) == self.this_node.url
@@ -287,13 +309,13 @@ impl HealthChecker {
                 self.timers.remove(&timer);
             }
         }
-        let first = match plan.probe {
+        let at_once = first == FirstCheck::AtOnce && !matches!(plan.probe, Probe::Ttl(_));
+        let delay = match plan.probe {
             Probe::Ttl(ttl) => ttl,
-            _ => plan
-                .interval
-                .mul_f64(rand::thread_rng().gen_range(0.0..1.0)),
+            _ if at_once => Duration::ZERO,
+            _ => spread(plan.interval),
         };
-        let timer = Some(self.timers.insert(id.to_string(), first, plan.period()));
+        let timer = Some(self.timers.insert(id.to_string(), delay, plan.period()));
         self.entries.insert(
             id.to_string(),
             Entry {
@@ -302,6 +324,7 @@ impl HealthChecker {
                 machine: Machine::new(instance.status),
                 timer,
                 seen_at: Instant::now(),
+                spread_next: at_once,
             },
         );
     }
@@ -362,7 +385,12 @@ impl HealthChecker {
         self.deregister_if_due(&id);
         if let Some(entry) = self.entries.get_mut(&id) {
             let interval = entry.plan.interval;
-            entry.timer = Some(self.timers.insert(id, jittered(interval), interval));
+            let next = if std::mem::take(&mut entry.spread_next) {
+                spread(interval)
+            } else {
+                jittered(interval)
+            };
+            entry.timer = Some(self.timers.insert(id, next, interval));
         }
     }
 

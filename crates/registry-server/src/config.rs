@@ -220,3 +220,51 @@ impl Config {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(clap::Parser)]
+    struct Serve {
+        #[command(flatten)]
+        config: Config,
+    }
+
+    #[test]
+    fn the_user_svc_url_is_a_plain_http_address() {
+        for good in ["http://127.0.0.1:58231", "https://user-svc.internal/api/"] {
+            assert!(parse_user_svc_url(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "127.0.0.1:58231",
+            "ftp://127.0.0.1",
+            "http://user:pw@127.0.0.1",
+            "http://127.0.0.1/?x=1",
+            "http://127.0.0.1/#k",
+            "unix:/run/user-svc.sock",
+        ] {
+            assert!(parse_user_svc_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_key_file_and_a_user_svc_url_exclude_each_other() {
+        let both = Serve::try_parse_from([
+            "serve",
+            "--user-svc-public-key",
+            "key.pem",
+            "--user-svc-url",
+            "http://127.0.0.1:1",
+        ]);
+        assert!(both.is_err());
+        let refresh = |text: &str| {
+            Serve::try_parse_from(["serve", "--user-svc-key-refresh", text])
+                .map(|s| s.config.user_svc_key_refresh)
+        };
+        assert_eq!(refresh("30s").unwrap(), Duration::from_secs(30));
+        assert!(refresh("0s").is_err());
+        assert!(refresh("2d").is_err());
+    }
+}

@@ -58,6 +58,27 @@ pub struct Config {
     )]
     pub trusted_slugs: Vec<String>,
 
+    /// PEM file of the platform User Svc's RSA public key: the JWTs that key signs are
+    /// accepted beside this registry's own tokens. Read at start.
+    #[arg(
+        long,
+        env = "REGISTRY_USER_SVC_PUBLIC_KEY",
+        conflicts_with = "user_svc_url"
+    )]
+    pub user_svc_public_key: Option<PathBuf>,
+
+    /// The platform's User Svc (e.g. `http://127.0.0.1:58231`): its public key is fetched
+    /// from `GET <URL>/user-svc/public-key` in the background, and the JWTs it signs are
+    /// accepted beside this registry's own tokens.
+    #[arg(long, env = "REGISTRY_USER_SVC_URL", value_parser = parse_user_svc_url)]
+    pub user_svc_url: Option<url::Url>,
+
+    /// How often the public key is fetched again from `--user-svc-url`; a token whose
+    /// signature fails also fetches it again, at most once every few seconds.
+    #[arg(long, env = "REGISTRY_USER_SVC_KEY_REFRESH", default_value = "5m",
+        value_parser = parse_key_refresh)]
+    pub user_svc_key_refresh: Duration,
+
     /// The `nvidia-smi` program used to detect GPUs.
     #[arg(long, env = "REGISTRY_NVIDIA_SMI", default_value = "nvidia-smi")]
     pub nvidia_smi: PathBuf,
@@ -165,6 +186,29 @@ fn parse_idle_timeout(text: &str) -> Result<Duration, String> {
     parse_flag("idle-timeout", text, limits::IDLE_TIMEOUT)
 }
 
+fn parse_key_refresh(text: &str) -> Result<Duration, String> {
+    parse_flag("user-svc-key-refresh", text, limits::USER_SVC_KEY_REFRESH)
+}
+
+/// An `http` or `https` URL with a host and nothing after the path: the public key's
+/// path is added to it.
+fn parse_user_svc_url(text: &str) -> Result<url::Url, String> {
+    let url = url::Url::parse(text).map_err(|e| format!("{text:?} is not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || !url.has_host() {
+        return Err(format!("{text:?} must be an http or https URL with a host"));
+    }
+    if url.query().is_some()
+        || url.fragment().is_some()
+        || !url.username().is_empty()
+        || url.password().is_some()
+    {
+        return Err(format!(
+            "{text:?} must have no user, query or fragment: the key's path is added to it"
+        ));
+    }
+    Ok(url)
+}
+
 fn parse_interval(text: &str) -> Result<Duration, String> {
     parse_flag("heartbeat-interval", text, limits::HEARTBEAT_INTERVAL)
 }
@@ -183,6 +227,9 @@ impl Config {
             availability_zone: String::new(),
             heartbeat_interval: Duration::from_secs(10),
             trusted_slugs: vec!["deploy-svc".into()],
+            user_svc_public_key: None,
+            user_svc_url: None,
+            user_svc_key_refresh: Duration::from_secs(300),
             nvidia_smi: PathBuf::from("nvidia-smi"),
             rate_limit_token: RateLimit::parse(DEFAULT_RATE_LIMIT).expect("a valid default"),
             rate_limit_address: RateLimit::parse(DEFAULT_RATE_LIMIT).expect("a valid default"),
@@ -198,5 +245,53 @@ impl Config {
             tls_client_ca: None,
             dialect: Dialect::OpenOrch,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(clap::Parser)]
+    struct Serve {
+        #[command(flatten)]
+        config: Config,
+    }
+
+    #[test]
+    fn the_user_svc_url_is_a_plain_http_address() {
+        for good in ["http://127.0.0.1:58231", "https://user-svc.internal/api/"] {
+            assert!(parse_user_svc_url(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "127.0.0.1:58231",
+            "ftp://127.0.0.1",
+            "http://user:pw@127.0.0.1",
+            "http://127.0.0.1/?x=1",
+            "http://127.0.0.1/#k",
+            "unix:/run/user-svc.sock",
+        ] {
+            assert!(parse_user_svc_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_key_file_and_a_user_svc_url_exclude_each_other() {
+        let both = Serve::try_parse_from([
+            "serve",
+            "--user-svc-public-key",
+            "key.pem",
+            "--user-svc-url",
+            "http://127.0.0.1:1",
+        ]);
+        assert!(both.is_err());
+        let refresh = |text: &str| {
+            Serve::try_parse_from(["serve", "--user-svc-key-refresh", text])
+                .map(|s| s.config.user_svc_key_refresh)
+        };
+        assert_eq!(refresh("30s").unwrap(), Duration::from_secs(30));
+        assert!(refresh("0s").is_err());
+        assert!(refresh("2d").is_err());
     }
 }

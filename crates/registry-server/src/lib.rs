@@ -205,10 +205,12 @@ pub async fn start_with_store(
             )
         })
     });
+    let user_svc_key = auth::UserSvcKey::from_config(&config)?;
     let auth = Arc::new(auth::AuthState {
         tokens: registry.clone(),
         admin_token_hash: config.admin_token.as_deref().map(auth::hash_token),
         trusted_slugs: config.trusted_slugs.clone().into(),
+        user_svc: user_svc_key.clone(),
         verified_tokens: Default::default(),
         rate_limits: rate_limit::RateLimits::new(
             config.rate_limit_token,
@@ -248,6 +250,10 @@ pub async fn start_with_store(
         health.abort_handle(),
         writer_task.abort_handle(),
     ];
+    if let Some(key) = user_svc_key {
+        let fetch = tokio::spawn(key.keep_fetched(shutdown.clone()));
+        tasks.push(fetch.abort_handle());
+    }
     if let Some(tls) = &tls {
         let watch = tokio::spawn(tls.clone().watch(shutdown.clone()));
         tasks.push(watch.abort_handle());

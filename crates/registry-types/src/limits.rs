@@ -30,6 +30,12 @@ pub const PAGE_LIMIT: (usize, usize) = (1, 10_000);
 /// Highest revision: the stores keep revisions as signed 64-bit integers.
 pub const MAX_REVISION: u64 = i64::MAX as u64;
 
+/// Longest User Svc token (a JWT) the daemon reads; a token that size already holds far more
+/// roles than any account has.
+pub const MAX_USER_SVC_TOKEN_LEN: usize = 16 * 1024;
+/// Clock skew allowed when reading a User Svc token's `exp` and `nbf`, in seconds.
+pub const USER_SVC_TOKEN_LEEWAY_SECS: u64 = 60;
+
 /// The durations a field accepts, both ends included.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DurationRange {
@@ -69,6 +75,9 @@ pub const HEADER_TIMEOUT: DurationRange =
 pub const BODY_TIMEOUT: DurationRange = range(Duration::from_millis(50), HOUR);
 /// `serve --idle-timeout`: how long a keep-alive connection may wait for a request.
 pub const IDLE_TIMEOUT: DurationRange = range(Duration::from_millis(50), HOUR);
+
+/// `serve --user-svc-key-refresh`: how often the User Svc's public key is fetched again.
+pub const USER_SVC_KEY_REFRESH: DurationRange = range(SECOND, DAY);
 
 /// The units a duration field accepts, with their length; a duration is one whole
 /// number and one unit (`500ms`, `10s`, `90m`), which a pattern can check exactly.

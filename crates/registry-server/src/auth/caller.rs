@@ -4,7 +4,7 @@
 //! axum's `FromRef`, so auth never knows the API's state; and it looks tokens up through
 //! [`TokenTable`], so it never knows the registry's tables either.
 
-use super::{hash_token, Actor, Permission, StoredToken, ENV_ADMIN_TOKEN_ID};
+use super::{hash_token, user_svc, Actor, Permission, StoredToken, UserSvcKey, ENV_ADMIN_TOKEN_ID};
 use crate::cache::VersionedCache;
 use crate::rate_limit::RateLimits;
 use crate::Error;
@@ -33,6 +33,8 @@ pub(crate) struct AuthState {
     /// Hash of `REGISTRY_ADMIN_TOKEN`, when set.
     pub(crate) admin_token_hash: Option<String>,
     pub(crate) trusted_slugs: Arc<[String]>,
+    /// The User Svc's public key, when its JWTs are accepted.
+    pub(crate) user_svc: Option<Arc<UserSvcKey>>,
     /// Callers by token secret, for one revision of the tokens.
     pub(crate) verified_tokens: VersionedCache<Caller, u64>,
     /// Requests counted per token and per source address.
@@ -44,7 +46,8 @@ pub(crate) struct Caller {
     /// The token and its account's slug; the changes this caller makes carry it.
     pub actor: Actor,
     pub role: Role,
-    /// A trusted slug (e.g. `deploy-svc`) manages instances of every slug.
+    /// A trusted slug (e.g. `deploy-svc`) manages instances of every slug, and deletes
+    /// definitions and nodes.
     pub trusted: bool,
 }
 
@@ -54,7 +57,7 @@ impl Caller {
     }
 
     pub(crate) fn require(&self, permission: Permission) -> Result<(), Error> {
-        if permission.granted_to(self.role) {
+        if permission.granted(self.role, self.trusted) {
             Ok(())
         } else {
             Err(Error::Forbidden(format!(
@@ -123,18 +126,32 @@ where
         } else {
             // The token and the revision it is cached under are read together.
             let (revision, token) = auth.tokens.token_by_hash(&hash);
-            let token =
-                token.ok_or_else(|| Error::Unauthorized("unknown or revoked token".into()))?;
-            (Actor::token(&token.id, &token.slug), token.role, revision)
+            match token {
+                Some(token) => (Actor::token(&token.id, &token.slug), token.role, revision),
+                // A User Svc token is verified on every request (it may expire, and its
+                // key may rotate), so it is never cached.
+                None if user_svc::is_jwt(secret) => {
+                    let (actor, role) = user_svc::verify(auth.user_svc.as_deref(), secret)?;
+                    auth.rate_limits.admit_token(secret)?;
+                    return Ok(auth.caller(actor, role));
+                }
+                None => return Err(Error::Unauthorized("unknown or revoked token".into())),
+            }
         };
-        let trusted = auth.trusted_slugs.iter().any(|s| s == actor.slug());
-        let caller = Caller {
-            actor,
-            role,
-            trusted,
-        };
+        let caller = auth.caller(actor, role);
         auth.verified_tokens.put(secret, revision, caller.clone());
         auth.rate_limits.admit_token(secret)?;
         Ok(caller)
+    }
+}
+
+impl AuthState {
+    fn caller(&self, actor: Actor, role: Role) -> Caller {
+        let trusted = self.trusted_slugs.iter().any(|s| s == actor.slug());
+        Caller {
+            actor,
+            role,
+            trusted,
+        }
     }
 }

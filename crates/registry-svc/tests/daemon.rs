@@ -1,6 +1,8 @@
 //! The `registry-svc` binary as a user runs it: `serve` in a child process, the CLI
 //! against it, and restarts after SIGTERM and SIGKILL.
 
+mod serve;
+
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -20,37 +22,11 @@ impl Daemon {
         Daemon::start_with(data_dir, &[])
     }
 
-    /// Starts a daemon with `extra` flags after the usual ones.
+    /// Starts a daemon with `extra` flags beside the usual ones.
     fn start_with(data_dir: &Path, extra: &[&std::ffi::OsStr]) -> Daemon {
-        let mut child = Command::new(BIN)
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--heartbeat-interval",
-                "1s",
-            ])
-            .args(extra)
-            .arg("--data-dir")
-            .arg(data_dir)
-            .arg("--nvidia-smi")
-            .arg(data_dir.join("no-nvidia-smi"))
-            .env_remove("REGISTRY_ADMIN_TOKEN")
-            .env_remove("REGISTRY_DATABASE_URL")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("registry-svc starts");
-        // The first stdout line says where it listens; reading it waits for readiness.
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("registry-svc listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_string();
+        let (child, addr) = serve::spawn(data_dir, |command| {
+            command.args(extra);
+        });
         Daemon {
             child,
             addr,

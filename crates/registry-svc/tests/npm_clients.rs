@@ -8,7 +8,8 @@
 //! `node_modules` folder. Without them, or without `node`, the test fails in CI and is
 //! skipped elsewhere.
 
-use std::io::{BufRead, BufReader};
+mod serve;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -28,33 +29,9 @@ impl Serve {
     /// Starts a daemon in `dialect`, given by `REGISTRY_DIALECT` (which a daemon without
     /// dialects ignores, so the test runs the same before and after they exist).
     fn start(dialect: &str, data_dir: &Path) -> Serve {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_registry-svc"))
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--heartbeat-interval",
-                "1s",
-            ])
-            .arg("--data-dir")
-            .arg(data_dir)
-            .arg("--nvidia-smi")
-            .arg(data_dir.join("absent-nvidia-smi"))
-            .env("REGISTRY_DIALECT", dialect)
-            .env_remove("REGISTRY_ADMIN_TOKEN")
-            .env_remove("REGISTRY_DATABASE_URL")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("registry-svc starts");
-        let mut first = String::new();
-        BufReader::new(child.stdout.take().expect("piped stdout"))
-            .read_line(&mut first)
-            .expect("registry-svc writes where it listens");
-        let base_url = match first.trim().strip_prefix("registry-svc listening on ") {
-            Some(url) => url.to_string(),
-            None => panic!("unexpected first line {first:?}"),
-        };
+        let (child, base_url) = serve::spawn(data_dir, |command| {
+            command.env("REGISTRY_DIALECT", dialect);
+        });
         Serve { child, base_url }
     }
 }
@@ -117,7 +94,7 @@ fn published_npm_clients_call_every_endpoint_in_their_dialect() {
             .expect("node runs");
         failed |= !run.status.success();
         reports.push(format!(
-            "== {package} against --dialect {dialect} ({})\n{}{}",
+            "== {package} against REGISTRY_DIALECT={dialect} ({})\n{}{}",
             run.status,
             String::from_utf8_lossy(&run.stdout),
             String::from_utf8_lossy(&run.stderr)

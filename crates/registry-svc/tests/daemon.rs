@@ -1,6 +1,8 @@
 //! The `registry-svc` binary as a user runs it: `serve` in a child process, the CLI
 //! against it, and restarts after SIGTERM and SIGKILL.
 
+mod serve;
+
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -20,9 +22,16 @@ impl Daemon {
         Daemon::start_with(data_dir, &[])
     }
 
-    /// Starts a daemon with `extra` flags after the usual ones.
+    /// Starts a daemon with `extra` flags beside the usual ones.
     fn start_with(data_dir: &Path, extra: &[&std::ffi::OsStr]) -> Daemon {
-        Daemon::spawn(Command::new(BIN), data_dir, extra)
+        let (child, addr) = serve::spawn(data_dir, |command| {
+            command.args(extra);
+        });
+        Daemon {
+            child,
+            addr,
+            data_dir: data_dir.to_path_buf(),
+        }
     }
 
     /// Starts a daemon that may hold at most `files` open files (soft and hard limit, so
@@ -33,40 +42,9 @@ impl Daemon {
             .arg("-c")
             .arg(format!(r#"ulimit -n {files} && exec "$0" "$@""#))
             .arg(BIN);
-        Daemon::spawn(shell, data_dir, extra)
-    }
-
-    /// Runs `command` (the binary, or what execs it) with `serve` and the usual flags.
-    fn spawn(mut command: Command, data_dir: &Path, extra: &[&std::ffi::OsStr]) -> Daemon {
-        let mut child = command
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--heartbeat-interval",
-                "1s",
-            ])
-            .args(extra)
-            .arg("--data-dir")
-            .arg(data_dir)
-            .arg("--nvidia-smi")
-            .arg(data_dir.join("no-nvidia-smi"))
-            .env_remove("REGISTRY_ADMIN_TOKEN")
-            .env_remove("REGISTRY_DATABASE_URL")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("registry-svc starts");
-        // The first stdout line says where it listens; reading it waits for readiness.
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("registry-svc listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_string();
+        let (child, addr) = serve::spawn_via(shell, data_dir, |command| {
+            command.args(extra);
+        });
         Daemon {
             child,
             addr,

@@ -312,6 +312,17 @@ async fn invalid_values_name_the_field() {
             .await;
         r.assert_error(StatusCode::BAD_REQUEST, Some("definition.id"), id);
     }
+    // A client library's language is one of the originals' list, as their clients check.
+    for language in ["go", "", "Brainfuck"] {
+        let body = json!({"definition": {"id": "d", "image": {"name": "a"},
+            "clients": [{"language": language, "url": "https://example.com/lib"}]}});
+        let r = d.admin(Method::PUT, DEFINITION, Some(body)).await;
+        r.assert_error(
+            StatusCode::BAD_REQUEST,
+            Some("clients[0].language"),
+            language,
+        );
+    }
     let r = d
         .admin(Method::PUT, DEFINITION, Some(json!({"definition": {"id": "d", "image": {"name": "a", "internalPorts": [70000]}}})))
         .await;

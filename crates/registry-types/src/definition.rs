@@ -94,12 +94,38 @@ pub struct ApiSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Client {
-    /// The library's language, e.g. `go`.
+    /// The library's language, one of [`Client::LANGUAGES`], e.g. `Go`.
     #[serde(default)]
     pub language: String,
     /// Where the library is.
     #[serde(default)]
     pub url: String,
+}
+
+impl Client {
+    /// The languages a client library may be in: the originals' list, which their generated
+    /// clients check when they read a definition.
+    pub const LANGUAGES: [&'static str; 19] = [
+        "JavaScript",
+        "Python",
+        "Java",
+        "C#",
+        "C++",
+        "Ruby",
+        "Go",
+        "Swift",
+        "PHP",
+        "TypeScript",
+        "Kotlin",
+        "Scala",
+        "Perl",
+        "Rust",
+        "Haskell",
+        "Clojure",
+        "Elixir",
+        "Objective-C",
+        "F#",
+    ];
 }
 
 /// An environment variable of the container.
@@ -368,11 +394,16 @@ impl DefinitionInput {
             validate_metadata(&format!("{field}.metadata"), &spec.metadata)?;
         }
         for (i, client) in self.clients.iter().enumerate() {
-            validate_text(
-                &format!("clients[{i}].language"),
-                &client.language,
-                MAX_ID_LEN,
-            )?;
+            if !Client::LANGUAGES.contains(&client.language.as_str()) {
+                return Err(FieldError::new(
+                    format!("clients[{i}].language"),
+                    format!(
+                        "{:?} is not one of {}",
+                        client.language,
+                        Client::LANGUAGES.join(", ")
+                    ),
+                ));
+            }
             validate_text(&format!("clients[{i}].url"), &client.url, MAX_URL_LEN)?;
         }
         for (i, envar) in self.envars.iter().enumerate() {

@@ -480,7 +480,8 @@ mod definitions {
                 0..3,
             ),
             clients in prop::collection::vec(
-                (text(), text()).prop_map(|(language, url)| Client { language, url }),
+                (prop::sample::select(Client::LANGUAGES.to_vec()), text())
+                    .prop_map(|(language, url)| Client { language: language.into(), url }),
                 0..3,
             ),
             envars in prop::collection::vec(

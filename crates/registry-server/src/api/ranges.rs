@@ -155,7 +155,11 @@ fn schema_ranges() -> Vec<(&'static str, &'static str, Value)> {
         ("ApiSpec", "protocolType", text(MAX_ID_LEN)),
         ("ApiSpec", "version", text(MAX_ID_LEN)),
         ("ApiSpec", "metadata", metadata()),
-        ("Client", "language", text(MAX_ID_LEN)),
+        (
+            "Client",
+            "language",
+            json!({"enum": registry_types::Client::LANGUAGES}),
+        ),
         ("Client", "url", text(MAX_URL_LEN)),
         (
             "EnvVar",
@@ -191,7 +195,7 @@ fn schema_ranges() -> Vec<(&'static str, &'static str, Value)> {
 
 /// Fields a request must carry, non-null, though the wire types read them with a default
 /// (so that the error can name them instead of a parse error doing so).
-const REQUIRED: [(&str, &str); 7] = [
+const REQUIRED: [(&str, &str); 8] = [
     ("CreateTokenRequest", "slug"),
     ("SaveDefinitionRequest", "definition"),
     ("DefinitionInput", "id"),
@@ -199,6 +203,7 @@ const REQUIRED: [(&str, &str); 7] = [
     ("RepositoryInput", "url"),
     ("EnvVar", "key"),
     ("PortMapping", "host"),
+    ("Client", "language"),
 ];
 
 /// Writes every range into `document` (the OpenAPI document as JSON).

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{wait_until, Daemon, EventStream, Reply};
+use common::{wait_until, Daemon, EventStream};
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -106,10 +106,6 @@ async fn daemon_trusting_file() -> Option<(Daemon, KeyPair)> {
     Some((Daemon::start_with(config, dir).await, keys))
 }
 
-async fn call(d: &Daemon, token: &str, method: Method, path: &str, body: Option<Value>) -> Reply {
-    d.as_token(token, method, path, body).await
-}
-
 #[tokio::test]
 async fn a_service_registers_its_own_instances_and_no_others() {
     let Some((d, keys)) = daemon_trusting_file().await else {
@@ -117,28 +113,21 @@ async fn a_service_registers_its_own_instances_and_no_others() {
     };
     let svc = keys.sign(&openorch("model-svc", &["user-svc:user"]));
 
-    let r = call(
-        &d,
-        &svc,
-        Method::PUT,
-        "/registry-svc/instance",
-        Some(json!({"url": "http://127.0.0.1:1"})),
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    let mine = r.body["id"].as_str().unwrap().to_string();
+    let mine = d
+        .register_as(&svc, json!({"url": "http://127.0.0.1:1"}))
+        .await;
     let listed = d.instance(&mine).await.expect("listed");
     assert_eq!(listed["slug"], "model-svc");
 
     // Not for another slug, and not another slug's instance.
-    let r = call(
-        &d,
-        &svc,
-        Method::PUT,
-        "/registry-svc/instance",
-        Some(json!({"url": "http://127.0.0.1:2", "slug": "other-svc"})),
-    )
-    .await;
+    let r = d
+        .as_token(
+            &svc,
+            Method::PUT,
+            "/registry-svc/instance",
+            Some(json!({"url": "http://127.0.0.1:2", "slug": "other-svc"})),
+        )
+        .await;
     r.assert_error(
         StatusCode::FORBIDDEN,
         Some("model-svc"),
@@ -147,14 +136,14 @@ async fn a_service_registers_its_own_instances_and_no_others() {
     let theirs = d
         .register(json!({"url": "http://127.0.0.1:3", "slug": "other-svc"}))
         .await;
-    let r = call(
-        &d,
-        &svc,
-        Method::DELETE,
-        &format!("/registry-svc/instance/{theirs}"),
-        None,
-    )
-    .await;
+    let r = d
+        .as_token(
+            &svc,
+            Method::DELETE,
+            &format!("/registry-svc/instance/{theirs}"),
+            None,
+        )
+        .await;
     r.assert_error(
         StatusCode::FORBIDDEN,
         Some(&theirs),
@@ -162,15 +151,21 @@ async fn a_service_registers_its_own_instances_and_no_others() {
     );
 
     // A user looks, but manages no tokens, definitions or nodes.
-    let r = call(&d, &svc, Method::GET, "/registry-svc/instances", None).await;
+    let r = d
+        .as_token(&svc, Method::GET, "/registry-svc/instances", None)
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    let r = call(&d, &svc, Method::GET, "/registry-svc/tokens", None).await;
+    let r = d
+        .as_token(&svc, Method::GET, "/registry-svc/tokens", None)
+        .await;
     r.assert_error(
         StatusCode::FORBIDDEN,
         Some("registry-svc:token:manage"),
         "list tokens",
     );
-    let r = call(&d, &svc, Method::DELETE, "/registry-svc/definition/d", None).await;
+    let r = d
+        .as_token(&svc, Method::DELETE, "/registry-svc/definition/d", None)
+        .await;
     r.assert_error(
         StatusCode::FORBIDDEN,
         Some("registry-svc:definition:delete"),
@@ -178,14 +173,14 @@ async fn a_service_registers_its_own_instances_and_no_others() {
     );
 
     // The change is the User Svc account's.
-    let r = call(
-        &d,
-        &svc,
-        Method::DELETE,
-        &format!("/registry-svc/instance/{mine}"),
-        None,
-    )
-    .await;
+    let r = d
+        .as_token(
+            &svc,
+            Method::DELETE,
+            &format!("/registry-svc/instance/{mine}"),
+            None,
+        )
+        .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
     let response = d
         .events_request("since=0&kind=instance")
@@ -215,27 +210,24 @@ async fn the_platform_admin_role_is_an_admin_in_either_dialect() {
         onebackend("jane", &["user-svc:admin"]),
     ] {
         let admin = keys.sign(&claims);
-        let r = call(&d, &admin, Method::GET, "/registry-svc/tokens", None).await;
+        let r = d
+            .as_token(&admin, Method::GET, "/registry-svc/tokens", None)
+            .await;
         assert_eq!(r.status, StatusCode::OK, "{claims}: {}", r.text);
         assert!(r.body["tokens"].is_array(), "{}", r.text);
     }
     // 1Backend's claims name a user, as OpenOrch's do.
     let user = keys.sign(&onebackend("joe", &["user-svc:user"]));
-    let r = call(
-        &d,
-        &user,
-        Method::PUT,
-        "/registry-svc/instance",
-        Some(json!({"url": "http://127.0.0.1:4"})),
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    let id = r.body["id"].as_str().unwrap();
-    assert_eq!(d.instance(id).await.unwrap()["slug"], "joe");
+    let id = d
+        .register_as(&user, json!({"url": "http://127.0.0.1:4"}))
+        .await;
+    assert_eq!(d.instance(&id).await.unwrap()["slug"], "joe");
 
     // The registry's own tokens keep working beside them.
     let ours = d.token("svc-a", "user").await;
-    let r = call(&d, &ours, Method::GET, "/registry-svc/instances", None).await;
+    let r = d
+        .as_token(&ours, Method::GET, "/registry-svc/instances", None)
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     let r = d.admin(Method::GET, "/registry-svc/tokens", None).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
@@ -329,25 +321,29 @@ async fn bad_tokens_are_401_naming_the_problem() {
         ),
     ];
     for (what, token, names) in cases {
-        let r = call(&d, &token, Method::GET, "/registry-svc/instances", None).await;
+        let r = d
+            .as_token(&token, Method::GET, "/registry-svc/instances", None)
+            .await;
         r.assert_error(StatusCode::UNAUTHORIZED, Some(names), what);
     }
     // The good one still works.
-    let r = call(&d, &good, Method::GET, "/registry-svc/instances", None).await;
+    let r = d
+        .as_token(&good, Method::GET, "/registry-svc/instances", None)
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
 }
 
 #[tokio::test]
 async fn a_registry_without_a_user_svc_key_says_so() {
     let d = Daemon::start().await;
-    let r = call(
-        &d,
-        "eyJhbGciOiJSUzI1NiJ9.eyJvbHUiOiJhIn0.c2ln",
-        Method::GET,
-        "/registry-svc/instances",
-        None,
-    )
-    .await;
+    let r = d
+        .as_token(
+            "eyJhbGciOiJSUzI1NiJ9.eyJvbHUiOiJhIn0.c2ln",
+            Method::GET,
+            "/registry-svc/instances",
+            None,
+        )
+        .await;
     r.assert_error(
         StatusCode::UNAUTHORIZED,
         Some("--user-svc-url"),
@@ -429,14 +425,9 @@ async fn the_key_is_fetched_from_the_user_svc_and_a_rotation_is_picked_up() {
 
     // Until the User Svc answers with a key, a JWT cannot be checked: 503, not the
     // caller's fault. The registry's own tokens work all along.
-    let r = call(
-        &d,
-        &admin_by_first,
-        Method::GET,
-        "/registry-svc/tokens",
-        None,
-    )
-    .await;
+    let r = d
+        .as_token(&admin_by_first, Method::GET, "/registry-svc/tokens", None)
+        .await;
     r.assert_error(
         StatusCode::SERVICE_UNAVAILABLE,
         Some("public key"),
@@ -451,7 +442,7 @@ async fn the_key_is_fetched_from_the_user_svc_and_a_rotation_is_picked_up() {
         move || {
             let token = token.clone();
             async move {
-                call(d, &token, Method::GET, "/registry-svc/tokens", None)
+                d.as_token(&token, Method::GET, "/registry-svc/tokens", None)
                     .await
                     .status
                     == StatusCode::OK
@@ -470,14 +461,9 @@ async fn the_key_is_fetched_from_the_user_svc_and_a_rotation_is_picked_up() {
         wait_until(Duration::from_secs(10), accepted(admin_by_second)).await,
         "the rotated key is fetched after a signature failure"
     );
-    let r = call(
-        &d,
-        &admin_by_first,
-        Method::GET,
-        "/registry-svc/tokens",
-        None,
-    )
-    .await;
+    let r = d
+        .as_token(&admin_by_first, Method::GET, "/registry-svc/tokens", None)
+        .await;
     r.assert_error(
         StatusCode::UNAUTHORIZED,
         Some("bad signature"),
@@ -499,53 +485,52 @@ async fn a_trusted_slug_has_the_rights_of_the_original_deploy_svc() {
     let platform = keys.sign(&openorch("deploy-svc", &["user-svc:user"]));
     for deploy in [ours, platform] {
         d.save_definition(json!({"id": "d"})).await;
-        let r = call(&d, &deploy, Method::GET, "/registry-svc/definitions", None).await;
+        let r = d
+            .as_token(&deploy, Method::GET, "/registry-svc/definitions", None)
+            .await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-        let r = call(
-            &d,
-            &deploy,
-            Method::DELETE,
-            "/registry-svc/definition/d",
-            None,
-        )
-        .await;
+        let r = d
+            .as_token(&deploy, Method::DELETE, "/registry-svc/definition/d", None)
+            .await;
         assert_eq!(
             r.status,
             StatusCode::NO_CONTENT,
             "delete a definition: {}",
             r.text
         );
-        let r = call(
-            &d,
-            &deploy,
-            Method::DELETE,
-            &format!(
-                "/registry-svc/node/{}",
-                common::encode("http://127.0.0.1:1")
-            ),
-            None,
-        )
-        .await;
+        let r = d
+            .as_token(
+                &deploy,
+                Method::DELETE,
+                &format!(
+                    "/registry-svc/node/{}",
+                    common::encode("http://127.0.0.1:1")
+                ),
+                None,
+            )
+            .await;
         assert_eq!(
             r.status,
             StatusCode::NOT_FOUND,
             "delete a node passes the permission: {}",
             r.text
         );
-        let r = call(&d, &deploy, Method::POST, "/registry-svc/nodes", None).await;
+        let r = d
+            .as_token(&deploy, Method::POST, "/registry-svc/nodes", None)
+            .await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text);
 
         let id = d
             .register(json!({"url": "http://127.0.0.1:5", "slug": "other-svc"}))
             .await;
-        let r = call(
-            &d,
-            &deploy,
-            Method::DELETE,
-            &format!("/registry-svc/instance/{id}"),
-            None,
-        )
-        .await;
+        let r = d
+            .as_token(
+                &deploy,
+                Method::DELETE,
+                &format!("/registry-svc/instance/{id}"),
+                None,
+            )
+            .await;
         assert_eq!(
             r.status,
             StatusCode::NO_CONTENT,
@@ -563,7 +548,7 @@ async fn a_trusted_slug_has_the_rights_of_the_original_deploy_svc() {
             (Method::GET, "/registry-svc/tokens", None, "token:manage"),
             (Method::GET, "/registry-svc/backup", None, "backup"),
         ] {
-            let r = call(&d, &deploy, method.clone(), path, body).await;
+            let r = d.as_token(&deploy, method.clone(), path, body).await;
             r.assert_error(
                 StatusCode::FORBIDDEN,
                 Some(permission),

@@ -7,7 +7,7 @@
 //   REGISTRY_NPM_CLIENTS=<node_modules> node run.mjs <package> <base-url> <admin-token>
 //
 // Prints one line per call ("ok ..." or "FAIL ...: why") and exits 1 when any call failed.
-// Started by tests/npm_clients.rs against a fresh daemon; it registers only 127.x.y.z
+// Started by tests/published_clients.rs against a fresh daemon; it registers only 127.x.y.z
 // addresses, none of which need to answer.
 
 import { readFileSync } from "node:fs";

@@ -7,6 +7,7 @@ use common::Daemon;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 const REGISTER: &str = "/registry-svc/instance";
 const LIST: &str = "/registry-svc/instances";
@@ -253,10 +254,13 @@ async fn filters_combine_with_and() {
     assert_eq!(ids(&d, "?tag=y").await, set(&["a2", "b1"]));
     assert_eq!(ids(&d, "?tag=x&tag=y").await, set(&["a2"]));
     assert_eq!(ids(&d, "?tag=nope").await, set(&[]));
-    // Nothing is health-checked yet, so every instance is Unknown.
-    assert_eq!(ids(&d, "?status=Unknown").await, set(&["a1", "a2", "b1"]));
+    // Every address is dead: each instance fails its first check, made at once.
+    for id in ["a1", "a2", "b1"] {
+        d.wait_for_status(id, "Unreachable", Duration::from_secs(10)).await;
+    }
+    assert_eq!(ids(&d, "?status=Unreachable").await, set(&["a1", "a2", "b1"]));
     assert_eq!(ids(&d, "?status=Healthy").await, set(&[]));
-    assert_eq!(ids(&d, "?status=Unknown&slug=svc-b").await, set(&["b1"]));
+    assert_eq!(ids(&d, "?status=Unreachable&slug=svc-b").await, set(&["b1"]));
     // Parameters the registry does not know are ignored.
     assert_eq!(ids(&d, "?flavour=vanilla").await, set(&["a1", "a2", "b1"]));
 }

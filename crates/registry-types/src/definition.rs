@@ -98,7 +98,6 @@ pub struct Client {
     #[serde(default)]
     pub language: String,
     /// Where the library is.
-    #[serde(default)]
     pub url: String,
 }
 
@@ -136,7 +135,6 @@ pub struct EnvVar {
     #[serde(default)]
     pub key: String,
     /// Its value.
-    #[serde(default)]
     pub value: String,
 }
 
@@ -145,7 +143,7 @@ pub struct EnvVar {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PortMapping {
     /// The port inside the container.
-    #[serde(default, deserialize_with = "whole")]
+    #[serde(deserialize_with = "whole")]
     pub internal: u16,
     /// The port on the host.
     #[serde(default, deserialize_with = "whole")]

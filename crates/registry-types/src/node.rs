@@ -59,6 +59,9 @@ pub struct Node {
 /// (`total` = logical cores × 1000), so `used`/`total` is a fraction like the others.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+// Every field optional, as the originals declare them (a client generated from either
+// document reads the same); the daemon always writes them all.
+#[serde(default)]
 pub struct Usage {
     /// The amount in use.
     pub used: u64,
@@ -71,6 +74,7 @@ pub struct Usage {
 /// A machine's use of its resources.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(default)] // every field optional, as for `Usage`
 pub struct ResourceUsage {
     /// CPU, in millicores.
     pub cpu: Usage,
@@ -83,6 +87,7 @@ pub struct ResourceUsage {
 /// One GPU as `nvidia-smi` reports it. Memory figures are MiB, power watts, temperature °C.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(default)] // every field optional, as for `Usage`
 #[serde(rename_all = "camelCase")]
 pub struct Gpu {
     /// `<node url>:<index>`.
@@ -121,6 +126,7 @@ pub struct Gpu {
 /// A process using a GPU.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(default)] // every field optional, as for `Usage`
 #[serde(rename_all = "camelCase")]
 pub struct GpuProcess {
     /// The process's id.

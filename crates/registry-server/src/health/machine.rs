@@ -48,7 +48,9 @@ impl Machine {
     }
 
     /// Counts one check that suggests `seen`; returns the new status when the streak
-    /// reaches the threshold (`healthy` for answers, `unhealthy` for failures).
+    /// reaches the threshold (`healthy` for answers, `unhealthy` for failures). A failure
+    /// of an instance still Unknown counts at once: there is no good status to keep from
+    /// flapping, and the caller learns at its first check that the address is dead.
     pub(super) fn observe(
         &mut self,
         seen: InstanceStatus,
@@ -60,7 +62,11 @@ impl Machine {
             _ => 1,
         };
         self.streak = Some((seen, count));
-        let threshold = if is_alive(seen) { healthy } else { unhealthy };
+        let threshold = match (is_alive(seen), self.status) {
+            (true, _) => healthy,
+            (false, InstanceStatus::Unknown) => 1,
+            (false, _) => unhealthy,
+        };
         if seen != self.status && count >= threshold {
             self.set(seen);
             Some(seen)
@@ -100,5 +106,17 @@ mod tests {
         assert_eq!(m.observe(Healthy, 3, 1), Some(Healthy));
         assert_eq!(m.observe(Error, 3, 1), Some(Error));
         assert_eq!(m.observe(Degraded, 1, 1), Some(Degraded));
+    }
+
+    #[test]
+    fn an_unknown_instance_fails_at_its_first_failed_check() {
+        let mut m = Machine::new(Unknown);
+        assert_eq!(m.observe(Unreachable, 1, 3), Some(Unreachable));
+        let mut m = Machine::new(Unknown);
+        assert_eq!(m.observe(Error, 1, 3), Some(Error));
+        // Success still needs its threshold: Unknown is not served either.
+        let mut m = Machine::new(Unknown);
+        assert_eq!(m.observe(Healthy, 2, 3), None);
+        assert_eq!(m.observe(Healthy, 2, 3), Some(Healthy));
     }
 }

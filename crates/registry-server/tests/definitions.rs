@@ -238,6 +238,28 @@ async fn bad_id_characters_are_400() {
     assert_eq!(list(&d).await, Vec::<Value>::new());
 }
 
+/// The fields the originals' documents mark required: their generated clients always send
+/// them, and a definition read back always has them.
+#[tokio::test]
+async fn fields_the_originals_require_are_400_when_missing() {
+    let d = Daemon::start().await;
+    for (definition, missing) in [
+        (json!({"envars": [{"key": "MODE"}]}), "value"),
+        (json!({"ports": [{"host": 8080}]}), "internal"),
+        (json!({"clients": [{"language": "Go"}]}), "url"),
+    ] {
+        let mut body = json!({"id": "partial"});
+        body.as_object_mut()
+            .unwrap()
+            .extend(definition.as_object().unwrap().clone());
+        let r = d
+            .admin(Method::PUT, SAVE, Some(json!({ "definition": body })))
+            .await;
+        r.assert_error(StatusCode::BAD_REQUEST, Some(missing), &body.to_string());
+    }
+    assert_eq!(list(&d).await, Vec::<Value>::new(), "nothing is saved");
+}
+
 #[tokio::test]
 async fn users_may_list_but_not_save_or_delete() {
     let d = Daemon::start().await;

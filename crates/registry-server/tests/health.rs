@@ -613,7 +613,11 @@ async fn a_new_instance_is_checked_at_once_not_an_interval_later() {
     let dead = d
         .register(json!({"url": "http://127.0.0.1:1", "healthCheck": {"interval": "1h"}}))
         .await;
-    for (id, wanted) in [(&http, "Healthy"), (&tcp, "Healthy"), (&dead, "Unreachable")] {
+    for (id, wanted) in [
+        (&http, "Healthy"),
+        (&tcp, "Healthy"),
+        (&dead, "Unreachable"),
+    ] {
         d.wait_for_status(id, wanted, FIRST_CHECK_DEADLINE).await;
     }
     listener.stop().await;

@@ -256,11 +256,18 @@ async fn filters_combine_with_and() {
     assert_eq!(ids(&d, "?tag=nope").await, set(&[]));
     // Every address is dead: each instance fails its first check, made at once.
     for id in ["a1", "a2", "b1"] {
-        d.wait_for_status(id, "Unreachable", Duration::from_secs(10)).await;
+        d.wait_for_status(id, "Unreachable", Duration::from_secs(10))
+            .await;
     }
-    assert_eq!(ids(&d, "?status=Unreachable").await, set(&["a1", "a2", "b1"]));
+    assert_eq!(
+        ids(&d, "?status=Unreachable").await,
+        set(&["a1", "a2", "b1"])
+    );
     assert_eq!(ids(&d, "?status=Healthy").await, set(&[]));
-    assert_eq!(ids(&d, "?status=Unreachable&slug=svc-b").await, set(&["b1"]));
+    assert_eq!(
+        ids(&d, "?status=Unreachable&slug=svc-b").await,
+        set(&["b1"])
+    );
     // Parameters the registry does not know are ignored.
     assert_eq!(ids(&d, "?flavour=vanilla").await, set(&["a1", "a2", "b1"]));
 }

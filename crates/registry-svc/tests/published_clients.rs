@@ -217,12 +217,7 @@ fn published_go_clients_call_every_endpoint_in_their_dialect() {
     let work = tempfile::tempdir().unwrap();
     against_each_dialect(|dialect, serve| {
         let (_, _, tag) = PROJECTS.iter().find(|p| p.0 == dialect).unwrap();
-        let driver = build_go_driver(
-            &go,
-            &sources.join(dialect),
-            tag,
-            &work.path().join(dialect),
-        );
+        let driver = build_go_driver(&go, &sources.join(dialect), tag, &work.path().join(dialect));
         Command::new(driver)
             .args(["-url", &serve.base_url, "-token", &serve.token])
             .args(["-dialect", dialect])

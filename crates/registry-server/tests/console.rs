@@ -13,7 +13,10 @@ use reqwest::StatusCode;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-fn header<'a>(response: &'a reqwest::Response, name: impl reqwest::header::AsHeaderName) -> &'a str {
+fn header(
+    response: &reqwest::Response,
+    name: impl reqwest::header::AsHeaderName,
+) -> &str {
     response
         .headers()
         .get(name)
@@ -36,14 +39,22 @@ async fn the_console_is_served_without_a_token_with_a_strict_policy_and_validato
         assert_eq!(r.status(), StatusCode::OK, "{path}");
         assert_eq!(header(&r, CONTENT_TYPE), content_type, "{path}");
         let policy = header(&r, "content-security-policy");
-        for directive in ["default-src 'none'", "script-src 'self'", "style-src 'self'", "frame-ancestors 'none'"] {
+        for directive in [
+            "default-src 'none'",
+            "script-src 'self'",
+            "style-src 'self'",
+            "frame-ancestors 'none'",
+        ] {
             assert!(policy.contains(directive), "{path}: {policy}");
         }
         assert!(!policy.contains("unsafe"), "{path}: {policy}");
         assert_eq!(header(&r, "x-content-type-options"), "nosniff", "{path}");
         assert_eq!(header(&r, CACHE_CONTROL), "no-cache", "{path}");
         let etag = header(&r, ETAG).to_string();
-        assert!(etag.starts_with('"') && etag.len() > 10, "{path}: ETag {etag:?}");
+        assert!(
+            etag.starts_with('"') && etag.len() > 10,
+            "{path}: ETag {etag:?}"
+        );
 
         // A browser holding the current copy gets a 304 without a body.
         let again = d
@@ -71,9 +82,18 @@ async fn the_console_is_served_without_a_token_with_a_strict_policy_and_validato
         .map(common::Reply::read)
         .unwrap()
         .await
-        .assert_error(StatusCode::NOT_FOUND, Some("nothing.js"), "an unknown asset");
+        .assert_error(
+            StatusCode::NOT_FOUND,
+            Some("nothing.js"),
+            "an unknown asset",
+        );
     // The data behind the console still needs a token.
-    let r = d.plain.get(d.url("/registry-svc/instances")).send().await.unwrap();
+    let r = d
+        .plain
+        .get(d.url("/registry-svc/instances"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     d.stop().await;
 }

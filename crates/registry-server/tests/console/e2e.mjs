@@ -164,7 +164,6 @@ try {
       await page.locator(`[data-testid=count-${status}]`, { hasText: n }).waitFor({ timeout: WAIT });
     }
     check(await page.evaluate(() => document.documentElement.dataset.theme) === "light", "not light under a light system");
-    await shot("overview-light");
   });
 
   await step("dark follows the system, and the toggle overrides it", async () => {
@@ -172,7 +171,6 @@ try {
     await page.waitForFunction(() => document.documentElement.dataset.theme === "dark");
     const background = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
     check(background !== "rgb(246, 247, 249)", `the dark theme kept the light background ${background}`);
-    await shot("overview-dark");
     await page.click("#theme");
     await page.waitForFunction(() => document.documentElement.dataset.theme === "light");
     await page.click("#theme");
@@ -212,6 +210,18 @@ try {
     await page.locator(".facts dd", { hasText: "http /healthz" }).waitFor();
     await page.locator(".feed li", { hasText: "→ Unreachable" }).waitFor({ timeout: WAIT });
     await shot("instance");
+  });
+
+  await step("the overview lists those changes as they came", async () => {
+    await page.click("#nav a[data-route=overview]");
+    await page.locator(".feed li", { hasText: "Healthy → Unreachable" }).waitFor({ timeout: WAIT });
+    await page.locator(".feed li", { hasText: "registered" }).first().waitFor();
+    await shot("overview-light");
+    await page.click("#theme");
+    await page.waitForFunction(() => document.documentElement.dataset.theme === "dark");
+    await shot("overview-dark");
+    await page.click("#theme");
+    await page.waitForFunction(() => document.documentElement.dataset.theme === "light");
   });
 
   await step("a node with GPUs shows them with their bars", async () => {

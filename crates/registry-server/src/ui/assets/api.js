@@ -73,12 +73,13 @@ export function query(params) {
 }
 
 /**
- * Follows the change feed from revision `since`, calling `onEvent({event, id, data})` for
- * each Server-Sent Event, until the stream ends or `signal` aborts. An EventSource cannot
- * send `Authorization`, so this reads the stream from `fetch` with the token in the header
- * like every other call.
+ * Subscribes to the change feed from revision `since` (from now when undefined) and
+ * resolves, once subscribed, to a function that reads it: `read(onEvent)` calls
+ * `onEvent({event, id, data})` for each Server-Sent Event until the stream ends, `signal`
+ * aborts or `onEvent` throws. An EventSource cannot send `Authorization`, so this reads the
+ * stream from `fetch`, with the token in the header like every other call.
  */
-export async function follow(since, kinds, onEvent, signal) {
+export async function follow(since, kinds, signal) {
   const response = await fetch(API + "/events" + query({ since, kind: kinds }), {
     headers: { ...headers(), Accept: "text/event-stream" },
     signal,
@@ -86,11 +87,7 @@ export async function follow(since, kinds, onEvent, signal) {
   });
   if (!response.ok) throw await failure(response);
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-  try {
-    await read(reader, onEvent);
-  } finally {
-    reader.cancel().catch(() => {});
-  }
+  return (onEvent) => read(reader, onEvent).finally(() => reader.cancel().catch(() => {}));
 }
 
 /** Reads Server-Sent Events from `reader` until it ends. */

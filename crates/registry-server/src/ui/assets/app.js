@@ -127,6 +127,7 @@ function route() {
     if (!match) continue;
     for (const link of document.querySelectorAll("#nav a")) link.classList.toggle("active", link.dataset.route === name);
     view?.unmount?.();
+    window.scrollTo(0, 0);
     const container = h("div.view");
     fill(main, container);
     const arg = match[1] ? decodeURIComponent(match[1]) : undefined;

@@ -15,6 +15,8 @@ const REREAD_MS = 5000;
 const THROTTLE_MS = 250;
 /** Most services listed on the left; the filter box finds the others. */
 const SERVICES_SHOWN = 300;
+/** Service names in the order people read them: `svc-2` before `svc-10`. */
+const byName = new Intl.Collator("en", { numeric: true }).compare;
 
 /** The latency a check's details mention ("HTTP 200 in 3ms", "took 1.2s (...)"). */
 export function latency(details) {
@@ -27,6 +29,8 @@ export function instances(container, { live, params }) {
     slug: params.slug || "",
     status: params.status || "",
     tag: params.tag || "",
+    // From a node's page; the form has no field for it, so Apply leaves it.
+    nodeUrl: params.nodeUrl || "",
   };
   const size = SIZES.includes(Number(params.size)) ? Number(params.size) : 100;
   let page = 0;
@@ -66,7 +70,7 @@ export function instances(container, { live, params }) {
     h("label", {}, "Per page", h("select", { name: "size", onchange: () => form.requestSubmit(), "data-testid": "page-size" },
       SIZES.map((n) => h("option", { value: n, selected: n === size }, n)))),
     h("button.button.primary", { type: "submit" }, "Apply"),
-    filter.slug || filter.status || filter.tag ? h("a.button.ghost", { href: "#/instances" }, "Clear") : null);
+    filter.slug || filter.status || filter.tag || filter.nodeUrl ? h("a.button.ghost", { href: "#/instances" }, "Clear") : null);
 
   fill(container,
     h("div.page-head", {}, h("h1", {}, "Instances"), h("span.muted", { "data-testid": "instance-total" }, "")),
@@ -78,8 +82,8 @@ export function instances(container, { live, params }) {
           tbody)),
         h("div.pager", {}, buttons.first, buttons.prev, status, buttons.next, buttons.last))));
 
-  /** Whether pages can be computed from the ids the console holds (no tag filter). */
-  const known = () => live.state !== "loading" && !filter.tag;
+  /** Whether pages can be computed from the ids the console holds (slug and status only). */
+  const known = () => live.state !== "loading" && !filter.tag && !filter.nodeUrl;
   const total = () => (known() ? live.total(filter) : null);
   const pages = () => {
     const t = total();
@@ -168,7 +172,7 @@ export function instances(container, { live, params }) {
 
   function drawServices() {
     const wanted = serviceFilter.value.trim().toLowerCase();
-    const slugs = [...live.slugs.keys()].filter((s) => !wanted || s.toLowerCase().includes(wanted)).sort();
+    const slugs = [...live.slugs.keys()].filter((s) => !wanted || s.toLowerCase().includes(wanted)).sort(byName);
     const item = (slug, counts, label) => h("li", { class: slug === filter.slug ? "active" : "" },
       h("a", { href: `#/instances${query({ slug, status: filter.status, size: size === 100 ? "" : size })}` },
         h("span.service-name", {}, label ?? slug), h("span.service-count", {}, count(counts.total))),

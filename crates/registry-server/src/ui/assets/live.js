@@ -1,8 +1,8 @@
 // What the console knows of the registry, kept current from the change feed.
 //
-// At start it lists every definition, node and instance (instances in pages of 10,000,
-// keeping of each only what counts and groups need), then follows the event stream from
-// the revision those lists were read at. Events are queued and applied once per animation
+// At start it subscribes to the event stream, then lists every definition, node and
+// instance (instances in pages of 10,000, keeping of each only what counts and groups
+// need), and from then on applies what the stream brings. Events are queued and applied once per animation
 // frame, so a burst of thousands of changes costs one update of the counts and one
 // redraw, not one per change.
 
@@ -12,8 +12,10 @@ import { call, follow, query } from "./api.js";
 const LOAD_PAGE = 10000;
 /** How many recent changes the overview keeps. */
 const RECENT = 60;
-/** How far back the first stream starts, so the overview shows some history. */
+/** How many changes before the page opened the overview shows. */
 const HISTORY = 30;
+/** The kinds of change the console follows. */
+const KINDS = ["instance", "node", "definition"];
 /** The statuses in the order the console shows them. */
 export const STATUSES = ["Healthy", "Degraded", "Unreachable", "Error", "Unknown"];
 
@@ -26,6 +28,15 @@ function instanceChange(before, { op, object, by }) {
   if (before.status !== now.status) return { what: `${before.status} → ${now.status}`, ...now };
   // The daemon writes health details now and then with no change of status.
   return byRegistry ? null : { what: "updated", ...now };
+}
+
+/** What a change was, judged by the instances before it in `shadow`, which it updates. */
+function describe(shadow, change) {
+  if (change.kind !== "instance") return change.kind === "definition" ? { what: change.op === "delete" ? "removed" : "saved" } : null;
+  const before = shadow.get(change.id);
+  if (change.op === "delete") shadow.delete(change.id);
+  else shadow.set(change.id, { slug: change.object.slug, status: change.object.status });
+  return instanceChange(before, change);
 }
 
 function emptyCounts() {
@@ -57,14 +68,100 @@ export class Live extends EventTarget {
     this.abort = new AbortController();
   }
 
-  /** Loads everything, then follows the feed until `stop`. */
-  async start() {
-    const since = await this.load();
-    this.stream(since);
+  /** Follows the feed until `stop`. */
+  start() {
+    return this.run();
   }
 
   stop() {
     this.abort.abort();
+  }
+
+  /**
+   * Subscribes to the feed, then lists everything, then applies what the feed brought
+   * meanwhile and goes on applying what it brings. Subscribing first means no change can
+   * fall between the lists and the feed; a change the lists already hold is recognised by
+   * the lists' `X-Registry-Index` and not applied twice. After a dropped connection it
+   * follows on from the last revision it saw; told to reset (that revision is no longer
+   * in the feed's history), it lists everything again.
+   */
+  async run() {
+    let since;
+    let delay = 500;
+    const signal = this.abort.signal;
+    while (!signal.aborted) {
+      // Each connection ends with its round, so a failed round leaves no stream open.
+      const round = new AbortController();
+      const end = () => round.abort();
+      signal.addEventListener("abort", end, { once: true });
+      try {
+        const read = await follow(since, KINDS, round.signal);
+        let held = since === undefined ? [] : null;
+        const reading = read((e) => {
+          if (e.event === "reset") throw Object.assign(new Error("reset"), { reset: true });
+          if (e.event !== "change") return;
+          since = e.data.revision;
+          if (held) held.push(e.data);
+          else this.queue(e.data);
+        }).then(() => null, (error) => error);
+        if (held) {
+          const listed = await this.load();
+          for (const change of held) this.queue(change);
+          held = null;
+          this.recall(listed);
+        }
+        this.state = "live";
+        this.emit({ kinds: new Set(["state"]) });
+        delay = 500;
+        const error = await reading;
+        if (error) throw error;
+      } catch (error) {
+        if (signal.aborted || error.status === 401) return;
+        if (error.reset) since = undefined;
+      } finally {
+        signal.removeEventListener("abort", end);
+        round.abort();
+      }
+      this.state = "reconnecting";
+      this.emit({ kinds: new Set(["state"]) });
+      await new Promise((resolve) => setTimeout(resolve, delay));
+      delay = Math.min(delay * 2, 10000);
+    }
+  }
+
+  /**
+   * Reads the last few changes before the lists were read, for the overview: a short read
+   * of the feed from a little before the lists' revision, ended once it reaches it.
+   */
+  async recall(listed) {
+    const upTo = Math.max(...Object.values(listed));
+    const stop = new AbortController();
+    const timer = setTimeout(() => stop.abort(), 3000);
+    const earlier = [];
+    try {
+      const read = await follow(Math.max(0, upTo - HISTORY), KINDS, stop.signal);
+      await read((e) => {
+        if (e.event !== "change" || e.data.revision > upTo) throw new Error("done");
+        earlier.push(e.data);
+        if (e.data.revision === upTo) throw new Error("done");
+      });
+    } catch {
+      // Done, reset (history trimmed) or timed out: what was read is enough.
+    } finally {
+      clearTimeout(timer);
+      stop.abort();
+    }
+    const shadow = new Map();
+    const entries = [];
+    for (const change of earlier) {
+      const what = describe(shadow, change);
+      if (what) entries.unshift({ at: 0, revision: change.revision, kind: change.kind, op: change.op, id: change.id, by: change.by, ...what });
+    }
+    const known = new Set(this.recent.map((r) => r.revision));
+    this.recent = [...this.recent, ...entries.filter((e) => !known.has(e.revision))]
+      .sort((x, y) => y.revision - x.revision)
+      .slice(0, RECENT);
+    this.emit({ kinds: new Set(["state"]) });
   }
 
   async load() {
@@ -89,10 +186,9 @@ export class Live extends EventTarget {
     // not news to apply.
     this.listed = { instance: instances.index, node: nodes.index, definition: definitions.index };
     this.history = new Map();
-    const since = Math.max(0, Math.min(nodes.index, definitions.index, instances.index) - HISTORY);
     this.revision = Math.max(nodes.index, definitions.index, instances.index);
     this.emit({ kinds: new Set(["instance", "node", "definition", "state"]) });
-    return since;
+    return this.listed;
   }
 
   /** Every page of a list; `keep` maps each item (a null is not kept). */
@@ -128,35 +224,6 @@ export class Live extends EventTarget {
       counts[status] = (counts[status] || 0) + sign;
     }
     if (slugCounts.total === 0) this.slugs.delete(slug);
-  }
-
-  async stream(since) {
-    let delay = 500;
-    while (!this.abort.signal.aborted) {
-      try {
-        this.state = "live";
-        this.emit({ kinds: new Set(["state"]) });
-        await follow(since, ["instance", "node", "definition"], (e) => {
-          if (e.event === "change") {
-            since = Number(e.id) || since;
-            this.queue(e.data);
-          } else if (e.event === "reset") {
-            throw Object.assign(new Error("reset"), { reset: true });
-          }
-          delay = 500;
-        }, this.abort.signal);
-      } catch (error) {
-        if (this.abort.signal.aborted || error.status === 401) return;
-        if (error.reset) {
-          since = await this.load().catch(() => since);
-          continue;
-        }
-      }
-      this.state = "reconnecting";
-      this.emit({ kinds: new Set(["state"]) });
-      await new Promise((resolve) => setTimeout(resolve, delay));
-      delay = Math.min(delay * 2, 10000);
-    }
   }
 
   queue(change) {
@@ -211,13 +278,9 @@ export class Live extends EventTarget {
     return instanceChange(before, change);
   }
 
-  /** What a change from before the lists were read was, judged by the changes before it. */
+  /** What a change the lists already held was, judged by the changes before it. */
   describe(change) {
-    if (change.kind !== "instance") return change.kind === "definition" ? { what: change.op === "delete" ? "removed" : "saved" } : null;
-    const before = this.history.get(change.id);
-    if (change.op === "delete") this.history.delete(change.id);
-    else this.history.set(change.id, { slug: change.object.slug, status: change.object.status });
-    return instanceChange(before, change);
+    return describe(this.history, change);
   }
 
   node({ op, id, object }) {
@@ -253,8 +316,8 @@ export class Live extends EventTarget {
   }
 
   /** How many instances match a filter of slug and status, or null when it cannot be known. */
-  total({ slug, status, tag } = {}) {
-    if (tag) return null;
+  total({ slug, status, tag, nodeUrl } = {}) {
+    if (tag || nodeUrl) return null;
     const counts = slug ? this.slugs.get(slug) ?? emptyCounts() : this.counts;
     return status ? counts[STATUSES.find((s) => s.toLowerCase() === status.toLowerCase())] ?? 0 : counts.total;
   }

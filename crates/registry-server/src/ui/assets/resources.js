@@ -4,6 +4,7 @@
 
 import { h, fill, count, ago, bar, bytes, facts, table, chip, empty, time } from "./dom.js";
 import { ratio } from "./overview.js";
+import { query } from "./api.js";
 
 const sortedNodes = (live) => [...live.nodes.values()].sort((a, b) => (a.url < b.url ? -1 : 1));
 
@@ -78,7 +79,7 @@ export function node(container, { live, arg: url }) {
           ["Region", n.region], ["Zone", n.availabilityZone],
           ["Last heartbeat", heartbeat(n)],
           ["GPUs", String(n.gpus?.length ?? 0)],
-          ["Instances", h("a", { href: `#/instances` }, "list")],
+          ["Instances", h("a", { href: `#/instances${query({ nodeUrl: n.url })}` }, "those on this node")],
         ])),
         h("section.panel", {}, h("h2", {}, "Usage"), usage(n))),
       h("section.panel", {}, h("h2", {}, `GPUs (${n.gpus?.length ?? 0})`),

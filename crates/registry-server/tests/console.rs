@@ -13,10 +13,7 @@ use reqwest::StatusCode;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-fn header(
-    response: &reqwest::Response,
-    name: impl reqwest::header::AsHeaderName,
-) -> &str {
+fn header(response: &reqwest::Response, name: impl reqwest::header::AsHeaderName) -> &str {
     response
         .headers()
         .get(name)

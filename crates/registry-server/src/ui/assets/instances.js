@@ -29,7 +29,7 @@ export function instances(container, { live, params }) {
     slug: params.slug || "",
     status: params.status || "",
     tag: params.tag || "",
-    // From a node's page; the form has no field for it, so Apply leaves it.
+    // From a node's page; the form has no field for it: Apply keeps it, Clear drops it.
     nodeUrl: params.nodeUrl || "",
   };
   const size = SIZES.includes(Number(params.size)) ? Number(params.size) : 100;

@@ -20,8 +20,8 @@ pub(crate) const PATH: &str = "/ui";
 /// Scripts, styles and data only from the daemon itself: no inline script or style, no
 /// other origin, no framing.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
-     style-src 'self'; img-src 'self' data:; connect-src 'self'; manifest-src 'self'; \
-     base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+     style-src 'self'; img-src 'self'; connect-src 'self'; base-uri 'none'; \
+     form-action 'none'; frame-ancestors 'none'";
 
 /// One embedded file and what it is served as.
 struct Asset {
@@ -144,6 +144,7 @@ mod tests {
     #[test]
     fn every_asset_the_page_and_scripts_name_is_embedded() {
         let names: Vec<&str> = ASSETS.iter().map(|a| a.name).collect();
+        let mut named = 0;
         for asset in &ASSETS {
             let text = std::str::from_utf8(asset.body).expect("assets are text");
             // `/ui/assets/x` in the page, `./x.js` in imports.
@@ -157,7 +158,10 @@ mod tests {
                     "{} names {reference}, which is not embedded",
                     asset.name
                 );
+                named += 1;
             }
         }
+        // The page names its style, icon and script, the scripts import one another.
+        assert!(named >= ASSETS.len(), "only {named} references found");
     }
 }

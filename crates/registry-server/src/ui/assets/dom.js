@@ -110,3 +110,25 @@ export function chip(text, cls = "") {
 export function empty(text) {
   return h("p.empty", {}, text);
 }
+
+/**
+ * `fn` run at most once every `ms` milliseconds however often the result is called; a call
+ * in between is not lost but runs at the end of the wait.
+ */
+export function throttled(ms, fn) {
+  let last = 0;
+  let timer = null;
+  return () => {
+    const wait = last + ms - Date.now();
+    if (wait <= 0) {
+      last = Date.now();
+      fn();
+    } else {
+      timer ??= setTimeout(() => {
+        timer = null;
+        last = Date.now();
+        fn();
+      }, wait);
+    }
+  };
+}

@@ -4,7 +4,7 @@
 // instances changed, at most a few times a second, and rows are kept and updated in place.
 
 import { call, query } from "./api.js";
-import { h, fill, count, ago, statusBadge, chip, facts, table, empty, time } from "./dom.js";
+import { h, fill, count, ago, statusBadge, chip, facts, table, empty, time, throttled } from "./dom.js";
 import { STATUSES } from "./live.js";
 import { by, stacked } from "./overview.js";
 
@@ -184,13 +184,8 @@ export function instances(container, { live, params }) {
     fill(container.querySelector("#slugs"), slugs.slice(0, 500).map((s) => h("option", { value: s })));
   }
 
-  let servicesDrawn = 0;
-  function maybeDrawServices() {
-    // The list of services is redrawn at most twice a second however fast changes come.
-    if (Date.now() - servicesDrawn < 500) return;
-    servicesDrawn = Date.now();
-    drawServices();
-  }
+  // The list of services is redrawn at most twice a second however fast changes come.
+  const redrawServices = throttled(500, drawServices);
 
   drawServices();
   read(true);
@@ -198,7 +193,7 @@ export function instances(container, { live, params }) {
     update(detail) {
       if (detail.kinds.has("instance")) read(false);
       if (detail.kinds.has("instance") || detail.kinds.has("state")) {
-        maybeDrawServices();
+        redrawServices();
         drawPager();
       }
     },
@@ -206,7 +201,6 @@ export function instances(container, { live, params }) {
       const now = Date.now();
       if (now - lastRead > REREAD_MS) read(false);
       for (const el of tbody.querySelectorAll(".age")) el.textContent = ago(Number(el.dataset.at), now);
-      if (now - servicesDrawn > 2000) maybeDrawServices();
     },
   };
 }

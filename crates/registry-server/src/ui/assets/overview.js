@@ -1,7 +1,7 @@
 // The overview: counts by status, services that need attention, nodes at a glance, and
 // the latest changes as the feed brings them.
 
-import { h, fill, count, ago, bar, statusBadge, empty, time } from "./dom.js";
+import { h, fill, count, ago, bar, statusBadge, empty, time, throttled } from "./dom.js";
 import { STATUSES } from "./live.js";
 
 export function overview(container, { live }) {
@@ -81,7 +81,8 @@ export function overview(container, { live }) {
   };
   draw();
   return {
-    update: draw,
+    // A burst of changes redraws the overview a few times a second, not at every frame.
+    update: throttled(250, draw),
     tick() {
       const now = Date.now();
       for (const el of container.querySelectorAll(".age")) el.textContent = ago(Number(el.dataset.at), now);

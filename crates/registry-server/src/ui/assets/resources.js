@@ -2,7 +2,7 @@
 // which ports, which variables, which APIs and clients). Both come from what the console
 // keeps current from the feed, so they change in place as heartbeats and saves arrive.
 
-import { h, fill, count, ago, bar, bytes, facts, table, chip, empty, time } from "./dom.js";
+import { h, fill, count, ago, bar, bytes, facts, table, chip, empty, time, throttled } from "./dom.js";
 import { ratio } from "./overview.js";
 import { query } from "./api.js";
 
@@ -59,7 +59,8 @@ export function nodes(container, { live }) {
       : empty("No nodes."));
   };
   draw();
-  return { update: (d) => d.kinds.has("node") && draw(), tick: ticking(container) };
+  const redraw = throttled(250, draw);
+  return { update: (d) => d.kinds.has("node") && redraw(), tick: ticking(container) };
 }
 
 export function node(container, { live, arg: url }) {

@@ -108,7 +108,8 @@ export function instances(container, { live, params }) {
 
   async function read(force) {
     if (reading) {
-      again = true;
+      // A page turn waits for the read in flight, not for the throttle.
+      again = again === "now" || force ? "now" : "later";
       return;
     }
     if (!force && Date.now() - lastRead < THROTTLE_MS) {
@@ -120,19 +121,28 @@ export function instances(container, { live, params }) {
     }
     reading = true;
     lastRead = Date.now();
+    const asked = page;
     try {
       const { data } = await call(`/instances${query({ ...filter, limit: size, after: cursors[page] })}`);
+      // The page was turned meanwhile: the read that follows shows the new one.
+      if (asked !== page) return;
       shown = data.instances;
       next = data.next ?? null;
       error.textContent = "";
+      if (!shown.length && page > 0) {
+        // Removals left this page empty: show the last one that has instances.
+        go(known() ? pages() - 1 : 0);
+        return;
+      }
       drawRows();
     } catch (e) {
       if (e.status !== 401) error.textContent = e.message;
     } finally {
       reading = false;
       if (again) {
+        const now = again === "now";
         again = false;
-        read(false);
+        read(now);
       }
     }
   }

@@ -49,6 +49,7 @@ mod rate_limit;
 mod state;
 mod supervisor;
 mod transport;
+mod ui;
 
 pub use check_allow::AllowedNetworks;
 pub use config::{Config, Dialect};

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{config, Daemon};
+use common::{chromium, config, Daemon};
 use registry_server::CorsOrigins;
 use reqwest::header::{HeaderMap, ORIGIN};
 use reqwest::{Method, StatusCode};
@@ -165,18 +165,6 @@ async fn only_the_configured_origins_are_allowed() {
 // ---------------------------------------------------------------------------------------
 // In a real browser
 // ---------------------------------------------------------------------------------------
-
-/// The Chromium to run: `REGISTRY_CHROMIUM`, else the first of the usual names on `PATH`.
-fn chromium() -> Option<String> {
-    if let Ok(path) = std::env::var("REGISTRY_CHROMIUM") {
-        return Some(path);
-    }
-    let path = std::env::var("PATH").unwrap_or_default();
-    ["chromium", "chromium-browser", "google-chrome"]
-        .into_iter()
-        .find(|name| std::env::split_paths(&path).any(|dir| dir.join(name).is_file()))
-        .map(str::to_string)
-}
 
 /// A page that lists instances from the daemon at `api` with `token` and shows what came
 /// back (status, the `X-Registry-Index` header, the body) or why the browser refused.

@@ -34,6 +34,8 @@ const LAYERS: &[&[&str]] = &[
         "ids",
         "rate_limit",
         "supervisor",
+        // The web console's embedded files.
+        "ui",
     ],
     // The daemon's one error type.
     &["error"],

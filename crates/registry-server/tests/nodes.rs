@@ -4,9 +4,11 @@
 mod common;
 
 use common::{encode, wait_until, Daemon};
+#[cfg(unix)]
+use common::{fake_nvidia_smi, nvidia_smi_fixture as fixture};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 const SELF_URL: &str = "http://127.0.0.1:40123";
@@ -199,53 +201,6 @@ async fn a_removed_live_node_comes_back_at_its_next_heartbeat() {
     assert_eq!(listed[0]["id"], before["id"]);
     assert_eq!(listed[0]["url"], SELF_URL);
     assert_eq!(listed[0]["status"], "Online");
-}
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/nvidia-smi")
-        .join(name)
-}
-
-/// Writes a fake `nvidia-smi` that prints the recorded fixtures, and waits until it can be
-/// executed: a process forked by another test thread while the file was open for writing
-/// makes `exec` fail with ETXTBSY until that process has exec'd in turn.
-#[cfg(unix)]
-async fn fake_nvidia_smi(dir: &Path) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let script = format!(
-        "#!/bin/sh\n\
-         case \"$1\" in\n\
-         --query-gpu=*) [ \"$2\" = --format=csv,noheader,nounits ] || exit 3; cat '{}' ;;\n\
-         --query) cat '{}' ;;\n\
-         --probe) exit 0 ;;\n\
-         *) exit 4 ;;\n\
-         esac\n",
-        fixture("two-gpus.csv").display(),
-        fixture("query.txt").display(),
-    );
-    let path = dir.join("nvidia-smi");
-    std::fs::write(&path, script).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let runnable = wait_until(Duration::from_secs(5), || {
-        let status = std::process::Command::new(&path).arg("--probe").status();
-        async move {
-            match status {
-                Ok(status) => {
-                    assert!(
-                        status.success(),
-                        "the fake nvidia-smi fails its probe: {status}"
-                    );
-                    true
-                }
-                Err(e) if e.raw_os_error() == Some(26) => false, // ETXTBSY
-                Err(e) => panic!("cannot run the fake nvidia-smi: {e}"),
-            }
-        }
-    })
-    .await;
-    assert!(runnable, "the fake nvidia-smi stayed busy");
-    path
 }
 
 #[cfg(unix)]

@@ -202,6 +202,7 @@ pub(crate) fn service(
             axum::routing::get(move || ops::openapi_json(openapi.clone())),
         )
         .route("/docs", axum::routing::get(ops::docs_page))
+        .merge(crate::ui::routes())
         .fallback(errors::no_route);
     ServiceBuilder::new()
         // axum serves its own body type; the layers below wrap it in theirs.

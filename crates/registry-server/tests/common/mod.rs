@@ -9,6 +9,7 @@ use registry_store::Store;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
@@ -539,4 +540,69 @@ impl EventStream {
             self.buffer.push_str(std::str::from_utf8(&chunk).unwrap());
         }
     }
+}
+
+/// A recorded `nvidia-smi` output in `tests/fixtures/nvidia-smi`.
+pub fn nvidia_smi_fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/nvidia-smi")
+        .join(name)
+}
+
+/// Writes a fake `nvidia-smi` that prints the recorded fixtures, and waits until it can be
+/// executed: a process forked by another test thread while the file was open for writing
+/// makes `exec` fail with ETXTBSY until that process has exec'd in turn.
+#[cfg(unix)]
+pub async fn fake_nvidia_smi(dir: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let script = format!(
+        "#!/bin/sh\n\
+         case \"$1\" in\n\
+         --query-gpu=*) [ \"$2\" = --format=csv,noheader,nounits ] || exit 3; cat '{}' ;;\n\
+         --query) cat '{}' ;;\n\
+         --probe) exit 0 ;;\n\
+         *) exit 4 ;;\n\
+         esac\n",
+        nvidia_smi_fixture("two-gpus.csv").display(),
+        nvidia_smi_fixture("query.txt").display(),
+    );
+    let path = dir.join("nvidia-smi");
+    std::fs::write(&path, script).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let runnable = wait_until(Duration::from_secs(5), || {
+        let status = std::process::Command::new(&path).arg("--probe").status();
+        async move {
+            match status {
+                Ok(status) => {
+                    assert!(
+                        status.success(),
+                        "the fake nvidia-smi fails its probe: {status}"
+                    );
+                    true
+                }
+                Err(e) if e.raw_os_error() == Some(26) => false, // ETXTBSY
+                Err(e) => panic!("cannot run the fake nvidia-smi: {e}"),
+            }
+        }
+    })
+    .await;
+    assert!(runnable, "the fake nvidia-smi stayed busy");
+    path
+}
+
+/// The Chromium to run: `REGISTRY_CHROMIUM`, else the path of the first of the usual
+/// names on `PATH`.
+pub fn chromium() -> Option<String> {
+    if let Ok(path) = std::env::var("REGISTRY_CHROMIUM") {
+        return Some(path);
+    }
+    let path = std::env::var("PATH").unwrap_or_default();
+    ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find_map(|name| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join(name))
+                .find(|file| file.is_file())
+        })
+        .map(|file| file.display().to_string())
 }

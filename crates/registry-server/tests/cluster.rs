@@ -10,7 +10,8 @@ mod common;
 
 use common::postgres::TestDatabase;
 use common::{
-    details, last_heartbeat, node_status, status, wait_until, Daemon, EventStream, Listener, Reply,
+    details, last_heartbeat, node_status, status, wait_for_value, wait_until, Daemon, EventStream,
+    Listener, Reply,
 };
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -905,4 +906,56 @@ async fn a_node_that_missed_notifications_catches_up() {
     a.stop().await;
     b.stop().await;
     drop(proxy);
+}
+
+// ---------------------------------------------------------------------------------------
+// Liveness by each node's own interval
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn each_node_is_judged_by_the_heartbeat_interval_it_publishes() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    // The fast node alone would call a node Offline after 3 × 200 ms of silence; the slow
+    // one is silent for up to a second between its heartbeats.
+    let slow_interval = Duration::from_secs(1);
+    let fast = node(&db.url, FAST_HEARTBEAT).await;
+    let mut slow = node(&db.url, slow_interval).await;
+    let slow_url = node_url(&slow).await;
+    wait_all_online(&[&fast, &slow]).await;
+
+    let slow_seen_by_fast = || async {
+        let r = fast.admin(Method::POST, "/registry-svc/nodes", None).await;
+        let nodes = r.body["nodes"].as_array().unwrap().clone();
+        nodes.into_iter().find(|n| n["url"] == slow_url.as_str())
+    };
+    let seen = slow_seen_by_fast().await.expect("the fast node lists the slow one");
+    assert_eq!(seen["heartbeatInterval"], "1s", "{seen}");
+
+    // Still Online after two of its own intervals: every gap between its heartbeats is
+    // longer than three of the fast node's intervals, so two intervals hold at least one
+    // whole gap in which the fast node's own pace would have called it Offline.
+    let watched_until = tokio::time::Instant::now() + 2 * slow_interval;
+    while tokio::time::Instant::now() < watched_until {
+        let seen = slow_seen_by_fast().await.expect("listed");
+        assert_eq!(seen["status"], "Online", "judged by its own interval: {seen}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    crash(&mut slow);
+    let offline = wait_for_value(
+        DEADLINE,
+        || async { slow_seen_by_fast().await.unwrap_or_default() },
+        |n| n["status"] == "Offline",
+    )
+    .await;
+    let seen_at = chrono::Utc::now();
+    let offline = offline.unwrap_or_else(|last| panic!("never Offline: {last}"));
+    let beat = last_heartbeat(&offline).expect("it heartbeated");
+    let silent = (seen_at - beat).to_std().unwrap();
+    assert!(
+        silent >= 3 * slow_interval,
+        "Offline after {silent:?} of silence, before three of its own intervals: {offline}"
+    );
 }

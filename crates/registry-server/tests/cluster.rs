@@ -909,8 +909,99 @@ async fn a_node_that_missed_notifications_catches_up() {
 }
 
 // ---------------------------------------------------------------------------------------
-// Liveness by each node's own interval
+// The first admin token, and liveness by each node's own interval
 // ---------------------------------------------------------------------------------------
+
+/// The log of this test binary, kept in a file. Only the bootstrap test installs it.
+struct CapturedLog(std::path::PathBuf);
+
+impl CapturedLog {
+    /// Logs the bootstrap module of every daemon of this binary into `dir/log`.
+    fn start(dir: &std::path::Path) -> CapturedLog {
+        let path = dir.join("log");
+        tracing_subscriber::fmt()
+            .with_env_filter("registry_server::nodes::bootstrap=info")
+            .with_ansi(false)
+            .with_writer(std::sync::Mutex::new(std::fs::File::create(&path).unwrap()))
+            .init();
+        CapturedLog(path)
+    }
+
+    /// The lines logged so far that contain every one of `parts`.
+    fn lines_with(&self, parts: &[&str]) -> Vec<String> {
+        let text = std::fs::read_to_string(&self.0).unwrap();
+        text.lines()
+            .filter(|line| parts.iter().all(|part| line.contains(part)))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+/// A daemon on `db` without `REGISTRY_ADMIN_TOKEN`: it makes the registry's first admin
+/// token, or finds one.
+async fn node_without_admin_token(db_url: String) -> Daemon {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = common::config(dir.path());
+    config.database_url = Some(db_url);
+    config.heartbeat_interval = SLOW_HEARTBEAT;
+    Daemon::start_with(config, dir).await
+}
+
+#[tokio::test]
+async fn nodes_starting_together_on_an_empty_database_make_one_admin_token() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let log_dir = tempfile::tempdir().unwrap();
+    let log = CapturedLog::start(log_dir.path());
+    let starting = (0..4).map(|_| node_without_admin_token(db.url.clone()));
+    let mut nodes = futures_util::future::join_all(starting).await;
+    // One node more, once the first token is there.
+    nodes.push(node_without_admin_token(db.url.clone()).await);
+
+    let holders: Vec<usize> = (0..nodes.len())
+        .filter(|&n| nodes[n].dir.path().join("admin.token").exists())
+        .collect();
+    let [holder] = holders[..] else {
+        panic!("one node holds the admin token file, not {holders:?}");
+    };
+    let secret = nodes[holder].admin.clone();
+    assert!(secret.starts_with("rsv_"), "{secret:?}");
+    let holder_url = node_url(&nodes[holder]).await;
+    let holder_file = nodes[holder].dir.path().join("admin.token");
+    let holder_file = holder_file.display().to_string();
+
+    for d in &mut nodes {
+        d.admin = secret.clone();
+        let r = d.admin(Method::GET, "/registry-svc/tokens", None).await;
+        assert_eq!(r.status, StatusCode::OK, "{}: {}", d.url(""), r.text);
+        let tokens = r.body["tokens"].as_array().unwrap();
+        assert_eq!(
+            tokens.len(),
+            1,
+            "exactly one token, on {}: {}",
+            d.url(""),
+            r.text
+        );
+        assert_eq!(tokens[0]["role"], "admin", "{}", r.text);
+    }
+    let made = log.lines_with(&["created the registry's first admin token", &holder_file]);
+    assert_eq!(made.len(), 1, "{made:?}");
+    for (n, d) in nodes.iter().enumerate().filter(|(n, _)| *n != holder) {
+        let url = node_url(d).await;
+        let lines = log.lines_with(&[
+            &format!("node={url} "),
+            &format!("holder={holder_url} "),
+            &format!("file={holder_file}"),
+        ]);
+        assert_eq!(
+            lines.len(),
+            1,
+            "node {n} logs where the first admin token is: {:?}",
+            log.lines_with(&[&url])
+        );
+    }
+}
 
 #[tokio::test]
 async fn each_node_is_judged_by_the_heartbeat_interval_it_publishes() {
@@ -930,7 +1021,9 @@ async fn each_node_is_judged_by_the_heartbeat_interval_it_publishes() {
         let nodes = r.body["nodes"].as_array().unwrap().clone();
         nodes.into_iter().find(|n| n["url"] == slow_url.as_str())
     };
-    let seen = slow_seen_by_fast().await.expect("the fast node lists the slow one");
+    let seen = slow_seen_by_fast()
+        .await
+        .expect("the fast node lists the slow one");
     assert_eq!(seen["heartbeatInterval"], "1s", "{seen}");
 
     // Still Online after two of its own intervals: every gap between its heartbeats is
@@ -939,7 +1032,10 @@ async fn each_node_is_judged_by_the_heartbeat_interval_it_publishes() {
     let watched_until = tokio::time::Instant::now() + 2 * slow_interval;
     while tokio::time::Instant::now() < watched_until {
         let seen = slow_seen_by_fast().await.expect("listed");
-        assert_eq!(seen["status"], "Online", "judged by its own interval: {seen}");
+        assert_eq!(
+            seen["status"], "Online",
+            "judged by its own interval: {seen}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 

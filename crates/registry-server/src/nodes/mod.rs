@@ -6,8 +6,11 @@
 //! The record carries the interval, and every node judges another's liveness by the
 //! interval that node publishes, so nodes with different intervals can share a store.
 
+mod bootstrap;
 pub(crate) mod gpu;
 pub(crate) mod usage;
+
+pub(crate) use bootstrap::ensure_admin_token;
 
 use crate::auth::Actor;
 use crate::state::{Command, Writer};
@@ -282,7 +285,13 @@ mod tests {
         assert_eq!(status(node(4, Some("0s"))), NodeStatus::Offline);
         // No more than the longest interval the flag allows.
         let longest = limits::HEARTBEAT_INTERVAL.max.as_secs() as i64;
-        assert_eq!(status(node(3 * longest - 1, Some("1000h"))), NodeStatus::Online);
-        assert_eq!(status(node(3 * longest + 1, Some("1000h"))), NodeStatus::Offline);
+        assert_eq!(
+            status(node(3 * longest - 1, Some("1000h"))),
+            NodeStatus::Online
+        );
+        assert_eq!(
+            status(node(3 * longest + 1, Some("1000h"))),
+            NodeStatus::Offline
+        );
     }
 }

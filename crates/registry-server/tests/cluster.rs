@@ -10,8 +10,8 @@ mod common;
 
 use common::postgres::TestDatabase;
 use common::{
-    details, last_heartbeat, node_status, status, wait_for_value, wait_until, Daemon, EventStream,
-    Listener, Reply,
+    details, last_heartbeat, node_status, status, wait_for_value, wait_until, CapturedLog, Daemon,
+    EventStream, Listener, Reply,
 };
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -912,31 +912,6 @@ async fn a_node_that_missed_notifications_catches_up() {
 // The first admin token, and liveness by each node's own interval
 // ---------------------------------------------------------------------------------------
 
-/// The log of this test binary, kept in a file. Only the bootstrap test installs it.
-struct CapturedLog(std::path::PathBuf);
-
-impl CapturedLog {
-    /// Logs the bootstrap module of every daemon of this binary into `dir/log`.
-    fn start(dir: &std::path::Path) -> CapturedLog {
-        let path = dir.join("log");
-        tracing_subscriber::fmt()
-            .with_env_filter("registry_server::nodes::bootstrap=info")
-            .with_ansi(false)
-            .with_writer(std::sync::Mutex::new(std::fs::File::create(&path).unwrap()))
-            .init();
-        CapturedLog(path)
-    }
-
-    /// The lines logged so far that contain every one of `parts`.
-    fn lines_with(&self, parts: &[&str]) -> Vec<String> {
-        let text = std::fs::read_to_string(&self.0).unwrap();
-        text.lines()
-            .filter(|line| parts.iter().all(|part| line.contains(part)))
-            .map(str::to_string)
-            .collect()
-    }
-}
-
 /// A daemon on `db` without `REGISTRY_ADMIN_TOKEN`: it makes the registry's first admin
 /// token, or finds one.
 async fn node_without_admin_token(db_url: String) -> Daemon {
@@ -953,7 +928,8 @@ async fn nodes_starting_together_on_an_empty_database_make_one_admin_token() {
         return;
     };
     let log_dir = tempfile::tempdir().unwrap();
-    let log = CapturedLog::start(log_dir.path());
+    // The only test of this binary to log.
+    let log = CapturedLog::start(log_dir.path(), "registry_server::nodes::bootstrap=info");
     let starting = (0..4).map(|_| node_without_admin_token(db.url.clone()));
     let mut nodes = futures_util::future::join_all(starting).await;
     // One node more, once the first token is there.

@@ -239,32 +239,7 @@ mod tests {
     }
 
     #[test]
-    fn liveness_follows_the_last_heartbeat() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = Config::embedded(dir.path());
-        config.heartbeat_interval = Duration::from_secs(10);
-        let this = ThisNode::new(&config, "127.0.0.1:5000".parse().unwrap()).unwrap();
-        let now = Utc::now();
-        let node = |age_secs: i64| Node {
-            last_heartbeat: Some(now - chrono::Duration::seconds(age_secs)),
-            ..Default::default()
-        };
-        assert_eq!(
-            this.with_liveness(&node(29), now).status,
-            NodeStatus::Online
-        );
-        assert_eq!(
-            this.with_liveness(&node(31), now).status,
-            NodeStatus::Offline
-        );
-        assert_eq!(
-            this.with_liveness(&Node::default(), now).status,
-            NodeStatus::Offline
-        );
-    }
-
-    #[test]
-    fn a_node_is_judged_by_the_interval_it_publishes() {
+    fn liveness_follows_the_last_heartbeat_and_the_interval_the_node_publishes() {
         let dir = tempfile::tempdir().unwrap();
         let mut config = Config::embedded(dir.path());
         config.heartbeat_interval = Duration::from_secs(1);
@@ -283,6 +258,11 @@ mod tests {
         assert_eq!(status(node(4, None)), NodeStatus::Offline);
         assert_eq!(status(node(4, Some("soon"))), NodeStatus::Offline);
         assert_eq!(status(node(4, Some("0s"))), NodeStatus::Offline);
+        assert_eq!(
+            status(Node::default()),
+            NodeStatus::Offline,
+            "never heartbeated"
+        );
         // No more than the longest interval the flag allows.
         let longest = limits::HEARTBEAT_INTERVAL.max.as_secs() as i64;
         assert_eq!(

@@ -37,6 +37,8 @@ pub(crate) const MAX_RESTORE_BYTES: usize = 256 * 1024 * 1024;
 /// Objects committed per transaction of a restore.
 const RESTORE_PART: usize = 2000;
 
+/// Longest node URL or path a restored token may name as where its secret was written.
+const WRITTEN_TO_MAX: usize = 4096;
 /// About how many bytes of a backup are written at a time.
 const WRITE_CHUNK: usize = 64 * 1024;
 
@@ -326,6 +328,20 @@ fn checked_token(token: StoredToken) -> Result<StoredToken, FieldError> {
             "hash",
             "must be 64 lowercase hex digits (a SHA-256)",
         )));
+    }
+    // Where the first admin token's secret was written ends up in daemons' logs.
+    if let Some(written_to) = &token.written_to {
+        for (field, value) in [
+            ("writtenTo.node", &written_to.node),
+            ("writtenTo.path", &written_to.path),
+        ] {
+            if value.len() > WRITTEN_TO_MAX || value.chars().any(char::is_control) {
+                return Err(within(FieldError::new(
+                    field,
+                    format!("must be at most {WRITTEN_TO_MAX} bytes, without control characters"),
+                )));
+            }
+        }
     }
     Ok(token)
 }

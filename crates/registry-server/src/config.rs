@@ -45,7 +45,8 @@ pub struct Config {
     #[arg(long, env = "REGISTRY_AVAILABILITY_ZONE", default_value = "")]
     pub availability_zone: String,
 
-    /// How often this node heartbeats (e.g. `10s`).
+    /// How often this node heartbeats (e.g. `10s`); published with its node record, the
+    /// other nodes call it Offline after three of these without a heartbeat.
     #[arg(long, env = "REGISTRY_HEARTBEAT_INTERVAL", default_value = "10s", value_parser = parse_interval)]
     pub heartbeat_interval: Duration,
 

@@ -62,7 +62,7 @@ use error::{Error, Result};
 use anyhow::Context;
 use feed::Feed;
 use registry_store::{redact_password, PostgresStore, SqliteStore, Store};
-use state::{Command, Registry, Writer};
+use state::{Registry, Writer};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use supervisor::{supervise, Task};
@@ -166,14 +166,8 @@ pub async fn start_with_store(
     let addr = listener.local_addr()?;
     let this_node = Arc::new(nodes::ThisNode::new(&config, addr)?);
 
-    if config.admin_token.is_none() && registry.read().tokens().next().is_none() {
-        let (token, path) = auth::bootstrap_admin_token(&config.data_dir).with_context(|| {
-            format!("writing the admin token into {}", config.data_dir.display())
-        })?;
-        writer
-            .submit(&this_node.actor, Command::PutToken(token))
-            .await?;
-        tracing::info!(path = %path.display(), "created the first admin token; it is in this file");
+    if config.admin_token.is_none() {
+        nodes::ensure_admin_token(&registry, &writer, &this_node, &config.data_dir).await?;
     }
 
     this_node

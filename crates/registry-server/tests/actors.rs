@@ -4,7 +4,7 @@
 mod common;
 
 use common::postgres::TestDatabase;
-use common::{Daemon, EventStream};
+use common::{CapturedLog, Daemon, EventStream};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::future::Future;
@@ -209,33 +209,11 @@ async fn a_sqlite_file_of_the_previous_version_opens_and_its_old_changes_have_no
     d.stop().await;
 }
 
-/// The daemon's log, in a file.
-#[derive(Clone)]
-struct CapturedLog(std::path::PathBuf);
-
-impl CapturedLog {
-    /// The lines logged so far that contain every one of `parts`.
-    fn lines_with(&self, parts: &[&str]) -> Vec<String> {
-        let text = std::fs::read_to_string(&self.0).unwrap();
-        text.lines()
-            .filter(|line| parts.iter().all(|part| line.contains(part)))
-            .map(str::to_string)
-            .collect()
-    }
-}
-
 #[tokio::test]
 async fn the_log_says_who_made_each_change() {
     let log_dir = tempfile::tempdir().unwrap();
-    let log = CapturedLog(log_dir.path().join("log"));
     // The only test of this binary to log: the others' lines land here too, harmlessly.
-    tracing_subscriber::fmt()
-        .with_env_filter("registry_server::state::audit=debug")
-        .with_ansi(false)
-        .with_writer(std::sync::Mutex::new(
-            std::fs::File::create(&log.0).unwrap(),
-        ))
-        .init();
+    let log = CapturedLog::start(log_dir.path(), "registry_server::state::audit=debug");
     let d = Daemon::start().await;
     let admin_id = admin_token_id(&d).await;
     let (user_id, user) = d

@@ -421,6 +421,11 @@ async fn a_broken_backup_changes_nothing() {
             joined(&[&lines[..last], &[r#"{"server": {"id": "x"}}"#]].concat()),
             "unknown variant `server`",
         ),
+        (
+            // The first admin token's file is named in logs.
+            text.replacen(r#""path":""#, r#""path":"\u001b[2J"#, 1),
+            "token.writtenTo.path",
+        ),
     ];
     let target = Daemon::start().await;
     for (body, names) in cases {

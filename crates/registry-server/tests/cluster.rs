@@ -10,7 +10,8 @@ mod common;
 
 use common::postgres::TestDatabase;
 use common::{
-    details, last_heartbeat, node_status, status, wait_until, Daemon, EventStream, Listener, Reply,
+    details, last_heartbeat, node_status, status, wait_for_value, wait_until, CapturedLog, Daemon,
+    EventStream, Listener, Reply,
 };
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -905,4 +906,128 @@ async fn a_node_that_missed_notifications_catches_up() {
     a.stop().await;
     b.stop().await;
     drop(proxy);
+}
+
+// ---------------------------------------------------------------------------------------
+// The first admin token, and liveness by each node's own interval
+// ---------------------------------------------------------------------------------------
+
+/// A daemon on `db` without `REGISTRY_ADMIN_TOKEN`: it makes the registry's first admin
+/// token, or finds one.
+async fn node_without_admin_token(db_url: String) -> Daemon {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = common::config(dir.path());
+    config.database_url = Some(db_url);
+    config.heartbeat_interval = SLOW_HEARTBEAT;
+    Daemon::start_with(config, dir).await
+}
+
+#[tokio::test]
+async fn nodes_starting_together_on_an_empty_database_make_one_admin_token() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let log_dir = tempfile::tempdir().unwrap();
+    // The only test of this binary to log.
+    let log = CapturedLog::start(log_dir.path(), "registry_server::nodes::bootstrap=info");
+    let starting = (0..4).map(|_| node_without_admin_token(db.url.clone()));
+    let mut nodes = futures_util::future::join_all(starting).await;
+    // One node more, once the first token is there.
+    nodes.push(node_without_admin_token(db.url.clone()).await);
+
+    let holders: Vec<usize> = (0..nodes.len())
+        .filter(|&n| nodes[n].dir.path().join("admin.token").exists())
+        .collect();
+    let [holder] = holders[..] else {
+        panic!("one node holds the admin token file, not {holders:?}");
+    };
+    let secret = nodes[holder].admin.clone();
+    assert!(secret.starts_with("rsv_"), "{secret:?}");
+    let holder_url = node_url(&nodes[holder]).await;
+    let holder_file = nodes[holder].dir.path().join("admin.token");
+    let holder_file = holder_file.display().to_string();
+
+    for d in &mut nodes {
+        d.admin = secret.clone();
+        let r = d.admin(Method::GET, "/registry-svc/tokens", None).await;
+        assert_eq!(r.status, StatusCode::OK, "{}: {}", d.url(""), r.text);
+        let tokens = r.body["tokens"].as_array().unwrap();
+        assert_eq!(
+            tokens.len(),
+            1,
+            "exactly one token, on {}: {}",
+            d.url(""),
+            r.text
+        );
+        assert_eq!(tokens[0]["role"], "admin", "{}", r.text);
+    }
+    let made = log.lines_with(&["created the registry's first admin token", &holder_file]);
+    assert_eq!(made.len(), 1, "{made:?}");
+    for (n, d) in nodes.iter().enumerate().filter(|(n, _)| *n != holder) {
+        let url = node_url(d).await;
+        let lines = log.lines_with(&[
+            &format!("node={url} "),
+            &format!("holder={holder_url} "),
+            &format!("file={holder_file}"),
+        ]);
+        assert_eq!(
+            lines.len(),
+            1,
+            "node {n} logs where the first admin token is: {:?}",
+            log.lines_with(&[&url])
+        );
+    }
+}
+
+#[tokio::test]
+async fn each_node_is_judged_by_the_heartbeat_interval_it_publishes() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    // The fast node alone would call a node Offline after 3 × 200 ms of silence; the slow
+    // one is silent for up to a second between its heartbeats.
+    let slow_interval = Duration::from_secs(1);
+    let fast = node(&db.url, FAST_HEARTBEAT).await;
+    let mut slow = node(&db.url, slow_interval).await;
+    let slow_url = node_url(&slow).await;
+    wait_all_online(&[&fast, &slow]).await;
+
+    let slow_seen_by_fast = || async {
+        let r = fast.admin(Method::POST, "/registry-svc/nodes", None).await;
+        let nodes = r.body["nodes"].as_array().unwrap().clone();
+        nodes.into_iter().find(|n| n["url"] == slow_url.as_str())
+    };
+    let seen = slow_seen_by_fast()
+        .await
+        .expect("the fast node lists the slow one");
+    assert_eq!(seen["heartbeatInterval"], "1s", "{seen}");
+
+    // Still Online after two of its own intervals: every gap between its heartbeats is
+    // longer than three of the fast node's intervals, so two intervals hold at least one
+    // whole gap in which the fast node's own pace would have called it Offline.
+    let watched_until = tokio::time::Instant::now() + 2 * slow_interval;
+    while tokio::time::Instant::now() < watched_until {
+        let seen = slow_seen_by_fast().await.expect("listed");
+        assert_eq!(
+            seen["status"], "Online",
+            "judged by its own interval: {seen}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    crash(&mut slow);
+    let offline = wait_for_value(
+        DEADLINE,
+        || async { slow_seen_by_fast().await.unwrap_or_default() },
+        |n| n["status"] == "Offline",
+    )
+    .await;
+    let seen_at = chrono::Utc::now();
+    let offline = offline.unwrap_or_else(|last| panic!("never Offline: {last}"));
+    let beat = last_heartbeat(&offline).expect("it heartbeated");
+    let silent = (seen_at - beat).to_std().unwrap();
+    assert!(
+        silent >= 3 * slow_interval,
+        "Offline after {silent:?} of silence, before three of its own intervals: {offline}"
+    );
 }

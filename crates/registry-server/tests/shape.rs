@@ -212,7 +212,9 @@ async fn extensions_come_when_asked() {
     assert_eq!(instance["healthCheck"]["type"], "none");
     let r = d.list_instances("limit=1").await;
     assert!(r.body["next"].is_string(), "{}", r.text);
-    assert!(d.self_node().await["status"].is_string());
+    let node = d.self_node().await;
+    assert!(node["status"].is_string());
+    assert_eq!(node["heartbeatInterval"], "10s", "{node}");
     let r = d
         .admin(Method::GET, "/registry-svc/definitions", None)
         .await;

@@ -5,14 +5,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::definition::null_as_default;
 
-/// Whether a node has heartbeated recently (within three heartbeat intervals).
+/// Whether a node has heartbeated recently (within three of its heartbeat intervals).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum NodeStatus {
-    /// Heartbeated within the last three heartbeat intervals.
+    /// Heartbeated within the last three of its heartbeat intervals.
     #[default]
     Online,
-    /// Has not heartbeated for three heartbeat intervals.
+    /// Has not heartbeated for three of its heartbeat intervals.
     Offline,
 }
 
@@ -53,6 +53,10 @@ pub struct Node {
     /// Whether the node heartbeats.
     #[serde(default)]
     pub status: NodeStatus,
+    /// How often the node heartbeats (e.g. `10s`), as it publishes it; other nodes judge
+    /// its liveness by it. Absent in records of daemons that did not publish it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_interval: Option<String>,
 }
 
 /// Amounts of one resource. Memory and disk are in bytes; CPU is in millicores

@@ -88,7 +88,7 @@ impl Model for StoredInstance {
 }
 
 impl Model for Node {
-    const EXTENSIONS: &'static [&'static str] = &["status"];
+    const EXTENSIONS: &'static [&'static str] = &["status", "heartbeatInterval"];
 }
 
 impl Model for Definition {

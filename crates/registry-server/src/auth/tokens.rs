@@ -21,6 +21,19 @@ pub(crate) struct StoredToken {
     pub slug: String,
     pub role: Role,
     pub created_at: DateTime<Utc>,
+    /// Where a daemon wrote the secret of the registry's first admin token: only that
+    /// token says, as its secret is kept nowhere else.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub written_to: Option<SecretFile>,
+}
+
+/// A file holding a token's secret, on the machine of one node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct SecretFile {
+    /// The URL of the node that wrote it.
+    pub node: String,
+    /// Its path on that node's machine.
+    pub path: String,
 }
 
 impl StoredToken {
@@ -48,17 +61,28 @@ pub(crate) fn new_token(slug: &str, role: Role) -> (String, StoredToken) {
         slug: slug.to_string(),
         role,
         created_at: Utc::now(),
+        written_to: None,
     };
     (secret, stored)
 }
 
 /// Makes the first admin token and writes its secret to `<data_dir>/admin.token` (mode
 /// 0600, fsynced) before the caller stores it, so a crash in between leaves no token that
-/// nobody can read. Returns the token to store and the file's path.
-pub(crate) fn bootstrap_admin_token(data_dir: &Path) -> std::io::Result<(StoredToken, PathBuf)> {
-    let (secret, stored) = new_token("admin", Role::Admin);
+/// nobody can read. The token records that file as written by `node`. Returns the token
+/// to store and the file's path.
+pub(crate) fn bootstrap_admin_token(
+    data_dir: &Path,
+    node: &str,
+) -> std::io::Result<(StoredToken, PathBuf)> {
+    let (secret, mut stored) = new_token("admin", Role::Admin);
     std::fs::create_dir_all(data_dir)?;
     let path = data_dir.join(ADMIN_TOKEN_FILE);
+    // Absolute, so that the path means something in another node's log.
+    let path = std::path::absolute(&path).unwrap_or(path);
+    stored.written_to = Some(SecretFile {
+        node: node.to_string(),
+        path: path.display().to_string(),
+    });
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -97,7 +121,7 @@ mod tests {
     fn bootstrap_file_is_private() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
-        let (stored, path) = bootstrap_admin_token(dir.path()).unwrap();
+        let (stored, path) = bootstrap_admin_token(dir.path(), "http://127.0.0.1:1").unwrap();
         let secret = std::fs::read_to_string(&path).unwrap();
         assert_eq!(hash_token(secret.trim()), stored.hash);
         assert_eq!(
@@ -105,5 +129,8 @@ mod tests {
             0o600
         );
         assert_eq!(stored.role, Role::Admin);
+        let written_to = stored.written_to.unwrap();
+        assert_eq!(written_to.node, "http://127.0.0.1:1");
+        assert_eq!(std::path::Path::new(&written_to.path), path);
     }
 }

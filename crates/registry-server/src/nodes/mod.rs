@@ -3,16 +3,21 @@
 //! Every `--heartbeat-interval` the daemon samples its resources ([`usage`]) and GPUs
 //! ([`gpu`]) and upserts its own node record through the writer, like any other change;
 //! so a node removed by an admin while it is alive comes back at its next heartbeat.
+//! The record carries the interval, and every node judges another's liveness by the
+//! interval that node publishes, so nodes with different intervals can share a store.
 
+mod bootstrap;
 pub(crate) mod gpu;
 pub(crate) mod usage;
+
+pub(crate) use bootstrap::ensure_admin_token;
 
 use crate::auth::Actor;
 use crate::state::{Command, Writer};
 use crate::Config;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use registry_types::{Node, NodeStatus};
+use registry_types::{limits, Node, NodeStatus};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock};
@@ -70,6 +75,7 @@ impl ThisNode {
             url: url.clone(),
             region: config.region.clone(),
             availability_zone: config.availability_zone.clone(),
+            heartbeat_interval: Some(limits::format_duration(config.heartbeat_interval)),
             ..Default::default()
         };
         Ok(ThisNode {
@@ -94,14 +100,29 @@ impl ThisNode {
             .clone()
     }
 
-    /// Whether `node` heartbeated within the last three intervals.
+    /// Whether `node` heartbeated within the last three of its own intervals.
     pub(crate) fn is_online(&self, node: &Node, now: DateTime<Utc>) -> bool {
-        let offline_after = self.interval * OFFLINE_AFTER_INTERVALS;
+        let offline_after = self.interval_of(node) * OFFLINE_AFTER_INTERVALS;
         node.last_heartbeat.is_some_and(|beat| {
             now.signed_duration_since(beat)
                 .to_std()
                 .map_or(true, |age| age <= offline_after)
         })
+    }
+
+    /// The heartbeat interval `node` publishes, so that a node heartbeating more slowly
+    /// than this one is not judged by this one's pace. A record without it (written by
+    /// an older daemon), or with one that does not read, is judged by this node's own.
+    /// No published interval counts for more than the longest the flag allows, so a
+    /// garbled record cannot keep a silent node Online for long.
+    fn interval_of(&self, node: &Node) -> Duration {
+        node.heartbeat_interval
+            .as_deref()
+            .and_then(|text| registry_types::parse_duration("", text).ok())
+            .filter(|interval| !interval.is_zero())
+            .map_or(self.interval, |interval| {
+                interval.min(limits::HEARTBEAT_INTERVAL.max)
+            })
     }
 
     /// `node` with its `status` worked out from its last heartbeat.
@@ -163,6 +184,7 @@ impl ThisNode {
             usage,
             gpus: gpu::detect_gpus(&self.nvidia_smi, &self.url).await,
             status: NodeStatus::Online,
+            heartbeat_interval: Some(limits::format_duration(self.interval)),
         };
         *self.latest.write().unwrap_or_else(|p| p.into_inner()) = node.clone();
         writer.submit(&self.actor, Command::PutNode(node)).await?;
@@ -217,26 +239,38 @@ mod tests {
     }
 
     #[test]
-    fn liveness_follows_the_last_heartbeat() {
+    fn liveness_follows_the_last_heartbeat_and_the_interval_the_node_publishes() {
         let dir = tempfile::tempdir().unwrap();
         let mut config = Config::embedded(dir.path());
-        config.heartbeat_interval = Duration::from_secs(10);
+        config.heartbeat_interval = Duration::from_secs(1);
         let this = ThisNode::new(&config, "127.0.0.1:5000".parse().unwrap()).unwrap();
         let now = Utc::now();
-        let node = |age_secs: i64| Node {
+        let node = |age_secs: i64, interval: Option<&str>| Node {
             last_heartbeat: Some(now - chrono::Duration::seconds(age_secs)),
+            heartbeat_interval: interval.map(String::from),
             ..Default::default()
         };
+        let status = |node: Node| this.with_liveness(&node, now).status;
+        assert_eq!(status(node(29, Some("10s"))), NodeStatus::Online);
+        assert_eq!(status(node(31, Some("10s"))), NodeStatus::Offline);
+        // Without a published interval, or with one that does not read: this node's own.
+        assert_eq!(status(node(2, None)), NodeStatus::Online);
+        assert_eq!(status(node(4, None)), NodeStatus::Offline);
+        assert_eq!(status(node(4, Some("soon"))), NodeStatus::Offline);
+        assert_eq!(status(node(4, Some("0s"))), NodeStatus::Offline);
         assert_eq!(
-            this.with_liveness(&node(29), now).status,
+            status(Node::default()),
+            NodeStatus::Offline,
+            "never heartbeated"
+        );
+        // No more than the longest interval the flag allows.
+        let longest = limits::HEARTBEAT_INTERVAL.max.as_secs() as i64;
+        assert_eq!(
+            status(node(3 * longest - 1, Some("1000h"))),
             NodeStatus::Online
         );
         assert_eq!(
-            this.with_liveness(&node(31), now).status,
-            NodeStatus::Offline
-        );
-        assert_eq!(
-            this.with_liveness(&Node::default(), now).status,
+            status(node(3 * longest + 1, Some("1000h"))),
             NodeStatus::Offline
         );
     }

@@ -30,6 +30,10 @@ pub(crate) enum Command {
     PutNode(Node),
     DeleteNode(String),
     PutToken(StoredToken),
+    /// Stores the registry's first token, only if it holds no token yet: of daemons
+    /// starting together on one empty store, the first to commit makes it, and the others
+    /// are told (a 409) once they have seen that commit.
+    BootstrapToken(StoredToken),
     DeleteToken(String),
     /// A health status change seen by the checker (or a TTL heartbeat). Applies only if
     /// the instance is still registered at `url`.
@@ -223,6 +227,20 @@ impl<'a> Overlay<'a> {
         is_admin(id) && !self.tables.tokens().any(|t| t.id != id && is_admin(&t.id))
     }
 
+    /// Whether any token exists, pending changes included.
+    fn has_tokens(&self) -> bool {
+        let pending_put = self
+            .before
+            .iter()
+            .chain(&self.mutations)
+            .any(|m| matches!(m, Mutation::Put(Record::Token(_))));
+        pending_put
+            || self
+                .tables
+                .tokens()
+                .any(|t| self.exists(Kind::Token, &t.id))
+    }
+
     fn instance(&self, id: &str) -> Option<Instance> {
         match self.pending(Kind::Instance, id) {
             Some(Some(Record::Instance(i))) => Some(i.clone()),
@@ -288,6 +306,16 @@ impl<'a> Overlay<'a> {
             }
             Command::DeleteNode(url) => self.delete(Kind::Node, url, "node"),
             Command::PutToken(token) => {
+                let id = token.id.clone();
+                self.push(Mutation::Put(Record::Token(token)));
+                Ok(id)
+            }
+            Command::BootstrapToken(token) => {
+                if self.has_tokens() {
+                    return Err(Error::Conflict(
+                        "the registry holds tokens already; its first token was made before".into(),
+                    ));
+                }
                 let id = token.id.clone();
                 self.push(Mutation::Put(Record::Token(token)));
                 Ok(id)
@@ -606,6 +634,7 @@ mod tests {
             slug: slug.into(),
             role,
             created_at: Utc::now(),
+            written_to: None,
         };
         let restore = |into_empty| Command::Restore {
             records: vec![Record::Instance(Instance {
@@ -642,6 +671,26 @@ mod tests {
             matches!(&err, Error::Conflict(m) if m.contains("2 tokens")),
             "{err:?}"
         );
+    }
+
+    #[test]
+    fn only_the_first_token_of_a_registry_is_a_bootstrap() {
+        let bootstrap = || Command::BootstrapToken(crate::auth::new_token("admin", Role::Admin).1);
+        let mut tables = Tables::default();
+        let mut overlay = Overlay::new(&tables, &[]);
+        overlay.plan(bootstrap()).expect("an empty registry");
+        let err = overlay.plan(bootstrap()).unwrap_err();
+        assert!(matches!(err, Error::Conflict(_)), "one pending: {err:?}");
+        let before = overlay.mutations;
+        let err = Overlay::new(&tables, &before)
+            .plan(bootstrap())
+            .unwrap_err();
+        assert!(matches!(err, Error::Conflict(_)), "one committing: {err:?}");
+
+        let (_, token) = crate::auth::new_token("svc-a", Role::User);
+        tables.apply(Mutation::Put(Record::Token(token)), 1);
+        let err = Overlay::new(&tables, &[]).plan(bootstrap()).unwrap_err();
+        assert!(matches!(err, Error::Conflict(_)), "one stored: {err:?}");
     }
 
     #[test]

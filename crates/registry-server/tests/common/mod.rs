@@ -606,3 +606,30 @@ pub fn chromium() -> Option<String> {
         })
         .map(|file| file.display().to_string())
 }
+
+/// The log of a test binary, in a file: lines of the targets `filter` names, from every
+/// daemon of the binary. Only one test of a binary may start it.
+#[derive(Clone)]
+pub struct CapturedLog(PathBuf);
+
+impl CapturedLog {
+    /// Installs the binary's log subscriber, writing into `dir/log`.
+    pub fn start(dir: &Path, filter: &str) -> CapturedLog {
+        let path = dir.join("log");
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_ansi(false)
+            .with_writer(std::sync::Mutex::new(std::fs::File::create(&path).unwrap()))
+            .init();
+        CapturedLog(path)
+    }
+
+    /// The lines logged so far that contain every one of `parts`.
+    pub fn lines_with(&self, parts: &[&str]) -> Vec<String> {
+        let text = std::fs::read_to_string(&self.0).unwrap();
+        text.lines()
+            .filter(|line| parts.iter().all(|part| line.contains(part)))
+            .map(str::to_string)
+            .collect()
+    }
+}

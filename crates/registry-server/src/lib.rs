@@ -27,7 +27,7 @@
 //! The modules are private and import only downwards; `tests/layers.rs` keeps them so:
 //!
 //! ```text
-//! transport → api → backup, health, nodes → state → auth, feed → registry-store (crate)
+//! transport → api, dns → backup, health, nodes → state → auth, feed → registry-store (crate)
 //! ```
 //!
 //! with the small leaf modules (config, error, ids, cache, rate limits, the supervisor,

@@ -171,6 +171,12 @@ pub struct Config {
     #[arg(long, env = "REGISTRY_DNS_MAX_TCP_CONNECTIONS", default_value_t = 256,
         value_parser = clap::value_parser!(u32).range(1..=65_536))]
     pub dns_max_tcp_connections: u32,
+
+    /// DNS queries a second one source address (an IPv6 /64) may make, `RATE[:BURST]`;
+    /// `off` or `0` for no limit. Queries over it are dropped unanswered.
+    #[arg(long, env = "REGISTRY_DNS_RATE_LIMIT_ADDRESS", default_value = DEFAULT_RATE_LIMIT,
+        value_parser = RateLimit::parse)]
+    pub dns_rate_limit_address: RateLimit,
 }
 
 /// The range of `--dns-ttl`: resolvers in front should come back soon, as the answers
@@ -307,6 +313,7 @@ impl Config {
             dns_ttl: Duration::from_secs(1),
             dns_include_degraded: false,
             dns_max_tcp_connections: 256,
+            dns_rate_limit_address: RateLimit::parse(DEFAULT_RATE_LIMIT).expect("a valid default"),
         }
     }
 }

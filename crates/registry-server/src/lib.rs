@@ -188,6 +188,7 @@ pub async fn start_with_store(
                 ttl: config.dns_ttl.as_secs().try_into().unwrap_or(u32::MAX),
                 include_degraded: config.dns_include_degraded,
                 max_tcp_connections: config.dns_max_tcp_connections,
+                rate_limit_address: config.dns_rate_limit_address,
             };
             let server = dns::DnsServer::start(
                 &settings,

@@ -538,3 +538,20 @@ async fn dig_reads_the_zone() {
     let refused = dig.run(addr, &["example.com.", "A"]).await;
     assert!(refused.contains("status: REFUSED"), "{refused}");
 }
+
+#[tokio::test]
+async fn a_source_over_its_rate_is_dropped_unanswered() {
+    let (d, addr) = dns_daemon(|config| {
+        config.dns_rate_limit_address = registry_server::RateLimit::parse("1:5").unwrap();
+    })
+    .await;
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let packet = query("registry.", RecordType::SOA, None).to_vec().unwrap();
+    for _ in 0..50 {
+        socket.send_to(&packet, addr).await.unwrap();
+    }
+    let counters = d.server.as_ref().unwrap().dns_counters();
+    assert!(wait_until(DEADLINE, || async { counters.rate_limited() >= 40 }).await);
+    let answered: u64 = counters.queries().map(|q| q.count).sum();
+    assert!((1..=10).contains(&answered), "{answered} answered");
+}

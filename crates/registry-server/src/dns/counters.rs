@@ -22,6 +22,7 @@ pub struct DnsCounters {
     tcp_accepted: AtomicU64,
     tcp_refused: AtomicU64,
     udp_send_dropped: AtomicU64,
+    rate_limited: AtomicU64,
 }
 
 /// One cell of [`DnsCounters::queries`].
@@ -80,6 +81,12 @@ impl DnsCounters {
         self.udp_send_dropped.load(Ordering::Relaxed)
     }
 
+    /// `registry_dns_rate_limited_total`: queries dropped unanswered as their source
+    /// address was over `--dns-rate-limit-address`.
+    pub fn rate_limited(&self) -> u64 {
+        self.rate_limited.load(Ordering::Relaxed)
+    }
+
     pub(super) fn count_query(&self, qtype: RecordType, rcode: ResponseCode) {
         let t = match qtype {
             RecordType::A => 0,
@@ -117,6 +124,10 @@ impl DnsCounters {
             &self.tcp_refused
         };
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn count_rate_limited(&self) {
+        self.rate_limited.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(super) fn count_udp_dropped(&self) {

@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use zone::Zone;
 
+use crate::rate_limit::{RateLimit, RateLimits};
 use crate::state::Registry;
 
 /// How the DNS server runs, from the `--dns-*` flags.
@@ -39,6 +40,7 @@ pub(crate) struct Settings {
     pub(crate) ttl: u32,
     pub(crate) include_degraded: bool,
     pub(crate) max_tcp_connections: u32,
+    pub(crate) rate_limit_address: RateLimit,
 }
 
 /// The size of a UDP answer to a query without EDNS (RFC 1035).
@@ -73,7 +75,12 @@ impl DnsServer {
         let zone = Zone::new(settings, registry).map_err(anyhow::Error::msg)?;
         let (udp, tcp) = bind(settings.listen).await?;
         let addr = udp.local_addr()?;
-        let handler = Arc::new(Handler { zone, counters });
+        let limits = RateLimits::new(RateLimit::Off, settings.rate_limit_address);
+        let handler = Arc::new(Handler {
+            zone,
+            counters,
+            limits,
+        });
         let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(8));
         let connections = Arc::new(Semaphore::new(settings.max_tcp_connections as usize));
         let task = tokio::spawn(run(udp, tcp, workers, handler, connections, shutdown));
@@ -150,7 +157,7 @@ async fn serve_udp(socket: Arc<UdpSocket>, handler: Arc<Handler>) {
                 continue;
             }
         };
-        let Some(answer) = handler.handle(&buffer[..len], Transport::Udp) else {
+        let Some(answer) = handler.handle(&buffer[..len], peer, Transport::Udp) else {
             continue;
         };
         // Never wait for room: a client that floods fills the buffer for itself only.
@@ -189,7 +196,7 @@ async fn accept_tcp(
         handler.counters.count_tcp(true);
         let (handler, shutdown) = (handler.clone(), shutdown.clone());
         tracker.spawn(async move {
-            if let Err(e) = serve_tcp(stream, &handler, &shutdown).await {
+            if let Err(e) = serve_tcp(stream, peer, &handler, &shutdown).await {
                 tracing::debug!(error = %e, %peer, "DNS TCP connection ended");
             }
             drop(permit);
@@ -201,6 +208,7 @@ async fn accept_tcp(
 /// 7766) until it closes, idles past [`TCP_TIMEOUT`] or the server shuts down.
 async fn serve_tcp(
     mut stream: TcpStream,
+    peer: SocketAddr,
     handler: &Handler,
     shutdown: &CancellationToken,
 ) -> io::Result<()> {
@@ -213,8 +221,8 @@ async fn serve_tcp(
         };
         query.resize(usize::from(len), 0);
         tokio::time::timeout(TCP_TIMEOUT, stream.read_exact(&mut query)).await??;
-        let Some(answer) = handler.handle(&query, Transport::Tcp) else {
-            // Not a query at all: nothing more worth reading on this connection.
+        let Some(answer) = handler.handle(&query, peer, Transport::Tcp) else {
+            // Not a query at all, or over the rate: nothing more for this connection.
             return Ok(());
         };
         let mut framed = Vec::with_capacity(answer.len() + 2);
@@ -233,11 +241,18 @@ enum Transport {
 struct Handler {
     zone: Zone,
     counters: Arc<DnsCounters>,
+    /// Per source address only: DNS has no tokens.
+    limits: RateLimits,
 }
 
 impl Handler {
-    /// The answer to one packet, encoded; `None` for a packet not worth an answer.
-    fn handle(&self, packet: &[u8], transport: Transport) -> Option<Vec<u8>> {
+    /// The answer to one packet from `peer`, encoded; `None` for a packet not worth an
+    /// answer, or over the source's rate.
+    fn handle(&self, packet: &[u8], peer: SocketAddr, transport: Transport) -> Option<Vec<u8>> {
+        if self.limits.admit_address(peer.ip()).is_err() {
+            self.counters.count_rate_limited();
+            return None;
+        }
         // The parser is hickory's and the rest is ours; whichever panics, one bad packet
         // must not take a serving loop down with it.
         match std::panic::catch_unwind(AssertUnwindSafe(|| self.answer(packet, transport))) {

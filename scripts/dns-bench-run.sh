@@ -18,6 +18,7 @@ NSD_SERVERS=${NSD_SERVERS:-$(nproc)}
 DATA=$(mktemp -d)
 OURS_PORT=${OURS_PORT:-18600}
 NSD_PORT=${NSD_PORT:-18601}
+DPID=; NPID=
 trap 'kill $DPID $NPID 2>/dev/null; wait 2>/dev/null; rm -rf $DATA' EXIT
 
 # Our daemon, with the instances: a TTL, and one heartbeat each, makes them Healthy.
@@ -30,7 +31,7 @@ python3 - "$PORT" "$(cat $DATA/registry/admin.token)" "$INSTANCES" "$SLUGS" > $D
 import sys, http.client, json
 port, token, instances, slugs = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 c = http.client.HTTPConnection("127.0.0.1", port)
-auth = {"authorization": "Bearer " + token}
+auth = {"authorization": "Bearer " + token, "x-registry-extensions": "true"}
 def register(ip, slug):
     c.request("PUT", "/registry-svc/instance", json.dumps(
         {"url": f"http://{ip}:8080", "slug": slug, "ttl": "1h"}), auth)
@@ -70,6 +71,10 @@ server:
   pidfile: "$DATA/nsd/nsd.pid"
   logfile: "$DATA/nsd/log"
   hide-version: yes
+  # NSD's response rate limiting (on by default in Debian's build) would throttle
+  # dnsperf's one source to a few hundred answers a second; ours is off at its default.
+  rrl-ratelimit: 0
+  rrl-whitelist-ratelimit: 0
 remote-control:
   control-enable: no
 zone:

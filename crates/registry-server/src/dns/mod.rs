@@ -2,26 +2,33 @@
 //! healthy instances of a slug, so programs that cannot link a client still find them.
 //!
 //! The wire format is hickory-proto's; sockets and limits are the daemon's own, so that
-//! no client can hold the server up: UDP packets are answered by a few tasks that never
-//! wait on a client (an answer the socket cannot take at once is dropped), and TCP
-//! connections are capped and timed out. Answers are read from the tables in memory
+//! no client can hold the server up. UDP is answered by one thread per core, each on a
+//! socket of its own bound to the one port (`SO_REUSEPORT`: the kernel spreads clients
+//! over them) and blocking in `recvfrom`, which is cheaper per packet than going through
+//! the async runtime; none waits on a client for long (an answer the socket cannot take
+//! within a millisecond is dropped). TCP connections are tasks, capped and timed out.
+//! Answers are read from the tables in memory
 //! (`zone.rs`); anything outside the domain is `REFUSED`, as forwarding is left to the
 //! resolver in front. The contract is docs/dns.md.
 
 mod counters;
+mod templates;
 mod zone;
 
 pub use counters::{DnsCounters, DnsQueryCount};
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{DNSClass, RecordType};
+use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
 use std::net::SocketAddr;
+use std::net::UdpSocket as StdUdpSocket;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
+use templates::{Key, Templates};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -52,6 +59,10 @@ const OFFERED_UDP_SIZE: u16 = 1232;
 const MAX_UDP_SIZE: usize = 4096;
 /// The largest UDP query read; a longer datagram is cut there and fails to decode.
 const UDP_BUFFER: usize = 4096;
+/// How often a UDP thread, blocked on its socket, looks whether the server is stopping.
+const UDP_STOP_POLL: Duration = Duration::from_millis(200);
+/// The longest a UDP thread waits for room in its socket's send buffer.
+const UDP_SEND_TIMEOUT: Duration = Duration::from_millis(1);
 /// How long a TCP connection may sit idle or take to send a query or read an answer.
 const TCP_TIMEOUT: Duration = Duration::from_secs(5);
 /// Pause after a failed accept (out of file descriptors), so the loop does not spin.
@@ -73,17 +84,18 @@ impl DnsServer {
         shutdown: CancellationToken,
     ) -> anyhow::Result<DnsServer> {
         let zone = Zone::new(settings, registry).map_err(anyhow::Error::msg)?;
-        let (udp, tcp) = bind(settings.listen).await?;
-        let addr = udp.local_addr()?;
+        let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(8));
+        let (udp, tcp) = bind(settings.listen, workers).await?;
+        let addr = tcp.local_addr()?;
         let limits = RateLimits::new(RateLimit::Off, settings.rate_limit_address);
         let handler = Arc::new(Handler {
             zone,
             counters,
             limits,
+            templates: Templates::default(),
         });
-        let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(8));
         let connections = Arc::new(Semaphore::new(settings.max_tcp_connections as usize));
-        let task = tokio::spawn(run(udp, tcp, workers, handler, connections, shutdown));
+        let task = tokio::spawn(run(udp, tcp, handler, connections, shutdown));
         Ok(DnsServer { addr, task })
     }
 
@@ -102,34 +114,60 @@ impl DnsServer {
     }
 }
 
-/// Binds UDP first, then TCP on the port UDP got: with port 0 the kernel picks a port
-/// free for UDP, which may be taken for TCP, so that case tries a few ports.
-async fn bind(listen: SocketAddr) -> io::Result<(UdpSocket, TcpListener)> {
+/// Binds `count` UDP sockets on one port, then TCP on that port: with port 0 the kernel
+/// picks a port free for UDP, which may be taken for TCP, so that case tries a few ports.
+async fn bind(listen: SocketAddr, count: usize) -> io::Result<(Vec<StdUdpSocket>, TcpListener)> {
     let mut attempts = if listen.port() == 0 { 20 } else { 1 };
     loop {
-        let udp = UdpSocket::bind(listen).await?;
-        match TcpListener::bind(udp.local_addr()?).await {
-            Ok(tcp) => return Ok((udp, tcp)),
+        let first = bind_udp(listen)?;
+        let addr = first.local_addr()?;
+        let mut sockets = vec![first];
+        for _ in 1..count {
+            sockets.push(bind_udp(addr)?);
+        }
+        match TcpListener::bind(addr).await {
+            Ok(tcp) => return Ok((sockets, tcp)),
             Err(e) if attempts > 1 && e.kind() == io::ErrorKind::AddrInUse => attempts -= 1,
             Err(e) => return Err(e),
         }
     }
 }
 
+/// A blocking UDP socket on `addr` that shares the port with the server's others.
+fn bind_udp(addr: SocketAddr) -> io::Result<StdUdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&addr.into())?;
+    let socket = StdUdpSocket::from(socket);
+    socket.set_read_timeout(Some(UDP_STOP_POLL))?;
+    socket.set_write_timeout(Some(UDP_SEND_TIMEOUT))?;
+    Ok(socket)
+}
+
 async fn run(
-    udp: UdpSocket,
+    udp: Vec<StdUdpSocket>,
     tcp: TcpListener,
-    workers: usize,
     handler: Arc<Handler>,
     connections: Arc<Semaphore>,
     shutdown: CancellationToken,
 ) {
-    let udp = Arc::new(udp);
-    let mut loops = JoinSet::new();
-    for _ in 0..workers {
-        loops.spawn(serve_udp(udp.clone(), handler.clone()));
+    // The threads stop with this token, which is also cancelled when this task is
+    // aborted (a daemon stopped as by a crash).
+    let stop = shutdown.child_token();
+    let _stop_on_abort = stop.clone().drop_guard();
+    let mut threads = Vec::new();
+    for socket in udp {
+        let (handler, stop) = (handler.clone(), stop.clone());
+        let thread = std::thread::Builder::new()
+            .name("dns-udp".into())
+            .spawn(move || serve_udp(&socket, &handler, &stop));
+        match thread {
+            Ok(thread) => threads.push(thread),
+            Err(e) => tracing::error!(error = %e, "cannot start a DNS UDP thread"),
+        }
     }
     let tracker = TaskTracker::new();
+    let mut loops = JoinSet::new();
     loops.spawn(accept_tcp(
         tcp,
         handler.clone(),
@@ -143,26 +181,41 @@ async fn run(
     loops.shutdown().await;
     tracker.close();
     tracker.wait().await;
+    let joined = tokio::task::spawn_blocking(move || {
+        for thread in threads {
+            thread.join().ok();
+        }
+    });
+    joined.await.ok();
     tracing::info!("DNS server stopped");
 }
 
-async fn serve_udp(socket: Arc<UdpSocket>, handler: Arc<Handler>) {
+fn serve_udp(socket: &StdUdpSocket, handler: &Handler, stop: &CancellationToken) {
     let mut buffer = vec![0; UDP_BUFFER];
-    loop {
-        let (len, peer) = match socket.recv_from(&mut buffer).await {
+    while !stop.is_cancelled() {
+        let (len, peer) = match socket.recv_from(&mut buffer) {
             Ok(received) => received,
-            // An ICMP error of an earlier answer, reported on this socket: not ours.
+            // The read timeout (time to look at `stop`), or an ICMP error of an earlier
+            // answer reported on this socket.
             Err(e) => {
-                tracing::debug!(error = %e, "DNS UDP receive failed");
+                if !matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) {
+                    tracing::debug!(error = %e, "DNS UDP receive failed");
+                }
                 continue;
             }
         };
         let Some(answer) = handler.handle(&buffer[..len], peer, Transport::Udp) else {
             continue;
         };
-        // Never wait for room: a client that floods fills the buffer for itself only.
-        if let Err(e) = socket.try_send_to(&answer, peer) {
-            if e.kind() == io::ErrorKind::WouldBlock {
+        // Hardly wait for room: a client that floods fills the buffer for itself only.
+        if let Err(e) = socket.send_to(&answer, peer) {
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) {
                 handler.counters.count_udp_dropped();
             } else {
                 tracing::debug!(error = %e, %peer, "DNS UDP send failed");
@@ -243,6 +296,7 @@ struct Handler {
     counters: Arc<DnsCounters>,
     /// Per source address only: DNS has no tokens.
     limits: RateLimits,
+    templates: Templates,
 }
 
 impl Handler {
@@ -307,11 +361,6 @@ impl Handler {
         {
             return self.finish(Some(query), response, ResponseCode::Refused, None);
         }
-        let answer = self.zone.answer(query.name(), query.query_type());
-        response.set_authoritative(true);
-        response.insert_answers(answer.answers);
-        response.insert_name_servers(answer.authority);
-        response.insert_additionals(answer.additionals);
         let limit = match transport {
             Transport::Tcp => usize::from(u16::MAX),
             Transport::Udp => request
@@ -320,6 +369,24 @@ impl Handler {
                 .map_or(CLASSIC_UDP_SIZE, |edns| usize::from(edns.max_payload()))
                 .clamp(CLASSIC_UDP_SIZE, MAX_UDP_SIZE),
         };
+        let revision = self.zone.revision();
+        let key = Key::of(packet, query, request.extensions().is_some());
+        if let Some(key) = &key {
+            if let Some(kept) = self.templates.answer(revision, key, packet, limit) {
+                self.counters
+                    .count_query(query.query_type(), ResponseCode::NoError);
+                return Some(kept);
+            }
+        }
+        let answer = self.zone.answer(query.name(), query.query_type());
+        response.set_authoritative(true);
+        response.set_response_code(answer.rcode);
+        response.insert_answers(answer.answers);
+        response.insert_name_servers(answer.authority);
+        response.insert_additionals(answer.additionals);
+        if let Some(key) = key.filter(|_| answer.keepable) {
+            self.templates.keep(revision, &key, response.clone());
+        }
         self.finish(Some(query), response, answer.rcode, Some(limit))
     }
 

@@ -39,6 +39,8 @@ pub(super) struct Answer {
     pub(super) authority: Vec<Record>,
     /// Glue: the addresses of SRV targets in the domain.
     pub(super) additionals: Vec<Record>,
+    /// Records of a service name, which may be kept encoded until the instances change.
+    pub(super) keepable: bool,
 }
 
 /// One instance as DNS shows it.
@@ -106,6 +108,11 @@ impl Zone {
             registry,
             views: RwLock::default(),
         })
+    }
+
+    /// The revision of the instances: answers change only when it does.
+    pub(super) fn revision(&self) -> u64 {
+        self.registry.read().kind_revision(Kind::Instance)
     }
 
     /// Whether `name` is the domain or under it.
@@ -206,6 +213,7 @@ impl Zone {
             }
             _ => {}
         }
+        answer.keepable = !answer.answers.is_empty();
         true
     }
 

@@ -233,6 +233,12 @@ async fn a_slug_resolves_to_its_healthy_instances_and_follows_their_health() {
         .await,
         "never both addresses"
     );
+    // A kept answer comes back with the question as asked, capitals included.
+    for asked in ["echo.service.registry.", "ECHO.service.REGISTRY."] {
+        let (answer, _) = ask_udp(addr, &query(asked, RecordType::A, None)).await;
+        assert_eq!(answer.queries()[0].name().to_ascii(), asked);
+        assert_eq!(a_records(&answer).len(), 2);
+    }
     let blue = addresses(&resolver, "blue.echo.service.registry.").await;
     assert_eq!(blue, BTreeSet::from([Ipv4Addr::new(127, 0, 0, 1)]));
 

@@ -29,10 +29,13 @@ struct Kept {
     variants: Box<[Box<[u8]>]>,
 }
 
+/// Answers by question ([`Key`]), all made at one revision of the instances.
+type ByQuestion = HashMap<Box<[u8]>, Arc<Kept>>;
+
 /// Kept answers, by question, for one revision of the instances.
 #[derive(Default)]
 pub(super) struct Templates {
-    kept: RwLock<(u64, HashMap<Box<[u8]>, Arc<Kept>>)>,
+    kept: RwLock<(u64, ByQuestion)>,
 }
 
 /// What a question is kept under: its name in wire form, in lower case, then its type

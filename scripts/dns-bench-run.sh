@@ -25,7 +25,7 @@ trap 'kill $DPID $NPID 2>/dev/null; wait 2>/dev/null; rm -rf $DATA' EXIT
 $BIN serve --listen 127.0.0.1:0 --data-dir $DATA/registry --nvidia-smi $DATA/none \
   --dns-listen 127.0.0.1:$OURS_PORT > $DATA/out 2> $DATA/err &
 DPID=$!
-for i in $(seq 100); do grep -q DNS $DATA/out && break; sleep 0.2; done
+for i in $(seq 100); do grep -qs DNS $DATA/out && break; sleep 0.2; done
 PORT=$(sed -n 's/.*listening on http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' $DATA/out | head -1)
 python3 - "$PORT" "$(cat $DATA/registry/admin.token)" "$INSTANCES" "$SLUGS" > $DATA/registry.zone <<'PY'
 import sys, http.client, json

@@ -142,18 +142,24 @@ fn has_soa(records: &[hickory_resolver::proto::rr::Record]) -> bool {
     records.iter().any(|r| r.record_type() == RecordType::SOA)
 }
 
-/// A toy HTTP service on `ip`: answers every request `200 OK`. Stopping it closes its
-/// port; starting it again binds the same port.
+/// A toy HTTP service on `ip`: answers every request `200 OK` (after `delay`). Stopping
+/// it closes its port; starting it again binds the same port.
 struct Toy {
     addr: SocketAddr,
+    delay: Duration,
     task: Option<JoinHandle<()>>,
 }
 
 impl Toy {
     async fn start(ip: &str) -> Toy {
+        Toy::start_slow(ip, Duration::ZERO).await
+    }
+
+    async fn start_slow(ip: &str, delay: Duration) -> Toy {
         let listener = TcpListener::bind((ip, 0)).await.unwrap();
         let mut toy = Toy {
             addr: listener.local_addr().unwrap(),
+            delay,
             task: None,
         };
         toy.serve(listener);
@@ -161,11 +167,13 @@ impl Toy {
     }
 
     fn serve(&mut self, listener: TcpListener) {
+        let delay = self.delay;
         self.task = Some(tokio::spawn(async move {
             while let Ok((mut stream, _)) = listener.accept().await {
                 tokio::spawn(async move {
                     let mut request = [0; 1024];
                     let _ = stream.read(&mut request).await;
+                    tokio::time::sleep(delay).await;
                     let _ = stream
                         .write_all(
                             b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
@@ -560,4 +568,26 @@ async fn a_source_over_its_rate_is_dropped_unanswered() {
     assert!(wait_until(DEADLINE, || async { counters.rate_limited() >= 40 }).await);
     let answered: u64 = counters.queries().map(|q| q.count).sum();
     assert!((1..=10).contains(&answered), "{answered} answered");
+}
+
+#[tokio::test]
+async fn degraded_instances_are_answered_only_when_asked_for() {
+    let slow = Toy::start_slow("127.0.0.5", Duration::from_millis(200)).await;
+    let registration = json!({
+        "url": slow.url(),
+        "slug": "slow",
+        "healthCheck": {"type": "http", "interval": "1s", "timeout": "1s", "degradedLatency": "50ms"},
+    });
+    for include in [true, false] {
+        let (d, addr) = dns_daemon(|config| config.dns_include_degraded = include).await;
+        let id = d.register(registration.clone()).await;
+        d.wait_for_status(&id, "Degraded", DEADLINE).await;
+        let found = addresses(&resolver(addr), "slow.service.registry.").await;
+        let expected = if include {
+            BTreeSet::from([Ipv4Addr::new(127, 0, 0, 5)])
+        } else {
+            BTreeSet::new()
+        };
+        assert_eq!(found, expected, "--dns-include-degraded {include}");
+    }
 }

@@ -7,9 +7,9 @@
 //! over them) and blocking in `recvfrom`, which is cheaper per packet than going through
 //! the async runtime; none waits on a client for long (an answer the socket cannot take
 //! within a millisecond is dropped). TCP connections are tasks, capped and timed out.
-//! Answers are read from the tables in memory
-//! (`zone.rs`); anything outside the domain is `REFUSED`, as forwarding is left to the
-//! resolver in front. The contract is docs/dns.md.
+//! Answers are read from the tables in memory (`zone.rs`) and kept encoded until the
+//! instances change (`templates.rs`); anything outside the domain is `REFUSED`, as
+//! forwarding is left to the resolver in front. The contract is docs/dns.md.
 
 mod counters;
 mod templates;
@@ -116,6 +116,8 @@ impl DnsServer {
 
 /// Binds `count` UDP sockets on one port, then TCP on that port: with port 0 the kernel
 /// picks a port free for UDP, which may be taken for TCP, so that case tries a few ports.
+/// The TCP bind, which shares nothing, is also what stops a second daemon on the same
+/// address from joining the first one's UDP sockets.
 async fn bind(listen: SocketAddr, count: usize) -> io::Result<(Vec<StdUdpSocket>, TcpListener)> {
     let mut attempts = if listen.port() == 0 { 20 } else { 1 };
     loop {

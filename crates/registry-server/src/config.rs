@@ -150,6 +150,70 @@ pub struct Config {
     /// project this daemon stands in for. Input takes both projects' spellings.
     #[arg(long, env = "REGISTRY_DIALECT", value_enum, default_value_t = Dialect::OpenOrch)]
     pub dialect: Dialect,
+
+    /// Also answer DNS, over UDP and TCP, on this address (e.g. `127.0.0.1:8600`; port 0
+    /// picks a free port): `<slug>.service.<domain>` resolves to the healthy instances.
+    #[arg(long, env = "REGISTRY_DNS_LISTEN")]
+    pub dns_listen: Option<std::net::SocketAddr>,
+
+    /// The DNS domain served; every name outside it is refused.
+    #[arg(long, env = "REGISTRY_DNS_DOMAIN", default_value = "registry.", value_parser = parse_dns_domain)]
+    pub dns_domain: String,
+
+    /// The TTL of DNS answers, in whole seconds (e.g. `1s`; `0s` for none).
+    #[arg(long, env = "REGISTRY_DNS_TTL", default_value = "1s", value_parser = parse_dns_ttl)]
+    pub dns_ttl: Duration,
+
+    /// DNS answers include Degraded instances beside the Healthy ones.
+    #[arg(long, env = "REGISTRY_DNS_INCLUDE_DEGRADED")]
+    pub dns_include_degraded: bool,
+
+    /// Most DNS TCP connections open at once; one more is closed at once.
+    #[arg(long, env = "REGISTRY_DNS_MAX_TCP_CONNECTIONS", default_value_t = 256,
+        value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub dns_max_tcp_connections: u32,
+
+    /// DNS queries a second one source address (an IPv6 /64) may make, `RATE[:BURST]`;
+    /// `off` or `0` for no limit. Queries over it are dropped unanswered.
+    #[arg(long, env = "REGISTRY_DNS_RATE_LIMIT_ADDRESS", default_value = DEFAULT_RATE_LIMIT,
+        value_parser = RateLimit::parse)]
+    pub dns_rate_limit_address: RateLimit,
+}
+
+/// The range of `--dns-ttl`: resolvers in front should come back soon, as the answers
+/// follow health checks.
+const DNS_TTL: DurationRange = DurationRange {
+    min: Duration::ZERO,
+    max: Duration::from_secs(3600),
+};
+
+fn parse_dns_ttl(text: &str) -> Result<Duration, String> {
+    let ttl = parse_flag("dns-ttl", text, DNS_TTL)?;
+    if ttl.subsec_nanos() != 0 {
+        return Err(format!("{text:?} is not a whole number of seconds"));
+    }
+    Ok(ttl)
+}
+
+/// A domain name of letters, digits, `-` and `_`, in lower case and ending in a dot:
+/// `registry`, `registry.internal.`.
+fn parse_dns_domain(text: &str) -> Result<String, String> {
+    let domain = text.trim_end_matches('.').to_ascii_lowercase();
+    let labels_ok = !domain.is_empty()
+        && domain.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
+    // Room left for `<63-byte label>.service.` in a name of at most 253 bytes.
+    if !labels_ok || domain.len() > 180 {
+        return Err(format!(
+            "{text:?} is not a domain name: dot-separated labels of 1 to 63 letters, digits, \
+             '-' or '_', at most 180 bytes in all"
+        ));
+    }
+    Ok(format!("{domain}."))
 }
 
 /// The project whose Registry Svc this daemon stands in for. The two spell one field
@@ -245,6 +309,12 @@ impl Config {
             tls_key: None,
             tls_client_ca: None,
             dialect: Dialect::OpenOrch,
+            dns_listen: None,
+            dns_domain: "registry.".into(),
+            dns_ttl: Duration::from_secs(1),
+            dns_include_degraded: false,
+            dns_max_tcp_connections: 256,
+            dns_rate_limit_address: RateLimit::parse(DEFAULT_RATE_LIMIT).expect("a valid default"),
         }
     }
 }
@@ -294,5 +364,35 @@ mod tests {
         assert_eq!(refresh("30s").unwrap(), Duration::from_secs(30));
         assert!(refresh("0s").is_err());
         assert!(refresh("2d").is_err());
+    }
+
+    #[test]
+    fn dns_flags_are_checked() {
+        let parse = |args: &[&str]| {
+            Serve::try_parse_from(std::iter::once("serve").chain(args.iter().copied()))
+                .map(|s| s.config)
+        };
+        let config = parse(&[
+            "--dns-listen",
+            "127.0.0.1:8600",
+            "--dns-domain",
+            "Reg.Internal",
+        ])
+        .unwrap();
+        assert_eq!(config.dns_listen, Some("127.0.0.1:8600".parse().unwrap()));
+        assert_eq!(config.dns_domain, "reg.internal.");
+        assert_eq!(config.dns_ttl, Duration::from_secs(1));
+        assert_eq!(parse(&["--dns-ttl", "0s"]).unwrap().dns_ttl, Duration::ZERO);
+        for bad in [
+            &["--dns-listen", "localhost:53"][..],
+            &["--dns-domain", "."],
+            &["--dns-domain", "a..b"],
+            &["--dns-domain", "sp ace"],
+            &["--dns-ttl", "2h"],
+            &["--dns-ttl", "1500ms"],
+            &["--dns-max-tcp-connections", "0"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
     }
 }

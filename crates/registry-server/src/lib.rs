@@ -27,7 +27,7 @@
 //! The modules are private and import only downwards; `tests/layers.rs` keeps them so:
 //!
 //! ```text
-//! transport → api → backup, health, nodes → state → auth, feed → registry-store (crate)
+//! transport → api, dns → backup, health, nodes → state → auth, feed → registry-store (crate)
 //! ```
 //!
 //! with the small leaf modules (config, error, ids, cache, rate limits, the supervisor,
@@ -40,6 +40,7 @@ mod cache;
 mod check_allow;
 mod config;
 mod cors;
+mod dns;
 mod error;
 mod feed;
 mod health;
@@ -54,6 +55,7 @@ mod ui;
 pub use check_allow::AllowedNetworks;
 pub use config::{Config, Dialect};
 pub use cors::CorsOrigins;
+pub use dns::{DnsCounters, DnsQueryCount};
 pub use nodes::gpu::{parse_cuda_version, parse_gpu_csv};
 pub use rate_limit::RateLimit;
 
@@ -78,6 +80,9 @@ pub struct RunningServer {
     task: JoinHandle<anyhow::Result<()>>,
     /// Every task of the daemon, for [`RunningServer::abort`].
     tasks: Vec<tokio::task::AbortHandle>,
+    /// Where the DNS server listens, when `--dns-listen` asks for one.
+    dns_addr: Option<SocketAddr>,
+    dns_counters: Arc<DnsCounters>,
 }
 
 impl RunningServer {
@@ -89,6 +94,16 @@ impl RunningServer {
     /// `http://<addr>`, or `https://<addr>` when serving TLS.
     pub fn base_url(&self) -> String {
         format!("{}://{}", self.scheme, self.addr)
+    }
+
+    /// The address the DNS server is bound to (UDP and TCP), if it runs.
+    pub fn dns_addr(&self) -> Option<SocketAddr> {
+        self.dns_addr
+    }
+
+    /// What the DNS server has counted (all zero when it does not run).
+    pub fn dns_counters(&self) -> Arc<DnsCounters> {
+        self.dns_counters.clone()
     }
 
     /// Stops everything at once, like a crash: no flush, no goodbye to the store. Tests
@@ -165,6 +180,31 @@ pub async fn start_with_store(
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
     let this_node = Arc::new(nodes::ThisNode::new(&config, addr)?);
+    let dns_counters = Arc::new(DnsCounters::default());
+    let dns = match config.dns_listen {
+        Some(listen) => {
+            let settings = dns::Settings {
+                listen,
+                domain: config.dns_domain.clone(),
+                ttl: config.dns_ttl.as_secs().try_into().unwrap_or(u32::MAX),
+                include_degraded: config.dns_include_degraded,
+                max_tcp_connections: config.dns_max_tcp_connections,
+                rate_limit_address: config.dns_rate_limit_address,
+            };
+            let server = dns::DnsServer::start(
+                &settings,
+                registry.clone(),
+                dns_counters.clone(),
+                shutdown.clone(),
+            )
+            .await
+            .with_context(|| format!("cannot serve DNS on {listen}"))?;
+            tracing::info!(addr = %server.addr(), domain = %settings.domain, "serving DNS");
+            Some(server)
+        }
+        None => None,
+    };
+    let dns_addr = dns.as_ref().map(dns::DnsServer::addr);
 
     if config.admin_token.is_none() {
         nodes::ensure_admin_token(&registry, &writer, &this_node, &config.data_dir).await?;
@@ -249,6 +289,7 @@ pub async fn start_with_store(
         let fetch = tokio::spawn(key.keep_fetched(shutdown.clone()));
         tasks.push(fetch.abort_handle());
     }
+    tasks.extend(dns.as_ref().map(dns::DnsServer::abort_handle));
     if let Some(tls) = &tls {
         let watch = tokio::spawn(tls.clone().watch(shutdown.clone()));
         tasks.push(watch.abort_handle());
@@ -258,6 +299,9 @@ pub async fn start_with_store(
         let shutdown = shutdown.clone();
         async move {
             transport::serve(listener, service, tls, limits, shutdown).await;
+            if let Some(dns) = dns {
+                dns.stopped().await;
+            }
             heartbeat.await.ok();
             health.await.ok();
             health::flush_health(&registry, &writer, &this_node.actor).await;
@@ -276,6 +320,8 @@ pub async fn start_with_store(
         shutdown,
         task,
         tasks,
+        dns_addr,
+        dns_counters,
     })
 }
 
@@ -284,6 +330,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let server = start(config).await?;
     // One plain line for people and scripts (tests read the port from it).
     println!("registry-svc listening on {}", server.base_url());
+    if let Some(addr) = server.dns_addr() {
+        println!("registry-svc answering DNS on {addr} (UDP and TCP)");
+    }
     shutdown_signal().await;
     tracing::info!("shutting down");
     server.shutdown().await

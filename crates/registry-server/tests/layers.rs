@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&[&str]] = &[
     // The accept loop, serving the API.
     &["transport"],
-    // HTTP handlers.
-    &["api"],
+    // HTTP handlers, and the DNS interface beside them.
+    &["api", "dns"],
     // What the API calls besides the registry: backup and restore, the health checker.
     &["backup", "health"],
     // This daemon as a node (the health checker shares instances among nodes).

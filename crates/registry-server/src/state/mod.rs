@@ -41,6 +41,9 @@ pub(crate) struct Tables {
     /// would be a good part of the daemon's memory.
     instances: BTreeMap<ArcStr, StoredInstance>,
     instances_by_slug: HashMap<Box<str>, BTreeSet<ArcStr>>,
+    /// The slugs with capitals, by their lower-case form, for readers that ignore case
+    /// (DNS names). Most slugs are lower case and cost nothing here.
+    capitalized_slugs: HashMap<Box<str>, Vec<Box<str>>>,
     /// `(hash of the URL, id)` pairs, found by the hash. Not the URL itself, which would
     /// be one more allocation per instance: readers check the URL of what they find, so
     /// a collision costs nothing but a look.
@@ -191,6 +194,20 @@ impl Tables {
         }
     }
 
+    /// Instances of every slug equal to `folded` (lower case) when case is ignored: the
+    /// slug itself and its spellings with capitals.
+    pub(crate) fn instances_of_slug_ignoring_case<'a>(
+        &'a self,
+        folded: &'a str,
+    ) -> impl Iterator<Item = &'a StoredInstance> + 'a {
+        let capitalized = self.capitalized_slugs.get(folded).into_iter().flatten();
+        std::iter::once(folded)
+            .chain(capitalized.map(|slug| &**slug))
+            .filter_map(|slug| self.instances_by_slug.get(slug))
+            .flatten()
+            .filter_map(|id| self.instances.get(id))
+    }
+
     /// Revision of the latest change to the instances of `slug` (after a restart, at
     /// least the loaded revision: a watcher may wake once for nothing, never miss one).
     pub(crate) fn slug_revision(&self, slug: &str) -> u64 {
@@ -278,11 +295,18 @@ impl Tables {
         // Looked up first, so that adding to an existing slug allocates nothing.
         match self.instances_by_slug.get_mut(instance.slug.as_str()) {
             Some(ids) => ids.insert(id.clone()),
-            None => self
-                .instances_by_slug
-                .entry(instance.slug.as_str().into())
-                .or_default()
-                .insert(id.clone()),
+            None => {
+                let slug = instance.slug.as_str();
+                let folded = slug.to_ascii_lowercase();
+                if folded != slug {
+                    let spellings = self.capitalized_slugs.entry(folded.into()).or_default();
+                    spellings.push(slug.into());
+                }
+                self.instances_by_slug
+                    .entry(slug.into())
+                    .or_default()
+                    .insert(id.clone())
+            }
         };
         let hash = self.url_hasher.hash_one(&instance.url);
         self.instances_by_url
@@ -295,6 +319,13 @@ impl Tables {
             ids.remove(id);
             if ids.is_empty() {
                 self.instances_by_slug.remove(slug);
+                let folded = slug.to_ascii_lowercase();
+                if let Some(spellings) = self.capitalized_slugs.get_mut(folded.as_str()) {
+                    spellings.retain(|s| **s != *slug);
+                    if spellings.is_empty() {
+                        self.capitalized_slugs.remove(folded.as_str());
+                    }
+                }
             }
         }
         let hash = self.url_hasher.hash_one(&instance.url);
@@ -548,6 +579,21 @@ mod tests {
         );
         assert!(by_slug(&tables, "s1").is_empty());
         assert!(!tables.instances_by_slug.contains_key("s1"));
-        assert_eq!(tables.revision(), 4);
+        // Ignoring case finds every spelling of a slug, and forgets one with its last
+        // instance.
+        tables.apply(Mutation::Put(instance("c", "Web", "http://127.0.0.1:4")), 5);
+        tables.apply(Mutation::Put(instance("d", "web", "http://127.0.0.1:5")), 6);
+        let folded = |t: &Tables| t.instances_of_slug_ignoring_case("web").count();
+        assert_eq!(folded(&tables), 2);
+        tables.apply(
+            Mutation::Delete {
+                kind: Kind::Instance,
+                key: "c".into(),
+            },
+            7,
+        );
+        assert_eq!(folded(&tables), 1);
+        assert!(tables.capitalized_slugs.is_empty());
+        assert_eq!(tables.revision(), 7);
     }
 }

@@ -149,6 +149,17 @@ pub struct Config {
     /// project this daemon stands in for. Input takes both projects' spellings.
     #[arg(long, env = "REGISTRY_DIALECT", value_enum, default_value_t = Dialect::OpenOrch)]
     pub dialect: Dialect,
+
+    /// A bearer token `/metrics` then needs (Prometheus sends it with `authorization`);
+    /// unset, `/metrics` needs none. Its value is never shown in `--help`.
+    #[arg(long, env = "REGISTRY_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
+
+    /// Slugs whose instances `/metrics` counts apart (those with the most instances);
+    /// the rest are summed under `slug="_other"`.
+    #[arg(long, env = "REGISTRY_METRICS_MAX_SLUGS", default_value_t = 500,
+        value_parser = clap::value_parser!(u32).range(0..=100_000))]
+    pub metrics_max_slugs: u32,
 }
 
 /// The project whose Registry Svc this daemon stands in for. The two spell one field
@@ -244,6 +255,8 @@ impl Config {
             tls_key: None,
             tls_client_ca: None,
             dialect: Dialect::OpenOrch,
+            metrics_token: None,
+            metrics_max_slugs: 500,
         }
     }
 }

@@ -44,6 +44,7 @@ mod error;
 mod feed;
 mod health;
 mod ids;
+mod metrics;
 mod nodes;
 mod rate_limit;
 mod state;
@@ -143,8 +144,19 @@ pub async fn start_with_store(
     let shutdown = CancellationToken::new();
     let feed = Arc::new(Feed::new(registry.clone(), store.clone(), shutdown.clone()));
     let tasks = Arc::new(supervisor::Tasks::default());
-    let (writer, writer_task) =
-        Writer::start(store.clone(), registry.clone(), feed.clone(), tasks.clone());
+    let metrics = Arc::new(metrics::Metrics::new());
+    metrics.register_collector(state::TablesCollector {
+        registry: registry.clone(),
+        max_slugs: config.metrics_max_slugs as usize,
+    });
+    metrics.register_collector(feed::FeedCollector::new(feed.clone()));
+    let (writer, writer_task) = Writer::start(
+        store.clone(),
+        registry.clone(),
+        feed.clone(),
+        tasks.clone(),
+        &metrics,
+    );
 
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => Some(Arc::new(transport::Tls::load(
@@ -164,6 +176,7 @@ pub async fn start_with_store(
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
     let this_node = Arc::new(nodes::ThisNode::new(&config, addr)?);
+    metrics.register_collector(this_node.collector(registry.clone()));
 
     if config.admin_token.is_none() && registry.read().tokens().next().is_none() {
         let (token, path) = auth::bootstrap_admin_token(&config.data_dir).with_context(|| {
@@ -188,6 +201,7 @@ pub async fn start_with_store(
             async move { this_node.heartbeat_loop(writer, shutdown).await }
         })
     });
+    let health_counts = Arc::new(health::HealthMetrics::register(&metrics));
     let health = tokio::spawn({
         let (registry, feed) = (registry.clone(), feed.clone());
         let (writer, this_node) = (writer.clone(), this_node.clone());
@@ -202,6 +216,7 @@ pub async fn start_with_store(
                 shared,
                 check_allow.clone(),
                 shutdown.clone(),
+                health_counts.clone(),
             )
         })
     });
@@ -229,6 +244,12 @@ pub async fn start_with_store(
         check_allow: config.check_allow.clone(),
         feed,
         dialect: config.dialect,
+        metrics,
+        metrics_token_hash: config
+            .metrics_token
+            .as_deref()
+            .filter(|token| !token.is_empty())
+            .map(auth::hash_token),
     });
     let service = api::service(app, &config.cors_origins);
     tracing::info!(

@@ -201,22 +201,22 @@ pub async fn start_with_store(
             async move { this_node.heartbeat_loop(writer, shutdown).await }
         })
     });
-    let health_counts = Arc::new(health::HealthMetrics::register(&metrics));
     let health = tokio::spawn({
         let (registry, feed) = (registry.clone(), feed.clone());
-        let (writer, this_node) = (writer.clone(), this_node.clone());
-        let (shared, shutdown) = (config.database_url.is_some(), shutdown.clone());
-        let check_allow = config.check_allow.clone().map(Arc::new);
+        let (writer, this_node, shutdown) = (writer.clone(), this_node.clone(), shutdown.clone());
+        let checks = health::Checks {
+            shared: config.database_url.is_some(),
+            allowed: config.check_allow.clone().map(Arc::new),
+            counts: Arc::new(health::HealthMetrics::register(&metrics)),
+        };
         supervise(Task::HealthChecker, tasks.clone(), move || {
             health::HealthChecker::run(
                 registry.clone(),
                 feed.clone(),
                 writer.clone(),
                 this_node.clone(),
-                shared,
-                check_allow.clone(),
+                checks.clone(),
                 shutdown.clone(),
-                health_counts.clone(),
             )
         })
     });

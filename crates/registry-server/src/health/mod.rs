@@ -172,20 +172,33 @@ fn jittered(interval: Duration) -> Duration {
     interval.mul_f64(rand::thread_rng().gen_range(0.95..=1.0))
 }
 
+/// How this node checks, the same through every restart of the checker.
+#[derive(Clone)]
+pub(crate) struct Checks {
+    /// Whether other daemons share the store (and so the checks). With a store of its
+    /// own the share is everything, whatever old node records say.
+    pub(crate) shared: bool,
+    /// The networks checks may dial; `None` for any.
+    pub(crate) allowed: Option<Arc<AllowedNetworks>>,
+    /// What the checker counts, for `/metrics`.
+    pub(crate) counts: Arc<HealthMetrics>,
+}
+
 impl HealthChecker {
-    /// Checks this node's share of the instances until `shutdown`. With a store of its
-    /// own (`shared` false) the share is everything, whatever old node records say.
-    /// Checks dial only addresses in `allowed`, when given.
+    /// Checks this node's share of the instances until `shutdown`.
     pub(crate) async fn run(
         registry: Arc<Registry>,
         feed: Arc<Feed>,
         writer: Writer,
         this_node: Arc<ThisNode>,
-        shared: bool,
-        allowed: Option<Arc<AllowedNetworks>>,
+        checks: Checks,
         shutdown: CancellationToken,
-        counts: Arc<HealthMetrics>,
     ) {
+        let Checks {
+            shared,
+            allowed,
+            counts,
+        } = checks;
         // Subscribe before the first read of the tables, so no change falls in between.
         let mut changes = feed.subscribe();
         let (unrecorded_tx, mut unrecorded_rx) = mpsc::unbounded_channel();

@@ -3,10 +3,12 @@
 
 use super::{Registry, Tables};
 use crate::metrics::{encode_gauge, encode_gauges};
+use arcstr::ArcStr;
+use hashbrown::HashMap;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
 use registry_types::InstanceStatus;
-use std::collections::HashMap;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 /// The slug the instances of every slug past the largest ones are counted under.
@@ -26,46 +28,37 @@ impl Tables {
     /// Instances by status for each slug: the `max_slugs` slugs with the most instances
     /// (ties by name), then, when there are more, the rest summed under [`OTHER_SLUGS`].
     fn instances_by_slug(&self, max_slugs: usize) -> Vec<(String, ByStatus)> {
-        // The slug index and the id tree share each id's one allocation, so the status
-        // of an id in the index is found by its address, without comparing strings
-        // along a path of the tree per instance.
-        let status_at: HashMap<usize, InstanceStatus> = self
-            .instances
-            .iter()
-            .map(|(id, stored)| (id.as_ptr() as usize, stored.status()))
-            .collect();
-        let status_of = |id: &arcstr::ArcStr| match status_at.get(&(id.as_ptr() as usize)) {
-            Some(status) => Some(*status),
-            None => self.instances.get(id).map(|stored| stored.status()),
-        };
-        let mut slugs: Vec<(&str, ByStatus)> = self
+        let mut slugs: Vec<(&str, &BTreeSet<ArcStr>)> = self
             .instances_by_slug
             .iter()
-            .map(|(slug, ids)| {
-                let mut counts = ByStatus::default();
-                for status in ids.iter().filter_map(status_of) {
-                    counts[status_index(status)] += 1;
-                }
-                (&**slug, counts)
-            })
+            .map(|(slug, ids)| (&**slug, ids))
             .collect();
-        let total = |counts: &ByStatus| counts.iter().sum::<u64>();
-        slugs.sort_unstable_by(|(a, x), (b, y)| total(y).cmp(&total(x)).then(a.cmp(b)));
-        let rest = slugs.split_off(max_slugs.min(slugs.len()));
-        let mut counted: Vec<(String, ByStatus)> = slugs
-            .into_iter()
-            .map(|(slug, counts)| (slug.to_string(), counts))
-            .collect();
-        if !rest.is_empty() {
-            let mut other = ByStatus::default();
-            for (_, counts) in rest {
-                for (sum, count) in other.iter_mut().zip(counts) {
-                    *sum += count;
-                }
-            }
-            counted.push((OTHER_SLUGS.to_string(), other));
+        slugs.sort_unstable_by(|(a, x), (b, y)| y.len().cmp(&x.len()).then(a.cmp(b)));
+        let counted = max_slugs.min(slugs.len());
+        // The slug index and the id tree share each id's one allocation, so an id of the
+        // tree is found among the counted slugs' by its address: one pass over the tree,
+        // with no string compared or hashed per instance.
+        let mut place: HashMap<usize, usize> =
+            HashMap::with_capacity(slugs[..counted].iter().map(|(_, ids)| ids.len()).sum());
+        for (index, (_, ids)) in slugs[..counted].iter().enumerate() {
+            place.extend(ids.iter().map(|id| (id.as_ptr() as usize, index)));
         }
-        counted
+        // One more for the rest.
+        let mut counts = vec![ByStatus::default(); counted + 1];
+        for (id, stored) in &self.instances {
+            let index = place.get(&(id.as_ptr() as usize)).copied();
+            counts[index.unwrap_or(counted)][status_index(stored.status())] += 1;
+        }
+        let rest = counts.pop().expect("one more than the counted slugs");
+        let mut by_slug: Vec<(String, ByStatus)> = slugs[..counted]
+            .iter()
+            .map(|(slug, _)| slug.to_string())
+            .zip(counts)
+            .collect();
+        if slugs.len() > counted {
+            by_slug.push((OTHER_SLUGS.to_string(), rest));
+        }
+        by_slug
     }
 }
 

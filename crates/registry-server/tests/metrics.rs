@@ -363,3 +363,31 @@ async fn targets_need_a_token_and_refuse_bad_filters() {
     }
     d.stop().await;
 }
+
+#[tokio::test]
+async fn on_a_shared_store_a_node_says_how_far_behind_the_store_it_is() {
+    let Some(db) = common::postgres::TestDatabase::create().await else {
+        return;
+    };
+    let admin = "metrics-cluster-admin";
+    let a = db.start_daemon(tempfile::tempdir().unwrap(), admin).await;
+    let b = db.start_daemon(tempfile::tempdir().unwrap(), admin).await;
+    a.register(json!({"url": "http://127.0.0.1:1", "slug": "shared"}))
+        .await;
+    let index = a.index_of(Method::GET, "/registry-svc/instances").await as f64;
+    // Node b hears of the commit and applies it: the store's revision reaches it, and
+    // it is then behind by nothing.
+    let caught_up = common::wait_until(Duration::from_secs(10), || async {
+        let text = scrape(&b).await;
+        value(&text, "registry_feed_store_revision").is_some_and(|r| r >= index)
+            && value(&text, "registry_feed_behind_revisions") == Some(0.0)
+            && value(
+                &text,
+                r#"registry_instances{slug="shared",status="Unknown"}"#,
+            ) == Some(1.0)
+    })
+    .await;
+    assert!(caught_up, "{}", scrape(&b).await);
+    a.stop().await;
+    b.stop().await;
+}

@@ -23,6 +23,9 @@
 //!    (`GET /registry-svc/events?kind=instance`) on another fresh daemon. Its own row:
 //!    the issue's 10 ms target is for blocking watchers, and the row above keeps it.
 //!
+//! Between steps 2 and 3, with the instances loaded, it times [`SCRAPES`] scrapes of
+//! `GET /metrics` one after another (a daemon without the endpoint is said to have none).
+//!
 //! Steps 3-6 run under wrk with `--threads` threads and `--connections` keep-alive
 //! connections for `--seconds` each. Steps 3 and 4 take turns `--rounds` times, and the
 //! read ratio is the median of the rounds' ratios: on a shared machine the speed drifts
@@ -44,6 +47,9 @@ use std::time::{Duration, Instant};
 const STARTUP_LIMIT: Duration = Duration::from_secs(120);
 /// Time given to a loaded process before its RSS is read.
 const SETTLE: Duration = Duration::from_secs(2);
+/// Scrapes of `/metrics` timed with the instances loaded.
+const SCRAPES: usize = 20;
+const SCRAPE_TARGET: Duration = Duration::from_millis(50);
 
 /// The targets, printed beside the figures.
 const READ_TARGET_PERCENT: f64 = 70.0;
@@ -145,6 +151,39 @@ struct Registry {
     register: Wrk,
     end_rss_kib: u64,
     end_instances: usize,
+    /// `/metrics` with the instances loaded; `None` when the daemon serves none.
+    scrape: Option<Scrape>,
+}
+
+/// Times of [`SCRAPES`] scrapes of `/metrics`, sorted, and the size of the last answer.
+struct Scrape {
+    times: Vec<Duration>,
+    bytes: usize,
+}
+
+/// Scrapes `/metrics` [`SCRAPES`] times, one after another, timing each whole answer.
+async fn scrape(http: &reqwest::Client, base_url: &str) -> Result<Option<Scrape>> {
+    let url = format!("{base_url}/metrics");
+    let mut times = Vec::with_capacity(SCRAPES);
+    let mut bytes = 0;
+    for _ in 0..SCRAPES {
+        let sent = Instant::now();
+        let response = http.get(&url).send().await?;
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let body = response.error_for_status()?.bytes().await?;
+        times.push(sent.elapsed());
+        if !body.starts_with(b"#") || !body.windows(19).any(|w| w == b"registry_instances{") {
+            bail!(
+                "/metrics has no registry_instances: {}",
+                String::from_utf8_lossy(&body)
+            );
+        }
+        bytes = body.len();
+    }
+    times.sort();
+    Ok(Some(Scrape { times, bytes }))
 }
 
 /// What etcd did.
@@ -279,6 +318,8 @@ async fn registry(
             String::from_utf8_lossy(&answer)
         );
     }
+    eprintln!("registry: {SCRAPES} scrapes of /metrics ...");
+    let scraped = scrape(http, &daemon.base_url).await?;
     let bare_url = http::bare_axum(answer.to_vec()).await?;
     eprintln!(
         "registry: wrk, {} s each: bare axum and discovery read taking turns for {} rounds, registration ...",
@@ -331,6 +372,7 @@ async fn registry(
             register,
             end_rss_kib,
             end_instances,
+            scrape: scraped,
         },
         instances,
     ))
@@ -579,6 +621,17 @@ fn report(
             format!("<= 2 s: {}", verdict(registry.startup <= STARTUP_TARGET)),
         ],
     ];
+    if let Some(scrape) = &registry.scrape {
+        let p50 = scrape.times[scrape.times.len() / 2];
+        rows.push(vec![
+            format!("scrape of /metrics with {n} instances, p50"),
+            watch::ms(p50),
+            none(),
+            none(),
+            none(),
+            format!("< 50 ms: {}", verdict(p50 < SCRAPE_TARGET)),
+        ]);
+    }
     let propagation = [
         ("watcher", "watchers", watch, PROPAGATION_TARGET),
         ("SSE subscriber", "subscribers", sse, SSE_PROPAGATION_TARGET),
@@ -645,6 +698,20 @@ fn report(
             ),
         ),
     ];
+    notes.push((
+        "scrape",
+        match &registry.scrape {
+            Some(scrape) => format!(
+                "{SCRAPES} GET /metrics one after another, each to its last byte ({} B): \
+                 min {}, p50 {}, max {}",
+                scrape.bytes,
+                watch::ms(scrape.times[0]),
+                watch::ms(scrape.times[scrape.times.len() / 2]),
+                watch::ms(scrape.times[scrape.times.len() - 1])
+            ),
+            None => "the daemon serves no /metrics".to_string(),
+        },
+    ));
     match (etcd, etcd_skipped) {
         (Some(e), _) => notes.push((
             "etcd",

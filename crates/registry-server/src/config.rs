@@ -178,6 +178,17 @@ pub struct Config {
     #[arg(long, env = "REGISTRY_DNS_RATE_LIMIT_ADDRESS", default_value = DEFAULT_RATE_LIMIT,
         value_parser = RateLimit::parse)]
     pub dns_rate_limit_address: RateLimit,
+
+    /// A bearer token `/metrics` then needs (Prometheus sends it with `authorization`);
+    /// unset, `/metrics` needs none. Its value is never shown in `--help`.
+    #[arg(long, env = "REGISTRY_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
+
+    /// Slugs whose instances `/metrics` counts apart (those with the most instances);
+    /// the rest are summed under `slug="_other"`.
+    #[arg(long, env = "REGISTRY_METRICS_MAX_SLUGS", default_value_t = 500,
+        value_parser = clap::value_parser!(u32).range(0..=100_000))]
+    pub metrics_max_slugs: u32,
 }
 
 /// The range of `--dns-ttl`: resolvers in front should come back soon, as the answers
@@ -315,6 +326,8 @@ impl Config {
             dns_include_degraded: false,
             dns_max_tcp_connections: 256,
             dns_rate_limit_address: RateLimit::parse(DEFAULT_RATE_LIMIT).expect("a valid default"),
+            metrics_token: None,
+            metrics_max_slugs: 500,
         }
     }
 }

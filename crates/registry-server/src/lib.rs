@@ -45,6 +45,7 @@ mod error;
 mod feed;
 mod health;
 mod ids;
+mod metrics;
 mod nodes;
 mod rate_limit;
 mod state;
@@ -159,8 +160,19 @@ pub async fn start_with_store(
     let shutdown = CancellationToken::new();
     let feed = Arc::new(Feed::new(registry.clone(), store.clone(), shutdown.clone()));
     let tasks = Arc::new(supervisor::Tasks::default());
-    let (writer, writer_task) =
-        Writer::start(store.clone(), registry.clone(), feed.clone(), tasks.clone());
+    let metrics = Arc::new(metrics::Metrics::new());
+    metrics.register_collector(state::TablesCollector {
+        registry: registry.clone(),
+        max_slugs: config.metrics_max_slugs as usize,
+    });
+    metrics.register_collector(feed::FeedCollector::new(feed.clone()));
+    let (writer, writer_task) = Writer::start(
+        store.clone(),
+        registry.clone(),
+        feed.clone(),
+        tasks.clone(),
+        &metrics,
+    );
 
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => Some(Arc::new(transport::Tls::load(
@@ -200,11 +212,13 @@ pub async fn start_with_store(
             .await
             .with_context(|| format!("cannot serve DNS on {listen}"))?;
             tracing::info!(addr = %server.addr(), domain = %settings.domain, "serving DNS");
+            metrics.register_collector(dns::DnsCollector(dns_counters.clone()));
             Some(server)
         }
         None => None,
     };
     let dns_addr = dns.as_ref().map(dns::DnsServer::addr);
+    metrics.register_collector(this_node.collector(registry.clone()));
 
     if config.admin_token.is_none() {
         nodes::ensure_admin_token(&registry, &writer, &this_node, &config.data_dir).await?;
@@ -225,17 +239,19 @@ pub async fn start_with_store(
     });
     let health = tokio::spawn({
         let (registry, feed) = (registry.clone(), feed.clone());
-        let (writer, this_node) = (writer.clone(), this_node.clone());
-        let (shared, shutdown) = (config.database_url.is_some(), shutdown.clone());
-        let check_allow = config.check_allow.clone().map(Arc::new);
+        let (writer, this_node, shutdown) = (writer.clone(), this_node.clone(), shutdown.clone());
+        let checks = health::Checks {
+            shared: config.database_url.is_some(),
+            allowed: config.check_allow.clone().map(Arc::new),
+            counts: Arc::new(health::HealthMetrics::register(&metrics)),
+        };
         supervise(Task::HealthChecker, tasks.clone(), move || {
             health::HealthChecker::run(
                 registry.clone(),
                 feed.clone(),
                 writer.clone(),
                 this_node.clone(),
-                shared,
-                check_allow.clone(),
+                checks.clone(),
                 shutdown.clone(),
             )
         })
@@ -264,6 +280,12 @@ pub async fn start_with_store(
         check_allow: config.check_allow.clone(),
         feed,
         dialect: config.dialect,
+        metrics,
+        metrics_token_hash: config
+            .metrics_token
+            .as_deref()
+            .filter(|token| !token.is_empty())
+            .map(auth::hash_token),
     });
     let service = api::service(app, &config.cors_origins);
     tracing::info!(

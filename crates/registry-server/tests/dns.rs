@@ -591,3 +591,50 @@ async fn degraded_instances_are_answered_only_when_asked_for() {
         assert_eq!(found, expected, "--dns-include-degraded {include}");
     }
 }
+
+/// The lines of `/metrics` that start with `prefix`.
+async fn metric_lines(d: &Daemon, prefix: &str) -> Vec<String> {
+    let r = d.send(reqwest::Method::GET, "/metrics", None, None).await;
+    assert_eq!(r.status, reqwest::StatusCode::OK, "{}", r.text);
+    r.text
+        .lines()
+        .filter(|line| line.starts_with(prefix))
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test]
+async fn what_the_dns_server_counts_is_in_metrics() {
+    let (d, addr) = dns_daemon(|_| {}).await;
+    let (answer, _) = ask_udp(
+        addr,
+        &query("nobody.service.registry.", RecordType::A, None),
+    )
+    .await;
+    assert_eq!(answer.response_code(), ResponseCode::NXDomain);
+    exchange_udp(addr, &[0xff; 3]).await;
+    let counted = wait_until(Duration::from_secs(10), || async {
+        let lines = metric_lines(&d, "registry_dns_").await;
+        lines.contains(&r#"registry_dns_queries_total{type="A",rcode="NXDOMAIN"} 1"#.to_string())
+            && lines.contains(&"registry_dns_malformed_total 1".to_string())
+    })
+    .await;
+    assert!(counted, "{:#?}", metric_lines(&d, "registry_dns_").await);
+    for family in [
+        "truncated",
+        "tcp_connections",
+        "tcp_refused",
+        "udp_dropped",
+        "rate_limited",
+    ] {
+        let line = format!("registry_dns_{family}_total 0");
+        assert!(metric_lines(&d, &line).await.len() == 1, "no {line}");
+    }
+
+    // Without DNS, no DNS families.
+    let plain = Daemon::start().await;
+    assert_eq!(
+        metric_lines(&plain, "registry_dns_").await,
+        Vec::<String>::new()
+    );
+}

@@ -32,6 +32,7 @@ const LAYERS: &[&[&str]] = &[
         "check_allow",
         "cors",
         "ids",
+        "metrics",
         "rate_limit",
         "supervisor",
         // The web console's embedded files.

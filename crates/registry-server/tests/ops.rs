@@ -89,6 +89,8 @@ async fn openapi_document_describes_exactly_the_api() {
         ("/registry-svc/echo", &["get", "post", "put"]),
         ("/healthz", &["get"]),
         ("/readyz", &["get"]),
+        ("/metrics", &["get"]),
+        ("/registry-svc/prometheus/targets", &["get"]),
     ]
     .into_iter()
     .map(|(path, methods)| {

@@ -5,7 +5,9 @@ use crate::definition::null_as_default;
 use crate::limits::{self, MAX_ID_LEN, MAX_METADATA, MAX_TAGS, MAX_TEXT_LEN, MAX_URL_LEN};
 use crate::number::optional_whole;
 use crate::object::optional_object;
-use crate::validate::{validate_free_text, validate_id, validate_slug, validate_text};
+use crate::validate::{
+    validate_free_text, validate_id, validate_slug, validate_tag, validate_text,
+};
 use crate::FieldError;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -526,10 +528,7 @@ impl RegisterInstanceRequest {
             ));
         }
         for (i, tag) in self.tags.iter().enumerate() {
-            if tag.is_empty() {
-                return Err(FieldError::new(format!("tags[{i}]"), "is empty"));
-            }
-            validate_text(&format!("tags[{i}]"), tag, MAX_ID_LEN)?;
+            validate_tag(&format!("tags[{i}]"), tag)?;
         }
         validate_metadata("metadata", &self.metadata)?;
         if let Some(check) = &self.health_check {

@@ -60,7 +60,7 @@ pub use instance::{
 };
 pub use node::{Gpu, GpuProcess, ListNodesRequest, Node, NodeStatus, ResourceUsage, Usage};
 pub use token::{CreateTokenRequest, CreatedToken, Role, TokenInfo};
-pub use validate::{validate_id, validate_slug, ID_PATTERN, TEXT_PATTERN};
+pub use validate::{validate_id, validate_slug, validate_tag, ID_PATTERN, TEXT_PATTERN};
 
 /// The path prefix every resource endpoint lives under.
 pub const API_PREFIX: &str = "/registry-svc";

@@ -30,6 +30,14 @@ pub fn validate_slug(field: &str, slug: &str) -> Result<(), FieldError> {
     validate_id(field, slug)
 }
 
+/// A tag (of an instance, or asked for in a filter): one-line text of 1–128 bytes.
+pub fn validate_tag(field: &str, tag: &str) -> Result<(), FieldError> {
+    if tag.is_empty() {
+        return Err(FieldError::new(field, "is empty"));
+    }
+    validate_text(field, tag, MAX_ID_LEN)
+}
+
 /// A one-line text field (a name, a tag, a URL): at most `max` bytes and no control
 /// characters, which have no place in a name and can rewrite a terminal that prints it.
 pub(crate) fn validate_text(field: &str, value: &str, max: usize) -> Result<(), FieldError> {

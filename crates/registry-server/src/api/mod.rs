@@ -11,10 +11,12 @@ mod errors;
 mod events;
 mod extract;
 mod instances;
+mod measure;
 mod nodes;
 mod ops;
 mod original;
 mod page;
+mod prometheus;
 #[cfg(test)]
 mod properties;
 mod query;
@@ -109,6 +111,10 @@ pub struct ApiParts {
     pub(crate) feed: Arc<Feed>,
     /// Whose schema answers follow when no extensions are asked for (see [`shape`]).
     pub(crate) dialect: crate::config::Dialect,
+    /// What `/metrics` serves; the API adds its request counts to it.
+    pub(crate) metrics: Arc<crate::metrics::Metrics>,
+    /// Hash of `--metrics-token`: when set, `/metrics` needs it.
+    pub(crate) metrics_token_hash: Option<String>,
 }
 
 #[derive(OpenApi)]
@@ -165,6 +171,8 @@ fn routes() -> (Router<ApiState>, utoipa::openapi::OpenApi) {
         .routes(routes!(echo::get, echo::post, echo::put))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
+        .routes(routes!(prometheus::metrics))
+        .routes(routes!(prometheus::targets))
         .split_for_parts();
     throttle::document(&mut openapi);
     (routes, openapi)
@@ -192,6 +200,14 @@ pub(crate) fn service(
        + Sync
        + 'static {
     let (routes, openapi) = routes();
+    // Every route the router serves: the documented ones, and the two below.
+    let templates = openapi
+        .paths
+        .paths
+        .keys()
+        .cloned()
+        .chain(["/openapi.json".to_string(), "/docs".to_string()]);
+    let measure = measure::MeasureLayer(measure::HttpMetrics::register(templates, &app.metrics));
     let openapi = Arc::new(
         serde_json::to_string_pretty(&document(openapi, app.dialect))
             .expect("the OpenAPI document serializes"),
@@ -207,6 +223,8 @@ pub(crate) fn service(
     ServiceBuilder::new()
         // axum serves its own body type; the layers below wrap it in theirs.
         .layer(MapResponseBodyLayer::new(Body::new))
+        // Outside the rest, so that it counts every answer as it is sent.
+        .layer(measure)
         .layer(TraceLayer::new_for_http())
         // Outside the rest, so that preflights are answered before authentication and
         // every answer, errors included, carries the CORS headers.

@@ -88,6 +88,66 @@ impl IntoParams for StreamQuery {
     }
 }
 
+/// `slug` and `tag` of `GET /registry-svc/prometheus/targets`.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct TargetsQuery {
+    pub(super) slug: Option<String>,
+    pub(super) tags: Vec<String>,
+}
+
+impl IntoParams for TargetsQuery {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        parameters::<TargetsQuery>("targets")
+    }
+}
+
+impl Params for TargetsQuery {
+    const PARAMS: &'static [Param<Self>] = &[
+        Param::new(
+            "slug",
+            |targets, value| {
+                // Empty: no filter, as an empty filter reads elsewhere.
+                if !value.is_empty() {
+                    registry_types::validate_slug("slug", value)?;
+                    targets.slug = Some(value.to_owned());
+                }
+                Ok(())
+            },
+            |_| {
+                ParamDoc::described(
+                    "Only the instances of this slug",
+                    json!({"type": "string", "maxLength": limits::MAX_ID_LEN,
+                        "pattern": ranges::OPTIONAL_ID_PATTERN}),
+                )
+            },
+        ),
+        Param::new(
+            "tag",
+            |targets, value| {
+                if !value.is_empty() {
+                    registry_types::validate_tag("tag", value)?;
+                    if targets.tags.len() == limits::MAX_TAGS {
+                        return Err(FieldError::new(
+                            "tag",
+                            format!("at most {} tags may be asked for", limits::MAX_TAGS),
+                        ));
+                    }
+                    targets.tags.push(value.to_owned());
+                }
+                Ok(())
+            },
+            |_| {
+                ParamDoc::described(
+                    "Only the instances with this tag; repeatable, all must match",
+                    json!({"type": "array", "maxItems": limits::MAX_TAGS, "items": {
+                        "type": "string", "maxLength": limits::MAX_ID_LEN,
+                        "pattern": registry_types::TEXT_PATTERN}}),
+                )
+            },
+        ),
+    ];
+}
+
 /// The OpenAPI parameters of part `Q` of the query of an endpoint listing `list`.
 fn parameters<Q: Params>(list: &str) -> Vec<Parameter> {
     Q::PARAMS
@@ -272,6 +332,7 @@ mod tests {
             list::<Definitions>(),
             list::<Nodes>(),
             ("events", part::<StreamQuery>("changes")),
+            ("targets", part::<TargetsQuery>("targets")),
         ]
     }
 
@@ -296,6 +357,7 @@ mod tests {
             ListQuery::<Definitions>::into_params(|| None),
             ListQuery::<Nodes>::into_params(|| None),
             StreamQuery::into_params(|| None),
+            TargetsQuery::into_params(|| None),
         ];
         for ((endpoint, declared), documented) in declared().into_iter().zip(documented) {
             let documented = serde_json::to_value(documented).unwrap();

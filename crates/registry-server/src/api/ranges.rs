@@ -12,7 +12,7 @@ use registry_types::{AddressPart, ID_PATTERN, TEXT_PATTERN};
 use serde_json::{json, Value};
 
 /// A text field that may be empty (meaning "not given") or a valid id.
-const OPTIONAL_ID_PATTERN: &str = "^[A-Za-z0-9._-]{0,128}$";
+pub(super) const OPTIONAL_ID_PATTERN: &str = "^[A-Za-z0-9._-]{0,128}$";
 /// Free text: tabs and line breaks allowed, other control characters not.
 const FREE_TEXT_PATTERN: &str = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*$";
 /// Required text: one-line text with at least one character that is not a space.

@@ -11,6 +11,7 @@ use crate::Error;
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use axum::http::HeaderMap;
 use registry_types::Role;
 use std::sync::Arc;
 
@@ -87,6 +88,25 @@ impl Caller {
     }
 }
 
+/// The secret of a request's `Authorization: Bearer <token>` header (the scheme word in
+/// any case); 401 when it is missing or not of that form.
+pub(crate) fn bearer_token(headers: &HeaderMap) -> Result<&str, Error> {
+    let header = headers.get(AUTHORIZATION).ok_or_else(|| {
+        Error::Unauthorized("missing token: send the header `Authorization: Bearer <token>`".into())
+    })?;
+    header
+        .to_str()
+        .ok()
+        .and_then(|value| {
+            let (scheme, token) = value.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        })
+        .filter(|token| !token.is_empty())
+        .ok_or_else(|| {
+            Error::Unauthorized("the Authorization header must be `Bearer <token>`".into())
+        })
+}
+
 impl<S> FromRequestParts<S> for Caller
 where
     Arc<AuthState>: FromRef<S>,
@@ -96,22 +116,7 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let auth = Arc::<AuthState>::from_ref(state);
-        let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
-            Error::Unauthorized(
-                "missing token: send the header `Authorization: Bearer <token>`".into(),
-            )
-        })?;
-        let secret = header
-            .to_str()
-            .ok()
-            .and_then(|value| {
-                let (scheme, token) = value.trim().split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-            })
-            .filter(|token| !token.is_empty())
-            .ok_or_else(|| {
-                Error::Unauthorized("the Authorization header must be `Bearer <token>`".into())
-            })?;
+        let secret = bearer_token(&parts.headers)?;
         // A token verified under the current revision of the tokens is still valid:
         // any creation or revocation moves the revision on, and with it every entry.
         let revision = auth.tokens.tokens_revision();

@@ -16,7 +16,7 @@ mod user_svc;
 mod user_svc_key;
 
 pub(crate) use actor::{Actor, ENV_ADMIN_TOKEN_ID};
-pub(crate) use caller::Caller;
+pub(crate) use caller::{bearer_token, Caller};
 pub(crate) use caller::{AuthState, TokenTable};
 pub(crate) use tokens::{bootstrap_admin_token, hash_token, new_token, StoredToken};
 pub(crate) use user_svc_key::UserSvcKey;

@@ -4,6 +4,7 @@
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// The query types counted by name; every other type counts as `OTHER`.
 const TYPES: [&str; 7] = ["A", "AAAA", "SRV", "SOA", "NS", "ANY", "OTHER"];
@@ -134,3 +135,64 @@ impl DnsCounters {
         self.udp_send_dropped.fetch_add(1, Ordering::Relaxed);
     }
 }
+
+/// The DNS server's counters as `/metrics` families, read at each scrape.
+#[derive(Debug)]
+pub(crate) struct DnsCollector(pub(crate) Arc<DnsCounters>);
+
+impl prometheus_client::collector::Collector for DnsCollector {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> std::fmt::Result {
+        use crate::metrics::encode_counters;
+        let counters = &self.0;
+        encode_counters(
+            &mut encoder,
+            "dns_queries",
+            "DNS queries answered, by query type and response code",
+            counters
+                .queries()
+                .map(|q| ([("type", q.qtype), ("rcode", q.rcode)], q.count)),
+        )?;
+        let single: [(&str, &str, u64); 6] = [
+            (
+                "dns_malformed",
+                "DNS packets that are not a query",
+                counters.malformed(),
+            ),
+            (
+                "dns_truncated",
+                "DNS answers sent over UDP with the TC bit",
+                counters.truncated(),
+            ),
+            (
+                "dns_tcp_connections",
+                "DNS TCP connections accepted",
+                counters.tcp_accepted(),
+            ),
+            (
+                "dns_tcp_refused",
+                "DNS TCP connections closed at once, at --dns-max-tcp-connections",
+                counters.tcp_refused(),
+            ),
+            (
+                "dns_udp_dropped",
+                "DNS answers dropped as the UDP send buffer was full",
+                counters.udp_send_dropped(),
+            ),
+            (
+                "dns_rate_limited",
+                "DNS queries dropped unanswered, over --dns-rate-limit-address",
+                counters.rate_limited(),
+            ),
+        ];
+        for (name, help, value) in single {
+            encode_counters(&mut encoder, name, help, [(NO_LABELS, value)])?;
+        }
+        Ok(())
+    }
+}
+
+/// The labels of a counter that has none.
+const NO_LABELS: [(&str, &str); 0] = [];

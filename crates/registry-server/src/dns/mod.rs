@@ -15,6 +15,7 @@ mod counters;
 mod templates;
 mod zone;
 
+pub(crate) use counters::DnsCollector;
 pub use counters::{DnsCounters, DnsQueryCount};
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};

@@ -66,6 +66,14 @@ impl Channels {
         self.kind_revisions[kind.index()].subscribe()
     }
 
+    /// Blocking queries parked now, on every kind.
+    pub(super) fn watchers(&self) -> usize {
+        self.kind_revisions
+            .iter()
+            .map(watch::Sender::receiver_count)
+            .sum()
+    }
+
     /// Every committed batch from now on. A receiver that lags is told so
     /// (`RecvError::Lagged`) and must re-read the tables.
     pub(super) fn subscribe(&self) -> broadcast::Receiver<Announcement> {

@@ -29,11 +29,12 @@ use axum::response::sse::Event;
 use axum::response::Response;
 use futures_util::stream::{self, Stream};
 use rand::Rng;
-use registry_store::{op, ChangePage, Kind, Store};
+use registry_store::{op, ChangePage, Kind, Notice, Store};
 use registry_types::{limits, query};
 use registry_types::{ErrorBody, FieldError};
 use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{broadcast, watch};
@@ -56,6 +57,8 @@ pub(crate) struct Feed {
     store: Arc<dyn Store>,
     /// Cancelled when the daemon shuts down: ends blocking queries and event streams.
     shutdown: CancellationToken,
+    /// Event streams open now.
+    subscribers: AtomicUsize,
 }
 
 impl Feed {
@@ -70,6 +73,7 @@ impl Feed {
             tables,
             store,
             shutdown,
+            subscribers: AtomicUsize::new(0),
         }
     }
 
@@ -319,6 +323,12 @@ impl Follower {
     }
 }
 
+impl Drop for Follower {
+    fn drop(&mut self) {
+        self.feed.subscribers.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// `since` and `kind` of an event-stream request, read as `api::query` declares them.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct StreamQuery {
@@ -352,6 +362,7 @@ impl Feed {
             Some(after) => (after, Phase::CatchUp),
             None => (self.tables.revision(), Phase::Live),
         };
+        self.subscribers.fetch_add(1, Ordering::Relaxed);
         let follower = Follower {
             feed: self.clone(),
             live,
@@ -364,5 +375,69 @@ impl Feed {
             let event = follower.next_event().await?;
             Some((Ok(event), follower))
         }))
+    }
+}
+
+/// The feed's figures, read at each scrape for `/metrics`.
+pub(crate) struct FeedCollector {
+    feed: Arc<Feed>,
+    /// The revisions a shared store announces; `None` for a store of this daemon's own.
+    notices: Option<watch::Receiver<Notice>>,
+}
+
+impl FeedCollector {
+    pub(crate) fn new(feed: Arc<Feed>) -> FeedCollector {
+        let notices = feed.store.notifications();
+        FeedCollector { feed, notices }
+    }
+}
+
+impl std::fmt::Debug for FeedCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FeedCollector").finish_non_exhaustive()
+    }
+}
+
+impl prometheus_client::collector::Collector for FeedCollector {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> std::fmt::Result {
+        use crate::metrics::encode_gauge;
+        let revision = self.feed.tables.revision();
+        encode_gauge(
+            &mut encoder,
+            "feed_revision",
+            "Revision of the latest change applied to this node's tables",
+            revision,
+        )?;
+        encode_gauge(
+            &mut encoder,
+            "feed_blocking_watchers",
+            "Blocking queries waiting for a change now",
+            self.feed.channels.watchers() as u64,
+        )?;
+        encode_gauge(
+            &mut encoder,
+            "feed_event_subscribers",
+            "Event streams open now",
+            self.feed.subscribers.load(Ordering::Relaxed) as u64,
+        )?;
+        if let Some(notices) = &self.notices {
+            let announced = notices.borrow().revision;
+            encode_gauge(
+                &mut encoder,
+                "feed_store_revision",
+                "Latest revision the shared store announced",
+                announced,
+            )?;
+            encode_gauge(
+                &mut encoder,
+                "feed_behind_revisions",
+                "Revisions the shared store announced that this node has not applied yet",
+                announced.saturating_sub(revision),
+            )?;
+        }
+        Ok(())
     }
 }

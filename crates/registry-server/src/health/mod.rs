@@ -26,10 +26,12 @@
 //! share taken over within a heartbeat interval of being declared Offline.
 
 mod assign;
+mod counts;
 mod machine;
 mod plan;
 mod probe;
 
+pub(crate) use counts::HealthMetrics;
 pub(crate) use plan::{CheckPlan, Probe};
 
 use crate::auth::Actor;
@@ -38,6 +40,7 @@ use crate::feed::{Announcement, Feed};
 use crate::nodes::ThisNode;
 use crate::state::{Command, Registry, Writer};
 use chrono::Utc;
+use counts::CheckType;
 use futures_util::future::BoxFuture;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use machine::{is_alive, Machine};
@@ -88,8 +91,9 @@ enum FirstCheck {
     Spread,
 }
 
-/// A finished probe: instance id, the URL it was checked at, what it saw.
-type Finished = (String, String, Outcome);
+/// A finished probe: instance id, the URL it was checked at, what it saw, and what kind
+/// of probe it was and how long it took.
+type Finished = (String, String, Outcome, (CheckType, Duration));
 
 /// A probe, run by polling it from the scheduler task.
 type Running = BoxFuture<'static, Finished>;
@@ -116,6 +120,7 @@ pub(crate) struct HealthChecker {
     waiting: VecDeque<Running>,
     /// Status changes that could not be written.
     unrecorded_tx: mpsc::UnboundedSender<Unrecorded>,
+    counts: Arc<HealthMetrics>,
 }
 
 /// Instance timers, each rounded up to a grid.
@@ -167,19 +172,33 @@ fn jittered(interval: Duration) -> Duration {
     interval.mul_f64(rand::thread_rng().gen_range(0.95..=1.0))
 }
 
+/// How this node checks, the same through every restart of the checker.
+#[derive(Clone)]
+pub(crate) struct Checks {
+    /// Whether other daemons share the store (and so the checks). With a store of its
+    /// own the share is everything, whatever old node records say.
+    pub(crate) shared: bool,
+    /// The networks checks may dial; `None` for any.
+    pub(crate) allowed: Option<Arc<AllowedNetworks>>,
+    /// What the checker counts, for `/metrics`.
+    pub(crate) counts: Arc<HealthMetrics>,
+}
+
 impl HealthChecker {
-    /// Checks this node's share of the instances until `shutdown`. With a store of its
-    /// own (`shared` false) the share is everything, whatever old node records say.
-    /// Checks dial only addresses in `allowed`, when given.
+    /// Checks this node's share of the instances until `shutdown`.
     pub(crate) async fn run(
         registry: Arc<Registry>,
         feed: Arc<Feed>,
         writer: Writer,
         this_node: Arc<ThisNode>,
-        shared: bool,
-        allowed: Option<Arc<AllowedNetworks>>,
+        checks: Checks,
         shutdown: CancellationToken,
     ) {
+        let Checks {
+            shared,
+            allowed,
+            counts,
+        } = checks;
         // Subscribe before the first read of the tables, so no change falls in between.
         let mut changes = feed.subscribe();
         let (unrecorded_tx, mut unrecorded_rx) = mpsc::unbounded_channel();
@@ -199,6 +218,7 @@ impl HealthChecker {
             running: FuturesUnordered::new(),
             waiting: VecDeque::new(),
             unrecorded_tx,
+            counts,
         };
         checker.online = checker.online_nodes();
         checker.reconcile_all();
@@ -208,10 +228,12 @@ impl HealthChecker {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 Some(id) = checker.timers.next_due() => checker.due(id),
-                Some((id, url, outcome)) = checker.running.next() => {
+                Some((id, url, outcome, (kind, took))) = checker.running.next() => {
                     if let Some(next) = checker.waiting.pop_front() {
                         checker.running.push(next);
+                        checker.counts.overdue(checker.waiting.len());
                     }
+                    checker.counts.checked(kind, outcome.status, Some(took));
                     checker.finished(id, url, outcome);
                 }
                 Some(unrecorded) = unrecorded_rx.recv() => checker.unrecorded(unrecorded),
@@ -339,18 +361,21 @@ impl HealthChecker {
         let probe: Running = match plan.probe.clone() {
             Probe::Ttl(ttl) => return self.judge_ttl(id, ttl),
             Probe::None => return,
+            // Timed from the probe's first poll: a wait for a slot is not its latency.
             Probe::Tcp { target } => {
                 let allowed = self.allowed.clone();
                 Box::pin(async move {
+                    let started = Instant::now();
                     let outcome = probe::tcp(&plan, &target, allowed.as_deref()).await;
-                    (id, url, outcome)
+                    (id, url, outcome, (CheckType::Tcp, started.elapsed()))
                 })
             }
             Probe::Http { url: check_url } => {
                 let (http, allowed) = (self.http.clone(), self.allowed.clone());
                 Box::pin(async move {
+                    let started = Instant::now();
                     let outcome = probe::http(&plan, &http, &check_url, allowed.as_deref()).await;
-                    (id, url, outcome)
+                    (id, url, outcome, (CheckType::Http, started.elapsed()))
                 })
             }
         };
@@ -358,6 +383,7 @@ impl HealthChecker {
             self.running.push(probe);
         } else {
             self.waiting.push_back(probe);
+            self.counts.overdue(self.waiting.len());
         }
     }
 
@@ -408,7 +434,17 @@ impl HealthChecker {
             Some(beat) => (Utc::now() - beat).to_std().unwrap_or_default(),
             None => entry.seen_at.elapsed(),
         };
-        let next = if silent_for >= ttl {
+        let expired = silent_for >= ttl;
+        self.counts.checked(
+            CheckType::Ttl,
+            if expired {
+                InstanceStatus::Unreachable
+            } else {
+                InstanceStatus::Healthy
+            },
+            None,
+        );
+        let next = if expired {
             if entry.machine.status() != InstanceStatus::Unreachable {
                 entry.machine.set(InstanceStatus::Unreachable);
                 let details = format!(

@@ -13,14 +13,14 @@ pub(crate) mod usage;
 pub(crate) use bootstrap::ensure_admin_token;
 
 use crate::auth::Actor;
-use crate::state::{Command, Writer};
+use crate::state::{Command, Registry, Writer};
 use crate::Config;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use registry_types::{limits, Node, NodeStatus};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use usage::UsageSampler;
@@ -30,6 +30,44 @@ const NODE_ID_FILE: &str = "node-id";
 
 /// A node is Offline once its last heartbeat is older than this many intervals.
 const OFFLINE_AFTER_INTERVALS: u32 = 3;
+
+/// Counts the nodes by liveness at each scrape: liveness follows the clock, not writes.
+pub(crate) struct NodesCollector {
+    this_node: Arc<ThisNode>,
+    registry: Arc<Registry>,
+}
+
+impl std::fmt::Debug for NodesCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodesCollector").finish_non_exhaustive()
+    }
+}
+
+impl prometheus_client::collector::Collector for NodesCollector {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> std::fmt::Result {
+        let now = Utc::now();
+        let (online, all) = {
+            let tables = self.registry.read();
+            let online = tables
+                .nodes()
+                .filter(|n| self.this_node.is_online(n, now))
+                .count();
+            (online as u64, tables.nodes().count() as u64)
+        };
+        crate::metrics::encode_gauges(
+            &mut encoder,
+            "nodes",
+            "Registry nodes by status",
+            [
+                ([("status", "Online")], online),
+                ([("status", "Offline")], all - online),
+            ],
+        )
+    }
+}
 
 /// The node this daemon runs on.
 pub(crate) struct ThisNode {
@@ -152,6 +190,14 @@ impl ThisNode {
         online.push(self.url.clone());
         online.sort();
         online
+    }
+
+    /// The nodes online and offline now, for `/metrics`.
+    pub(crate) fn collector(self: &Arc<Self>, registry: Arc<Registry>) -> NodesCollector {
+        NodesCollector {
+            this_node: self.clone(),
+            registry,
+        }
     }
 
     /// How often liveness can change without any write: the heartbeat interval.

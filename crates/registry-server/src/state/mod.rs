@@ -6,11 +6,13 @@
 
 mod audit;
 mod commands;
+mod gauges;
 mod records;
 mod stored;
 mod writer;
 
 pub(crate) use commands::{Command, Registration};
+pub(crate) use gauges::TablesCollector;
 pub(crate) use records::{Mutation, Record};
 pub(crate) use stored::StoredInstance;
 pub(crate) use writer::Writer;

@@ -38,6 +38,11 @@ impl StoredInstance {
         }
     }
 
+    /// What the latest checks found, without decoding.
+    pub(crate) fn status(&self) -> InstanceStatus {
+        self.status
+    }
+
     /// The instance, decoded.
     pub(crate) fn decode(&self) -> Instance {
         // Made from an `Instance` by the same serde code, so it always reads back.

@@ -26,11 +26,12 @@ use super::Mutation;
 use super::Registry;
 use crate::auth::Actor;
 use crate::feed::{Committed, Feed};
+use crate::metrics::{self, Counter, Histogram, Metrics};
 use crate::supervisor::{supervise, Task, Tasks};
 use crate::Error;
 use registry_store::{Change, Notice, Store, StoreError};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
@@ -57,6 +58,65 @@ type Reply = oneshot::Sender<Result<Applied, Error>>;
 /// A command and who gave it.
 type Order = (Command, Actor);
 
+/// What the writer counts, for `/metrics`.
+struct WriterMetrics {
+    batch_size: Histogram,
+    commit_duration: Histogram,
+    commits_failed: Counter,
+}
+
+impl WriterMetrics {
+    fn register(metrics: &Metrics) -> WriterMetrics {
+        let writer = WriterMetrics {
+            batch_size: Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+                1.0, 2.0, 11,
+            )),
+            commit_duration: metrics::latency_histogram(),
+            commits_failed: Counter::default(),
+        };
+        metrics.register(
+            "writer_batch_size",
+            "Commands committed together in one store transaction",
+            writer.batch_size.clone(),
+        );
+        metrics.register_seconds(
+            "writer_commit_duration",
+            "Time from sending a batch to the store to its being durable",
+            writer.commit_duration.clone(),
+        );
+        metrics.register(
+            "writer_commits_failed",
+            "Commits that failed (the store unavailable, or other nodes' changes unreadable): \
+             their writes were answered with an error",
+            writer.commits_failed.clone(),
+        );
+        writer
+    }
+}
+
+/// The commands queued for the writer, counted at scrape time. It holds a weak handle,
+/// so it never keeps the writer from ending.
+#[derive(Debug)]
+struct QueueDepth(mpsc::WeakSender<(Order, Reply)>);
+
+impl prometheus_client::collector::Collector for QueueDepth {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> std::fmt::Result {
+        let depth = self
+            .0
+            .upgrade()
+            .map_or(0, |queue| queue.max_capacity() - queue.capacity());
+        metrics::encode_gauge(
+            &mut encoder,
+            "writer_queue_depth",
+            "Commands waiting for the writer",
+            depth as u64,
+        )
+    }
+}
+
 /// A handle for submitting commands; cheap to clone.
 #[derive(Clone)]
 pub(crate) struct Writer {
@@ -72,13 +132,19 @@ impl Writer {
         registry: Arc<Registry>,
         feed: Arc<Feed>,
         tasks: Arc<Tasks>,
+        metrics: &Metrics,
     ) -> (Writer, JoinHandle<()>) {
         let (queue, receiver) = mpsc::channel(MAX_BATCH * 4);
+        metrics.register_collector(QueueDepth(queue.downgrade()));
+        let counts = Arc::new(WriterMetrics::register(metrics));
         let receiver = Arc::new(tokio::sync::Mutex::new(receiver));
         let task = tokio::spawn(supervise(Task::Writer, tasks, move || {
             let (store, registry, feed) = (store.clone(), registry.clone(), feed.clone());
-            let receiver = receiver.clone();
-            async move { run(store, registry, feed, &mut *receiver.lock_owned().await).await }
+            let (receiver, counts) = (receiver.clone(), counts.clone());
+            async move {
+                let receiver = &mut *receiver.lock_owned().await;
+                run(store, registry, feed, receiver, counts).await
+            }
         }));
         (Writer { queue }, task)
     }
@@ -103,6 +169,7 @@ async fn run(
     registry: Arc<Registry>,
     feed: Arc<Feed>,
     receiver: &mut mpsc::Receiver<(Order, Reply)>,
+    counts: Arc<WriterMetrics>,
 ) {
     let mut others = store.notifications();
     let mut audit = AuditLog::start();
@@ -129,7 +196,7 @@ async fn run(
         }
         if idle && !waiting.is_empty() {
             let (orders, replies) = waiting.drain(..).unzip();
-            in_flight = start(&store, &registry, orders, replies, None);
+            in_flight = start(&store, &registry, orders, replies, None, &counts);
             continue;
         }
         if !open && idle {
@@ -153,12 +220,12 @@ async fn run(
                         // before this one is applied and answered.
                         if !waiting.is_empty() {
                             let (orders, replies) = waiting.drain(..).unzip();
-                            in_flight = start(&store, &registry, orders, replies, Some(&done_batch));
+                            in_flight = start(&store, &registry, orders, replies, Some(&done_batch), &counts);
                         }
                         done_batch.apply_and_answer(&registry, &feed, &revisions, &mut audit);
                     }
                     Err(error) => {
-                        behind |= !recommit(store.as_ref(), &registry, &feed, done_batch, error, &mut audit).await;
+                        behind |= !recommit(store.as_ref(), &registry, &feed, done_batch, error, &mut audit, &counts).await;
                     }
                 }
             }
@@ -322,20 +389,46 @@ fn start(
     orders: Vec<Order>,
     replies: Vec<Reply>,
     before: Option<&Planned>,
+    counts: &Arc<WriterMetrics>,
 ) -> Option<InFlight> {
-    send(store, Planned::new(registry, orders, replies, before))
+    send(
+        store,
+        Planned::new(registry, orders, replies, before),
+        counts,
+    )
 }
 
 /// Sends a planned batch to the store. The batch it was planned on, if any, is already
 /// committed, so a batch that changes nothing can be answered at once.
-fn send(store: &Arc<dyn Store>, batch: Planned) -> Option<InFlight> {
+fn send(store: &Arc<dyn Store>, batch: Planned, counts: &Arc<WriterMetrics>) -> Option<InFlight> {
     if batch.mutations.is_empty() {
         answer(batch.replies, batch.outcomes, batch.planned_on, &[]);
         return None;
     }
     let (store, changes, planned_on) = (store.clone(), batch.changes.clone(), batch.planned_on);
-    let commit = tokio::spawn(async move { store.commit(changes, Some(planned_on)).await });
+    let (counts, commands) = (counts.clone(), batch.replies.len());
+    let commit = tokio::spawn(async move {
+        counts
+            .timed_commit(commands, store.commit(changes, Some(planned_on)))
+            .await
+    });
     Some(InFlight { batch, commit })
+}
+
+impl WriterMetrics {
+    /// Runs the commit of a batch of `commands`, counting it.
+    async fn timed_commit(
+        &self,
+        commands: usize,
+        commit: impl std::future::Future<Output = Result<Vec<u64>, StoreError>>,
+    ) -> Result<Vec<u64>, StoreError> {
+        self.batch_size.observe(commands as f64);
+        let started = Instant::now();
+        let committed = commit.await;
+        self.commit_duration
+            .observe(started.elapsed().as_secs_f64());
+        committed
+    }
 }
 
 fn answer(replies: Vec<Reply>, outcomes: Vec<Outcome>, planned_on: u64, revisions: &[u64]) {
@@ -361,6 +454,7 @@ async fn recommit(
     mut failed: Planned,
     mut error: StoreError,
     audit: &mut AuditLog,
+    counts: &WriterMetrics,
 ) -> bool {
     let mut attempts = 0;
     loop {
@@ -372,7 +466,7 @@ async fn recommit(
                         error = &e as &dyn std::error::Error,
                         "cannot read the changes of other daemons"
                     );
-                    refuse(failed.replies, &e);
+                    refuse(failed.replies, &e, counts);
                     return false;
                 }
             }
@@ -382,7 +476,7 @@ async fn recommit(
                     "commit failed; {} writes refused",
                     failed.replies.len()
                 );
-                refuse(failed.replies, &e);
+                refuse(failed.replies, &e, counts);
                 return true;
             }
         }
@@ -391,10 +485,8 @@ async fn recommit(
             answer(batch.replies, batch.outcomes, batch.planned_on, &[]);
             return true;
         }
-        match store
-            .commit(batch.changes.clone(), Some(batch.planned_on))
-            .await
-        {
+        let commit = store.commit(batch.changes.clone(), Some(batch.planned_on));
+        match counts.timed_commit(batch.replies.len(), commit).await {
             Ok(revisions) => {
                 batch.apply_and_answer(registry, feed, &revisions, audit);
                 return true;
@@ -404,7 +496,9 @@ async fn recommit(
     }
 }
 
-fn refuse(replies: Vec<Reply>, error: &StoreError) {
+/// Answers a failed commit's requests with its error, and counts it.
+fn refuse(replies: Vec<Reply>, error: &StoreError, counts: &WriterMetrics) {
+    counts.commits_failed.inc();
     for reply in replies {
         let _ = reply.send(Err(Error::from(error.clone())));
     }

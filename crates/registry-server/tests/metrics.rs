@@ -31,8 +31,14 @@ fn value(text: &str, series: &str) -> Option<f64> {
 async fn metrics_need_no_token_and_count_what_the_daemon_holds_and_does() {
     let d = Daemon::start().await;
     d.save_definition(json!({"id": "counted"})).await;
+    let mut web = Vec::new();
     for port in 1..=3 {
-        d.register(json!({"url": format!("http://127.0.0.1:{port}"), "slug": "web"}))
+        let url = format!("http://127.0.0.1:{port}");
+        web.push(d.register(json!({"url": url, "slug": "web"})).await);
+    }
+    // Dead addresses: each instance fails its first check, made at once.
+    for id in &web {
+        d.wait_for_status(id, "Unreachable", Duration::from_secs(10))
             .await;
     }
     let id = d
@@ -50,6 +56,8 @@ async fn metrics_need_no_token_and_count_what_the_daemon_holds_and_does() {
         .admin(Method::DELETE, "/registry-svc/instance/inst_gone", None)
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = d.send(Method::GET, "/ui/assets/app.js", None, None).await;
+    assert_eq!(r.status, StatusCode::OK);
 
     let text = scrape(&d).await;
     let expected = [
@@ -71,7 +79,14 @@ async fn metrics_need_no_token_and_count_what_the_daemon_holds_and_does() {
             4.0,
         ),
         // What the tables hold, counted at the scrape.
-        (r#"registry_instances{slug="web",status="Unknown"}"#, 3.0),
+        (
+            r#"registry_http_requests_total{route="/ui/assets/{name}",method="GET",status="200"}"#,
+            1.0,
+        ),
+        (
+            r#"registry_instances{slug="web",status="Unreachable"}"#,
+            3.0,
+        ),
         (r#"registry_instances{slug="web",status="Healthy"}"#, 0.0),
         ("registry_definitions", 1.0),
         ("registry_tokens", 1.0),
@@ -372,7 +387,9 @@ async fn on_a_shared_store_a_node_says_how_far_behind_the_store_it_is() {
     let admin = "metrics-cluster-admin";
     let a = db.start_daemon(tempfile::tempdir().unwrap(), admin).await;
     let b = db.start_daemon(tempfile::tempdir().unwrap(), admin).await;
-    a.register(json!({"url": "http://127.0.0.1:1", "slug": "shared"}))
+    // Not checked, so that it stays Unknown wherever it is counted.
+    a.register(json!({"url": "http://127.0.0.1:1", "slug": "shared",
+        "healthCheck": {"type": "none"}}))
         .await;
     let index = a.index_of(Method::GET, "/registry-svc/instances").await as f64;
     // Node b hears of the commit and applies it: the store's revision reaches it, and

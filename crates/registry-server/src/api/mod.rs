@@ -200,13 +200,14 @@ pub(crate) fn service(
        + Sync
        + 'static {
     let (routes, openapi) = routes();
-    // Every route the router serves: the documented ones, and the two below.
+    // Every route the router serves: the documented ones, the two below and the console's.
     let templates = openapi
         .paths
         .paths
         .keys()
         .cloned()
-        .chain(["/openapi.json".to_string(), "/docs".to_string()]);
+        .chain(["/openapi.json".to_string(), "/docs".to_string()])
+        .chain(crate::ui::templates());
     let measure = measure::MeasureLayer(measure::HttpMetrics::register(templates, &app.metrics));
     let openapi = Arc::new(
         serde_json::to_string_pretty(&document(openapi, app.dialect))

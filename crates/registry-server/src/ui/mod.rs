@@ -72,12 +72,22 @@ static ETAGS: LazyLock<Vec<HeaderValue>> = LazyLock::new(|| {
         .collect()
 });
 
+/// The console's route templates: the page (with and without its slash) and its assets.
+pub(crate) fn templates() -> [String; 3] {
+    [
+        PATH.to_string(),
+        format!("{PATH}/"),
+        format!("{PATH}/assets/{{name}}"),
+    ]
+}
+
 /// The console's routes, for any router state.
 pub(crate) fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
+    let [page_path, page_slash, asset] = templates();
     Router::new()
-        .route(PATH, get(page))
-        .route(&format!("{PATH}/"), get(page))
-        .route(&format!("{PATH}/assets/{{name}}"), get(named))
+        .route(&page_path, get(page))
+        .route(&page_slash, get(page))
+        .route(&asset, get(named))
 }
 
 async fn page(headers: HeaderMap) -> Response {

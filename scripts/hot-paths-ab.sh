@@ -7,30 +7,17 @@
 # instances in each (10 per slug), then runs wrk -t2 -c64 for 5 s on the discovery read
 # (GET /registry-svc/instances?slug=wrk-7) of A and of B in turn, ROUNDS times (default 8;
 # every other round B goes first), then ROUNDS/2 rounds of 5 s of new registrations on
-# each. Prints req/s per run; compare the sums, the machine drifts between rounds. Needs wrk.
+# each. Prints req/s per run; compare the sums, the machine drifts between rounds. Needs wrk
+# and registry-bench (BENCH, default target/release/registry-bench).
 set -u
 A=$1; B=$2; ROUNDS=${3:-8}
 DIR=$(mktemp -d)
 trap 'kill $(cat $DIR/a/pid $DIR/b/pid 2>/dev/null) 2>/dev/null; wait; rm -rf $DIR' EXIT
-# The script registry-bench's compare uses (REGISTER_SCRIPT in crates/registry-bench/src/http.rs):
-# a new 127.x address per request, slug wrk-(n % SLUGS), from address block FIRST.
+# The registration load registry-bench's compare uses: a new 127.x address per request,
+# slug wrk-(n % SLUGS), from address block FIRST, the same address again past CAP.
+BENCH=${BENCH:-$(dirname "$0")/../target/release/registry-bench}
 register_script() { # FIRST SLUGS CAP
-  cat <<LUA
-local threads = 0
-function setup(thread) thread:set("id", threads); threads = threads + 1 end
-local n = 0
-function init(args)
-  wrk.method = "PUT"
-  wrk.headers["Authorization"] = "Bearer " .. os.getenv("BENCH_TOKEN")
-  wrk.headers["Content-Type"] = "application/json"
-end
-function request()
-  n = math.min(n + 1, $3)
-  local body = string.format('{"url":"http://127.%d.%d.%d:%d","slug":"wrk-%d","healthCheck":{"type":"none"}}',
-    $1 + id, math.floor(n / 60000) % 250, 1 + math.floor(n / 250) % 250, 1 + n % 60000, n % $2)
-  return wrk.format(nil, "/registry-svc/instance", nil, body)
-end
-LUA
+  "$BENCH" register-script --first "$1" --slugs "$2" --cap "$3"
 }
 start() { # NAME BINARY
   mkdir -p $DIR/$1

@@ -343,7 +343,7 @@ async fn registry(
     let (bare, read) = (Wrk::mean(&bares), Wrk::mean(&reads));
     let scripts = TempDir::new()?;
     let script = scripts.path().join("register.lua");
-    std::fs::write(&script, http::REGISTER_SCRIPT)?;
+    std::fs::write(&script, http::REGISTER.lua())?;
     let register = tokio::task::block_in_place(|| {
         http::wrk(
             load,

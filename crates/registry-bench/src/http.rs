@@ -234,10 +234,30 @@ pub(crate) async fn bare_axum(body: Vec<u8>) -> Result<String> {
     Ok(url)
 }
 
-/// wrk script: a new instance per request, `PUT /registry-svc/instance`, with the admin
-/// token from `BENCH_TOKEN`. Every URL is new (thread number and request count in it), so
-/// each request registers rather than updates; all are on 127.100.0.0/14.
-pub(crate) const REGISTER_SCRIPT: &str = r#"
+/// The wrk script of the registration load, as `registry-bench register-script` prints it.
+#[derive(clap::Args, Clone, Copy)]
+pub(crate) struct RegisterScript {
+    /// Second octet of the first wrk thread's addresses (thread `t` uses `127.<first+t>.x.y`).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u8).range(1..=250))]
+    pub(crate) first: u8,
+    /// Slugs the instances are spread over (`wrk-0` … `wrk-<slugs-1>`).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub(crate) slugs: u32,
+    /// Registrations per wrk thread before it registers its last one again (an update).
+    #[arg(long, default_value_t = 1_000_000_000,
+        value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
+    pub(crate) cap: u64,
+}
+
+impl RegisterScript {
+    /// The script: a new instance per request, `PUT /registry-svc/instance`, with the
+    /// admin token from `BENCH_TOKEN`. Every URL is new until the cap (thread number and
+    /// request count in it), so each request registers rather than updates; all are on
+    /// 127.x addresses.
+    pub(crate) fn lua(self) -> String {
+        let RegisterScript { first, slugs, cap } = self;
+        format!(
+            r#"
 local threads = 0
 function setup(thread) thread:set("id", threads); threads = threads + 1 end
 local n = 0
@@ -247,9 +267,19 @@ function init(args)
   wrk.headers["Content-Type"] = "application/json"
 end
 function request()
-  n = n + 1
-  local body = string.format('{"url":"http://127.%d.%d.%d:%d","slug":"wrk-%d","healthCheck":{"type":"none"}}',
-    100 + id, math.floor(n / 60000) % 250, 1 + math.floor(n / 250) % 250, 1 + n % 60000, n % 1000)
+  n = math.min(n + 1, {cap})
+  local body = string.format('{{"url":"http://127.%d.%d.%d:%d","slug":"wrk-%d","healthCheck":{{"type":"none"}}}}',
+    {first} + id, math.floor(n / 60000) % 250, 1 + math.floor(n / 250) % 250, 1 + n % 60000, n % {slugs})
   return wrk.format(nil, "/registry-svc/instance", nil, body)
 end
-"#;
+"#
+        )
+    }
+}
+
+/// The registration load of `compare`: the defaults.
+pub(crate) const REGISTER: RegisterScript = RegisterScript {
+    first: 100,
+    slugs: 1000,
+    cap: 1_000_000_000,
+};

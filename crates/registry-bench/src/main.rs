@@ -105,6 +105,8 @@ enum Bench {
     /// A long run of registrations, removals, flapping targets, watchers and subscribers
     /// coming and going, sampling the daemon's memory, descriptors and threads for leaks.
     Soak(soak::SoakArgs),
+    /// Prints the wrk script of the registration load (for scripts/hot-paths-ab.sh).
+    RegisterScript(http::RegisterScript),
 }
 
 #[derive(Args, Clone)]
@@ -155,6 +157,10 @@ async fn main() -> ExitCode {
                 Bench::Pick(args) => pick::run(args).await,
                 Bench::Compare(args) => compare::run(args).await,
                 Bench::Soak(args) => soak::run(args).await,
+                Bench::RegisterScript(script) => {
+                    print!("{}", script.lua());
+                    Ok(())
+                }
             }
         } => result,
         _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),

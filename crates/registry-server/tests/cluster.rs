@@ -1031,3 +1031,57 @@ async fn each_node_is_judged_by_the_heartbeat_interval_it_publishes() {
         "Offline after {silent:?} of silence, before three of its own intervals: {offline}"
     );
 }
+
+#[tokio::test]
+async fn a_slow_node_takes_over_a_fast_one_as_soon_as_it_falls_silent() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    // The survivor heartbeats every 30 s; the node that crashes is Offline after 600 ms of
+    // silence. Looking again only at its own pace, the survivor would take over up to
+    // 30 s late.
+    let mut fast = node(&db.url, FAST_HEARTBEAT).await;
+    let survivor = node(&db.url, Duration::from_secs(30)).await;
+    wait_all_online(&[&fast, &survivor]).await;
+
+    let mut listeners = Vec::new();
+    let mut ids = Vec::new();
+    for _ in 0..12 {
+        let listener = Listener::start().await;
+        let check =
+            json!({"healthCheck": {"type": "tcp", "interval": "1s", "unhealthyThreshold": 1}});
+        ids.push(
+            survivor
+                .register(checked_instance(listener.port, check))
+                .await,
+        );
+        listeners.push(listener);
+    }
+    if let Err(last) = wait_all_checked(&survivor, &ids, "Healthy").await {
+        panic!("not all Healthy: {last:?}");
+    }
+    let shares = wait_for_value(
+        DEADLINE,
+        || async { json!(checkers(&[&fast, &survivor], &ids, Duration::from_millis(300)).await) },
+        |found| found.as_array().is_some_and(|f| f.contains(&json!(0))),
+    )
+    .await
+    .unwrap_or_else(|last| panic!("the fast node checks nothing: {last:?}"));
+
+    crash(&mut fast);
+    let crashed_at = tokio::time::Instant::now();
+    for listener in listeners {
+        listener.stop().await;
+    }
+    // Silent for 600 ms, then the fast node's share is first checked at a random point of
+    // its 1 s interval, and one failure makes it Unreachable: about 2 s, given slack here.
+    if let Err(last) = wait_all_checked(&survivor, &ids, "Unreachable").await {
+        panic!("the survivor did not take over every check: {last:?}");
+    }
+    let took = crashed_at.elapsed();
+    assert!(
+        took < Duration::from_secs(6),
+        "the survivor took {took:?} to see every instance of the crashed node's share \
+         ({shares:?}) fail"
+    );
+}

@@ -23,7 +23,8 @@
 //!
 //! When several daemons share one store, each checks only its share (`assign`): an
 //! instance is checked by exactly one online node, and a node that goes silent has its
-//! share taken over within a heartbeat interval of being declared Offline.
+//! share taken over as soon as it counts as Offline (the checker looks again when the
+//! next node would fall silent, not at its own pace).
 
 mod assign;
 mod counts;
@@ -57,6 +58,10 @@ use tokio_util::time::{delay_queue, DelayQueue};
 
 /// Most checks running at once.
 pub(crate) const MAX_IN_FLIGHT: usize = 512;
+
+/// How long after a node would go silent the checks are shared anew: enough for the
+/// clock to be past its last moment Online.
+const SILENCE_MARGIN: Duration = Duration::from_millis(10);
 
 /// The coarsest grid timers are rounded up to; an interval shorter than 40 grid steps
 /// gets a grid of 1/40 of it, so rounding never adds more than 2.5% to an interval.
@@ -202,9 +207,10 @@ impl HealthChecker {
         // Subscribe before the first read of the tables, so no change falls in between.
         let mut changes = feed.subscribe();
         let (unrecorded_tx, mut unrecorded_rx) = mpsc::unbounded_channel();
-        // Nodes go offline by staying silent, which no change announces: look again
-        // every heartbeat interval.
-        let mut reassess = tokio::time::interval(this_node.interval());
+        // Nodes go offline by staying silent, which no change announces: look again when
+        // the first of them would go silent, and at least every heartbeat interval.
+        let reassess = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(reassess);
         let mut checker = HealthChecker {
             online: vec![this_node.url.clone()],
             shared,
@@ -220,8 +226,10 @@ impl HealthChecker {
             unrecorded_tx,
             counts,
         };
-        checker.online = checker.online_nodes();
+        let (online, next) = checker.look();
+        checker.online = online;
         checker.reconcile_all();
+        reassess.as_mut().reset(tokio::time::Instant::now() + next);
         let mut flush =
             tokio::time::interval_at(tokio::time::Instant::now() + FLUSH_EVERY, FLUSH_EVERY);
         loop {
@@ -237,18 +245,23 @@ impl HealthChecker {
                     checker.finished(id, url, outcome);
                 }
                 Some(unrecorded) = unrecorded_rx.recv() => checker.unrecorded(unrecorded),
-                _ = reassess.tick() => checker.reassess(),
+                _ = &mut reassess => {
+                    let next = checker.reassess();
+                    reassess.as_mut().reset(tokio::time::Instant::now() + next);
+                }
                 change = changes.recv() => match change {
                     Ok(Announcement::Changes(batch)) => {
                         if batch.iter().any(|c| c.kind == Kind::Node) {
-                            checker.reassess();
+                            let next = checker.reassess();
+                            reassess.as_mut().reset(tokio::time::Instant::now() + next);
                         }
                         for c in batch.iter().filter(|c| c.kind == Kind::Instance) {
                             checker.reconcile(&c.key, FirstCheck::AtOnce);
                         }
                     }
                     Ok(Announcement::Reloaded) | Err(broadcast::error::RecvError::Lagged(_)) => {
-                        checker.reassess();
+                        let next = checker.reassess();
+                        reassess.as_mut().reset(tokio::time::Instant::now() + next);
                         checker.reconcile_all();
                     }
                     Err(broadcast::error::RecvError::Closed) => return,
@@ -262,25 +275,31 @@ impl HealthChecker {
         }
     }
 
-    /// The nodes the checks are shared among: every online one when the store is
-    /// shared, else this one alone.
-    fn online_nodes(&self) -> Vec<String> {
-        if self.shared {
-            self.this_node
-                .online_nodes(&self.registry.read(), Utc::now())
-        } else {
-            vec![self.this_node.url.clone()]
-        }
-    }
-
-    /// Re-reads which nodes are online; a different set re-divides the instances.
-    fn reassess(&mut self) {
-        let online = self.online_nodes();
+    /// Re-reads which nodes are online (every online one when the store is shared, else
+    /// this one alone); a different set re-divides the instances. Returns when to look
+    /// again: just after the first other node would go silent, and within this node's
+    /// heartbeat interval.
+    fn reassess(&mut self) -> Duration {
+        let (online, next) = self.look();
         if online != self.online {
             tracing::info!(nodes = ?online, "online nodes changed; sharing the checks anew");
             self.online = online;
             self.reconcile_all();
         }
+        next
+    }
+
+    /// The nodes online now, and when to look again (see [`HealthChecker::reassess`]).
+    fn look(&self) -> (Vec<String>, Duration) {
+        let interval = self.this_node.interval();
+        let (online, next_silence) = if self.shared {
+            self.this_node
+                .online_nodes(&self.registry.read(), Utc::now())
+        } else {
+            (vec![self.this_node.url.clone()], None)
+        };
+        let next = next_silence.map_or(interval, |left| (left + SILENCE_MARGIN).min(interval));
+        (online, next)
     }
 
     fn reconcile_all(&mut self) {

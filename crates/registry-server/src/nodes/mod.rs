@@ -140,12 +140,17 @@ impl ThisNode {
 
     /// Whether `node` heartbeated within the last three of its own intervals.
     pub(crate) fn is_online(&self, node: &Node, now: DateTime<Utc>) -> bool {
+        self.online_for(node, now).is_some()
+    }
+
+    /// How much longer `node` stays Online without another heartbeat; `None` when it is
+    /// Offline now.
+    fn online_for(&self, node: &Node, now: DateTime<Utc>) -> Option<Duration> {
         let offline_after = self.interval_of(node) * OFFLINE_AFTER_INTERVALS;
-        node.last_heartbeat.is_some_and(|beat| {
-            now.signed_duration_since(beat)
-                .to_std()
-                .map_or(true, |age| age <= offline_after)
-        })
+        let beat = node.last_heartbeat?;
+        // A heartbeat stamped ahead of this node's clock counts as just now.
+        let age = now.signed_duration_since(beat).to_std().unwrap_or_default();
+        offline_after.checked_sub(age)
     }
 
     /// The heartbeat interval `node` publishes, so that a node heartbeating more slowly
@@ -177,19 +182,27 @@ impl ThisNode {
 
     /// URLs of the nodes online now, this one always among them (its record may be
     /// missing for a moment after an admin removed it).
+    /// The URLs of the online nodes, this one included, sorted; and how long until the
+    /// first of the others goes Offline if it stays silent (`None` when no other is
+    /// online): when to look again, as no change announces a node falling silent.
     pub(crate) fn online_nodes(
         &self,
         tables: &crate::state::Tables,
         now: DateTime<Utc>,
-    ) -> Vec<String> {
+    ) -> (Vec<String>, Option<Duration>) {
+        let mut next_silence: Option<Duration> = None;
         let mut online: Vec<String> = tables
             .nodes()
-            .filter(|n| n.url != self.url && self.is_online(n, now))
-            .map(|n| n.url.clone())
+            .filter(|n| n.url != self.url)
+            .filter_map(|n| {
+                let left = self.online_for(n, now)?;
+                next_silence = Some(next_silence.map_or(left, |next| next.min(left)));
+                Some(n.url.clone())
+            })
             .collect();
         online.push(self.url.clone());
         online.sort();
-        online
+        (online, next_silence)
     }
 
     /// The nodes online and offline now, for `/metrics`.

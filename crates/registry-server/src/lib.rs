@@ -33,6 +33,7 @@
 //! with the small leaf modules (config, error, ids, cache, rate limits, the supervisor,
 //! the networks checks may dial) below them all.
 
+mod accept;
 mod api;
 mod auth;
 mod backup;

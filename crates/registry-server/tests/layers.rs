@@ -28,6 +28,7 @@ const LAYERS: &[&[&str]] = &[
     &["config"],
     // Small leaves.
     &[
+        "accept",
         "cache",
         "check_allow",
         "cors",

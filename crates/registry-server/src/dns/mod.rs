@@ -66,8 +66,6 @@ const UDP_STOP_POLL: Duration = Duration::from_millis(200);
 const UDP_SEND_TIMEOUT: Duration = Duration::from_millis(1);
 /// How long a TCP connection may sit idle or take to send a query or read an answer.
 const TCP_TIMEOUT: Duration = Duration::from_secs(5);
-/// Pause after a failed accept (out of file descriptors), so the loop does not spin.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// A DNS server bound to its UDP and TCP sockets, serving until shutdown.
 pub(crate) struct DnsServer {
@@ -234,12 +232,12 @@ async fn accept_tcp(
     tracker: TaskTracker,
     shutdown: CancellationToken,
 ) {
+    let mut accept_errors = crate::accept::AcceptErrors::default();
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(e) => {
-                tracing::warn!(error = %e, "DNS TCP accept failed");
-                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                accept_errors.failed("dns", &e).await;
                 continue;
             }
         };

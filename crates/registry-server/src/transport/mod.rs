@@ -141,21 +141,14 @@ pub(crate) async fn serve<S>(
 {
     let connections = Arc::new(Connections::new(limits.max_connections));
     let tracker = TaskTracker::new();
-    let mut accept_errors = RateLimitedLog::default();
+    let mut accept_errors = crate::accept::AcceptErrors::default();
     loop {
         let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(e) => {
-                    // Out of descriptors (or memory) lasts until connections close: wait
-                    // instead of spinning on an error that comes back at once.
-                    if accept_errors.due() {
-                        tracing::warn!(error = %e, "cannot accept a connection");
-                    }
-                    if is_resource_exhaustion(&e) {
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
+                    accept_errors.failed("http", &e).await;
                     continue;
                 }
             },
@@ -183,11 +176,6 @@ pub(crate) async fn serve<S>(
     drop(listener);
     tracker.close();
     tracker.wait().await;
-}
-
-fn is_resource_exhaustion(e: &std::io::Error) -> bool {
-    // EMFILE, ENFILE, ENOBUFS, ENOMEM: the accept fails again until something is freed.
-    matches!(e.raw_os_error(), Some(24 | 23 | 105 | 12))
 }
 
 /// The open connections, oldest first, for the cap.
@@ -261,26 +249,6 @@ pub(crate) struct Admitted {
 impl Drop for Admitted {
     fn drop(&mut self) {
         self.connections.open.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// Lets a repeated log line through at most once per period.
-#[derive(Default)]
-struct RateLimitedLog {
-    last: Option<Instant>,
-}
-
-impl RateLimitedLog {
-    fn due(&mut self) -> bool {
-        let now = Instant::now();
-        if self
-            .last
-            .is_some_and(|last| now.duration_since(last) < Duration::from_secs(1))
-        {
-            return false;
-        }
-        self.last = Some(now);
-        true
     }
 }
 

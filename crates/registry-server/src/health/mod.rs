@@ -50,9 +50,11 @@ use rand::Rng;
 use registry_store::Kind;
 use registry_types::InstanceStatus;
 use std::collections::{HashMap, VecDeque};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc};
+use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 use tokio_util::time::{delay_queue, DelayQueue};
 
@@ -245,23 +247,18 @@ impl HealthChecker {
                     checker.finished(id, url, outcome);
                 }
                 Some(unrecorded) = unrecorded_rx.recv() => checker.unrecorded(unrecorded),
-                _ = &mut reassess => {
-                    let next = checker.reassess();
-                    reassess.as_mut().reset(tokio::time::Instant::now() + next);
-                }
+                _ = &mut reassess => checker.reassess(reassess.as_mut()),
                 change = changes.recv() => match change {
                     Ok(Announcement::Changes(batch)) => {
                         if batch.iter().any(|c| c.kind == Kind::Node) {
-                            let next = checker.reassess();
-                            reassess.as_mut().reset(tokio::time::Instant::now() + next);
+                            checker.reassess(reassess.as_mut());
                         }
                         for c in batch.iter().filter(|c| c.kind == Kind::Instance) {
                             checker.reconcile(&c.key, FirstCheck::AtOnce);
                         }
                     }
                     Ok(Announcement::Reloaded) | Err(broadcast::error::RecvError::Lagged(_)) => {
-                        let next = checker.reassess();
-                        reassess.as_mut().reset(tokio::time::Instant::now() + next);
+                        checker.reassess(reassess.as_mut());
                         checker.reconcile_all();
                     }
                     Err(broadcast::error::RecvError::Closed) => return,
@@ -276,20 +273,20 @@ impl HealthChecker {
     }
 
     /// Re-reads which nodes are online (every online one when the store is shared, else
-    /// this one alone); a different set re-divides the instances. Returns when to look
-    /// again: just after the first other node would go silent, and within this node's
-    /// heartbeat interval.
-    fn reassess(&mut self) -> Duration {
+    /// this one alone); a different set re-divides the instances. Sets `again` to when to
+    /// look again.
+    fn reassess(&mut self, again: Pin<&mut Sleep>) {
         let (online, next) = self.look();
+        again.reset(tokio::time::Instant::now() + next);
         if online != self.online {
             tracing::info!(nodes = ?online, "online nodes changed; sharing the checks anew");
             self.online = online;
             self.reconcile_all();
         }
-        next
     }
 
-    /// The nodes online now, and when to look again (see [`HealthChecker::reassess`]).
+    /// The nodes online now, and when to look again: just after the first other node
+    /// would go silent, and within this node's heartbeat interval.
     fn look(&self) -> (Vec<String>, Duration) {
         let interval = self.this_node.interval();
         let (online, next_silence) = if self.shared {

@@ -20,8 +20,8 @@ mod serve;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
-/// Each project's dialect, the name of its npm package and its Go build tag.
-const PROJECTS: [(&str, &str, &str); 2] = [
+/// The two projects.
+const PROJECTS: [Project; 2] = [
     ("openorch", "@openorch/client", ""),
     ("1backend", "@1backend/client", "onebackend"),
 ];
@@ -75,14 +75,18 @@ fn missing(why: &str, fix: &str) {
     eprintln!("skipped: {why} (see docs/testing.md, published clients)");
 }
 
+/// Each project's dialect, the name of its npm package and its Go build tag.
+type Project = (&'static str, &'static str, &'static str);
+
 /// Runs each project's driver against a fresh daemon in its dialect and fails with every
 /// driver's report when any call failed.
-fn against_each_dialect(driver: impl Fn(&str, &Serve) -> Output) {
+fn against_each_dialect(driver: impl Fn(Project, &Serve) -> Output) {
     let mut reports = Vec::new();
     let mut failed = false;
-    for (dialect, _, _) in PROJECTS {
+    for project in PROJECTS {
+        let dialect = project.0;
         let serve = Serve::start(dialect);
-        let run = driver(dialect, &serve);
+        let run = driver(project, &serve);
         failed |= !run.status.success();
         reports.push(format!(
             "== against REGISTRY_DIALECT={dialect} ({})\n{}{}",
@@ -120,11 +124,10 @@ fn published_npm_clients_call_every_endpoint_in_their_dialect() {
         Err(why) => return missing(&why, ".ci/run installs the npm clients"),
     };
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/npm-clients/run.mjs");
-    against_each_dialect(|dialect, serve| {
-        let (_, package, _) = PROJECTS.iter().find(|p| p.0 == dialect).unwrap();
+    against_each_dialect(|(_, package, _), serve| {
         Command::new("node")
             .arg(&script)
-            .args([*package, serve.base_url.as_str(), serve.token.as_str()])
+            .args([package, serve.base_url.as_str(), serve.token.as_str()])
             .env("REGISTRY_NPM_CLIENTS", &modules)
             .output()
             .expect("node runs")
@@ -215,8 +218,7 @@ fn published_go_clients_call_every_endpoint_in_their_dialect() {
         }
     };
     let work = tempfile::tempdir().unwrap();
-    against_each_dialect(|dialect, serve| {
-        let (_, _, tag) = PROJECTS.iter().find(|p| p.0 == dialect).unwrap();
+    against_each_dialect(|(dialect, _, tag), serve| {
         let driver = build_go_driver(&go, &sources.join(dialect), tag, &work.path().join(dialect));
         Command::new(driver)
             .args(["-url", &serve.base_url, "-token", &serve.token])

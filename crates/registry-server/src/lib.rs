@@ -257,6 +257,12 @@ pub async fn start_with_store(
             )
         })
     });
+    let notes = tokio::spawn(state::notes::run(
+        store.clone(),
+        registry.clone(),
+        config.database_url.is_some(),
+        shutdown.clone(),
+    ));
     let user_svc_key = auth::UserSvcKey::from_config(&config)?;
     let auth = Arc::new(auth::AuthState {
         tokens: registry.clone(),
@@ -306,6 +312,7 @@ pub async fn start_with_store(
     let mut tasks = vec![
         heartbeat.abort_handle(),
         health.abort_handle(),
+        notes.abort_handle(),
         writer_task.abort_handle(),
     ];
     if let Some(key) = user_svc_key {
@@ -327,7 +334,8 @@ pub async fn start_with_store(
             }
             heartbeat.await.ok();
             health.await.ok();
-            health::flush_health(&registry, &writer, &this_node.actor).await;
+            notes.await.ok();
+            state::notes::write(store.as_ref(), &registry).await;
             // That was the last writer handle (the router's went with the server): the
             // writer commits what is queued and ends.
             drop(writer);

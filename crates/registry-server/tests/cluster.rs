@@ -122,7 +122,7 @@ async fn definition_ids(d: &Daemon) -> BTreeSet<String> {
 /// Which node checks each of `ids`, as an index into `nodes`; `None` while any is unclear.
 ///
 /// The node checking an instance keeps the heartbeat of every successful check in its
-/// own memory (they are written durably only once a minute), so its view of
+/// own memory (the others get them as notes, every few seconds), so its view of
 /// `lastHeartbeat` runs ahead of every other node's. An instance counts as checked by one
 /// node when that node's view leads every other by at least `lead`; two nodes checking
 /// the same instance would both keep their views fresh and never lead each other by it.
@@ -1084,4 +1084,206 @@ async fn a_slow_node_takes_over_a_fast_one_as_soon_as_it_falls_silent() {
         "the survivor took {took:?} to see every instance of the crashed node's share \
          ({shares:?}) fail"
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// Writers on every node
+// ---------------------------------------------------------------------------------------
+
+/// How many batches the writers of `nodes` planned again because another node had
+/// changed what they read (`registry_writer_replans_total`, summed).
+async fn replans(nodes: &[&Daemon]) -> u64 {
+    let mut total = 0;
+    for d in nodes {
+        let r = d.send(Method::GET, "/metrics", None, None).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        let count = r
+            .text
+            .lines()
+            .find_map(|line| line.strip_prefix("registry_writer_replans_total "))
+            .unwrap_or_else(|| panic!("no re-plan counter in {}", r.text));
+        total += count.parse::<u64>().unwrap();
+    }
+    total
+}
+
+/// Registers each of `urls` (unchecked, slug `slug`) on `d`, `writers` at a time; returns
+/// the id each registration was answered with, in the order of `urls`.
+async fn register_all(d: &Daemon, slug: &str, urls: &[String], writers: usize) -> Vec<String> {
+    let mut ids = vec![String::new(); urls.len()];
+    for (chunk, start) in urls.chunks(writers).zip((0..).step_by(writers)) {
+        let pending: Vec<_> = chunk
+            .iter()
+            .map(|url| {
+                tokio::spawn(d.register(json!({"url": url, "slug": slug,
+                                               "healthCheck": {"type": "none"}})))
+            })
+            .collect();
+        for (i, task) in pending.into_iter().enumerate() {
+            ids[start + i] = task.await.unwrap();
+        }
+    }
+    ids
+}
+
+#[tokio::test]
+async fn writers_on_three_nodes_lose_no_update_and_replan_only_on_real_conflicts() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let nodes = cluster(&db, SLOW_HEARTBEAT).await;
+    let all: Vec<&Daemon> = nodes.iter().collect();
+    let before = replans(&all).await;
+
+    // Disjoint writes: each node registers URLs of its own, all at once.
+    let per_node = 150;
+    let own_urls = |n: usize| -> Vec<String> {
+        (0..per_node)
+            .map(|i| format!("http://127.0.{n}.1:{}/own", 1000 + i))
+            .collect()
+    };
+    let written = futures_util::future::join_all(
+        nodes
+            .iter()
+            .enumerate()
+            .map(|(n, d)| async move { register_all(d, "disjoint", &own_urls(n), 16).await }),
+    )
+    .await;
+    let ids: BTreeSet<String> = written.into_iter().flatten().collect();
+    assert_eq!(ids.len(), 3 * per_node, "one instance per registration");
+    for d in &all {
+        let every = wait_until(DEADLINE, || async {
+            let listed = instances_by_id(d, "slug=disjoint").await;
+            ids.iter().all(|id| listed.contains_key(id))
+        })
+        .await;
+        assert!(every, "{} does not list every registration", d.url(""));
+    }
+    let disjoint = replans(&all).await - before;
+    assert_eq!(
+        disjoint, 0,
+        "writes to different objects on different nodes were planned again"
+    );
+
+    // Conflicting writes: every node registers the same URLs at the same moment. A
+    // registration finds the instance at its URL, so each URL must stay one instance,
+    // whichever node committed first: the others' plans are refused and made again.
+    let contested: Vec<String> = (0..60)
+        .map(|i| format!("http://127.0.9.1:{}/contested", 2000 + i))
+        .collect();
+    let orders = vec![contested.clone(); 3];
+    let answers = futures_util::future::join_all(
+        nodes
+            .iter()
+            .zip(&orders)
+            .map(|(d, order)| register_all(d, "contested", order, 16)),
+    )
+    .await;
+    let mut id_of_url: HashMap<&str, BTreeSet<&str>> = HashMap::new();
+    for (order, ids) in orders.iter().zip(&answers) {
+        for (url, id) in order.iter().zip(ids) {
+            id_of_url.entry(url).or_default().insert(id);
+        }
+    }
+    let split: Vec<_> = id_of_url.iter().filter(|(_, ids)| ids.len() > 1).collect();
+    assert!(
+        split.is_empty(),
+        "URLs registered as several instances: {split:?}"
+    );
+    for d in &all {
+        let one_each = wait_until(DEADLINE, || async {
+            instances_by_id(d, "slug=contested").await.len() == contested.len()
+        })
+        .await;
+        assert!(
+            one_each,
+            "{} lists {} contested instances, not {}",
+            d.url(""),
+            instances_by_id(d, "slug=contested").await.len(),
+            contested.len()
+        );
+    }
+    eprintln!(
+        "re-plans: {disjoint} for {} disjoint writes, {} for {} contested ones",
+        3 * per_node,
+        replans(&all).await - before - disjoint,
+        3 * contested.len()
+    );
+    for d in nodes {
+        d.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn health_details_reach_every_node_within_seconds_and_wake_no_watcher() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let [a, b, c] = cluster(&db, SLOW_HEARTBEAT).await;
+    let listener = Listener::start().await;
+    let id = a
+        .register(json!({"url": listener.url(), "slug": "quiet",
+                         "healthCheck": {"type": "tcp", "interval": "1s"}}))
+        .await;
+    for d in [&a, &b, &c] {
+        d.wait_for_status(&id, "Healthy", DEADLINE).await;
+    }
+
+    // A blocking query on B and an event stream on C, for a minute and more.
+    let quiet_for = Duration::from_secs(65);
+    let since = b.list_instances("slug=quiet").await.index();
+    let blocked = b.spawn_get(&format!(
+        "/registry-svc/instances?slug=quiet&index={since}&wait={}s",
+        quiet_for.as_secs()
+    ));
+    let stream_since = c.list_instances("").await.index();
+    let response = c
+        .events_request(&format!("since={stream_since}&kind=instance"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut events = EventStream::new(response);
+    let stream = tokio::spawn(async move {
+        tokio::time::timeout(quiet_for - Duration::from_secs(2), events.next())
+            .await
+            .ok()
+    });
+
+    // Meanwhile every check's heartbeat reaches every node within seconds: checks every
+    // second, notes written and read every two.
+    let started = tokio::time::Instant::now();
+    let mut samples = tokio::time::interval(Duration::from_secs(1));
+    let mut worst = chrono::Duration::zero();
+    while started.elapsed() < quiet_for - Duration::from_secs(5) {
+        samples.tick().await;
+        for d in [&a, &b, &c] {
+            let instance = d.instance(&id).await.unwrap();
+            assert_eq!(status(&instance), "Healthy", "{instance}");
+            let beat = last_heartbeat(&instance).expect("a Healthy instance has a heartbeat");
+            worst = worst.max(chrono::Utc::now() - beat);
+        }
+    }
+    assert!(
+        worst < chrono::Duration::seconds(10),
+        "a node's view of the heartbeat lagged {worst} behind the checks"
+    );
+
+    let event = stream.await.unwrap();
+    assert!(
+        event.is_none(),
+        "an instance event in a quiet minute: {event:?}"
+    );
+    let r = blocked.await.unwrap();
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(
+        r.index(),
+        since,
+        "the blocking query woke for a change in a quiet minute: {}",
+        r.text
+    );
+    for d in [a, b, c] {
+        d.stop().await;
+    }
+    listener.stop().await;
 }

@@ -94,6 +94,7 @@ async fn metrics_need_no_token_and_count_what_the_daemon_holds_and_does() {
         (r#"registry_nodes{status="Offline"}"#, 0.0),
         ("registry_writer_queue_depth", 0.0),
         ("registry_writer_commits_failed_total", 0.0),
+        ("registry_writer_replans_total", 0.0),
         ("registry_feed_blocking_watchers", 0.0),
         ("registry_feed_event_subscribers", 0.0),
         (

@@ -239,6 +239,7 @@ fn stored_out_of_range(id: &str, url: &str) -> Change {
         kind: Kind::Instance,
         key: id.into(),
         body: Some(serde_json::to_string(&instance).unwrap().into()),
+        claim: Some(url.into()),
         by: None,
     }
 }

@@ -6,7 +6,9 @@ use async_trait::async_trait;
 use common::hooked::{Hooked, Hooks};
 use common::postgres::TestDatabase;
 use registry_store::postgres::NOTIFY_CHANNEL;
-use registry_store::{Change, Kind, PostgresStore, Snapshot, SqliteStore, Store, StoreError};
+use registry_store::{
+    Basis, Change, Kind, Note, PostgresStore, Read, Snapshot, SqliteStore, Store, StoreError,
+};
 use registry_types::{Definition, Instance};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
@@ -21,6 +23,7 @@ fn put(kind: Kind, key: &str, object: impl serde::Serialize) -> Change {
         kind,
         key: key.into(),
         body: Some(serde_json::to_string(&object).unwrap().into()),
+        claim: None,
         by: None,
     }
 }
@@ -30,10 +33,12 @@ fn delete(kind: Kind, key: &str) -> Change {
         kind,
         key: key.into(),
         body: None,
+        claim: None,
         by: None,
     }
 }
 
+/// A put of an instance, which claims its URL.
 fn instance(id: &str, url: &str) -> Change {
     let instance = Instance {
         id: id.into(),
@@ -41,7 +46,35 @@ fn instance(id: &str, url: &str) -> Change {
         slug: "svc".into(),
         ..Default::default()
     };
-    put(Kind::Instance, id, instance)
+    Change {
+        claim: Some(url.into()),
+        ..put(Kind::Instance, id, instance)
+    }
+}
+
+/// A basis at `revision` that read `reads`.
+fn basis(revision: u64, reads: &[Read]) -> Option<Basis> {
+    Some(Basis {
+        revision,
+        reads: reads.to_vec(),
+    })
+}
+
+fn note(key: &str, text: &str) -> Note {
+    Note {
+        kind: Kind::Instance,
+        key: key.into(),
+        body: format!("{{\"details\":{text:?}}}").into(),
+    }
+}
+
+fn notes(snapshot: &Snapshot) -> Vec<(String, String)> {
+    let mut notes: Vec<_> = snapshot
+        .notes()
+        .map(|n| (n.key.to_string(), n.body.to_string()))
+        .collect();
+    notes.sort();
+    notes
 }
 
 fn definition(id: &str) -> Change {
@@ -123,12 +156,45 @@ where
         "latest put wins"
     );
 
-    // A commit planned on an older revision changes nothing.
-    let stale = store.commit(vec![definition("late")], Some(4)).await;
-    assert!(
-        matches!(stale, Err(StoreError::Stale { latest: 5 })),
-        "{stale:?}"
-    );
+    // A commit planned on an older revision changes nothing if what it relied on
+    // changed since: an object it read, one it writes, a claim it looked up or takes,
+    // or any object of a kind it read whole.
+    let instance_b = Read::Object(Kind::Instance, "b".into());
+    for (reads, change) in [
+        (vec![instance_b.clone()], definition("late")),
+        (vec![], instance("b", "http://127.0.0.1:4")),
+        (
+            vec![Read::Claim("http://127.0.0.1:3".into())],
+            definition("late"),
+        ),
+        (vec![], instance("c", "http://127.0.0.1:3")),
+        (vec![Read::Kind(Kind::Instance)], definition("late")),
+    ] {
+        let stale = store.commit(vec![change], basis(4, &reads)).await;
+        assert!(
+            matches!(stale, Err(StoreError::Stale { latest: 5 })),
+            "{reads:?}: {stale:?}"
+        );
+    }
+    // Changes since to other objects do not count.
+    let unrelated = [
+        Read::Object(Kind::Definition, "d1".into()),
+        Read::Object(Kind::Instance, "a".into()),
+        Read::Claim("http://127.0.0.1:2".into()),
+        Read::Kind(Kind::Token),
+    ];
+    let late = store
+        .commit(vec![definition("late")], basis(4, &unrelated))
+        .await
+        .unwrap();
+    assert_eq!(late, [6]);
+    store
+        .commit(
+            vec![delete(Kind::Definition, "late")],
+            basis(6, &[instance_b]),
+        )
+        .await
+        .unwrap();
 
     let log = store.changes_since(0, 100).await.unwrap();
     assert!(!log.trimmed);
@@ -144,14 +210,49 @@ where
             (2, "d1", true),
             (3, "b", true),
             (4, "a", false),
-            (5, "b", true)
+            (5, "b", true),
+            (6, "late", true),
+            (7, "late", false),
         ]
     );
+    assert_eq!(
+        log.changes[4].change.claim.as_deref(),
+        Some("http://127.0.0.1:3")
+    );
+
+    // Notes: no revision, the latest per object, none for objects not stored, and
+    // dropped with their object.
+    store
+        .put_notes(vec![
+            note("b", "first"),
+            note("gone", "x"),
+            note("b", "second"),
+        ])
+        .await
+        .unwrap();
+    let noted = store.load().await.unwrap();
+    assert_eq!(noted.revision, 7, "notes take no revision");
+    assert_eq!(
+        notes(&noted),
+        [("b".into(), r#"{"details":"second"}"#.into())]
+    );
+    assert!(store
+        .changes_since(7, 100)
+        .await
+        .unwrap()
+        .changes
+        .is_empty());
+    let own = store.notes_since(0, 100).await.unwrap();
+    assert!(
+        own.notes.is_empty(),
+        "a handle does not read its own notes back"
+    );
+    assert!(own.cursor > 0, "but moves on past them");
     let page = store.changes_since(3, 1).await.unwrap();
     assert_eq!(page.changes.len(), 1, "the limit is kept");
     assert_eq!(page.changes[0].revision, 4);
     assert!(store
-        .changes_since(5, 100)
+        .changes_since(7, 100)
         .await
         .unwrap()
         .changes
@@ -161,8 +262,18 @@ where
     drop(store);
     let reopened = open().await;
     let again = reopened.load().await.unwrap();
-    assert_eq!(again.revision, 5, "the revision survives a restart");
+    assert_eq!(again.revision, 7, "the revision survives a restart");
     assert_eq!(keys(&again, Kind::Instance), ["b"]);
+    assert_eq!(notes(&again).len(), 1, "so do notes");
+    reopened
+        .commit(vec![delete(Kind::Instance, "b")], None)
+        .await
+        .unwrap();
+    assert!(reopened.load().await.unwrap().notes().next().is_none());
+    reopened
+        .commit(vec![instance("b", "http://127.0.0.1:3")], None)
+        .await
+        .unwrap();
     // The actor of a change is kept in the log as the text it was given.
     let actor = arcstr::literal!(r#"{"tokenId":"tok_1","slug":"svc"}"#);
     assert_eq!(
@@ -176,9 +287,9 @@ where
             )
             .await
             .unwrap(),
-        vec![6]
+        vec![10]
     );
-    let log = reopened.changes_since(4, 100).await.unwrap().changes;
+    let log = reopened.changes_since(8, 100).await.unwrap().changes;
     let actors: Vec<_> = log.iter().map(|c| c.change.by.as_deref()).collect();
     assert_eq!(actors, [None, Some(actor.as_str())]);
 }
@@ -452,6 +563,79 @@ async fn postgres_store_keeps_the_contract() {
 }
 
 #[tokio::test]
+async fn postgres_notes_reach_the_other_daemons_in_order_and_without_a_revision() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let (writing, reading) = (
+        PostgresStore::connect(&db.url).await.unwrap(),
+        PostgresStore::connect(&db.url).await.unwrap(),
+    );
+    let keys: Vec<String> = (0..5).map(|i| format!("i{i}")).collect();
+    let changes = keys
+        .iter()
+        .map(|k| instance(k, &format!("http://127.0.0.1:{}", 10 + k.len())))
+        .collect();
+    writing.commit(changes, None).await.unwrap();
+    let start = reading.load().await.unwrap().notes_cursor;
+
+    writing
+        .put_notes(keys.iter().map(|k| note(k, "one")).collect())
+        .await
+        .unwrap();
+    writing.put_notes(vec![note("i3", "two")]).await.unwrap();
+    reading.put_notes(vec![note("i4", "mine")]).await.unwrap();
+    let first = reading.notes_since(start, 3).await.unwrap();
+    let read: Vec<_> = first.notes.iter().map(|n| n.key.as_str()).collect();
+    assert_eq!(read, ["i0", "i1", "i2"], "oldest first, the limit kept");
+    let rest = reading.notes_since(first.cursor, 100).await.unwrap();
+    let read: Vec<_> = rest
+        .notes
+        .iter()
+        .map(|n| (n.key.as_str(), n.body.as_str()))
+        .collect();
+    assert_eq!(
+        read,
+        [("i3", r#"{"details":"two"}"#)],
+        "i3 as it is now; i4 rewritten by the reader itself"
+    );
+    assert!(reading
+        .notes_since(rest.cursor, 100)
+        .await
+        .unwrap()
+        .notes
+        .is_empty());
+    assert_eq!(
+        reading.load().await.unwrap().revision,
+        5,
+        "notes take no revision"
+    );
+    writing.close().await.unwrap();
+    reading.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_commit_whose_basis_left_the_log_is_planned_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open_with_retention(&dir.path().join("registry.db"), 4).unwrap();
+    for i in 0..12 {
+        store
+            .commit(vec![definition(&format!("d{i}"))], None)
+            .await
+            .unwrap();
+    }
+    let stale = store.commit(vec![definition("x")], basis(2, &[])).await;
+    assert!(
+        matches!(stale, Err(StoreError::Stale { latest: 12 })),
+        "what changed after revision 2 is no longer known: {stale:?}"
+    );
+    store
+        .commit(vec![definition("x")], basis(10, &[]))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
 async fn a_trimmed_postgres_change_log_says_so() {
     let Some(db) = TestDatabase::create().await else {
         return;
@@ -569,7 +753,7 @@ async fn postgres_migrations_run_once_when_daemons_start_together() {
             .fetch_all(&mut conn)
             .await
             .unwrap();
-    assert_eq!(versions, [1, 2]);
+    assert_eq!(versions, [1, 2, 3, 4]);
     let revision: i64 = sqlx::query_scalar("SELECT value FROM meta WHERE name = 'revision'")
         .fetch_one(&mut conn)
         .await
@@ -697,7 +881,7 @@ async fn a_postgres_database_of_the_previous_version_is_upgraded() {
                 by: Some(actor.clone()),
                 ..definition("new")
             }],
-            Some(1),
+            basis(1, &[]),
         )
         .await
         .unwrap();

@@ -14,6 +14,10 @@
 //! Two implementations: [`SqliteStore`], one file for one daemon, and [`PostgresStore`],
 //! one database shared by several daemons.
 //!
+//! A commit may name what it was planned on (a [`Basis`]): it then goes through only if no
+//! other writer has since changed what it read, so writers sharing a store conflict only
+//! over the objects they both touch.
+//!
 //! ```no_run
 //! # async fn example() -> Result<(), registry_store::StoreError> {
 //! use registry_store::{Change, Kind, SqliteStore, Store};
@@ -23,6 +27,7 @@
 //!     kind: Kind::Definition,
 //!     key: "user-svc".into(),
 //!     body: Some(r#"{"id":"user-svc"}"#.into()),
+//!     claim: None,
 //!     by: None,
 //! };
 //! let revisions = store.commit(vec![put], None).await?;
@@ -103,6 +108,10 @@ pub struct Change {
     pub key: String,
     /// The object's JSON after a put; `None` for a delete.
     pub body: Option<arcstr::ArcStr>,
+    /// A value the object takes that at most one object should hold (an instance's URL),
+    /// for conflicts: a plan that looked the value up ([`Read::Claim`]) conflicts with a
+    /// later change that claims it.
+    pub claim: Option<arcstr::ArcStr>,
     /// Who made the change, as JSON written by the daemon, kept in the change log only;
     /// `None` for changes logged before actors were kept.
     pub by: Option<arcstr::ArcStr>,
@@ -145,13 +154,13 @@ pub struct LoggedChange {
 }
 
 impl LoggedChange {
-    /// A change-log row as a store reads it: the kind as written, body and actor as text.
+    /// A change-log row as a store reads it: the kind as written, body, claim and actor
+    /// as text.
     pub(crate) fn from_row(
         revision: u64,
         kind: &str,
         key: String,
-        body: Option<String>,
-        by: Option<String>,
+        [body, claim, by]: [Option<String>; 3],
     ) -> Result<LoggedChange, StoreError> {
         Ok(LoggedChange {
             revision,
@@ -159,6 +168,7 @@ impl LoggedChange {
                 kind: Kind::parse_stored(kind, "change", &revision.to_string())?,
                 key,
                 body: body.map(Into::into),
+                claim: claim.map(Into::into),
                 by: by.map(Into::into),
             },
         })
@@ -175,6 +185,52 @@ pub struct ChangePage {
     pub trimmed: bool,
 }
 
+/// Something a plan read from the tables, and so relies on not having changed.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Read {
+    /// One object, present or not.
+    Object(Kind, String),
+    /// Every object of a kind (such as "is there any token at all").
+    Kind(Kind),
+    /// Which object, if any, holds a claimed value (see [`Change::claim`]).
+    Claim(String),
+}
+
+/// What a batch of changes was planned on: the revision of the tables it was worked out
+/// from, and what of them it read. Its own changes count as read too: their objects and
+/// their claims.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Basis {
+    /// The store revision the tables were at.
+    pub revision: u64,
+    /// What the plan read.
+    pub reads: Vec<Read>,
+}
+
+/// Soft state about an object, such as what the last health check of an instance saw:
+/// kept durably beside the object, but outside the change log, so it takes no revision
+/// and announces no change. Each object has at most one note, the latest; a note about
+/// an object that is not stored is dropped, and so is an object's note when the object is
+/// deleted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Note {
+    /// The kind of the object it is about.
+    pub kind: Kind,
+    /// The object's key.
+    pub key: String,
+    /// What it says, as JSON written by the daemon.
+    pub body: arcstr::ArcStr,
+}
+
+/// Notes written through other handles of a shared store, oldest first.
+#[derive(Debug, Default)]
+pub struct NotePage {
+    /// The notes.
+    pub notes: Vec<Note>,
+    /// Where to read on from: pass it as `after` next time.
+    pub cursor: u64,
+}
+
 /// Everything in the store, as loaded at start: the stored JSON of every object, decoded
 /// one at a time as the tables are built, so that 100,000 instances are never held
 /// decoded all at once. The text of all objects sits in one buffer: one large
@@ -184,7 +240,11 @@ pub struct ChangePage {
 pub struct Snapshot {
     /// Revision of the latest committed change; 0 for an empty store.
     pub revision: u64,
+    /// Where notes written after this snapshot start: the `after` of the first
+    /// [`Store::notes_since`].
+    pub notes_cursor: u64,
     objects: Vec<(Kind, Range<usize>, Range<usize>)>,
+    notes: Vec<(Kind, Range<usize>, Range<usize>)>,
     text: String,
 }
 
@@ -210,13 +270,23 @@ impl Snapshot {
 
     /// Adds one object, as a store reads it.
     pub fn push(&mut self, kind: Kind, key: &str, body: &str) {
+        let object = self.append(kind, key, body);
+        self.objects.push(object);
+    }
+
+    /// Adds one note, as a store reads it.
+    pub fn push_note(&mut self, kind: Kind, key: &str, body: &str) {
+        let note = self.append(kind, key, body);
+        self.notes.push(note);
+    }
+
+    fn append(&mut self, kind: Kind, key: &str, body: &str) -> (Kind, Range<usize>, Range<usize>) {
         let mut append = |part: &str| {
             let start = self.text.len();
             self.text.push_str(part);
             start..self.text.len()
         };
-        let (key, body) = (append(key), append(body));
-        self.objects.push((kind, key, body));
+        (kind, append(key), append(body))
     }
 
     /// How many objects it holds.
@@ -231,7 +301,19 @@ impl Snapshot {
 
     /// Every object, in the order the store read them.
     pub fn objects(&self) -> impl Iterator<Item = StoredObject<'_>> {
-        self.objects.iter().map(|(kind, key, body)| StoredObject {
+        self.read(&self.objects)
+    }
+
+    /// Every note, each about an object of the snapshot (its `body` is the note's).
+    pub fn notes(&self) -> impl Iterator<Item = StoredObject<'_>> {
+        self.read(&self.notes)
+    }
+
+    fn read<'a>(
+        &'a self,
+        entries: &'a [(Kind, Range<usize>, Range<usize>)],
+    ) -> impl Iterator<Item = StoredObject<'a>> + 'a {
+        entries.iter().map(|(kind, key, body)| StoredObject {
             kind: *kind,
             key: &self.text[key.clone()],
             body: &self.text[body.clone()],
@@ -247,8 +329,10 @@ pub type Cause = Arc<dyn std::error::Error + Send + Sync>;
 /// What can go wrong in a store. Each error keeps its cause as its `source`.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
-    /// Another daemon committed after the revision the changes were planned on.
-    #[error("the store moved on to revision {latest} while this write was prepared")]
+    /// Another daemon changed what the changes were planned on, after their basis.
+    #[error(
+        "another writer changed what this write relied on (the store is at revision {latest})"
+    )]
     Stale {
         /// The store's latest revision.
         latest: u64,
@@ -318,15 +402,25 @@ pub trait Store: Send + Sync + 'static {
 
     /// Applies `changes` in order, in one transaction, and returns only once they are
     /// durable. Each change gets the next store-wide revision; the revisions are returned
-    /// in the same order. On error nothing was applied. With `planned_on`, the commit
-    /// happens only if the store's latest revision is still that one, else it fails with
-    /// [`StoreError::Stale`]: the changes were worked out from tables that another
-    /// daemon has since changed, and writing them could undo its work.
+    /// in the same order. On error nothing was applied. With a `basis`, the commit
+    /// happens only if no change logged after its revision touched what it read (an
+    /// object, a whole kind or a claim), else it fails with [`StoreError::Stale`]: the
+    /// changes were worked out from tables that another daemon has since changed, and
+    /// writing them could undo its work. Changes to other objects do not count.
     async fn commit(
         &self,
         changes: Vec<Change>,
-        planned_on: Option<u64>,
+        basis: Option<Basis>,
     ) -> Result<Vec<u64>, StoreError>;
+
+    /// Replaces the notes of these objects, durably, in one transaction; notes about
+    /// objects the store does not hold are dropped.
+    async fn put_notes(&self, notes: Vec<Note>) -> Result<(), StoreError>;
+
+    /// Up to `limit` notes written through other handles of the store (other daemons)
+    /// after `after` (a [`NotePage::cursor`] or [`Snapshot::notes_cursor`]), oldest first.
+    /// A note rewritten meanwhile is read once, as it is now.
+    async fn notes_since(&self, after: u64, limit: usize) -> Result<NotePage, StoreError>;
 
     /// Up to `limit` logged changes with a revision above `after`, oldest first.
     async fn changes_since(&self, after: u64, limit: usize) -> Result<ChangePage, StoreError>;

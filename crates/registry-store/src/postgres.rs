@@ -8,17 +8,22 @@
 //!
 //! Commits from all daemons take one transaction-scoped advisory lock, so revisions are
 //! assigned and become visible strictly in increasing order: a reader that has seen
-//! revision R never later finds a smaller one it has not seen. Each commit sends a
+//! revision R never later finds a smaller one it has not seen. Under that lock a commit
+//! with a basis reads what was logged since it (usually nothing, or a few changes of
+//! other daemons) to see whether any touched what it relies on. Notes are numbered the
+//! same way under a lock of their own (the `notes` row of `meta`), so they never wait for
+//! commits, nor commits for them. Each commit sends a
 //! `NOTIFY` on [`NOTIFY_CHANNEL`] carrying its last revision; PostgreSQL delivers it at
 //! COMMIT, so other daemons can [`PostgresStore::listen`] and catch up with
 //! [`Store::changes_since`].
 
 use super::rules::{
-    check_planned, missed_trimmed_changes, trim_through, CHANGE_LOG_RETAINED, MIGRATIONS,
-    SELECT_REVISION,
+    check_basis, handle_id, missed_trimmed_changes, trim_through, Reliance, CHANGE_LOG_RETAINED,
+    MIGRATIONS, SELECT_NOTES_SEQ, SELECT_OLDEST_CHANGE, SELECT_REVISION,
 };
 use super::{
-    redact_password, Change, ChangePage, Kind, LoggedChange, Notice, Snapshot, Store, StoreError,
+    redact_password, Basis, Change, ChangePage, Kind, LoggedChange, Note, NotePage, Notice,
+    Snapshot, Store, StoreError,
 };
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
@@ -55,6 +60,8 @@ pub struct PostgresStore {
     target: String,
     /// Changes kept in the log; older ones are trimmed now and then.
     retained: u64,
+    /// Who writes notes through this handle.
+    handle: String,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -118,6 +125,7 @@ impl PostgresStore {
             options,
             target,
             retained: retained.max(1),
+            handle: handle_id(),
         })
     }
 
@@ -267,11 +275,12 @@ fn from_db(what: &'static str, key: &str, value: i64) -> Result<u64, StoreError>
 }
 
 impl PostgresStore {
-    /// The revisions, or [`StoreError::Stale`] when the store is no longer at `planned_on`.
+    /// The revisions, or [`StoreError::Stale`] when a change since the basis touched
+    /// what the batch relies on.
     async fn commit_changes(
         &self,
         changes: &[Change],
-        planned_on: Option<u64>,
+        basis: Option<&Basis>,
     ) -> Result<Result<Vec<u64>, StoreError>, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
@@ -282,7 +291,34 @@ impl PostgresStore {
             .fetch_one(&mut *tx)
             .await?;
         let current = u64::try_from(current).unwrap_or(0);
-        if let Err(stale) = check_planned(planned_on, current) {
+        // What changed since the basis, read only when the store moved on since it.
+        let mut since = Vec::new();
+        let mut oldest = None;
+        if let Some(basis) = basis.filter(|b| b.revision != current) {
+            let first: Option<i64> = sqlx::query_scalar(SELECT_OLDEST_CHANGE)
+                .fetch_one(&mut *tx)
+                .await?;
+            oldest = first.and_then(|o| u64::try_from(o).ok());
+            since = sqlx::query("SELECT kind, key, claim FROM changes WHERE revision > $1")
+                .bind(to_db(basis.revision))
+                .fetch_all(&mut *tx)
+                .await?;
+        }
+        let checked = check_basis(basis, current, oldest, || {
+            let basis = basis.expect("asked only with a basis");
+            let reliance = Reliance::new(basis, changes);
+            for row in &since {
+                let kind: &str = row.try_get(0).map_err(|e| self.unavailable(e))?;
+                let key: &str = row.try_get(1).map_err(|e| self.unavailable(e))?;
+                let claim: Option<&str> = row.try_get(2).map_err(|e| self.unavailable(e))?;
+                let kind = Kind::parse_stored(kind, "change", key)?;
+                if reliance.is_touched_by(kind, key, claim) {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        });
+        if let Err(stale) = checked {
             tx.rollback().await?;
             return Ok(Err(stale));
         }
@@ -295,17 +331,19 @@ impl PostgresStore {
         let keys: Vec<&str> = changes.iter().map(|c| c.key.as_str()).collect();
         let ops: Vec<&str> = changes.iter().map(Change::op).collect();
         let bodies: Vec<Option<&str>> = changes.iter().map(|c| c.body.as_deref()).collect();
+        let claims: Vec<Option<&str>> = changes.iter().map(|c| c.claim.as_deref()).collect();
         let actors: Vec<Option<&str>> = changes.iter().map(|c| c.by.as_deref()).collect();
         sqlx::query(
-            "INSERT INTO changes (revision, kind, key, op, body, actor)
+            "INSERT INTO changes (revision, kind, key, op, body, claim, actor)
              SELECT * FROM UNNEST($1::BIGINT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::TEXT[],
-                                  $6::TEXT[])",
+                                  $6::TEXT[], $7::TEXT[])",
         )
         .bind(&log_revisions)
         .bind(&kinds)
         .bind(&keys)
         .bind(&ops)
         .bind(&bodies)
+        .bind(&claims)
         .bind(&actors)
         .execute(&mut *tx)
         .await?;
@@ -344,15 +382,17 @@ impl PostgresStore {
         if !deletes.is_empty() {
             let kinds: Vec<&str> = deletes.iter().map(|i| changes[*i].kind.as_str()).collect();
             let keys: Vec<&str> = deletes.iter().map(|i| changes[*i].key.as_str()).collect();
-            sqlx::query(
-                "DELETE FROM objects o
-                 USING UNNEST($1::TEXT[], $2::TEXT[]) AS gone (kind, key)
-                 WHERE o.kind = gone.kind AND o.key = gone.key",
-            )
-            .bind(&kinds)
-            .bind(&keys)
-            .execute(&mut *tx)
-            .await?;
+            for table in ["objects", "notes"] {
+                sqlx::query(&format!(
+                    "DELETE FROM {table} o
+                     USING UNNEST($1::TEXT[], $2::TEXT[]) AS gone (kind, key)
+                     WHERE o.kind = gone.kind AND o.key = gone.key"
+                ))
+                .bind(&kinds)
+                .bind(&keys)
+                .execute(&mut *tx)
+                .await?;
+            }
         }
 
         sqlx::query("UPDATE meta SET value = $1 WHERE name = 'revision'")
@@ -391,19 +431,36 @@ impl PostgresStore {
             .fetch_optional(&mut *tx)
             .await
             .map_err(fail)?;
-        let rows = sqlx::query("SELECT kind, key, body FROM objects")
+        let notes_seq: i64 = sqlx::query_scalar(SELECT_NOTES_SEQ)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(fail)?;
+        let objects = sqlx::query("SELECT kind, key, body FROM objects")
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(fail)?;
+        let notes = sqlx::query("SELECT kind, key, body FROM notes")
             .fetch_all(&mut *tx)
             .await
             .map_err(fail)?;
         tx.commit().await.map_err(fail)?;
 
         let mut snapshot = Snapshot::new(from_db("meta", "revision", revision.unwrap_or(0))?);
-        for row in rows {
-            let kind_text: &str = row.try_get(0).map_err(fail)?;
-            let key: &str = row.try_get(1).map_err(fail)?;
-            let body: &str = row.try_get(2).map_err(fail)?;
-            let kind = Kind::parse_stored(kind_text, "object", key)?;
-            snapshot.push(kind, key, body);
+        snapshot.notes_cursor = from_db("meta", "notes", notes_seq)?;
+        for (rows, push) in [
+            (
+                objects,
+                Snapshot::push as fn(&mut Snapshot, Kind, &str, &str),
+            ),
+            (notes, Snapshot::push_note),
+        ] {
+            for row in rows {
+                let kind_text: &str = row.try_get(0).map_err(fail)?;
+                let key: &str = row.try_get(1).map_err(fail)?;
+                let body: &str = row.try_get(2).map_err(fail)?;
+                let kind = Kind::parse_stored(kind_text, "object", key)?;
+                push(&mut snapshot, kind, key, body);
+            }
         }
         Ok(snapshot)
     }
@@ -414,10 +471,10 @@ impl PostgresStore {
         // the page (absent columns when the page is empty).
         let rows: Vec<PgRow> = sqlx::query(
             "SELECT m.value, (SELECT MIN(revision) FROM changes),
-                    c.revision, c.kind, c.key, c.body, c.actor
+                    c.revision, c.kind, c.key, c.body, c.claim, c.actor
              FROM meta m
              LEFT JOIN LATERAL (
-                 SELECT revision, kind, key, body, actor FROM changes
+                 SELECT revision, kind, key, body, claim, actor FROM changes
                  WHERE revision > $1 ORDER BY revision LIMIT $2
              ) c ON TRUE
              WHERE m.name = 'revision'
@@ -453,14 +510,89 @@ impl PostgresStore {
             let revision = from_db("change", "revision", revision)?;
             let kind: String = row.try_get(3).map_err(fail)?;
             let key: String = row.try_get(4).map_err(fail)?;
-            let body: Option<String> = row.try_get(5).map_err(fail)?;
-            let by: Option<String> = row.try_get(6).map_err(fail)?;
-            changes.push(LoggedChange::from_row(revision, &kind, key, body, by)?);
+            let texts = [
+                row.try_get(5).map_err(fail)?,
+                row.try_get(6).map_err(fail)?,
+                row.try_get(7).map_err(fail)?,
+            ];
+            changes.push(LoggedChange::from_row(revision, &kind, key, texts)?);
         }
         Ok(ChangePage {
             changes,
             trimmed: false,
         })
+    }
+
+    /// Writes notes in one statement. The row of the notes counter is locked for the
+    /// transaction, so notes become visible in the order of their sequence numbers, as
+    /// the changes do by revision.
+    async fn write_notes(&self, notes: &[Note]) -> Result<(), sqlx::Error> {
+        // One statement cannot touch a row twice: the last note of each object wins.
+        let mut latest: HashMap<(Kind, &str), usize> = HashMap::with_capacity(notes.len());
+        for (i, note) in notes.iter().enumerate() {
+            latest.insert((note.kind, note.key.as_str()), i);
+        }
+        let mut finals: Vec<usize> = latest.into_values().collect();
+        finals.sort_unstable();
+        let kinds: Vec<&str> = finals.iter().map(|i| notes[*i].kind.as_str()).collect();
+        let keys: Vec<&str> = finals.iter().map(|i| notes[*i].key.as_str()).collect();
+        let bodies: Vec<&str> = finals.iter().map(|i| notes[*i].body.as_str()).collect();
+        let mut tx = self.pool.begin().await?;
+        let last: i64 = sqlx::query_scalar(
+            "UPDATE meta SET value = value + $1 WHERE name = 'notes' RETURNING value",
+        )
+        .bind(finals.len() as i64)
+        .fetch_one(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO notes (kind, key, seq, writer, body)
+             SELECT n.kind, n.key, $4 + n.at, $5, n.body
+             FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[]) WITH ORDINALITY AS n (kind, key, body, at)
+             WHERE EXISTS (SELECT 1 FROM objects o WHERE o.kind = n.kind AND o.key = n.key)
+             ON CONFLICT (kind, key)
+             DO UPDATE SET seq = EXCLUDED.seq, writer = EXCLUDED.writer, body = EXCLUDED.body",
+        )
+        .bind(&kinds)
+        .bind(&keys)
+        .bind(&bodies)
+        .bind(last - finals.len() as i64)
+        .bind(&self.handle)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await
+    }
+
+    async fn read_notes(&self, after: u64, limit: usize) -> Result<NotePage, StoreError> {
+        let fail = |e| self.unavailable(e);
+        // This handle's own notes are read without their bodies, to move the cursor on.
+        let rows = sqlx::query(
+            "SELECT seq, kind, key, CASE WHEN writer = $3 THEN NULL ELSE body END FROM notes
+             WHERE seq > $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(to_db(after))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .bind(&self.handle)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(fail)?;
+        let mut page = NotePage {
+            notes: Vec::new(),
+            cursor: after,
+        };
+        for row in rows {
+            page.cursor = from_db("note", "seq", row.try_get(0).map_err(fail)?)?;
+            let key: String = row.try_get(2).map_err(fail)?;
+            let body: Option<String> = row.try_get(3).map_err(fail)?;
+            if let Some(body) = body {
+                let kind = Kind::parse_stored(row.try_get(1).map_err(fail)?, "note", &key)?;
+                page.notes.push(Note {
+                    kind,
+                    key,
+                    body: body.into(),
+                });
+            }
+        }
+        Ok(page)
     }
 }
 
@@ -479,14 +611,27 @@ impl Store for PostgresStore {
     async fn commit(
         &self,
         changes: Vec<Change>,
-        planned_on: Option<u64>,
+        basis: Option<Basis>,
     ) -> Result<Vec<u64>, StoreError> {
         if changes.is_empty() {
             return Ok(Vec::new());
         }
-        self.commit_changes(&changes, planned_on)
+        self.commit_changes(&changes, basis.as_ref())
             .await
             .map_err(|e| self.unavailable(e))?
+    }
+
+    async fn put_notes(&self, notes: Vec<Note>) -> Result<(), StoreError> {
+        if notes.is_empty() {
+            return Ok(());
+        }
+        self.write_notes(&notes)
+            .await
+            .map_err(|e| self.unavailable(e))
+    }
+
+    async fn notes_since(&self, after: u64, limit: usize) -> Result<NotePage, StoreError> {
+        self.read_notes(after, limit).await
     }
 
     async fn changes_since(&self, after: u64, limit: usize) -> Result<ChangePage, StoreError> {

@@ -1,9 +1,10 @@
 //! The rules both stores keep, written once: the schema and its migrations, how long the
-//! change log is kept and when it is trimmed, when a commit is stale, and when a reader
-//! has fallen behind the retained log. [`super::sqlite`] and [`super::postgres`] only say
+//! change log is kept and when it is trimmed, when a commit conflicts with what others
+//! committed since its basis, and when a reader has fallen behind the retained log. [`super::sqlite`] and [`super::postgres`] only say
 //! how each database runs them.
 
-use super::StoreError;
+use super::{Basis, Change, Kind, Read, StoreError};
+use std::collections::HashSet;
 
 /// How many past changes are kept in the change log for readers catching up.
 pub(super) const CHANGE_LOG_RETAINED: u64 = 100_000;
@@ -76,21 +77,121 @@ INSERT INTO meta (name, value) VALUES ('revision', 0);
         sqlite: ADD_ACTOR,
         postgres: ADD_ACTOR,
     },
+    Migration {
+        purpose: "the value each change claims (an instance's URL), for conflicts",
+        sqlite: ADD_CLAIM,
+        postgres: ADD_CLAIM,
+    },
+    Migration {
+        purpose: "notes: soft state beside each object, outside the change log",
+        sqlite: "
+CREATE TABLE notes (
+    kind   TEXT    NOT NULL,
+    key    TEXT    NOT NULL,
+    seq    INTEGER NOT NULL,
+    writer TEXT    NOT NULL,
+    body   TEXT    NOT NULL,
+    PRIMARY KEY (kind, key)
+) WITHOUT ROWID;
+CREATE INDEX notes_by_seq ON notes (seq);
+INSERT INTO meta (name, value) VALUES ('notes', 0);
+",
+        postgres: "
+CREATE TABLE notes (
+    kind   TEXT   NOT NULL,
+    key    TEXT   NOT NULL,
+    seq    BIGINT NOT NULL,
+    writer TEXT   NOT NULL,
+    body   TEXT   NOT NULL,
+    PRIMARY KEY (kind, key)
+);
+CREATE INDEX notes_by_seq ON notes (seq);
+INSERT INTO meta (name, value) VALUES ('notes', 0);
+",
+    },
 ];
 
 const ADD_ACTOR: &str = "ALTER TABLE changes ADD COLUMN actor TEXT;";
+const ADD_CLAIM: &str = "ALTER TABLE changes ADD COLUMN claim TEXT;";
+
+/// The oldest revision still in the change log (none when it is empty).
+pub(super) const SELECT_OLDEST_CHANGE: &str = "SELECT MIN(revision) FROM changes";
+
+/// A name for one handle on a store, unique enough to tell apart the daemons sharing it:
+/// notes are read back by the others only.
+pub(super) fn handle_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    format!("{}-{nanos:x}", std::process::id())
+}
+
+/// The sequence number of the latest note, as both schemas keep it.
+pub(super) const SELECT_NOTES_SEQ: &str = "SELECT value FROM meta WHERE name = 'notes'";
 
 /// The latest revision, as both schemas keep it.
 pub(super) const SELECT_REVISION: &str = "SELECT value FROM meta WHERE name = 'revision'";
 
-/// A batch planned on the tables at revision `planned_on` commits only if the store is
-/// still at it (`current`); otherwise another writer came first and it must be planned
-/// again.
-pub(super) fn check_planned(planned_on: Option<u64>, current: u64) -> Result<(), StoreError> {
-    match planned_on {
-        Some(planned) if planned != current => Err(StoreError::Stale { latest: current }),
-        _ => Ok(()),
+/// What a batch relies on: the reads of its basis, and the objects and claims of its own
+/// changes (writing an object relies on no one else having just written it).
+pub(super) struct Reliance<'a> {
+    objects: HashSet<(Kind, &'a str)>,
+    kinds: [bool; 4],
+    claims: HashSet<&'a str>,
+}
+
+impl<'a> Reliance<'a> {
+    pub(super) fn new(basis: &'a Basis, changes: &'a [Change]) -> Reliance<'a> {
+        let mut reliance = Reliance {
+            objects: HashSet::new(),
+            kinds: [false; 4],
+            claims: HashSet::new(),
+        };
+        for read in &basis.reads {
+            match read {
+                Read::Object(kind, key) => {
+                    reliance.objects.insert((*kind, key));
+                }
+                Read::Kind(kind) => reliance.kinds[kind.index()] = true,
+                Read::Claim(claim) => {
+                    reliance.claims.insert(claim);
+                }
+            }
+        }
+        for change in changes {
+            reliance.objects.insert((change.kind, &change.key));
+            reliance.claims.extend(change.claim.as_deref());
+        }
+        reliance
     }
+
+    /// Whether a change logged since the basis touched what the batch relies on.
+    pub(super) fn is_touched_by(&self, kind: Kind, key: &str, claim: Option<&str>) -> bool {
+        self.kinds[kind.index()]
+            || self.objects.contains(&(kind, key))
+            || claim.is_some_and(|claim| self.claims.contains(claim))
+    }
+}
+
+/// Whether a batch planned on `basis` must be planned again, the store being at revision
+/// `current` with its oldest logged change at `oldest`: when changes after the basis
+/// are no longer logged (it cannot tell what they touched), or when `touched` says one of
+/// those logged after the basis touched what the batch relies on. `touched` is only
+/// asked when the store moved on since the basis.
+pub(super) fn check_basis(
+    basis: Option<&Basis>,
+    current: u64,
+    oldest: Option<u64>,
+    touched: impl FnOnce() -> Result<bool, StoreError>,
+) -> Result<(), StoreError> {
+    let Some(basis) = basis.filter(|b| b.revision != current) else {
+        return Ok(());
+    };
+    if missed_trimmed_changes(basis.revision, current, oldest) || touched()? {
+        return Err(StoreError::Stale { latest: current });
+    }
+    Ok(())
 }
 
 /// The most changes between two trims of the log.
@@ -139,13 +240,49 @@ mod tests {
     }
 
     #[test]
-    fn a_commit_planned_on_an_older_revision_is_stale() {
-        assert!(check_planned(None, 7).is_ok());
-        assert!(check_planned(Some(7), 7).is_ok());
+    fn a_commit_conflicts_only_with_later_changes_to_what_it_relies_on() {
+        let basis = |revision| Basis {
+            revision,
+            reads: vec![
+                Read::Object(Kind::Instance, "a".into()),
+                Read::Claim("http://127.0.0.1:1".into()),
+                Read::Kind(Kind::Token),
+            ],
+        };
+        let never_asked = || -> Result<bool, StoreError> { panic!("nothing moved") };
+        assert!(check_basis(None, 7, Some(1), never_asked).is_ok());
+        assert!(check_basis(Some(&basis(7)), 7, Some(1), never_asked).is_ok());
+        assert!(check_basis(Some(&basis(6)), 7, Some(1), || Ok(false)).is_ok());
         assert!(matches!(
-            check_planned(Some(6), 7),
+            check_basis(Some(&basis(6)), 7, Some(1), || Ok(true)),
             Err(StoreError::Stale { latest: 7 })
         ));
+        assert!(
+            check_basis(Some(&basis(2)), 7, Some(5), || Ok(false)).is_err(),
+            "revisions 3 and 4 are no longer logged: anything may have changed"
+        );
+
+        let own = Change {
+            kind: Kind::Definition,
+            key: "d".into(),
+            body: None,
+            claim: Some("http://127.0.0.1:2".into()),
+            by: None,
+        };
+        let basis = basis(6);
+        let own = [own];
+        let reliance = Reliance::new(&basis, &own);
+        assert!(reliance.is_touched_by(Kind::Instance, "a", None));
+        assert!(!reliance.is_touched_by(Kind::Instance, "b", None));
+        assert!(reliance.is_touched_by(Kind::Instance, "b", Some("http://127.0.0.1:1")));
+        assert!(reliance.is_touched_by(Kind::Instance, "c", Some("http://127.0.0.1:2")));
+        assert!(!reliance.is_touched_by(Kind::Instance, "c", Some("http://127.0.0.1:3")));
+        assert!(reliance.is_touched_by(Kind::Token, "any", None));
+        assert!(
+            reliance.is_touched_by(Kind::Definition, "d", None),
+            "its own object"
+        );
+        assert!(!reliance.is_touched_by(Kind::Definition, "e", None));
     }
 
     #[test]

@@ -7,10 +7,12 @@
 //! migrations are those of [`super::rules`].
 
 use super::rules::{
-    check_planned, missed_trimmed_changes, trim_through, CHANGE_LOG_RETAINED, MIGRATIONS,
-    SELECT_REVISION,
+    check_basis, handle_id, missed_trimmed_changes, trim_through, Reliance, CHANGE_LOG_RETAINED,
+    MIGRATIONS, SELECT_NOTES_SEQ, SELECT_OLDEST_CHANGE, SELECT_REVISION,
 };
-use super::{Change, ChangePage, Kind, LoggedChange, Snapshot, Store, StoreError};
+use super::{
+    Basis, Change, ChangePage, Kind, LoggedChange, Note, NotePage, Snapshot, Store, StoreError,
+};
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
@@ -55,6 +57,8 @@ pub struct SqliteStore {
     lock: std::fs::File,
     /// Changes kept in the log; older ones are trimmed now and then.
     retained: u64,
+    /// Who writes notes through this handle.
+    handle: String,
 }
 
 fn unavailable(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> StoreError {
@@ -110,6 +114,7 @@ impl SqliteStore {
             reader: Arc::new(Mutex::new(reader)),
             lock,
             retained: retained.max(1),
+            handle: handle_id(),
         })
     }
 
@@ -131,14 +136,34 @@ impl SqliteStore {
 fn commit_changes(
     conn: &mut Connection,
     changes: Vec<Change>,
-    planned_on: Option<u64>,
+    basis: Option<Basis>,
     retained: u64,
 ) -> Result<Vec<u64>, StoreError> {
     let tx = conn.transaction().map_err(unavailable)?;
     let mut revision: u64 = tx
         .query_row(SELECT_REVISION, [], |row| row.get(0))
         .map_err(unavailable)?;
-    check_planned(planned_on, revision)?;
+    let oldest: Option<u64> = tx
+        .query_row(SELECT_OLDEST_CHANGE, [], |row| row.get(0))
+        .map_err(unavailable)?;
+    check_basis(basis.as_ref(), revision, oldest, || {
+        let basis = basis.as_ref().expect("asked only with a basis");
+        let reliance = Reliance::new(basis, &changes);
+        let mut since = tx
+            .prepare_cached("SELECT kind, key, claim FROM changes WHERE revision > ?1")
+            .map_err(unavailable)?;
+        let mut rows = since.query(params![basis.revision]).map_err(unavailable)?;
+        while let Some(row) = rows.next().map_err(unavailable)? {
+            let kind: String = row.get(0).map_err(unavailable)?;
+            let key: String = row.get(1).map_err(unavailable)?;
+            let claim: Option<String> = row.get(2).map_err(unavailable)?;
+            let kind = Kind::parse_stored(&kind, "change", &key)?;
+            if reliance.is_touched_by(kind, &key, claim.as_deref()) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    })?;
     let mut revisions = Vec::with_capacity(changes.len());
     {
         let mut put = tx
@@ -150,10 +175,13 @@ fn commit_changes(
         let mut delete = tx
             .prepare_cached("DELETE FROM objects WHERE kind = ?1 AND key = ?2")
             .map_err(unavailable)?;
+        let mut forget = tx
+            .prepare_cached("DELETE FROM notes WHERE kind = ?1 AND key = ?2")
+            .map_err(unavailable)?;
         let mut log = tx
             .prepare_cached(
-                "INSERT INTO changes (revision, kind, key, op, body, actor)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO changes (revision, kind, key, op, body, claim, actor)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )
             .map_err(unavailable)?;
         for change in &changes {
@@ -161,7 +189,9 @@ fn commit_changes(
             let kind = change.kind.as_str();
             match &change.body {
                 Some(body) => put.execute(params![kind, change.key, revision, body.as_str()]),
-                None => delete.execute(params![kind, change.key]),
+                None => delete
+                    .execute(params![kind, change.key])
+                    .and_then(|_| forget.execute(params![kind, change.key])),
             }
             .map_err(unavailable)?;
             log.execute(params![
@@ -170,6 +200,7 @@ fn commit_changes(
                 change.key,
                 change.op(),
                 change.body.as_deref(),
+                change.claim.as_deref(),
                 change.by.as_deref()
             ])
             .map_err(unavailable)?;
@@ -190,9 +221,80 @@ fn commit_changes(
     Ok(revisions)
 }
 
+fn put_notes(conn: &mut Connection, notes: Vec<Note>, handle: &str) -> Result<(), StoreError> {
+    let tx = conn.transaction().map_err(unavailable)?;
+    let mut seq: u64 = tx
+        .query_row(SELECT_NOTES_SEQ, [], |row| row.get(0))
+        .map_err(unavailable)?;
+    {
+        let mut put = tx
+            .prepare_cached(
+                "INSERT INTO notes (kind, key, seq, writer, body)
+                 SELECT ?1, ?2, ?3, ?4, ?5
+                 WHERE EXISTS (SELECT 1 FROM objects WHERE kind = ?1 AND key = ?2)
+                 ON CONFLICT (kind, key)
+                 DO UPDATE SET seq = excluded.seq, writer = excluded.writer, body = excluded.body",
+            )
+            .map_err(unavailable)?;
+        for note in &notes {
+            seq += 1;
+            put.execute(params![
+                note.kind.as_str(),
+                note.key,
+                seq,
+                handle,
+                note.body.as_str()
+            ])
+            .map_err(unavailable)?;
+        }
+    }
+    tx.execute(
+        "UPDATE meta SET value = ?1 WHERE name = 'notes'",
+        params![seq],
+    )
+    .map_err(unavailable)?;
+    tx.commit().map_err(unavailable)
+}
+
+fn read_notes(
+    conn: &mut Connection,
+    after: u64,
+    limit: usize,
+    handle: &str,
+) -> Result<NotePage, StoreError> {
+    let mut statement = conn
+        .prepare_cached(
+            "SELECT seq, kind, key, CASE WHEN writer = ?3 THEN NULL ELSE body END FROM notes
+             WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        )
+        .map_err(unavailable)?;
+    let mut rows = statement
+        .query(params![after, limit as i64, handle])
+        .map_err(unavailable)?;
+    let mut page = NotePage {
+        notes: Vec::new(),
+        cursor: after,
+    };
+    while let Some(row) = rows.next().map_err(unavailable)? {
+        page.cursor = row.get(0).map_err(unavailable)?;
+        let kind: String = row.get(1).map_err(unavailable)?;
+        let key: String = row.get(2).map_err(unavailable)?;
+        let body: Option<String> = row.get(3).map_err(unavailable)?;
+        if let Some(body) = body {
+            let kind = Kind::parse_stored(&kind, "note", &key)?;
+            page.notes.push(Note {
+                kind,
+                key,
+                body: body.into(),
+            });
+        }
+    }
+    Ok(page)
+}
+
 fn read_changes(conn: &mut Connection, after: u64, limit: usize) -> Result<ChangePage, StoreError> {
     let oldest: Option<u64> = conn
-        .query_row("SELECT MIN(revision) FROM changes", [], |row| row.get(0))
+        .query_row(SELECT_OLDEST_CHANGE, [], |row| row.get(0))
         .map_err(unavailable)?;
     let latest: u64 = conn
         .query_row(SELECT_REVISION, [], |row| row.get(0))
@@ -206,7 +308,7 @@ fn read_changes(conn: &mut Connection, after: u64, limit: usize) -> Result<Chang
     }
     let mut statement = conn
         .prepare_cached(
-            "SELECT revision, kind, key, body, actor FROM changes
+            "SELECT revision, kind, key, body, claim, actor FROM changes
              WHERE revision > ?1 ORDER BY revision LIMIT ?2",
         )
         .map_err(unavailable)?;
@@ -216,15 +318,18 @@ fn read_changes(conn: &mut Connection, after: u64, limit: usize) -> Result<Chang
                 row.get::<_, u64>(0)?,
                 row.get::<_, String>(1)?,
                 row.get::<_, String>(2)?,
-                row.get::<_, Option<String>>(3)?,
-                row.get::<_, Option<String>>(4)?,
+                [
+                    row.get::<_, Option<String>>(3)?,
+                    row.get::<_, Option<String>>(4)?,
+                    row.get::<_, Option<String>>(5)?,
+                ],
             ))
         })
         .map_err(unavailable)?;
     let mut changes = Vec::new();
     for row in rows {
-        let (revision, kind, key, body, by) = row.map_err(unavailable)?;
-        changes.push(LoggedChange::from_row(revision, &kind, key, body, by)?);
+        let (revision, kind, key, texts) = row.map_err(unavailable)?;
+        changes.push(LoggedChange::from_row(revision, &kind, key, texts)?);
     }
     Ok(ChangePage {
         changes,
@@ -233,28 +338,36 @@ fn read_changes(conn: &mut Connection, after: u64, limit: usize) -> Result<Chang
 }
 
 fn load_all(conn: &mut Connection) -> Result<Snapshot, StoreError> {
-    let revision: Option<u64> = conn
+    // One transaction, so one snapshot of objects, notes and counters.
+    let tx = conn.transaction().map_err(unavailable)?;
+    let revision: Option<u64> = tx
         .query_row(SELECT_REVISION, [], |row| row.get(0))
         .optional()
         .map_err(unavailable)?;
-    let mut statement = conn
-        .prepare("SELECT kind, key, body FROM objects")
-        .map_err(unavailable)?;
-    let rows = statement
-        .query_map([], |row| {
-            Ok((
-                row.get::<_, String>(0)?,
-                row.get::<_, String>(1)?,
-                row.get::<_, String>(2)?,
-            ))
-        })
-        .map_err(unavailable)?;
     let mut snapshot = Snapshot::new(revision.unwrap_or(0));
-    for row in rows {
-        let (kind_text, key, body) = row.map_err(unavailable)?;
-        let kind = Kind::parse_stored(&kind_text, "object", &key)?;
-        snapshot.push(kind, &key, &body);
+    snapshot.notes_cursor = tx
+        .query_row(SELECT_NOTES_SEQ, [], |row| row.get(0))
+        .map_err(unavailable)?;
+    for (table, push) in [
+        (
+            "objects",
+            Snapshot::push as fn(&mut Snapshot, Kind, &str, &str),
+        ),
+        ("notes", Snapshot::push_note),
+    ] {
+        let mut statement = tx
+            .prepare(&format!("SELECT kind, key, body FROM {table}"))
+            .map_err(unavailable)?;
+        let mut rows = statement.query([]).map_err(unavailable)?;
+        while let Some(row) = rows.next().map_err(unavailable)? {
+            let kind: String = row.get(0).map_err(unavailable)?;
+            let key: String = row.get(1).map_err(unavailable)?;
+            let body: String = row.get(2).map_err(unavailable)?;
+            let kind = Kind::parse_stored(&kind, "object", &key)?;
+            push(&mut snapshot, kind, &key, &body);
+        }
     }
+    drop(tx);
     Ok(snapshot)
 }
 
@@ -267,11 +380,27 @@ impl Store for SqliteStore {
     async fn commit(
         &self,
         changes: Vec<Change>,
-        planned_on: Option<u64>,
+        basis: Option<Basis>,
     ) -> Result<Vec<u64>, StoreError> {
         let retained = self.retained;
         Self::with(&self.writer, move |conn| {
-            commit_changes(conn, changes, planned_on, retained)
+            commit_changes(conn, changes, basis, retained)
+        })
+        .await
+    }
+
+    async fn put_notes(&self, notes: Vec<Note>) -> Result<(), StoreError> {
+        if notes.is_empty() {
+            return Ok(());
+        }
+        let handle = self.handle.clone();
+        Self::with(&self.writer, move |conn| put_notes(conn, notes, &handle)).await
+    }
+
+    async fn notes_since(&self, after: u64, limit: usize) -> Result<NotePage, StoreError> {
+        let handle = self.handle.clone();
+        Self::with(&self.reader, move |conn| {
+            read_notes(conn, after, limit, &handle)
         })
         .await
     }

@@ -16,8 +16,8 @@
 //! channel send per check, which would otherwise cost more than many checks do.
 //!
 //! Results go through a `Machine` per instance. Only a status *change* is a durable
-//! write; the details and last heartbeat of every check are kept in memory and flushed
-//! every [`FLUSH_EVERY`] and at shutdown. The scheduler learns of registrations,
+//! write (a change, announced to watchers); the details and last heartbeat of every
+//! check are kept in memory and written as notes within seconds (`state::notes`). The scheduler learns of registrations,
 //! changes and removals from the writer's announcements, so a change made by any path
 //! (API, TTL heartbeat, deregistration) is seen the same way.
 //!
@@ -35,7 +35,6 @@ mod probe;
 pub(crate) use counts::HealthMetrics;
 pub(crate) use plan::{CheckPlan, Probe};
 
-use crate::auth::Actor;
 use crate::check_allow::AllowedNetworks;
 use crate::feed::{Announcement, Feed};
 use crate::nodes::ThisNode;
@@ -71,9 +70,6 @@ pub(crate) const TIMER_GRID: Duration = Duration::from_millis(25);
 
 /// The longest timer set.
 const MAX_TIMER: Duration = Duration::from_secs(365 * 86_400);
-
-/// How often in-memory health details and heartbeats are made durable.
-pub(crate) const FLUSH_EVERY: Duration = Duration::from_secs(60);
 
 /// What the scheduler knows of one instance.
 struct Entry {
@@ -232,8 +228,6 @@ impl HealthChecker {
         checker.online = online;
         checker.reconcile_all();
         reassess.as_mut().reset(tokio::time::Instant::now() + next);
-        let mut flush =
-            tokio::time::interval_at(tokio::time::Instant::now() + FLUSH_EVERY, FLUSH_EVERY);
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -263,11 +257,6 @@ impl HealthChecker {
                     }
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
-                _ = flush.tick() => {
-                    let (registry, writer) = (checker.registry.clone(), checker.writer.clone());
-                    let actor = checker.this_node.actor.clone();
-                    tokio::spawn(async move { flush_health(&registry, &writer, &actor).await });
-                }
             }
         }
     }
@@ -561,27 +550,6 @@ impl HealthChecker {
                 );
             }
         });
-    }
-}
-
-/// Makes the health details and heartbeats kept in memory durable, as `actor` (the
-/// daemon itself).
-pub(crate) async fn flush_health(registry: &Registry, writer: &Writer, actor: &Actor) {
-    let ids = registry.take_unflushed();
-    if ids.is_empty() {
-        return;
-    }
-    if let Err(e) = writer
-        .submit(actor, Command::FlushHealth(ids.clone()))
-        .await
-    {
-        tracing::warn!(
-            error = &e as &dyn std::error::Error,
-            "could not flush health details; will retry"
-        );
-        for id in ids {
-            registry.mark_unflushed(id);
-        }
     }
 }
 

@@ -3,7 +3,9 @@
 //! A command is planned against the current tables *plus* the commands planned before it
 //! in the same batch (the [`Overlay`]), so two registrations of one URL in one group commit
 //! still resolve to one instance. Identity, ownership and existence are decided here, in
-//! the single writer, which is what makes them race-free.
+//! the single writer, which is what makes them race-free among this daemon's writes.
+//! Against other daemons sharing the store, the overlay notes every read of the tables
+//! ([`Overlay::reads`]): the store commits the plan only if none of it changed since.
 
 use super::Tables;
 use super::{Mutation, Record};
@@ -11,8 +13,9 @@ use crate::auth::{Caller, StoredToken};
 use crate::{ids, Error};
 use chrono::{DateTime, Utc};
 use hashbrown::HashTable;
-use registry_store::Kind;
+use registry_store::{Kind, Read};
 use registry_types::{Definition, Instance, InstanceStatus, Node, RegisterInstanceRequest, Role};
+use std::cell::RefCell;
 use std::hash::{BuildHasher, RandomState};
 
 #[derive(Debug, Clone)]
@@ -44,8 +47,6 @@ pub(crate) enum Command {
         details: String,
         last_heartbeat: Option<DateTime<Utc>>,
     },
-    /// Makes the in-memory health details and heartbeats of these instances durable.
-    FlushHealth(Vec<String>),
     /// Removes an instance that is still at `url` and still Unreachable.
     Deregister {
         id: String,
@@ -101,6 +102,9 @@ pub(super) struct Overlay<'a> {
     pending_urls: HashTable<(u64, Slot)>,
     hasher: RandomState,
     pub(super) mutations: Vec<Mutation>,
+    /// What the plans read from the tables (not from pending mutations): what the
+    /// store must find unchanged to commit them.
+    reads: RefCell<Vec<Read>>,
 }
 
 /// Where a pending mutation is: in the batch before, or in this plan.
@@ -145,11 +149,21 @@ impl<'a> Overlay<'a> {
             pending_urls: HashTable::with_capacity(before.len()),
             hasher: RandomState::new(),
             mutations: Vec::new(),
+            reads: RefCell::default(),
         };
         for (at, mutation) in before.iter().enumerate() {
             overlay.note(mutation, Slot::Before(at));
         }
         overlay
+    }
+
+    /// What the plans so far read from the tables.
+    pub(super) fn reads(&mut self) -> Vec<Read> {
+        std::mem::take(self.reads.get_mut())
+    }
+
+    fn read(&self, read: Read) {
+        self.reads.borrow_mut().push(read);
     }
 
     fn push(&mut self, mutation: Mutation) {
@@ -205,6 +219,7 @@ impl<'a> Overlay<'a> {
         if let Some(pending) = self.pending(kind, key) {
             return pending.is_some();
         }
+        self.read(Read::Object(kind, key.to_string()));
         match kind {
             Kind::Definition => self.tables.definition(key).is_some(),
             Kind::Instance => self.tables.has_instance(key),
@@ -217,6 +232,7 @@ impl<'a> Overlay<'a> {
     /// tokens created earlier in the same batch are not counted: the answer errs on the
     /// side of keeping a way in.
     fn is_last_admin_token(&self, id: &str) -> bool {
+        self.read(Read::Kind(Kind::Token));
         let is_admin = |token_id: &str| {
             self.exists(Kind::Token, token_id)
                 && self
@@ -229,6 +245,7 @@ impl<'a> Overlay<'a> {
 
     /// Whether any token exists, pending changes included.
     fn has_tokens(&self) -> bool {
+        self.read(Read::Kind(Kind::Token));
         let pending_put = self
             .before
             .iter()
@@ -245,12 +262,16 @@ impl<'a> Overlay<'a> {
         match self.pending(Kind::Instance, id) {
             Some(Some(Record::Instance(i))) => Some(i.clone()),
             Some(_) => None,
-            None => self.tables.instance(id),
+            None => {
+                self.read(Read::Object(Kind::Instance, id.to_string()));
+                self.tables.instance(id)
+            }
         }
     }
 
     /// The instance registered at `url` (the lowest id if several are).
     fn instance_by_url(&self, url: &str) -> Option<Instance> {
+        self.read(Read::Claim(url.to_string()));
         self.tables
             .instance_ids_by_url(url)
             .chain(self.pending_ids_at(url))
@@ -346,14 +367,6 @@ impl<'a> Overlay<'a> {
                 }
                 Ok(id)
             }
-            Command::FlushHealth(ids) => {
-                for id in &ids {
-                    if let Some(current) = self.instance(id) {
-                        self.push(Mutation::Put(Record::Instance(current)));
-                    }
-                }
-                Ok(format!("{} instances", ids.len()))
-            }
             Command::Restore {
                 records,
                 into_empty,
@@ -384,6 +397,9 @@ impl<'a> Overlay<'a> {
 
     /// 409 unless the registry is empty enough to restore into, pending writes included.
     fn ensure_empty(&self) -> Result<(), Error> {
+        for kind in [Kind::Definition, Kind::Instance, Kind::Token] {
+            self.read(Read::Kind(kind));
+        }
         if let Some(obstacle) = self.tables.restore_obstacle() {
             return Err(Error::Conflict(obstacle));
         }

@@ -7,6 +7,7 @@
 mod audit;
 mod commands;
 mod gauges;
+pub(crate) mod notes;
 mod records;
 mod stored;
 mod writer;
@@ -62,6 +63,8 @@ pub(crate) struct Tables {
     nodes: BTreeMap<String, Arc<Node>>,
     tokens: BTreeMap<String, Arc<StoredToken>>,
     tokens_by_hash: HashMap<String, String>,
+    /// Where the store's notes written after the snapshot start.
+    notes_cursor: u64,
 }
 
 /// The range of keys after `after` (all keys, if `None`).
@@ -76,6 +79,11 @@ impl Tables {
     fn from_snapshot(snapshot: Snapshot) -> Result<Tables, StoreError> {
         let mut tables = Tables::default();
         let mut instances = Vec::new();
+        let mut notes: HashMap<&str, notes::HealthNote> = snapshot
+            .notes()
+            .filter(|note| note.kind == Kind::Instance)
+            .filter_map(|note| Some((note.key, notes::HealthNote::decode(note.body)?)))
+            .collect();
         for object in snapshot.objects() {
             // One object the daemon cannot read (written by hand, or by a version with
             // other rules) is left out and reported, instead of keeping every other
@@ -92,7 +100,10 @@ impl Tables {
             };
             report_if_refused_today(&record);
             match record {
-                Record::Instance(i) => {
+                Record::Instance(mut i) => {
+                    if let Some(note) = notes.remove(i.id.as_str()) {
+                        note.apply_to(&mut i);
+                    }
                     let id = ArcStr::from(i.id.as_str());
                     tables.index_instance(&id, &i);
                     // Serialized anew, so a body an older version stored reads back in
@@ -108,7 +119,13 @@ impl Tables {
         tables.revision = snapshot.revision;
         tables.kind_revisions = [snapshot.revision; 4];
         tables.loaded_at = snapshot.revision;
+        tables.notes_cursor = snapshot.notes_cursor;
         Ok(tables)
+    }
+
+    /// Where the store's notes written after the tables were loaded start.
+    pub(crate) fn notes_cursor(&self) -> u64 {
+        self.notes_cursor
     }
 
     /// Revision of the latest change applied.
@@ -433,10 +450,10 @@ impl Registry {
     }
 
     /// Records what the last health check or TTL heartbeat saw, in memory only: these
-    /// change on every check, and writing each one durably would mean a commit per
-    /// check. They reach the store with the next durable change of the instance, or
-    /// with [`Command::FlushHealth`]. Ignored if the instance is gone or has moved to
-    /// another URL since the check began.
+    /// change on every check, and writing each one as a change would mean a commit, a
+    /// new revision and a woken watcher per check. They are written as notes (see
+    /// [`notes`]) within [`notes::NOTES_EVERY`], and with the next change of the instance.
+    /// Ignored if the instance is gone or has moved to another URL since the check began.
     pub(crate) fn touch_instance(
         &self,
         id: &str,
@@ -444,33 +461,47 @@ impl Registry {
         details: Option<String>,
         last_heartbeat: Option<DateTime<Utc>>,
     ) -> bool {
+        let found = self.touch(id, |instance| {
+            if instance.url != url {
+                return None;
+            }
+            let mut changed = false;
+            if let Some(details) = details.filter(|d| *d != instance.details) {
+                instance.details = details;
+                changed = true;
+            }
+            let latest = instance.last_heartbeat.max(last_heartbeat);
+            if latest != instance.last_heartbeat {
+                instance.last_heartbeat = latest;
+                changed = true;
+            }
+            Some(changed)
+        });
+        if found == Some(true) {
+            self.mark_unflushed(id.to_string());
+        }
+        found.is_some()
+    }
+
+    /// Applies what another daemon's check saw (its note), if the instance still has the
+    /// URL and status the note was written with.
+    fn apply_note(&self, id: &str, note: notes::HealthNote) {
+        self.touch(id, |instance| note.apply_to(instance));
+    }
+
+    /// Changes instance `id` in memory with `change`, which says whether it applies
+    /// (`None`: left alone) and whether it changed anything; lists made before a change
+    /// are stale after it. Returns what `change` said, `None` for an unknown instance.
+    fn touch(&self, id: &str, change: impl FnOnce(&mut Instance) -> Option<bool>) -> Option<bool> {
         let mut tables = self.write();
-        let Some(current) = tables.instances.get_mut(id) else {
-            return false;
-        };
+        let current = tables.instances.get_mut(id)?;
         let mut instance = current.decode();
-        if instance.url != url {
-            return false;
+        let changed = change(&mut instance)?;
+        if changed {
+            *current = StoredInstance::new(&instance);
+            tables.touches += 1;
         }
-        let mut changed = false;
-        if let Some(details) = details.filter(|d| *d != instance.details) {
-            instance.details = details;
-            changed = true;
-        }
-        let latest = instance.last_heartbeat.max(last_heartbeat);
-        if latest != instance.last_heartbeat {
-            instance.last_heartbeat = latest;
-            changed = true;
-        }
-        if !changed {
-            // Lists stay as they are, and cached answers stay valid.
-            return true;
-        }
-        *current = StoredInstance::new(&instance);
-        tables.touches += 1;
-        drop(tables);
-        self.mark_unflushed(id.to_string());
-        true
+        Some(changed)
     }
 
     /// Puts an instance back on the list to flush (after a failed flush).

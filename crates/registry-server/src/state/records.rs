@@ -89,6 +89,12 @@ impl Mutation {
                 Mutation::Put(record) => Some(record.to_json().into()),
                 Mutation::Delete { .. } => None,
             },
+            // An instance's URL is taken by one instance at a time: registrations find
+            // instances by it.
+            claim: match self {
+                Mutation::Put(Record::Instance(i)) => Some(i.url.as_str().into()),
+                _ => None,
+            },
             by: by.cloned(),
         }
     }

@@ -17,6 +17,12 @@
 //! its own commit it applies whatever the log holds before it. So the tables always
 //! follow the log's order.
 //!
+//! Each batch goes to the store with its basis: the revision of the tables it was planned
+//! on and what it read of them. The store refuses it only if another daemon has since
+//! changed one of those objects (or a claimed URL); the writer then catches up and plans
+//! the batch again. Writes to different objects on different nodes never wait for each
+//! other.
+//!
 //! Every command comes with its [`Actor`], which each change it makes carries into the
 //! store's change log, the announcements and the [audit log](super::audit).
 
@@ -29,7 +35,7 @@ use crate::feed::{Committed, Feed};
 use crate::metrics::{self, Counter, Histogram, Metrics};
 use crate::supervisor::{supervise, Task, Tasks};
 use crate::Error;
-use registry_store::{Change, Notice, Store, StoreError};
+use registry_store::{Basis, Change, Notice, Read, Store, StoreError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -63,6 +69,7 @@ struct WriterMetrics {
     batch_size: Histogram,
     commit_duration: Histogram,
     commits_failed: Counter,
+    replans: Counter,
 }
 
 impl WriterMetrics {
@@ -73,6 +80,7 @@ impl WriterMetrics {
             )),
             commit_duration: metrics::latency_histogram(),
             commits_failed: Counter::default(),
+            replans: Counter::default(),
         };
         metrics.register(
             "writer_batch_size",
@@ -89,6 +97,11 @@ impl WriterMetrics {
             "Commits that failed (the store unavailable, or other nodes' changes unreadable): \
              their writes were answered with an error",
             writer.commits_failed.clone(),
+        );
+        metrics.register(
+            "writer_replans",
+            "Batches planned again because another node had changed what they read",
+            writer.replans.clone(),
         );
         writer
     }
@@ -216,11 +229,19 @@ async fn run(
                 });
                 match done {
                     Ok(revisions) => {
+                        // Other daemons' commits that came before this one are applied
+                        // first; failing that, it is answered and applied later, from the log.
+                        if !catch_up_before(store.as_ref(), &registry, &feed, &revisions).await {
+                            done_batch.answer_unapplied(&revisions, &mut audit);
+                            behind = true;
+                            continue;
+                        }
                         // What queued meanwhile goes to the store, planned on this batch,
                         // before this one is applied and answered.
                         if !waiting.is_empty() {
                             let (orders, replies) = waiting.drain(..).unzip();
-                            in_flight = start(&store, &registry, orders, replies, Some(&done_batch), &counts);
+                            let before = (&done_batch, revisions.last().copied().unwrap_or_default());
+                            in_flight = start(&store, &registry, orders, replies, Some(before), &counts);
                         }
                         done_batch.apply_and_answer(&registry, &feed, &revisions, &mut audit);
                     }
@@ -290,6 +311,30 @@ async fn catch_up(
     }
 }
 
+/// Applies the changes other daemons committed before `revisions` (a commit of this
+/// writer's, not yet applied), so the tables follow the log's order. `false` when they
+/// cannot be read.
+async fn catch_up_before(
+    store: &dyn Store,
+    registry: &Registry,
+    feed: &Feed,
+    revisions: &[u64],
+) -> bool {
+    let Some(first) = revisions.first() else {
+        return true;
+    };
+    match catch_up(store, registry, feed, Some(first - 1)).await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(
+                error = &e as &dyn std::error::Error,
+                "cannot read the changes other daemons committed before this one's; its writes are answered and applied once they can be read"
+            );
+            false
+        }
+    }
+}
+
 /// Per job: the key it touched and its last mutation (if any), or why it is refused.
 type Outcome = Result<(String, Option<usize>), Error>;
 
@@ -304,6 +349,8 @@ struct Planned {
     outcomes: Vec<Outcome>,
     /// The store revision it counts on: the tables', plus the batch before it.
     planned_on: u64,
+    /// What it read of the tables.
+    reads: Vec<Read>,
 }
 
 /// A planned batch whose commit is under way.
@@ -313,20 +360,18 @@ struct InFlight {
 }
 
 impl Planned {
-    /// Plans `orders` against the tables, plus `before` (the batch being committed)
-    /// as if it were already applied.
+    /// Plans `orders` against the tables, plus `before` (a batch committed up to the
+    /// revision given, right after the tables' revision, and not yet applied) as if it
+    /// were already applied.
     fn new(
         registry: &Registry,
         orders: Vec<Order>,
         replies: Vec<Reply>,
-        before: Option<&Planned>,
+        before: Option<(&Planned, u64)>,
     ) -> Planned {
         let tables = registry.read();
         let (mut overlay, planned_on) = match before {
-            Some(before) => (
-                Overlay::new(&tables, &before.mutations),
-                before.planned_on + before.mutations.len() as u64,
-            ),
+            Some((before, last)) => (Overlay::new(&tables, &before.mutations), last),
             None => (Overlay::new(&tables, &[]), tables.revision()),
         };
         let mut authors = Vec::new();
@@ -342,6 +387,7 @@ impl Planned {
                 outcome
             })
             .collect();
+        let reads = overlay.reads();
         let mutations = overlay.mutations;
         Planned {
             changes: mutations
@@ -355,25 +401,49 @@ impl Planned {
             authors,
             outcomes,
             planned_on,
+            reads,
         }
+    }
+
+    /// What the store must find unchanged to commit it.
+    fn basis(&self) -> Basis {
+        Basis {
+            revision: self.planned_on,
+            reads: self.reads.clone(),
+        }
+    }
+
+    /// Takes the mutations out of the committed batch, each with its change as the feed
+    /// and the audit log tell it.
+    fn take_committed(&mut self, revisions: &[u64]) -> Vec<(Mutation, Committed)> {
+        std::mem::take(&mut self.mutations)
+            .into_iter()
+            .zip(std::mem::take(&mut self.changes))
+            .zip(revisions)
+            .map(|((mutation, change), revision)| (mutation, Committed::new(*revision, change)))
+            .collect()
+    }
+
+    /// Answers a committed batch that could not be applied yet (the tables lag behind
+    /// other daemons' changes that could not be read); the writer's catch-up applies it
+    /// from the log.
+    fn answer_unapplied(mut self, revisions: &[u64], audit: &mut AuditLog) {
+        let committed = self.take_committed(revisions);
+        let committed: Arc<[Committed]> = committed.into_iter().map(|(_, c)| c).collect();
+        answer(self.replies, self.outcomes, self.planned_on, revisions);
+        audit.record(committed, self.authors);
     }
 
     /// Applies the committed batch to the tables, announces it on the feed, answers its
     /// requests, then logs it.
     fn apply_and_answer(
-        self,
+        mut self,
         registry: &Registry,
         feed: &Feed,
         revisions: &[u64],
         audit: &mut AuditLog,
     ) {
-        let batch = self
-            .mutations
-            .into_iter()
-            .zip(self.changes)
-            .zip(revisions)
-            .map(|((mutation, change), revision)| (mutation, Committed::new(*revision, change)))
-            .collect();
+        let batch = self.take_committed(revisions);
         let announced = registry.apply_committed(batch);
         feed.announce(&announced);
         answer(self.replies, self.outcomes, self.planned_on, revisions);
@@ -388,7 +458,7 @@ fn start(
     registry: &Registry,
     orders: Vec<Order>,
     replies: Vec<Reply>,
-    before: Option<&Planned>,
+    before: Option<(&Planned, u64)>,
     counts: &Arc<WriterMetrics>,
 ) -> Option<InFlight> {
     send(
@@ -405,11 +475,11 @@ fn send(store: &Arc<dyn Store>, batch: Planned, counts: &Arc<WriterMetrics>) -> 
         answer(batch.replies, batch.outcomes, batch.planned_on, &[]);
         return None;
     }
-    let (store, changes, planned_on) = (store.clone(), batch.changes.clone(), batch.planned_on);
+    let (store, changes, basis) = (store.clone(), batch.changes.clone(), batch.basis());
     let (counts, commands) = (counts.clone(), batch.replies.len());
     let commit = tokio::spawn(async move {
         counts
-            .timed_commit(commands, store.commit(changes, Some(planned_on)))
+            .timed_commit(commands, store.commit(changes, Some(basis)))
             .await
     });
     Some(InFlight { batch, commit })
@@ -445,8 +515,8 @@ fn answer(replies: Vec<Reply>, outcomes: Vec<Outcome>, planned_on: u64, revision
 /// otherwise refuses the batch. Returns `false` when the tables are left behind the
 /// store (another daemon's changes could not be read), so the caller catches up first.
 ///
-/// A batch is committed only if the store is still at the revision it was planned on,
-/// so no write is based on what another daemon already changed.
+/// A batch is committed only if nothing it read changed since the revision it was
+/// planned on, so no write is based on what another daemon already changed.
 async fn recommit(
     store: &dyn Store,
     registry: &Registry,
@@ -461,6 +531,7 @@ async fn recommit(
         match error {
             StoreError::Stale { latest } if attempts < MAX_REPLANS => {
                 attempts += 1;
+                counts.replans.inc();
                 if let Err(e) = catch_up(store, registry, feed, Some(latest)).await {
                     tracing::warn!(
                         error = &e as &dyn std::error::Error,
@@ -485,9 +556,13 @@ async fn recommit(
             answer(batch.replies, batch.outcomes, batch.planned_on, &[]);
             return true;
         }
-        let commit = store.commit(batch.changes.clone(), Some(batch.planned_on));
+        let commit = store.commit(batch.changes.clone(), Some(batch.basis()));
         match counts.timed_commit(batch.replies.len(), commit).await {
             Ok(revisions) => {
+                if !catch_up_before(store, registry, feed, &revisions).await {
+                    batch.answer_unapplied(&revisions, audit);
+                    return false;
+                }
                 batch.apply_and_answer(registry, feed, &revisions, audit);
                 return true;
             }

@@ -2,7 +2,9 @@
 
 use super::{config, Daemon};
 use async_trait::async_trait;
-use registry_store::{Change, ChangePage, Snapshot, SqliteStore, Store, StoreError};
+use registry_store::{
+    Basis, Change, ChangePage, Note, NotePage, Snapshot, SqliteStore, Store, StoreError,
+};
 use std::sync::Arc;
 
 /// What a test store does before each commit and ping; the default does nothing.
@@ -14,6 +16,7 @@ pub trait Hooks: Send + Sync + 'static {
     fn before_ping(&self) -> Result<(), StoreError> {
         Ok(())
     }
+    fn before_notes(&self, _notes: &[Note]) {}
 }
 
 /// A SQLite store that runs `hooks` before it commits or pings.
@@ -44,10 +47,17 @@ impl<H: Hooks> Store for Hooked<H> {
     async fn commit(
         &self,
         changes: Vec<Change>,
-        planned_on: Option<u64>,
+        basis: Option<Basis>,
     ) -> Result<Vec<u64>, StoreError> {
         self.hooks.before_commit(&changes).await?;
-        self.inner.commit(changes, planned_on).await
+        self.inner.commit(changes, basis).await
+    }
+    async fn put_notes(&self, notes: Vec<Note>) -> Result<(), StoreError> {
+        self.hooks.before_notes(&notes);
+        self.inner.put_notes(notes).await
+    }
+    async fn notes_since(&self, after: u64, limit: usize) -> Result<NotePage, StoreError> {
+        self.inner.notes_since(after, limit).await
     }
     async fn changes_since(&self, after: u64, limit: usize) -> Result<ChangePage, StoreError> {
         self.inner.changes_since(after, limit).await
@@ -61,10 +71,11 @@ impl<H: Hooks> Store for Hooked<H> {
     }
 }
 
-/// Records every change committed, in order.
+/// Records every change committed and every note written, in order.
 #[derive(Default)]
 pub struct Recorder {
     pub changes: std::sync::Mutex<Vec<Change>>,
+    pub notes: std::sync::Mutex<Vec<Note>>,
 }
 
 impl Recorder {
@@ -73,6 +84,12 @@ impl Recorder {
         let changes = self.changes.lock().unwrap();
         changes.iter().filter(|c| c.key == key).cloned().collect()
     }
+
+    /// The notes written about this key, in order.
+    pub fn notes_on(&self, key: &str) -> Vec<Note> {
+        let notes = self.notes.lock().unwrap();
+        notes.iter().filter(|n| n.key == key).cloned().collect()
+    }
 }
 
 #[async_trait]
@@ -80,5 +97,8 @@ impl Hooks for Recorder {
     async fn before_commit(&self, changes: &[Change]) -> Result<(), StoreError> {
         self.changes.lock().unwrap().extend_from_slice(changes);
         Ok(())
+    }
+    fn before_notes(&self, notes: &[Note]) {
+        self.notes.lock().unwrap().extend_from_slice(notes);
     }
 }

@@ -103,8 +103,9 @@ pub(super) struct Overlay<'a> {
     hasher: RandomState,
     pub(super) mutations: Vec<Mutation>,
     /// What the plans read from the tables (not from pending mutations): what the
-    /// store must find unchanged to commit them.
-    reads: RefCell<Vec<Read>>,
+    /// store must find unchanged to commit them. Noted only when other daemons share the
+    /// store ([`Overlay::noting_reads`]): alone, nothing can change under a plan.
+    reads: Option<RefCell<Vec<Read>>>,
 }
 
 /// Where a pending mutation is: in the batch before, or in this plan.
@@ -149,7 +150,7 @@ impl<'a> Overlay<'a> {
             pending_urls: HashTable::with_capacity(before.len()),
             hasher: RandomState::new(),
             mutations: Vec::new(),
-            reads: RefCell::default(),
+            reads: None,
         };
         for (at, mutation) in before.iter().enumerate() {
             overlay.note(mutation, Slot::Before(at));
@@ -157,13 +158,24 @@ impl<'a> Overlay<'a> {
         overlay
     }
 
-    /// What the plans so far read from the tables.
-    pub(super) fn reads(&mut self) -> Vec<Read> {
-        std::mem::take(self.reads.get_mut())
+    /// Notes what the plans read from the tables, for [`Overlay::reads`].
+    pub(super) fn noting_reads(mut self) -> Self {
+        self.reads = Some(RefCell::default());
+        self
     }
 
-    fn read(&self, read: Read) {
-        self.reads.borrow_mut().push(read);
+    /// What the plans so far read from the tables, if noted.
+    pub(super) fn reads(&mut self) -> Vec<Read> {
+        self.reads
+            .as_mut()
+            .map(|reads| std::mem::take(reads.get_mut()))
+            .unwrap_or_default()
+    }
+
+    fn read(&self, read: impl FnOnce() -> Read) {
+        if let Some(reads) = &self.reads {
+            reads.borrow_mut().push(read());
+        }
     }
 
     fn push(&mut self, mutation: Mutation) {
@@ -219,7 +231,7 @@ impl<'a> Overlay<'a> {
         if let Some(pending) = self.pending(kind, key) {
             return pending.is_some();
         }
-        self.read(Read::Object(kind, key.to_string()));
+        self.read(|| Read::Object(kind, key.to_string()));
         match kind {
             Kind::Definition => self.tables.definition(key).is_some(),
             Kind::Instance => self.tables.has_instance(key),
@@ -232,7 +244,7 @@ impl<'a> Overlay<'a> {
     /// tokens created earlier in the same batch are not counted: the answer errs on the
     /// side of keeping a way in.
     fn is_last_admin_token(&self, id: &str) -> bool {
-        self.read(Read::Kind(Kind::Token));
+        self.read(|| Read::Kind(Kind::Token));
         let is_admin = |token_id: &str| {
             self.exists(Kind::Token, token_id)
                 && self
@@ -245,7 +257,7 @@ impl<'a> Overlay<'a> {
 
     /// Whether any token exists, pending changes included.
     fn has_tokens(&self) -> bool {
-        self.read(Read::Kind(Kind::Token));
+        self.read(|| Read::Kind(Kind::Token));
         let pending_put = self
             .before
             .iter()
@@ -263,7 +275,7 @@ impl<'a> Overlay<'a> {
             Some(Some(Record::Instance(i))) => Some(i.clone()),
             Some(_) => None,
             None => {
-                self.read(Read::Object(Kind::Instance, id.to_string()));
+                self.read(|| Read::Object(Kind::Instance, id.to_string()));
                 self.tables.instance(id)
             }
         }
@@ -271,7 +283,7 @@ impl<'a> Overlay<'a> {
 
     /// The instance registered at `url` (the lowest id if several are).
     fn instance_by_url(&self, url: &str) -> Option<Instance> {
-        self.read(Read::Claim(url.to_string()));
+        self.read(|| Read::Claim(url.to_string()));
         self.tables
             .instance_ids_by_url(url)
             .chain(self.pending_ids_at(url))
@@ -398,7 +410,7 @@ impl<'a> Overlay<'a> {
     /// 409 unless the registry is empty enough to restore into, pending writes included.
     fn ensure_empty(&self) -> Result<(), Error> {
         for kind in [Kind::Definition, Kind::Instance, Kind::Token] {
-            self.read(Read::Kind(kind));
+            self.read(|| Read::Kind(kind));
         }
         if let Some(obstacle) = self.tables.restore_obstacle() {
             return Err(Error::Conflict(obstacle));
@@ -556,6 +568,48 @@ mod tests {
             overlay.instance_by_url("http://127.0.0.1:8").unwrap().id,
             first
         );
+    }
+
+    #[test]
+    fn a_plan_notes_what_it_read_of_the_tables() {
+        let mut tables = Tables::default();
+        tables.apply(
+            Mutation::Put(Record::Instance(Instance {
+                id: "stored".into(),
+                url: "http://127.0.0.1:7".into(),
+                slug: "svc-a".into(),
+                ..Default::default()
+            })),
+            1,
+        );
+        let admin = caller("admin", Role::Admin);
+        let mut overlay = Overlay::new(&tables, &[]).noting_reads();
+        let id = overlay
+            .plan(Command::RegisterInstance {
+                caller: admin.clone(),
+                registration: register("http://127.0.0.1:7", "", ""),
+            })
+            .unwrap();
+        assert_eq!(id, "stored");
+        overlay
+            .plan(Command::DeleteToken("tok_x".into()))
+            .unwrap_err();
+        let reads = overlay.reads();
+        for read in [
+            Read::Claim("http://127.0.0.1:7".into()),
+            Read::Object(Kind::Instance, "stored".into()),
+            Read::Kind(Kind::Token),
+        ] {
+            assert!(reads.contains(&read), "{read:?} not in {reads:?}");
+        }
+        let mut alone = Overlay::new(&tables, &[]);
+        alone
+            .plan(Command::DeleteInstance {
+                caller: admin,
+                id: "stored".into(),
+            })
+            .unwrap();
+        assert!(alone.reads().is_empty(), "not noted unless asked");
     }
 
     #[test]

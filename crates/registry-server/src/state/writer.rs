@@ -185,6 +185,8 @@ async fn run(
     counts: Arc<WriterMetrics>,
 ) {
     let mut others = store.notifications();
+    // Only other daemons can change what a plan read.
+    let shared = others.is_some();
     let mut audit = AuditLog::start();
     let mut interruptions = 0;
     // Anything committed by others between loading and listening.
@@ -209,7 +211,7 @@ async fn run(
         }
         if idle && !waiting.is_empty() {
             let (orders, replies) = waiting.drain(..).unzip();
-            in_flight = start(&store, &registry, orders, replies, None, &counts);
+            in_flight = start(&store, &registry, orders, replies, None, shared, &counts);
             continue;
         }
         if !open && idle {
@@ -241,7 +243,7 @@ async fn run(
                         if !waiting.is_empty() {
                             let (orders, replies) = waiting.drain(..).unzip();
                             let before = (&done_batch, revisions.last().copied().unwrap_or_default());
-                            in_flight = start(&store, &registry, orders, replies, Some(before), &counts);
+                            in_flight = start(&store, &registry, orders, replies, Some(before), shared, &counts);
                         }
                         done_batch.apply_and_answer(&registry, &feed, &revisions, &mut audit);
                     }
@@ -362,17 +364,23 @@ struct InFlight {
 impl Planned {
     /// Plans `orders` against the tables, plus `before` (a batch committed up to the
     /// revision given, right after the tables' revision, and not yet applied) as if it
-    /// were already applied.
+    /// were already applied. With a `shared` store, it notes what it reads.
     fn new(
         registry: &Registry,
         orders: Vec<Order>,
         replies: Vec<Reply>,
         before: Option<(&Planned, u64)>,
+        shared: bool,
     ) -> Planned {
         let tables = registry.read();
-        let (mut overlay, planned_on) = match before {
+        let (overlay, planned_on) = match before {
             Some((before, last)) => (Overlay::new(&tables, &before.mutations), last),
             None => (Overlay::new(&tables, &[]), tables.revision()),
+        };
+        let mut overlay = if shared {
+            overlay.noting_reads()
+        } else {
+            overlay
         };
         let mut authors = Vec::new();
         let outcomes = orders
@@ -459,11 +467,12 @@ fn start(
     orders: Vec<Order>,
     replies: Vec<Reply>,
     before: Option<(&Planned, u64)>,
+    shared: bool,
     counts: &Arc<WriterMetrics>,
 ) -> Option<InFlight> {
     send(
         store,
-        Planned::new(registry, orders, replies, before),
+        Planned::new(registry, orders, replies, before, shared),
         counts,
     )
 }
@@ -551,7 +560,8 @@ async fn recommit(
                 return true;
             }
         }
-        let batch = Planned::new(registry, failed.orders, failed.replies, None);
+        // Only a shared store reports a conflict, so the plan notes its reads.
+        let batch = Planned::new(registry, failed.orders, failed.replies, None, true);
         if batch.mutations.is_empty() {
             answer(batch.replies, batch.outcomes, batch.planned_on, &[]);
             return true;

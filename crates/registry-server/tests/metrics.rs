@@ -185,8 +185,12 @@ async fn past_the_largest_slugs_instances_are_summed_under_other() {
     for (slug, count) in [("big", 3), ("mid", 2), ("small-a", 1), ("small-b", 1)] {
         for _ in 0..count {
             port += 1;
-            d.register(json!({"url": format!("http://127.0.0.1:{port}"), "slug": slug}))
-                .await;
+            // Unchecked, so each stays Unknown for the counts below.
+            d.register(
+                json!({"url": format!("http://127.0.0.1:{port}"), "slug": slug,
+                              "healthCheck": {"type": "none"}}),
+            )
+            .await;
         }
     }
     // The same whether the tables were built by writes or loaded at a start.

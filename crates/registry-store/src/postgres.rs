@@ -18,8 +18,8 @@
 //! [`Store::changes_since`].
 
 use super::rules::{
-    check_basis, handle_id, missed_trimmed_changes, trim_through, Reliance, CHANGE_LOG_RETAINED,
-    MIGRATIONS, SELECT_NOTES_SEQ, SELECT_OLDEST_CHANGE, SELECT_REVISION,
+    check_basis, handle_id, missed_trimmed_changes, trim_through, Reliance, SinceBasis,
+    CHANGE_LOG_RETAINED, MIGRATIONS, SELECT_NOTES_SEQ, SELECT_OLDEST_CHANGE, SELECT_REVISION,
 };
 use super::{
     redact_password, Basis, Change, ChangePage, Kind, LoggedChange, Note, NotePage, Notice,
@@ -304,19 +304,17 @@ impl PostgresStore {
                 .fetch_all(&mut *tx)
                 .await?;
         }
-        let checked = check_basis(basis, current, oldest, || {
-            let basis = basis.expect("asked only with a basis");
+        let checked = check_basis(basis, current, |basis| {
             let reliance = Reliance::new(basis, changes);
+            let mut touched = false;
             for row in &since {
                 let kind: &str = row.try_get(0).map_err(|e| self.unavailable(e))?;
                 let key: &str = row.try_get(1).map_err(|e| self.unavailable(e))?;
                 let claim: Option<&str> = row.try_get(2).map_err(|e| self.unavailable(e))?;
                 let kind = Kind::parse_stored(kind, "change", key)?;
-                if reliance.is_touched_by(kind, key, claim) {
-                    return Ok(true);
-                }
+                touched |= reliance.is_touched_by(kind, key, claim);
             }
-            Ok(false)
+            Ok(SinceBasis { oldest, touched })
         });
         if let Err(stale) = checked {
             tx.rollback().await?;

@@ -174,21 +174,28 @@ impl<'a> Reliance<'a> {
     }
 }
 
+/// What a store found in its log after a basis.
+pub(super) struct SinceBasis {
+    /// The oldest revision the log still holds.
+    pub(super) oldest: Option<u64>,
+    /// Whether a change logged after the basis touched what the batch relies on.
+    pub(super) touched: bool,
+}
+
 /// Whether a batch planned on `basis` must be planned again, the store being at revision
-/// `current` with its oldest logged change at `oldest`: when changes after the basis
-/// are no longer logged (it cannot tell what they touched), or when `touched` says one of
-/// those logged after the basis touched what the batch relies on. `touched` is only
-/// asked when the store moved on since the basis.
+/// `current`: when changes after the basis are no longer logged (it cannot tell what they
+/// touched), or when one logged after it touched what the batch relies on. The store is
+/// asked to `look` only when it moved on since the basis.
 pub(super) fn check_basis(
     basis: Option<&Basis>,
     current: u64,
-    oldest: Option<u64>,
-    touched: impl FnOnce() -> Result<bool, StoreError>,
+    look: impl FnOnce(&Basis) -> Result<SinceBasis, StoreError>,
 ) -> Result<(), StoreError> {
     let Some(basis) = basis.filter(|b| b.revision != current) else {
         return Ok(());
     };
-    if missed_trimmed_changes(basis.revision, current, oldest) || touched()? {
+    let since = look(basis)?;
+    if missed_trimmed_changes(basis.revision, current, since.oldest) || since.touched {
         return Err(StoreError::Stale { latest: current });
     }
     Ok(())
@@ -249,16 +256,17 @@ mod tests {
                 Read::Kind(Kind::Token),
             ],
         };
-        let never_asked = || -> Result<bool, StoreError> { panic!("nothing moved") };
-        assert!(check_basis(None, 7, Some(1), never_asked).is_ok());
-        assert!(check_basis(Some(&basis(7)), 7, Some(1), never_asked).is_ok());
-        assert!(check_basis(Some(&basis(6)), 7, Some(1), || Ok(false)).is_ok());
+        let never_asked = |_: &Basis| -> Result<SinceBasis, StoreError> { panic!("nothing moved") };
+        let found = |oldest, touched| move |_: &Basis| Ok(SinceBasis { oldest, touched });
+        assert!(check_basis(None, 7, never_asked).is_ok());
+        assert!(check_basis(Some(&basis(7)), 7, never_asked).is_ok());
+        assert!(check_basis(Some(&basis(6)), 7, found(Some(1), false)).is_ok());
         assert!(matches!(
-            check_basis(Some(&basis(6)), 7, Some(1), || Ok(true)),
+            check_basis(Some(&basis(6)), 7, found(Some(1), true)),
             Err(StoreError::Stale { latest: 7 })
         ));
         assert!(
-            check_basis(Some(&basis(2)), 7, Some(5), || Ok(false)).is_err(),
+            check_basis(Some(&basis(2)), 7, found(Some(5), false)).is_err(),
             "revisions 3 and 4 are no longer logged: anything may have changed"
         );
 

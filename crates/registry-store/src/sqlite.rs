@@ -7,8 +7,8 @@
 //! migrations are those of [`super::rules`].
 
 use super::rules::{
-    check_basis, handle_id, missed_trimmed_changes, trim_through, Reliance, CHANGE_LOG_RETAINED,
-    MIGRATIONS, SELECT_NOTES_SEQ, SELECT_OLDEST_CHANGE, SELECT_REVISION,
+    check_basis, handle_id, missed_trimmed_changes, trim_through, Reliance, SinceBasis,
+    CHANGE_LOG_RETAINED, MIGRATIONS, SELECT_NOTES_SEQ, SELECT_OLDEST_CHANGE, SELECT_REVISION,
 };
 use super::{
     Basis, Change, ChangePage, Kind, LoggedChange, Note, NotePage, Snapshot, Store, StoreError,
@@ -143,26 +143,27 @@ fn commit_changes(
     let mut revision: u64 = tx
         .query_row(SELECT_REVISION, [], |row| row.get(0))
         .map_err(unavailable)?;
-    let oldest: Option<u64> = tx
-        .query_row(SELECT_OLDEST_CHANGE, [], |row| row.get(0))
-        .map_err(unavailable)?;
-    check_basis(basis.as_ref(), revision, oldest, || {
-        let basis = basis.as_ref().expect("asked only with a basis");
+    check_basis(basis.as_ref(), revision, |basis| {
+        let oldest = tx
+            .query_row(SELECT_OLDEST_CHANGE, [], |row| row.get(0))
+            .map_err(unavailable)?;
         let reliance = Reliance::new(basis, &changes);
         let mut since = tx
             .prepare_cached("SELECT kind, key, claim FROM changes WHERE revision > ?1")
             .map_err(unavailable)?;
         let mut rows = since.query(params![basis.revision]).map_err(unavailable)?;
+        let mut touched = false;
         while let Some(row) = rows.next().map_err(unavailable)? {
             let kind: String = row.get(0).map_err(unavailable)?;
             let key: String = row.get(1).map_err(unavailable)?;
             let claim: Option<String> = row.get(2).map_err(unavailable)?;
             let kind = Kind::parse_stored(&kind, "change", &key)?;
             if reliance.is_touched_by(kind, &key, claim.as_deref()) {
-                return Ok(true);
+                touched = true;
+                break;
             }
         }
-        Ok(false)
+        Ok(SinceBasis { oldest, touched })
     })?;
     let mut revisions = Vec::with_capacity(changes.len());
     {

@@ -413,11 +413,12 @@ impl Planned {
         }
     }
 
-    /// What the store must find unchanged to commit it.
-    fn basis(&self) -> Basis {
+    /// What the store must find unchanged to commit it (taking what it read, which
+    /// nothing else needs).
+    fn take_basis(&mut self) -> Basis {
         Basis {
             revision: self.planned_on,
-            reads: self.reads.clone(),
+            reads: std::mem::take(&mut self.reads),
         }
     }
 
@@ -479,12 +480,16 @@ fn start(
 
 /// Sends a planned batch to the store. The batch it was planned on, if any, is already
 /// committed, so a batch that changes nothing can be answered at once.
-fn send(store: &Arc<dyn Store>, batch: Planned, counts: &Arc<WriterMetrics>) -> Option<InFlight> {
+fn send(
+    store: &Arc<dyn Store>,
+    mut batch: Planned,
+    counts: &Arc<WriterMetrics>,
+) -> Option<InFlight> {
     if batch.mutations.is_empty() {
         answer(batch.replies, batch.outcomes, batch.planned_on, &[]);
         return None;
     }
-    let (store, changes, basis) = (store.clone(), batch.changes.clone(), batch.basis());
+    let (store, changes, basis) = (store.clone(), batch.changes.clone(), batch.take_basis());
     let (counts, commands) = (counts.clone(), batch.replies.len());
     let commit = tokio::spawn(async move {
         counts
@@ -561,12 +566,12 @@ async fn recommit(
             }
         }
         // Only a shared store reports a conflict, so the plan notes its reads.
-        let batch = Planned::new(registry, failed.orders, failed.replies, None, true);
+        let mut batch = Planned::new(registry, failed.orders, failed.replies, None, true);
         if batch.mutations.is_empty() {
             answer(batch.replies, batch.outcomes, batch.planned_on, &[]);
             return true;
         }
-        let commit = store.commit(batch.changes.clone(), Some(batch.basis()));
+        let commit = store.commit(batch.changes.clone(), Some(batch.take_basis()));
         match counts.timed_commit(batch.replies.len(), commit).await {
             Ok(revisions) => {
                 if !catch_up_before(store, registry, feed, &revisions).await {

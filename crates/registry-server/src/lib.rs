@@ -257,12 +257,13 @@ pub async fn start_with_store(
             )
         })
     });
-    let notes = tokio::spawn(state::notes::run(
-        store.clone(),
-        registry.clone(),
-        config.database_url.is_some(),
-        shutdown.clone(),
-    ));
+    let notes = tokio::spawn({
+        let (store, registry, shutdown) = (store.clone(), registry.clone(), shutdown.clone());
+        let shared = config.database_url.is_some();
+        supervise(Task::HealthNotes, tasks.clone(), move || {
+            state::notes::run(store.clone(), registry.clone(), shared, shutdown.clone())
+        })
+    });
     let user_svc_key = auth::UserSvcKey::from_config(&config)?;
     let auth = Arc::new(auth::AuthState {
         tokens: registry.clone(),

@@ -1,8 +1,8 @@
 //! Background tasks that cannot die silently.
 //!
-//! The writer, the health checker and the node heartbeat each run under [`supervise`]:
-//! a panic is caught, logged with its message, and the task started again after a
-//! back-off that grows while it keeps failing. While a task is down (and until a restart
+//! The writer, the health checker, its notes and the node heartbeat each run under
+//! [`supervise`]: a panic is caught, logged with its message, and the task started again
+//! after a back-off that grows while it keeps failing. While a task is down (and until a restart
 //! has run for a while without failing) [`Tasks::down`] names it, and `/readyz` answers
 //! 503, so a load balancer or an operator learns of it instead of finding checks that
 //! quietly stopped.
@@ -19,16 +19,23 @@ use std::time::Duration;
 pub(crate) enum Task {
     Writer,
     HealthChecker,
+    HealthNotes,
     NodeHeartbeat,
 }
 
 impl Task {
-    const ALL: [Task; 3] = [Task::Writer, Task::HealthChecker, Task::NodeHeartbeat];
+    const ALL: [Task; 4] = [
+        Task::Writer,
+        Task::HealthChecker,
+        Task::HealthNotes,
+        Task::NodeHeartbeat,
+    ];
 
     pub(crate) fn name(self) -> &'static str {
         match self {
             Task::Writer => "writer",
             Task::HealthChecker => "health checker",
+            Task::HealthNotes => "health notes",
             Task::NodeHeartbeat => "node heartbeat",
         }
     }
@@ -37,7 +44,7 @@ impl Task {
 /// Which supervised tasks are down.
 #[derive(Debug, Default)]
 pub(crate) struct Tasks {
-    down: [AtomicBool; 3],
+    down: [AtomicBool; 4],
 }
 
 impl Tasks {

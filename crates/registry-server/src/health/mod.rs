@@ -17,9 +17,10 @@
 //!
 //! Results go through a `Machine` per instance. Only a status *change* is a durable
 //! write (a change, announced to watchers); the details and last heartbeat of every
-//! check are kept in memory and written as notes within seconds (`state::notes`). The scheduler learns of registrations,
-//! changes and removals from the writer's announcements, so a change made by any path
-//! (API, TTL heartbeat, deregistration) is seen the same way.
+//! check are kept in memory and written as notes within seconds (`state::notes`). The
+//! scheduler learns of registrations, changes and removals from the writer's
+//! announcements, so a change made by any path (API, TTL heartbeat, deregistration) is
+//! seen the same way.
 //!
 //! When several daemons share one store, each checks only its share (`assign`): an
 //! instance is checked by exactly one online node, and a node that goes silent has its

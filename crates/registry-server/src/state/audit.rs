@@ -11,7 +11,7 @@
 //!
 //! Changes made through the API, and removals the daemon makes itself
 //! (`deregisterAfter`), are logged at info. The daemon's other own changes (health status
-//! flips, TTL expiry, health flushes, node heartbeats) are logged at debug: they come
+//! flips, TTL expiry, node heartbeats) are logged at debug: they come
 //! every heartbeat interval and with every flap of a flaky target, would bury the lines
 //! that say who changed what, and the health checker explains each one at debug already.
 

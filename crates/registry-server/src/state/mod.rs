@@ -412,7 +412,7 @@ pub(crate) struct Registry {
     tables: RwLock<Tables>,
     /// Instances whose health details or last heartbeat changed in memory only; see
     /// [`Registry::touch_instance`].
-    unflushed: Mutex<HashSet<String>>,
+    unnoted: Mutex<HashSet<String>>,
 }
 
 impl Registry {
@@ -420,7 +420,7 @@ impl Registry {
     pub(crate) fn from_snapshot(snapshot: Snapshot) -> Result<Self, StoreError> {
         Ok(Registry {
             tables: RwLock::new(Tables::from_snapshot(snapshot)?),
-            unflushed: Mutex::default(),
+            unnoted: Mutex::default(),
         })
     }
 
@@ -478,7 +478,7 @@ impl Registry {
             Some(changed)
         });
         if found == Some(true) {
-            self.mark_unflushed(id.to_string());
+            self.mark_unnoted(id.to_string());
         }
         found.is_some()
     }
@@ -504,18 +504,18 @@ impl Registry {
         Some(changed)
     }
 
-    /// Puts an instance back on the list to flush (after a failed flush).
-    pub(crate) fn mark_unflushed(&self, id: String) {
-        self.unflushed
+    /// Puts an instance back on the list to note (after a failed write of notes).
+    pub(crate) fn mark_unnoted(&self, id: String) {
+        self.unnoted
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(id);
     }
 
     /// Ids of the instances touched in memory since the last call.
-    pub(crate) fn take_unflushed(&self) -> Vec<String> {
-        let mut unflushed = self.unflushed.lock().unwrap_or_else(|p| p.into_inner());
-        unflushed.drain().collect()
+    pub(crate) fn take_unnoted(&self) -> Vec<String> {
+        let mut unnoted = self.unnoted.lock().unwrap_or_else(|p| p.into_inner());
+        unnoted.drain().collect()
     }
 
     pub(crate) fn read(&self) -> RwLockReadGuard<'_, Tables> {

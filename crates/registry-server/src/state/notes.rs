@@ -87,7 +87,7 @@ pub(crate) async fn run(
 /// Writes the notes of the instances touched since the last write; on failure they are
 /// kept for the next one.
 pub(crate) async fn write(store: &dyn Store, registry: &Registry) {
-    let ids = registry.take_unflushed();
+    let ids = registry.take_unnoted();
     if ids.is_empty() {
         return;
     }
@@ -118,7 +118,7 @@ pub(crate) async fn write(store: &dyn Store, registry: &Registry) {
             "could not write health details; will retry"
         );
         for id in ids {
-            registry.mark_unflushed(id);
+            registry.mark_unnoted(id);
         }
     }
 }

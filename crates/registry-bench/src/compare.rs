@@ -464,7 +464,7 @@ async fn etcd(
 
 /// The items of the one array of objects in a list answer (`{"instances":[{…},{…}]}`),
 /// each as the exact bytes the registry sent.
-fn split_objects(body: &[u8]) -> Vec<&[u8]> {
+pub(crate) fn split_objects(body: &[u8]) -> Vec<&[u8]> {
     let mut items = Vec::new();
     let (mut depth, mut in_string, mut escaped, mut start) = (0usize, false, false, 0);
     for (i, &byte) in body.iter().enumerate() {
@@ -768,7 +768,11 @@ fn report(
 }
 
 /// The body of a successful `GET url` as `token`.
-async fn fetch(http: &reqwest::Client, url: &str, token: &str) -> Result<axum::body::Bytes> {
+pub(crate) async fn fetch(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+) -> Result<axum::body::Bytes> {
     Ok(http
         .get(url)
         .bearer_auth(token)

@@ -2,17 +2,49 @@
 
 /// `title`, one aligned `name  value` row per entry, then the reproducing command.
 pub(crate) fn render(title: &str, rows: &[(&str, String)], command: &str) -> String {
-    let width = rows
+    format!("{title}\n{}", notes_and_command(rows, command))
+}
+
+/// One aligned `name  value` line per note, then the reproducing command.
+fn notes_and_command(notes: &[(&str, String)], command: &str) -> String {
+    let width = notes
         .iter()
         .map(|(name, _)| name.chars().count())
         .max()
         .unwrap_or(0);
-    let mut out = format!("{title}\n");
-    for (name, value) in rows {
+    let mut out = String::new();
+    for (name, value) in notes {
         let pad = width - name.chars().count();
         out += &format!("  {name}{}  {value}\n", " ".repeat(pad));
     }
     out += &format!("reproduce with:\n{command}\n");
+    out
+}
+
+/// `title`, a Markdown table of `header` and `rows` (`|` in a cell escaped), the
+/// `notes` as a list, then the reproducing command: ready to paste into a document.
+pub(crate) fn render_markdown(
+    title: &str,
+    header: &[&str],
+    rows: &[Vec<String>],
+    notes: &[(&str, String)],
+    command: &str,
+) -> String {
+    let line = |cells: &mut dyn Iterator<Item = &str>| {
+        let cells: Vec<String> = cells.map(|c| c.replace('|', "\\|")).collect();
+        format!("| {} |\n", cells.join(" | "))
+    };
+    let mut out = format!("{title}\n\n");
+    out += &line(&mut header.iter().copied());
+    out += &format!("|{}\n", "---|".repeat(header.len()));
+    for row in rows {
+        out += &line(&mut row.iter().map(String::as_str));
+    }
+    out += "\n";
+    for (name, value) in notes {
+        out += &format!("- {name}: {value}\n");
+    }
+    out += &format!("\nreproduce with:\n{command}\n");
     out
 }
 
@@ -55,17 +87,7 @@ pub(crate) fn render_grid(
         cells.resize(columns, "");
         out += &line(cells);
     }
-    let width = notes
-        .iter()
-        .map(|(name, _)| name.chars().count())
-        .max()
-        .unwrap_or(0);
-    for (name, value) in notes {
-        let pad = width - name.chars().count();
-        out += &format!("  {name}{}  {value}\n", " ".repeat(pad));
-    }
-    out += &format!("reproduce with:\n{command}\n");
-    out
+    out + &notes_and_command(notes, command)
 }
 
 #[cfg(test)]
@@ -85,6 +107,20 @@ mod tests {
             "cmd",
         );
         let expected = "t\n  name    |   value\n  --------+--------\n  a       | 1 req/s\n  longer  |      22\n  note  n\nreproduce with:\ncmd\n";
+        assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn a_markdown_table_escapes_its_bars() {
+        let out = render_markdown(
+            "t",
+            &["what", "figure"],
+            &[vec!["a | b".into(), "1".into()]],
+            &[("load", "1.0".into())],
+            "cmd",
+        );
+        let expected =
+            "t\n\n| what | figure |\n|---|---|\n| a \\| b | 1 |\n\n- load: 1.0\n\nreproduce with:\ncmd\n";
         assert_eq!(out, expected);
     }
 }

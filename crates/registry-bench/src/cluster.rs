@@ -963,13 +963,14 @@ fn report(
             ),
         ),
     ];
-    table::render_markdown(
-        "registry-bench cluster",
-        &["workload", "figure", "detail"],
-        &rows,
-        &notes,
-        &args.command(),
-    )
+    table::Grid {
+        title: "registry-bench cluster",
+        header: &["workload", "figure", "detail"],
+        rows: &rows,
+        notes: &notes,
+        command: &args.command(),
+    }
+    .markdown()
 }
 
 #[cfg(test)]

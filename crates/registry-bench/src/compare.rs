@@ -751,9 +751,9 @@ fn report(
         )),
         None => notes.push(("SSE propagation", "skipped (--skip-sse)".to_string())),
     }
-    table::render_grid(
-        "registry-bench compare",
-        &[
+    table::Grid {
+        title: "registry-bench compare",
+        header: &[
             "workload",
             "registry-svc",
             "etcd",
@@ -761,10 +761,11 @@ fn report(
             "ratio",
             "target",
         ],
-        &rows,
-        &notes,
-        &args.command(),
-    )
+        rows: &rows,
+        notes: &notes,
+        command: &args.command(),
+    }
+    .aligned()
 }
 
 /// The body of a successful `GET url` as `token`.

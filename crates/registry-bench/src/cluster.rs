@@ -62,6 +62,8 @@ const LAST_SLUG: &str = "bench-loaded";
 const LAST_URL: &str = "http://127.250.250.250:8080";
 /// The slug of the discovery read: 10 of the loaded instances.
 const READ_SLUG: &str = "bench-7";
+/// The labels of a registration in `registry_http_requests_total`.
+const REGISTRATION: &[(&str, &str)] = &[("route", "/registry-svc/instance"), ("method", "PUT")];
 /// Registrations of the paced flow in flight at once; a tick finding this many waiting
 /// is counted as missed rather than queued.
 const FLOW_IN_FLIGHT: usize = 64;
@@ -81,6 +83,10 @@ pub(crate) struct ClusterArgs {
     /// Length of each wrk run, in seconds.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
     seconds: u64,
+    /// Times bare axum and the discovery reads on 1, 2 and 3 nodes take turns; each
+    /// figure is the median of the rounds.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
+    rounds: u32,
     /// wrk connections (keep-alive) in all, split between the nodes driven.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(3..=10_000))]
     connections: u32,
@@ -119,10 +125,12 @@ impl ClusterArgs {
         let mut command = format!(
             "cargo build --release -p registry-bench -p registry-svc && \
              target/release/registry-bench cluster --database-url {} --instances {} \
-             --seconds {} --connections {} --threads {} --rate {} --watchers {} --changes {}",
+             --seconds {} --rounds {} --connections {} --threads {} --rate {} --watchers {} \
+             --changes {}",
             redacted(&self.database_url),
             self.instances,
             self.seconds,
+            self.rounds,
             self.connections,
             self.threads,
             self.rate,
@@ -381,6 +389,8 @@ struct WriterCounts {
     commits: f64,
     commands: f64,
     failed: f64,
+    /// Registrations answered, whatever the status.
+    registrations: f64,
 }
 
 impl WriterCounts {
@@ -402,6 +412,8 @@ impl WriterCounts {
             commits: count("registry_writer_batch_size_count")?,
             commands: count("registry_writer_batch_size_sum")?,
             failed: count("registry_writer_commits_failed_total")?,
+            registrations: metric_sum_where(&text, "registry_http_requests_total", REGISTRATION)
+                .unwrap_or(0.0),
         })
     }
 
@@ -412,6 +424,7 @@ impl WriterCounts {
             commits: 0.0,
             commands: 0.0,
             failed: 0.0,
+            registrations: 0.0,
         };
         for (b, a) in before.iter().zip(after) {
             total.replans = match (total.replans, b.replans, a.replans) {
@@ -421,6 +434,7 @@ impl WriterCounts {
             total.commits += a.commits - b.commits;
             total.commands += a.commands - b.commands;
             total.failed += a.failed - b.failed;
+            total.registrations += a.registrations - b.registrations;
         }
         total
     }
@@ -429,6 +443,11 @@ impl WriterCounts {
 /// The sum of every sample of `name`, whatever its labels, in a Prometheus text answer;
 /// `None` when there is none.
 fn metric_sum(text: &str, name: &str) -> Option<f64> {
+    metric_sum_where(text, name, &[])
+}
+
+/// As [`metric_sum`], of the samples that carry every one of `labels` (`name="value"`).
+fn metric_sum_where(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     let mut sum = None;
     for line in text.lines().filter(|line| !line.starts_with('#')) {
         let Some(rest) = line.strip_prefix(name) else {
@@ -436,10 +455,15 @@ fn metric_sum(text: &str, name: &str) -> Option<f64> {
         };
         // The name must end here: labels or the value come next.
         let value = match rest.strip_prefix('{') {
-            Some(labelled) => labelled.rsplit_once('}').map(|(_, value)| value),
-            None if rest.starts_with(' ') => Some(rest),
+            Some(labelled) => labelled.rsplit_once('}').filter(|(set, _)| {
+                labels
+                    .iter()
+                    .all(|(label, value)| set.contains(&format!("{label}=\"{value}\"")))
+            }),
+            None if rest.starts_with(' ') && labels.is_empty() => Some(("", rest)),
             None => None,
-        };
+        }
+        .map(|(_, value)| value);
         if let Some(value) = value
             .and_then(|value| value.split_whitespace().next())
             .and_then(|value| value.parse::<f64>().ok())
@@ -467,6 +491,15 @@ impl Registration {
 
     fn per_commit(&self) -> String {
         format!("{:.1}", self.counts.commands / self.counts.commits.max(1.0))
+    }
+
+    /// Commands sent to the store per registration answered: 1 when nothing is planned
+    /// again, more for every re-plan (a re-planned batch is sent again whole).
+    fn sent_per_registration(&self) -> String {
+        format!(
+            "{:.2}",
+            self.counts.commands / self.counts.registrations.max(1.0)
+        )
     }
 }
 
@@ -539,10 +572,32 @@ struct Loaded {
     loaded_rss_kib: Vec<u64>,
     /// From the first registration to the last node listing the last one.
     load_took: Duration,
-    /// The bare axum run, then the reads on 1, 2 and 3 nodes; none with `--skip-reads`.
-    bare: Option<Wrk>,
-    reads: Vec<Wrk>,
+    /// Per round, the bare axum run and the reads on 1, 2 and 3 nodes; none with
+    /// `--skip-reads`.
+    rounds: Vec<ReadRound>,
     read_bytes: usize,
+}
+
+struct ReadRound {
+    bare: Wrk,
+    /// Spread on 1, 2 and 3 nodes.
+    reads: Vec<Wrk>,
+}
+
+impl Loaded {
+    /// The median over the rounds of `figure` of each spread.
+    fn median_of_spreads(&self, figure: impl Fn(&ReadRound, &Wrk) -> f64) -> Vec<f64> {
+        (0..NODES)
+            .map(|spread| {
+                let values: Vec<f64> = self
+                    .rounds
+                    .iter()
+                    .map(|round| figure(round, &round.reads[spread]))
+                    .collect();
+                crate::compare::median(&values)
+            })
+            .collect()
+    }
 }
 
 async fn loaded(args: &ClusterArgs, binary: &Path, http: &reqwest::Client) -> Result<Loaded> {
@@ -590,8 +645,7 @@ async fn loaded(args: &ClusterArgs, binary: &Path, http: &reqwest::Client) -> Re
             idle_rss_kib,
             loaded_rss_kib,
             load_took,
-            bare: None,
-            reads: Vec::new(),
+            rounds: Vec::new(),
             read_bytes: 0,
         });
     }
@@ -613,37 +667,41 @@ async fn loaded(args: &ClusterArgs, binary: &Path, http: &reqwest::Client) -> Re
     let bare_url = http::bare_axum(answer.to_vec()).await?;
     let full = args.load_share(1, 0);
     eprintln!(
-        "cluster: wrk, {} s each: bare axum, then discovery reads on 1, 2 and 3 nodes ...",
-        args.seconds
+        "cluster: wrk, {} s each: bare axum, then discovery reads on 1, 2 and 3 nodes, \
+         {} rounds ...",
+        args.seconds, args.rounds
     );
-    let bare = tokio::task::block_in_place(|| http::wrk(full, &bare_url, None, None, &[]))?;
     let auth = format!("Authorization: Bearer {token}");
     let urls: Vec<String> = cluster
         .nodes
         .iter()
         .map(|node| format!("{}{path}", node.base_url))
         .collect();
-    let mut reads = Vec::with_capacity(NODES);
-    for spread in 1..=NODES {
-        let runs: Vec<WrkRun<'_>> = (0..spread)
-            .map(|node| WrkRun {
-                load: args.load_share(spread, node),
-                url: &urls[node],
-                header: Some(&auth),
-                script: None,
-                env: &[],
-            })
-            .collect();
-        let results = tokio::task::block_in_place(|| http::wrk_side_by_side(&runs))?;
-        reads.push(Wrk::sum(&results));
-        cluster.check_alive()?;
+    let mut rounds = Vec::with_capacity(args.rounds as usize);
+    for _ in 0..args.rounds {
+        let bare = tokio::task::block_in_place(|| http::wrk(full, &bare_url, None, None, &[]))?;
+        let mut reads = Vec::with_capacity(NODES);
+        for spread in 1..=NODES {
+            let runs: Vec<WrkRun<'_>> = (0..spread)
+                .map(|node| WrkRun {
+                    load: args.load_share(spread, node),
+                    url: &urls[node],
+                    header: Some(&auth),
+                    script: None,
+                    env: &[],
+                })
+                .collect();
+            let results = tokio::task::block_in_place(|| http::wrk_side_by_side(&runs))?;
+            reads.push(Wrk::sum(&results));
+            cluster.check_alive()?;
+        }
+        rounds.push(ReadRound { bare, reads });
     }
     Ok(Loaded {
         idle_rss_kib,
         loaded_rss_kib,
         load_took,
-        bare: Some(bare),
-        reads,
+        rounds,
         read_bytes: answer.len(),
     })
 }
@@ -850,30 +908,44 @@ fn report(
             "re-plans per 1,000 commits, writers on 1 / 2 / 3 nodes".to_string(),
             per_node(writes, Registration::replans_per_thousand),
             format!(
-                "commits {}, of which failed {}",
+                "commits {}, of which failed {}; writes sent to PostgreSQL per registration \
+                 answered {}",
                 per_node(writes, |w| thousands(w.counts.commits)),
-                per_node(writes, |w| thousands(w.counts.failed))
+                per_node(writes, |w| thousands(w.counts.failed)),
+                per_node(writes, Registration::sent_per_registration)
             ),
         ]);
     }
     match loaded {
-        Some(Loaded {
-            bare: Some(bare),
-            reads,
-            read_bytes,
-            ..
-        }) => rows.push(vec![
-            format!("discovery reads/s, 10 of {n} instances, on 1 / 2 / 3 nodes"),
-            per_node(reads, |r| thousands(r.per_second)),
-            format!(
-                "bare axum (one server, same {read_bytes} B): {}; {}",
-                bare.figure(),
-                per_node(reads, |r| format!(
-                    "{:.0}%",
-                    100.0 * r.per_second / bare.per_second
-                ))
-            ),
-        ]),
+        Some(l) if !l.rounds.is_empty() => {
+            let reads = l.median_of_spreads(|_, read| read.per_second);
+            let ratios = l.median_of_spreads(|round, read| read.per_second / round.bare.per_second);
+            let bares: Vec<f64> = l.rounds.iter().map(|r| r.bare.per_second).collect();
+            let failures: Vec<String> = l
+                .rounds
+                .iter()
+                .flat_map(|round| &round.reads)
+                .filter(|r| r.failed > 0 || r.socket_errors > 0)
+                .map(Wrk::figure)
+                .collect();
+            rows.push(vec![
+                format!("discovery reads/s, 10 of {n} instances, on 1 / 2 / 3 nodes"),
+                per_node(&reads, |r| thousands(*r)),
+                format!(
+                    "medians of {} rounds; of bare axum (one server, the same {} B) at \
+                     {} req/s: {}{}",
+                    l.rounds.len(),
+                    l.read_bytes,
+                    thousands(crate::compare::median(&bares)),
+                    per_node(&ratios, |r| format!("{:.0}%", 100.0 * r)),
+                    if failures.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; failures: {}", failures.join(", "))
+                    }
+                ),
+            ]);
+        }
         _ => rows.push(vec![
             "discovery reads/s on 1 / 2 / 3 nodes".to_string(),
             skipped("--skip-reads"),
@@ -1025,6 +1097,18 @@ mod tests {
             Some(250.5)
         );
         assert_eq!(metric_sum(text, "registry_writer_queue_depth"), None);
+        let requests = "registry_http_requests_total{route=\"/registry-svc/instance\",method=\"PUT\",status=\"201\"} 5\n\
+                        registry_http_requests_total{route=\"/registry-svc/instance\",method=\"PUT\",status=\"503\"} 2\n\
+                        registry_http_requests_total{route=\"/registry-svc/instance/{id}\",method=\"PUT\",status=\"200\"} 9\n\
+                        registry_http_requests_total{route=\"/registry-svc/instance\",method=\"GET\",status=\"200\"} 7\n";
+        assert_eq!(
+            metric_sum_where(requests, "registry_http_requests_total", REGISTRATION),
+            Some(7.0)
+        );
+        assert_eq!(
+            metric_sum_where(text, "registry_writer_batch_size_count", REGISTRATION),
+            None
+        );
     }
 
     #[test]

@@ -801,7 +801,7 @@ fn propagation_figures(w: &WatchFigures, who: &str, waves: &str) -> String {
 }
 
 /// The middle value (the mean of the two middle ones for an even count).
-fn median(values: &[f64]) -> f64 {
+pub(crate) fn median(values: &[f64]) -> f64 {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
     let middle = sorted.len() / 2;

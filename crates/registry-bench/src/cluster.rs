@@ -15,15 +15,19 @@
 //!    after: the re-plans (`registry_writer_replans_total`, a batch planned again because
 //!    another node committed first) per 1,000 commits (`registry_writer_batch_size_count`,
 //!    every store transaction tried, re-plans included), "n/a" from a daemon without
-//!    that counter;
+//!    that counter; the failed commits (`registry_writer_commits_failed_total`: a batch
+//!    beaten 16 times in a row is refused, 503); and the commands sent to the store per
+//!    registration answered (`…_batch_size_sum` over the `PUT /registry-svc/instance`
+//!    answers), 1 without re-plans, which shows them without the counter too;
 //! 2. memory (unless `--skip-memory` and `--skip-reads`): a fresh cluster; each node's
 //!    `VmRSS` idle, then with `--instances` registered on node A (`compare`'s bulk
 //!    instances: 10 per slug, 127.x URLs, no health check, 64 at a time), read once every
 //!    node has applied them all (a last registration is listed by each) and 2 s more;
-//! 3. discovery read (unless `--skip-reads`): on that loaded cluster, bare axum answering
-//!    the same bytes (one wrk, this machine's HTTP limit), then
-//!    `GET /registry-svc/instances?slug=bench-7` (10 instances) with wrk on 1, 2 and 3
-//!    nodes at once, the connections split as in 1;
+//! 3. discovery read (unless `--skip-reads`): on that loaded cluster, `--rounds` times,
+//!    bare axum answering the same bytes (one wrk, this machine's HTTP limit in one
+//!    process), then `GET /registry-svc/instances?slug=bench-7` (10 instances) with wrk on
+//!    1, 2 and 3 nodes at once, the connections split as in 1; each figure is the median
+//!    of the rounds (the machine's speed drifts; see `compare`);
 //! 4. propagation (unless `--skip-propagation`): blocking watchers, then event-stream
 //!    subscribers, 1 and then `--watchers` of each, a fresh cluster each time: `watch`'s
 //!    workload (`watch.rs` says what is timed), registering on node A and following on
@@ -168,6 +172,9 @@ impl ClusterArgs {
 }
 
 pub(crate) async fn run(args: ClusterArgs) -> Result<()> {
+    if args.connections < args.threads {
+        bail!("--connections must be at least --threads (wrk needs a connection per thread)");
+    }
     http::require_wrk()?;
     let binary = crate::daemon::locate(args.daemon.as_deref())?;
     let http = reqwest::Client::builder()

@@ -464,7 +464,7 @@ async fn etcd(
 
 /// The items of the one array of objects in a list answer (`{"instances":[{…},{…}]}`),
 /// each as the exact bytes the registry sent.
-fn split_objects(body: &[u8]) -> Vec<&[u8]> {
+pub(crate) fn split_objects(body: &[u8]) -> Vec<&[u8]> {
     let mut items = Vec::new();
     let (mut depth, mut in_string, mut escaped, mut start) = (0usize, false, false, 0);
     for (i, &byte) in body.iter().enumerate() {
@@ -751,9 +751,9 @@ fn report(
         )),
         None => notes.push(("SSE propagation", "skipped (--skip-sse)".to_string())),
     }
-    table::render_grid(
-        "registry-bench compare",
-        &[
+    table::Grid {
+        title: "registry-bench compare",
+        header: &[
             "workload",
             "registry-svc",
             "etcd",
@@ -761,14 +761,19 @@ fn report(
             "ratio",
             "target",
         ],
-        &rows,
-        &notes,
-        &args.command(),
-    )
+        rows: &rows,
+        notes: &notes,
+        command: &args.command(),
+    }
+    .aligned()
 }
 
 /// The body of a successful `GET url` as `token`.
-async fn fetch(http: &reqwest::Client, url: &str, token: &str) -> Result<axum::body::Bytes> {
+pub(crate) async fn fetch(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+) -> Result<axum::body::Bytes> {
     Ok(http
         .get(url)
         .bearer_auth(token)
@@ -796,7 +801,7 @@ fn propagation_figures(w: &WatchFigures, who: &str, waves: &str) -> String {
 }
 
 /// The middle value (the mean of the two middle ones for an even count).
-fn median(values: &[f64]) -> f64 {
+pub(crate) fn median(values: &[f64]) -> f64 {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
     let middle = sorted.len() / 2;

@@ -43,6 +43,15 @@ impl Wrk {
         }
     }
 
+    /// Runs side by side as one: the summed rate, every failure.
+    pub(crate) fn sum(runs: &[Wrk]) -> Wrk {
+        Wrk {
+            per_second: runs.iter().map(|r| r.per_second).sum(),
+            failed: runs.iter().map(|r| r.failed).sum(),
+            socket_errors: runs.iter().map(|r| r.socket_errors).sum(),
+        }
+    }
+
     /// `12,345 req/s`, with the failures when there were any.
     pub(crate) fn figure(&self) -> String {
         let mut text = format!("{} req/s", thousands(self.per_second));
@@ -121,6 +130,34 @@ pub(crate) fn wrk(
     })
 }
 
+/// One wrk run of [`wrk_side_by_side`]: its load and target, as [`wrk`] takes them.
+pub(crate) struct WrkRun<'a> {
+    pub load: Load,
+    pub url: &'a str,
+    pub header: Option<&'a str>,
+    pub script: Option<&'a Path>,
+    pub env: &'a [(&'a str, &'a str)],
+}
+
+/// Starts every run at once, each its own wrk, and returns their figures in order
+/// (blocking; call it from `block_in_place`).
+pub(crate) fn wrk_side_by_side(runs: &[WrkRun<'_>]) -> Result<Vec<Wrk>> {
+    std::thread::scope(|scope| {
+        let started: Vec<_> = runs
+            .iter()
+            .map(|run| scope.spawn(|| wrk(run.load, run.url, run.header, run.script, run.env)))
+            .collect();
+        started
+            .into_iter()
+            .map(|handle| {
+                handle
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("a wrk thread panicked"))?
+            })
+            .collect()
+    })
+}
+
 /// `1234567.8` as `1,234,568`.
 pub(crate) fn thousands(value: f64) -> String {
     let digits = format!("{:.0}", value.max(0.0));
@@ -150,10 +187,9 @@ pub(crate) fn bulk_slug(n: u64) -> String {
     format!("bench-{}", n / 10)
 }
 
-/// Registers `count` instances (see [`bulk_url`], [`bulk_slug`]; no health check),
-/// [`LOAD_CONCURRENCY`] at a time, printing progress.
-pub(crate) async fn register_bulk(client: &RegistryClient, count: u64) -> Result<()> {
-    register_many(client, count, None, |n| RegisterInstanceRequest {
+/// The `n`-th bulk instance: at [`bulk_url`], of [`bulk_slug`], not health-checked.
+pub(crate) fn bulk_request(n: u64) -> RegisterInstanceRequest {
+    RegisterInstanceRequest {
         url: bulk_url(n),
         slug: bulk_slug(n),
         health_check: Some(HealthCheck {
@@ -161,8 +197,13 @@ pub(crate) async fn register_bulk(client: &RegistryClient, count: u64) -> Result
             ..Default::default()
         }),
         ..Default::default()
-    })
-    .await
+    }
+}
+
+/// Registers `count` instances ([`bulk_request`]), [`LOAD_CONCURRENCY`] at a time,
+/// printing progress.
+pub(crate) async fn register_bulk(client: &RegistryClient, count: u64) -> Result<()> {
+    register_many(client, count, None, bulk_request).await
 }
 
 /// Registers `request(0)` to `request(count - 1)`, [`LOAD_CONCURRENCY`] at a time,

@@ -1,10 +1,11 @@
 //! `registry-bench`: benchmarks of the Registry Svc daemon. A tool to run by hand, not a
 //! test: it prints numbers (and the targets beside them) and fails only when a run breaks.
 //!
-//! Five benchmarks: `compare` (every headline figure in one run, beside bare axum and
-//! etcd), `health` (the daemon's own health checking), `watch` (propagation of a change
-//! to blocking watchers), `pick` (choosing an instance in the client) and `soak` (leaks
-//! over a long run of mixed traffic). Each prints one table and the exact command that
+//! Six benchmarks: `compare` (every headline figure in one run, beside bare axum and
+//! etcd), `cluster` (the same kinds of figures for three daemons on one PostgreSQL),
+//! `health` (the daemon's own health checking), `watch` (propagation of a change to
+//! blocking watchers), `pick` (choosing an instance in the client) and `soak` (leaks over
+//! a long run of mixed traffic). Each prints one table and the exact command that
 //! reproduces it.
 //!
 //! `registry-bench compare` starts the daemon itself, registers `--instances` (100,000)
@@ -19,6 +20,20 @@
 //!
 //! ```text
 //! cargo build --release -p registry-bench -p registry-svc && target/release/registry-bench compare --seconds 10
+//! ```
+//!
+//! `registry-bench cluster` starts three daemons on a fresh PostgreSQL database per
+//! workload (made through `--database-url`, default `REGISTRY_TEST_DATABASE_URL`, else
+//! `postgres://postgres@127.0.0.1:5432/test`, and dropped after it) and measures, side by
+//! side: registrations per second and re-plans with writers on 1, 2 and 3 nodes;
+//! discovery reads per second on 1, 2 and 3 nodes; each node's memory with `--instances`
+//! in the cluster; and propagation from a 201 on one node to 1 and `--watchers` blocking
+//! watchers and event-stream subscribers on another while `--rate` registrations a
+//! second flow (see `cluster.rs`). Needs wrk and a PostgreSQL user that may create
+//! databases.
+//!
+//! ```text
+//! cargo build --release -p registry-bench -p registry-svc && target/release/registry-bench cluster
 //! ```
 //!
 //! `registry-bench health` measures what the daemon's own health checking costs. It
@@ -45,6 +60,7 @@
 //! picks, every wait has a deadline, and the daemons, etcd and their data dirs are
 //! removed however the run ends.
 
+mod cluster;
 mod compare;
 mod daemon;
 mod etcd;
@@ -102,6 +118,9 @@ enum Bench {
     /// propagation), beside a bare axum server and etcd on the same data.
     #[command(alias = "http")]
     Compare(compare::CompareArgs),
+    /// Three daemons on one PostgreSQL: registration and reads spread on 1, 2 and 3
+    /// nodes, re-plans, memory per node, propagation between nodes under a paced flow.
+    Cluster(cluster::ClusterArgs),
     /// A long run of registrations, removals, flapping targets, watchers and subscribers
     /// coming and going, sampling the daemon's memory, descriptors and threads for leaks.
     Soak(soak::SoakArgs),
@@ -156,6 +175,7 @@ async fn main() -> ExitCode {
                 Bench::Watch(args) => watch::run(args).await,
                 Bench::Pick(args) => pick::run(args).await,
                 Bench::Compare(args) => compare::run(args).await,
+                Bench::Cluster(args) => cluster::run(args).await,
                 Bench::Soak(args) => soak::run(args).await,
                 Bench::RegisterScript(script) => {
                     print!("{}", script.lua());

@@ -114,3 +114,13 @@ pub(crate) fn tcp_retransmits() -> Result<u64> {
         .and_then(|(_, value)| value.parse().ok())
         .context("/proc/net/snmp has no RetransSegs")
 }
+
+/// The load averages over 1, 5 and 15 minutes, as `/proc/loadavg` gives them.
+pub(crate) fn load_average() -> Result<String> {
+    let text = fs::read_to_string("/proc/loadavg").context("reading /proc/loadavg")?;
+    let fields: Vec<&str> = text.split_whitespace().take(3).collect();
+    if fields.len() < 3 {
+        bail!("/proc/loadavg is {text:?}");
+    }
+    Ok(fields.join(" "))
+}

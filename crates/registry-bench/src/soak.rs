@@ -368,18 +368,19 @@ fn report(samples: &[Sample], args: &SoakArgs) -> String {
     if args.sample_every != 30 {
         command += &format!(" --sample-every {}", args.sample_every);
     }
-    table::render_grid(
-        &format!(
+    table::Grid {
+        title: &format!(
             "soak: {} steady + {CHURN_WINDOW} churning instances on {FLAPPING_TARGETS} flapping \
              targets, {BLOCKING_WATCHERS} blocking watchers, {EVENT_SUBSCRIBERS} event \
              subscribers",
             STEADY_INSTANCES
         ),
-        &HEADER,
-        &rows,
-        &notes,
-        &command,
-    )
+        header: &HEADER,
+        rows: &rows,
+        notes: &notes,
+        command: &command,
+    }
+    .aligned()
 }
 
 /// Whether a resource grew over a run.

@@ -227,13 +227,6 @@ pub(crate) async fn measure(
     changes: u64,
     database_url: Option<&str>,
 ) -> Result<WatchFigures> {
-    let limit = crate::procfs::open_files_limit()?;
-    if limit < watchers + 256 {
-        bail!(
-            "the open files limit is {limit}, below the {} needed; raise it (ulimit -n)",
-            watchers + 256
-        );
-    }
     let mut daemon = Daemon::start_on(binary, database_url)?;
     eprintln!(
         "watch: daemon (pid {}) at {}, {watchers} {}, {changes} changes",
@@ -248,7 +241,27 @@ pub(crate) async fn measure(
         Some(_) => Some(Daemon::start_on(binary, database_url)?),
         None => None,
     };
-    let watched_url = watched.as_ref().map_or(&daemon.base_url, |d| &d.base_url);
+    measure_on(&mut daemon, watched.as_ref(), mode, watchers, changes).await
+}
+
+/// Runs the watch workload on running daemons: registers on `daemon`, follows on
+/// `watched` (another node of the same store) or, without it, on `daemon` itself. The
+/// slug it uses ([`SLUG`]) must be empty; it is left holding the standing instances.
+pub(crate) async fn measure_on(
+    daemon: &mut Daemon,
+    watched: Option<&Daemon>,
+    mode: Mode,
+    watchers: u64,
+    changes: u64,
+) -> Result<WatchFigures> {
+    let limit = crate::procfs::open_files_limit()?;
+    if limit < watchers + 256 {
+        bail!(
+            "the open files limit is {limit}, below the {} needed; raise it (ulimit -n)",
+            watchers + 256
+        );
+    }
+    let watched_url = watched.map_or(&daemon.base_url, |d| &d.base_url);
     let address = watched_url
         .strip_prefix("http://")
         .context("a daemon URL without http://")?
@@ -325,7 +338,7 @@ pub(crate) async fn measure(
     let mut latencies = Vec::with_capacity((watchers * changes) as usize);
     let mut last_of_each = Vec::with_capacity(changes as usize);
     let mut answer_bytes = 0;
-    let watched_pid = watched.as_ref().map_or(daemon.pid(), Daemon::pid);
+    let watched_pid = watched.map_or(daemon.pid(), Daemon::pid);
     let cpu = || -> Result<(u64, u64)> {
         Ok((
             crate::procfs::cpu_ticks(watched_pid)?,

@@ -257,11 +257,17 @@ pub async fn start_with_store(
             )
         })
     });
+    let health_notes = Arc::new(state::HealthNotes::new(
+        store.clone(),
+        registry.clone(),
+        &metrics,
+    ));
     let notes = tokio::spawn({
-        let (store, registry, shutdown) = (store.clone(), registry.clone(), shutdown.clone());
+        let (health_notes, shutdown) = (health_notes.clone(), shutdown.clone());
         let shared = config.database_url.is_some();
         supervise(Task::HealthNotes, tasks.clone(), move || {
-            state::notes::run(store.clone(), registry.clone(), shared, shutdown.clone())
+            let (health_notes, shutdown) = (health_notes.clone(), shutdown.clone());
+            async move { health_notes.run(shared, shutdown).await }
         })
     });
     let user_svc_key = auth::UserSvcKey::from_config(&config)?;
@@ -336,7 +342,7 @@ pub async fn start_with_store(
             heartbeat.await.ok();
             health.await.ok();
             notes.await.ok();
-            state::notes::write(store.as_ref(), &registry).await;
+            health_notes.write().await;
             // That was the last writer handle (the router's went with the server): the
             // writer commits what is queued and ends.
             drop(writer);

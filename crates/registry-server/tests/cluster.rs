@@ -1090,9 +1090,8 @@ async fn a_slow_node_takes_over_a_fast_one_as_soon_as_it_falls_silent() {
 // Writers on every node
 // ---------------------------------------------------------------------------------------
 
-/// How many batches the writers of `nodes` planned again because another node had
-/// changed what they read (`registry_writer_replans_total`, summed).
-async fn replans(nodes: &[&Daemon]) -> u64 {
+/// The counter `name` of `/metrics`, summed over `nodes`.
+async fn counted(nodes: &[&Daemon], name: &str) -> u64 {
     let mut total = 0;
     for d in nodes {
         let r = d.send(Method::GET, "/metrics", None, None).await;
@@ -1100,11 +1099,17 @@ async fn replans(nodes: &[&Daemon]) -> u64 {
         let count = r
             .text
             .lines()
-            .find_map(|line| line.strip_prefix("registry_writer_replans_total "))
-            .unwrap_or_else(|| panic!("no re-plan counter in {}", r.text));
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {name} in {}", r.text));
         total += count.parse::<u64>().unwrap();
     }
     total
+}
+
+/// How many batches the writers of `nodes` planned again because another node had
+/// changed what they read.
+async fn replans(nodes: &[&Daemon]) -> u64 {
+    counted(nodes, "registry_writer_replans_total").await
 }
 
 /// Registers each of `urls` (unchecked, slug `slug`) on `d`, `writers` at a time; returns
@@ -1274,6 +1279,10 @@ async fn health_details_reach_every_node_within_seconds_and_wake_no_watcher() {
         event.is_none(),
         "an instance event in a quiet minute: {event:?}"
     );
+    // They came as notes.
+    let all = [&a, &b, &c];
+    assert!(counted(&all, "registry_health_notes_writes_total").await > 0);
+    assert!(counted(&all, "registry_health_notes_applied_total").await > 0);
     let r = blocked.await.unwrap();
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(

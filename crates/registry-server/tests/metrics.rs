@@ -95,6 +95,7 @@ async fn metrics_need_no_token_and_count_what_the_daemon_holds_and_does() {
         ("registry_writer_queue_depth", 0.0),
         ("registry_writer_commits_failed_total", 0.0),
         ("registry_writer_replans_total", 0.0),
+        ("registry_health_notes_applied_total", 0.0),
         ("registry_feed_blocking_watchers", 0.0),
         ("registry_feed_event_subscribers", 0.0),
         (

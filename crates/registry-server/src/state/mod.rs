@@ -7,13 +7,14 @@
 mod audit;
 mod commands;
 mod gauges;
-pub(crate) mod notes;
+mod notes;
 mod records;
 mod stored;
 mod writer;
 
 pub(crate) use commands::{Command, Registration};
 pub(crate) use gauges::TablesCollector;
+pub(crate) use notes::HealthNotes;
 pub(crate) use records::{Mutation, Record};
 pub(crate) use stored::StoredInstance;
 pub(crate) use writer::Writer;

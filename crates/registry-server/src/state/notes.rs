@@ -13,6 +13,7 @@
 //! than what the tables hold, and the next check writes a new one anyway.
 
 use super::Registry;
+use crate::metrics::{Counter, Metrics};
 use chrono::{DateTime, Utc};
 use registry_store::{Kind, Note, Store};
 use registry_types::{Instance, InstanceStatus};
@@ -60,90 +61,138 @@ impl HealthNote {
     }
 }
 
-/// Writes this daemon's notes every [`NOTES_EVERY`] and, when other daemons share the
-/// store, applies theirs, until `shutdown` (after which the daemon writes what is left
-/// once the checks have stopped).
-pub(crate) async fn run(
+/// What the notes task counts, for `/metrics`.
+struct NotesMetrics {
+    written: Counter,
+    writes: Counter,
+    applied: Counter,
+}
+
+/// This daemon's side of the health notes: writing its own, applying others'.
+pub(crate) struct HealthNotes {
     store: Arc<dyn Store>,
     registry: Arc<Registry>,
-    shared: bool,
-    shutdown: CancellationToken,
-) {
-    let mut cursor = registry.read().notes_cursor();
-    let mut every = tokio::time::interval(NOTES_EVERY);
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            _ = every.tick() => {}
-        }
-        write(store.as_ref(), &registry).await;
-        if shared {
-            cursor = read(store.as_ref(), &registry, cursor).await;
-        }
-    }
+    counts: NotesMetrics,
 }
 
-/// Writes the notes of the instances touched since the last write; on failure they are
-/// kept for the next one.
-pub(crate) async fn write(store: &dyn Store, registry: &Registry) {
-    let ids = registry.take_unnoted();
-    if ids.is_empty() {
-        return;
-    }
-    let notes: Vec<Note> = {
-        let tables = registry.read();
-        ids.iter()
-            .filter_map(|id| {
-                let instance = tables.instance(id)?;
-                let note = HealthNote {
-                    url: instance.url,
-                    status: instance.status,
-                    details: instance.details,
-                    last_heartbeat: instance.last_heartbeat,
-                };
-                Some(Note {
-                    kind: Kind::Instance,
-                    key: id.clone(),
-                    body: serde_json::to_string(&note)
-                        .expect("a note always serializes")
-                        .into(),
-                })
-            })
-            .collect()
-    };
-    if let Err(e) = store.put_notes(notes).await {
-        tracing::warn!(
-            error = &e as &dyn std::error::Error,
-            "could not write health details; will retry"
+impl HealthNotes {
+    pub(crate) fn new(store: Arc<dyn Store>, registry: Arc<Registry>, metrics: &Metrics) -> Self {
+        let counts = NotesMetrics {
+            written: Counter::default(),
+            writes: Counter::default(),
+            applied: Counter::default(),
+        };
+        metrics.register(
+            "health_notes_written",
+            "Health notes (an instance's details and heartbeat time) written to the store",
+            counts.written.clone(),
         );
-        for id in ids {
-            registry.mark_unnoted(id);
+        metrics.register(
+            "health_notes_writes",
+            "Store transactions that wrote health notes",
+            counts.writes.clone(),
+        );
+        metrics.register(
+            "health_notes_applied",
+            "Health notes of other nodes applied to this node's tables",
+            counts.applied.clone(),
+        );
+        HealthNotes {
+            store,
+            registry,
+            counts,
         }
     }
-}
 
-/// Applies the notes other daemons wrote after `cursor`; returns where to read on from.
-async fn read(store: &dyn Store, registry: &Registry, mut cursor: u64) -> u64 {
-    loop {
-        let page = match store.notes_since(cursor, NOTES_PAGE).await {
-            Ok(page) => page,
+    /// Writes this daemon's notes every [`NOTES_EVERY`] and, when other daemons share
+    /// the store, applies theirs, until `shutdown` (after which the daemon writes what is
+    /// left once the checks have stopped).
+    pub(crate) async fn run(&self, shared: bool, shutdown: CancellationToken) {
+        let mut cursor = self.registry.read().notes_cursor();
+        let mut every = tokio::time::interval(NOTES_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = every.tick() => {}
+            }
+            self.write().await;
+            if shared {
+                cursor = self.read(cursor).await;
+            }
+        }
+    }
+
+    /// Writes the notes of the instances touched since the last write; on failure they
+    /// are kept for the next one.
+    pub(crate) async fn write(&self) {
+        let ids = self.registry.take_unnoted();
+        if ids.is_empty() {
+            return;
+        }
+        let notes: Vec<Note> = {
+            let tables = self.registry.read();
+            ids.iter()
+                .filter_map(|id| {
+                    let instance = tables.instance(id)?;
+                    let note = HealthNote {
+                        url: instance.url,
+                        status: instance.status,
+                        details: instance.details,
+                        last_heartbeat: instance.last_heartbeat,
+                    };
+                    Some(Note {
+                        kind: Kind::Instance,
+                        key: id.clone(),
+                        body: serde_json::to_string(&note)
+                            .expect("a note always serializes")
+                            .into(),
+                    })
+                })
+                .collect()
+        };
+        let count = notes.len() as u64;
+        match self.store.put_notes(notes).await {
+            Ok(()) => {
+                self.counts.writes.inc();
+                self.counts.written.inc_by(count);
+            }
             Err(e) => {
                 tracing::warn!(
                     error = &e as &dyn std::error::Error,
-                    "could not read other nodes' health details; will retry"
+                    "could not write health details; will retry"
                 );
+                for id in ids {
+                    self.registry.mark_unnoted(id);
+                }
+            }
+        }
+    }
+
+    /// Applies the notes other daemons wrote after `cursor`; returns where to read on
+    /// from.
+    async fn read(&self, mut cursor: u64) -> u64 {
+        loop {
+            let page = match self.store.notes_since(cursor, NOTES_PAGE).await {
+                Ok(page) => page,
+                Err(e) => {
+                    tracing::warn!(
+                        error = &e as &dyn std::error::Error,
+                        "could not read other nodes' health details; will retry"
+                    );
+                    return cursor;
+                }
+            };
+            for note in page.notes.iter().filter(|n| n.kind == Kind::Instance) {
+                if let Some(health) = HealthNote::decode(&note.body) {
+                    self.registry.apply_note(&note.key, health);
+                    self.counts.applied.inc();
+                }
+            }
+            if page.cursor == cursor {
                 return cursor;
             }
-        };
-        for note in page.notes.iter().filter(|n| n.kind == Kind::Instance) {
-            if let Some(health) = HealthNote::decode(&note.body) {
-                registry.apply_note(&note.key, health);
-            }
+            cursor = page.cursor;
         }
-        if page.cursor == cursor {
-            return cursor;
-        }
-        cursor = page.cursor;
     }
 }

@@ -31,7 +31,15 @@
 //! 4. propagation (unless `--skip-propagation`): blocking watchers, then event-stream
 //!    subscribers, 1 and then `--watchers` of each, a fresh cluster each time: `watch`'s
 //!    workload (`watch.rs` says what is timed), registering on node A and following on
-//!    node B, while `--rate` other registrations a second, paced, flow into node A.
+//!    node B, while `--rate` other registrations a second, paced, flow into node A;
+//! 5. health traffic (unless `--skip-health`): a fresh cluster with `--checked` instances
+//!    registered on node A, each TCP-checked every 10 s (at a listener of the bench's),
+//!    shared between the three nodes. Once all are Healthy everywhere and one interval
+//!    has passed, for `--health-seconds`: the checks made, the health notes written (and
+//!    the store transactions that wrote them) and applied by the other nodes, from every
+//!    node's `/metrics`; the instance events an event-stream subscriber on node B
+//!    receives (a steady cluster should send none); and, for 20 instances sampled every
+//!    second, how far each node's `lastHeartbeat` lags behind the freshest node's.
 //!
 //! Everything runs on this machine: the daemons, PostgreSQL, wrk and the bench share its
 //! cores, so the spread figures tell what spreading costs on one machine (conflicts,
@@ -41,10 +49,12 @@
 use crate::daemon::{Daemon, TempDir};
 use crate::http::{self, thousands, Load, RegisterScript, Wrk, WrkRun};
 use crate::watch::{self, Mode, WatchFigures};
-use crate::{procfs, table};
+use crate::{follower, procfs, sse, table};
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use registry_client::types::{InstanceFilter, RegisterInstanceRequest};
+use registry_client::types::{
+    HealthCheck, HealthCheckType, InstanceFilter, InstanceStatus, RegisterInstanceRequest,
+};
 use registry_client::RegistryClient;
 use sqlx::{Connection, PgConnection};
 use std::path::{Path, PathBuf};
@@ -119,6 +129,16 @@ pub(crate) struct ClusterArgs {
     /// Leave out the propagation runs.
     #[arg(long)]
     skip_propagation: bool,
+    /// Instances checked in the health traffic run (every 10 s, by TCP).
+    #[arg(long, default_value_t = 10_000,
+        value_parser = clap::value_parser!(u64).range(20..=200_000))]
+    checked: u64,
+    /// Length of the health traffic window, in seconds.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(5..=600))]
+    health_seconds: u64,
+    /// Leave out the health traffic run.
+    #[arg(long)]
+    skip_health: bool,
     /// The `registry-svc` binary; default: the one beside this executable.
     #[arg(long, value_name = "PATH")]
     daemon: Option<PathBuf>,
@@ -130,7 +150,7 @@ impl ClusterArgs {
             "cargo build --release -p registry-bench -p registry-svc && \
              target/release/registry-bench cluster --database-url {} --instances {} \
              --seconds {} --rounds {} --connections {} --threads {} --rate {} --watchers {} \
-             --changes {}",
+             --changes {} --checked {} --health-seconds {}",
             redacted(&self.database_url),
             self.instances,
             self.seconds,
@@ -139,13 +159,16 @@ impl ClusterArgs {
             self.threads,
             self.rate,
             self.watchers,
-            self.changes
+            self.changes,
+            self.checked,
+            self.health_seconds
         );
         let skips = [
             (self.skip_writes, " --skip-writes"),
             (self.skip_reads, " --skip-reads"),
             (self.skip_memory, " --skip-memory"),
             (self.skip_propagation, " --skip-propagation"),
+            (self.skip_health, " --skip-health"),
         ];
         for (skipped, flag) in skips {
             if skipped {
@@ -204,6 +227,11 @@ pub(crate) async fn run(args: ClusterArgs) -> Result<()> {
             }
         }
     }
+    let health = if args.skip_health {
+        None
+    } else {
+        Some(health_traffic(&args, &binary, &http).await?)
+    };
     let machine = machine.end()?;
     print!(
         "{}",
@@ -213,7 +241,8 @@ pub(crate) async fn run(args: ClusterArgs) -> Result<()> {
             &machine,
             &writes,
             loaded.as_ref(),
-            &propagation
+            &propagation,
+            health.as_ref()
         )
     );
     Ok(())
@@ -402,14 +431,7 @@ struct WriterCounts {
 
 impl WriterCounts {
     async fn read(http: &reqwest::Client, node: &Daemon) -> Result<WriterCounts> {
-        let text = http
-            .get(format!("{}/metrics", node.base_url))
-            .send()
-            .await?
-            .error_for_status()
-            .context("GET /metrics")?
-            .text()
-            .await?;
+        let text = scrape(http, node).await?;
         let count = |name| {
             metric_sum(&text, name)
                 .with_context(|| format!("{}/metrics has no {name}", node.base_url))
@@ -445,6 +467,18 @@ impl WriterCounts {
         }
         total
     }
+}
+
+/// The `/metrics` answer of `node`.
+async fn scrape(http: &reqwest::Client, node: &Daemon) -> Result<String> {
+    Ok(http
+        .get(format!("{}/metrics", node.base_url))
+        .send()
+        .await?
+        .error_for_status()
+        .context("GET /metrics")?
+        .text()
+        .await?)
 }
 
 /// The sum of every sample of `name`, whatever its labels, in a Prometheus text answer;
@@ -863,6 +897,172 @@ impl Machine {
     }
 }
 
+// ---------------------------------------------------------------------------------------
+// 5. Health traffic between nodes
+// ---------------------------------------------------------------------------------------
+
+/// Slug of the checked instances.
+const CHECKED_SLUG: &str = "bench-checked";
+/// Their check interval.
+const CHECK_INTERVAL: Duration = Duration::from_secs(10);
+/// Instances sampled each second for the heartbeat lag.
+const LAG_SAMPLE: u64 = 20;
+
+/// What a steady cluster's health checks cost between its nodes, over the window.
+struct HealthTraffic {
+    window: Duration,
+    checks: f64,
+    notes_written: f64,
+    notes_writes: f64,
+    notes_applied: f64,
+    /// Instance events an event-stream subscriber on node B received.
+    events: u64,
+    /// How far a node's `lastHeartbeat` lagged behind the freshest node's, sampled.
+    lags: Vec<Duration>,
+}
+
+/// The health counters of every node, summed: checks, notes written, transactions that
+/// wrote them, notes applied from others.
+async fn health_counts(http: &reqwest::Client, cluster: &Cluster) -> Result<[f64; 4]> {
+    let mut sums = [0.0; 4];
+    for node in &cluster.nodes {
+        let text = scrape(http, node).await?;
+        let names = [
+            "registry_health_checks_total",
+            "registry_health_notes_written_total",
+            "registry_health_notes_writes_total",
+            "registry_health_notes_applied_total",
+        ];
+        for (sum, name) in sums.iter_mut().zip(names) {
+            *sum += metric_sum(&text, name)
+                .with_context(|| format!("{}/metrics has no {name}", node.base_url))?;
+        }
+    }
+    Ok(sums)
+}
+
+async fn health_traffic(
+    args: &ClusterArgs,
+    binary: &Path,
+    http: &reqwest::Client,
+) -> Result<HealthTraffic> {
+    // The checks' target: accepts and drops every connection.
+    let target = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = target.local_addr()?.port();
+    let accepting = tokio::spawn(async move {
+        loop {
+            if let Ok((connection, _)) = target.accept().await {
+                drop(connection);
+            }
+        }
+    });
+    let mut cluster = Cluster::start(
+        binary,
+        &args.database_url,
+        &format!("{} checked instances", thousands(args.checked as f64)),
+    )
+    .await?;
+    eprintln!("cluster: registering {} checked instances on node A ...", args.checked);
+    let interval = format!("{}s", CHECK_INTERVAL.as_secs());
+    http::register_many(&cluster.client(0, http), args.checked, None, move |n| {
+        RegisterInstanceRequest {
+            url: format!("http://127.0.0.1:{port}/checked-{n}"),
+            slug: CHECKED_SLUG.to_string(),
+            health_check: Some(HealthCheck {
+                check_type: Some(HealthCheckType::Tcp),
+                interval: Some(interval.clone()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    })
+    .await?;
+    let healthy = InstanceFilter {
+        slug: Some(CHECKED_SLUG.to_string()),
+        status: Some(InstanceStatus::Healthy),
+        ..Default::default()
+    };
+    let started = Instant::now();
+    let mut ids = Vec::new();
+    for (index, name) in NODE_NAMES.iter().enumerate() {
+        let node = cluster.client(index, http);
+        loop {
+            let listed = node.list_instances(&healthy).await?;
+            if listed.len() as u64 >= args.checked {
+                ids = listed.into_iter().map(|i| i.id).collect();
+                break;
+            }
+            if started.elapsed() > APPLY_LIMIT {
+                bail!("node {name} did not list every checked instance Healthy in time");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    // One interval more, so every instance has been checked by its one node since.
+    tokio::time::sleep(CHECK_INTERVAL).await;
+    cluster.check_alive()?;
+
+    let node_b = &cluster.nodes[1];
+    let address = node_b.base_url.trim_start_matches("http://").to_string();
+    let mut events = sse::EventStream::open(&address, &node_b.token, None).await?;
+    let window = Duration::from_secs(args.health_seconds);
+    eprintln!("cluster: health traffic for {} s ...", window.as_secs());
+    let before = health_counts(http, &cluster).await?;
+    let clients: Vec<RegistryClient> = (0..NODES).map(|i| cluster.client(i, http)).collect();
+    let mut lags = Vec::new();
+    let mut received = 0;
+    let mut sample = tokio::time::interval(Duration::from_secs(1));
+    let end = tokio::time::Instant::now() + window;
+    let mut round = 0;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(end) => break,
+            read = events.read() => {
+                read?;
+                while let Some(event) = events.next_event() {
+                    let block = &events.decoded[event];
+                    received += u64::from(block.starts_with(b"event:") || follower::find(block, b"\ndata:").is_some() || block.starts_with(b"data:"));
+                }
+                events.compact();
+            }
+            _ = sample.tick() => {
+                round += 1;
+                for k in 0..LAG_SAMPLE {
+                    let n = (round * LAG_SAMPLE + k) as usize % ids.len();
+                    let filter = InstanceFilter {
+                        id: Some(ids[n].clone()),
+                        ..Default::default()
+                    };
+                    let mut beats = Vec::with_capacity(NODES);
+                    for client in &clients {
+                        let seen = client.list_instances(&filter).await?;
+                        beats.push(seen.first().and_then(|i| i.last_heartbeat));
+                    }
+                    if let Some(freshest) = beats.iter().flatten().max() {
+                        for beat in beats.iter().flatten() {
+                            lags.push((*freshest - *beat).to_std().unwrap_or_default());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let after = health_counts(http, &cluster).await?;
+    cluster.check_alive()?;
+    accepting.abort();
+    let grown: Vec<f64> = after.iter().zip(before).map(|(a, b)| a - b).collect();
+    lags.sort();
+    Ok(HealthTraffic {
+        window,
+        checks: grown[0],
+        notes_written: grown[1],
+        notes_writes: grown[2],
+        notes_applied: grown[3],
+        events: received,
+        lags,
+    })
+}
+
 fn mib(kib: u64) -> String {
     format!("{:.1}", kib as f64 / 1024.0)
 }
@@ -879,6 +1079,7 @@ fn report(
     writes: &[Registration],
     loaded: Option<&Loaded>,
     propagation: &[Propagation],
+    health: Option<&HealthTraffic>,
 ) -> String {
     let n = thousands(args.instances as f64);
     let skipped = |flag: &str| format!("skipped ({flag})");
@@ -1012,6 +1213,51 @@ fn report(
         None => rows.push(vec![
             "RSS per node".to_string(),
             skipped("--skip-memory --skip-reads"),
+            String::new(),
+        ]),
+    }
+    match health {
+        Some(h) => {
+            let seconds = h.window.as_secs_f64();
+            let lag = |q: f64| {
+                let at = ((h.lags.len() as f64 - 1.0) * q).round() as usize;
+                h.lags.get(at).map_or("n/a".to_string(), |d| watch::ms(*d))
+            };
+            rows.push(vec![
+                format!(
+                    "steady health checks, {} instances every {} s, shared by 3 nodes: \
+                     health notes written / s",
+                    thousands(args.checked as f64),
+                    CHECK_INTERVAL.as_secs()
+                ),
+                format!(
+                    "{} notes/s in {:.1} transactions/s",
+                    thousands(h.notes_written / seconds),
+                    h.notes_writes / seconds
+                ),
+                format!(
+                    "{} checks/s ({:.2} notes per check); {} notes/s applied by the other \
+                     nodes; {} instance events on node B's event stream in {} s",
+                    thousands(h.checks / seconds),
+                    h.notes_written / h.checks.max(1.0),
+                    thousands(h.notes_applied / seconds),
+                    h.events,
+                    h.window.as_secs()
+                ),
+            ]);
+            rows.push(vec![
+                "lastHeartbeat on a node behind the freshest node's".to_string(),
+                format!("p50 {}, p99 {}", lag(0.5), lag(0.99)),
+                format!(
+                    "{} samples ({} instances a second, on all 3 nodes)",
+                    h.lags.len(),
+                    LAG_SAMPLE
+                ),
+            ]);
+        }
+        None => rows.push(vec![
+            "steady health checks".to_string(),
+            skipped("--skip-health"),
             String::new(),
         ]),
     }

@@ -151,6 +151,7 @@ pub(super) fn candidates(url: &str) -> Result<Option<Vec<Candidate>>, String> {
 }
 
 /// `host`, `host:port`, `[v6]` or `[v6]:port` (a bare host only, in a `host` parameter).
+/// Errors quote nothing of the entry: in a mistyped URL it may be part of a password.
 fn split_host(entry: &str, bare: bool) -> Result<(String, Option<u16>), String> {
     let entry = entry.trim();
     let (host, port) = if bare {
@@ -158,11 +159,11 @@ fn split_host(entry: &str, bare: bool) -> Result<(String, Option<u16>), String> 
     } else if let Some(v6) = entry.strip_prefix('[') {
         let (host, after) = v6
             .split_once(']')
-            .ok_or_else(|| format!("unclosed [ in host {entry:?}"))?;
+            .ok_or("a host in the list has an unclosed [")?;
         match after.strip_prefix(':') {
             Some(port) => (host, Some(parse_port(port)?)),
             None if after.is_empty() => (host, None),
-            None => return Err(format!("cannot read host {entry:?}")),
+            None => return Err("a host in the list has text after its ]".into()),
         }
     } else {
         match entry.rsplit_once(':') {
@@ -178,7 +179,7 @@ fn split_host(entry: &str, bare: bool) -> Result<(String, Option<u16>), String> 
 
 fn parse_port(port: &str) -> Result<u16, String> {
     port.parse()
-        .map_err(|_| format!("port {port:?} is not a port number"))
+        .map_err(|_| "a port in the list is not a number from 0 to 65535".into())
 }
 
 /// Whether `error` may mean the primary went away or is no longer one, so that another
@@ -332,33 +333,38 @@ async fn probe(options: &PgConnectOptions) -> Result<PgConnection, String> {
         .await
         .map_err(|_| format!("no answer within {}s", PROBE_TIMEOUT.as_secs()))?
         .map_err(|e| e.to_string())?;
-    match writable(&mut conn).await {
-        Ok(()) => Ok(conn),
-        Err(e) => {
+    match not_primary(&mut conn).await {
+        Ok(None) => Ok(conn),
+        Ok(Some(why)) => {
             let _ = conn.close().await;
-            Err(e.to_string())
+            Err(why.into())
         }
+        Err(e) => Err(e.to_string()),
     }
 }
 
-/// `Ok` when the server of `conn` takes writes: neither in recovery (a standby) nor
-/// read-only; otherwise an error as PostgreSQL reports a write on a standby.
-async fn writable(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+/// `None` when the server of `conn` takes writes, else why not: it is in recovery (a
+/// standby) or read-only.
+async fn not_primary(conn: &mut PgConnection) -> Result<Option<&'static str>, sqlx::Error> {
     let (recovery, read_only): (bool, String) =
         sqlx::query_as("SELECT pg_is_in_recovery(), current_setting('transaction_read_only')")
             .fetch_one(&mut *conn)
             .await?;
-    if recovery || read_only != "off" {
-        let what = if recovery {
-            "a standby (in recovery)"
-        } else {
-            "read-only"
-        };
-        return Err(sqlx::Error::Protocol(format!(
-            "the server is {what}, not a primary"
-        )));
+    Ok(if recovery {
+        Some("a standby (in recovery), not a primary")
+    } else if read_only != "off" {
+        Some("read-only (default_transaction_read_only), not a primary")
+    } else {
+        None
+    })
+}
+
+/// `Ok` when the server of `conn` takes writes, for new pooled connections.
+async fn writable(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    match not_primary(conn).await? {
+        None => Ok(()),
+        Some(why) => Err(sqlx::Error::Protocol(format!("the server is {why}"))),
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -459,14 +465,20 @@ mod tests {
                 "target_session_attrs=standby is not supported",
             ),
             ("postgres://app:s3cret@db1,,db2/r", "empty"),
-            ("postgres://app:s3cret@db1:x,db2/r", "\"x\" is not a port"),
+            ("postgres://app:s3cret@db1:x,db2/r", "not a number"),
+            // A password with an unescaped `/` ends the authority early.
+            (
+                "postgres://app:s3/cret@db1,db2/r?target_session_attrs=read-write",
+                "not a number",
+            ),
+            ("postgres://[::1]x,db2/r", "after its ]"),
             ("postgres://db1,[::1/r", "unclosed ["),
             ("postgres://db1,db2,db3/r?port=1,2", "3 hosts but 2 ports"),
             ("postgres://db1/r?host=a,b", "both"),
         ] {
             let error = candidates(url).expect_err(url);
             assert!(error.contains(message), "{url}: {error}");
-            assert!(!error.contains("s3cret"), "{url}: {error}");
+            assert!(!error.contains("s3"), "{url}: {error}");
         }
     }
 }

@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{wait_until, Daemon};
+use common::{wait_until, CapturedLog, Daemon};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use sqlx::{Connection, PgConnection};
@@ -263,6 +263,20 @@ impl Drop for Clusters {
     }
 }
 
+/// The daemons' log; its store lines are printed if the test fails.
+struct Log(CapturedLog);
+
+impl Drop for Log {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- the daemons' store log ---");
+            for line in self.0.lines_with(&["registry_store"]) {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
+
 async fn connect(port: u16) -> PgConnection {
     PgConnection::connect(&format!("postgres://postgres@127.0.0.1:{port}/postgres"))
         .await
@@ -436,6 +450,12 @@ async fn daemons_follow_a_promoted_standby_with_only_503s_and_no_acknowledged_wr
         }
     };
 
+    let log_dir = tempfile::tempdir().unwrap();
+    let log = Log(CapturedLog::start(
+        log_dir.path(),
+        "registry_store=info,sqlx=warn,registry_server=warn",
+    ));
+
     // A primary and a standby streaming from it, synchronously: a commit is acknowledged
     // only once the standby has it, so no acknowledged write can be lost.
     let mut clusters = Clusters::new(version, bin);
@@ -525,6 +545,15 @@ async fn daemons_follow_a_promoted_standby_with_only_503s_and_no_acknowledged_wr
             clusters.tail(&standby.name)
         )
     });
+    // Each daemon moved by itself, and said so.
+    let switched = log
+        .0
+        .lines_with(&["switched to another PostgreSQL primary"]);
+    assert!(
+        switched.len() >= daemons.len(),
+        "fewer than {} switches logged: {switched:#?}",
+        daemons.len()
+    );
     let slowest = recovered.iter().max().unwrap().duration_since(promoted);
     // And keeps taking them for a while.
     let resumed = Instant::now();

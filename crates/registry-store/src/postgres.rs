@@ -160,6 +160,11 @@ impl PostgresStore {
         let mut listener = PgListener::connect_with(&pool)
             .await
             .map_err(|e| self.unavailable(e))?;
+        if self.failover.is_some() {
+            // Say at once that the connection dropped, so the store looks for the primary
+            // then, instead of after retrying a server that may be gone for good.
+            listener.eager_reconnect(false);
+        }
         listener
             .listen(NOTIFY_CHANNEL)
             .await
@@ -178,12 +183,18 @@ impl PostgresStore {
             if let Some(switches) = &mut switches {
                 switches.mark_unchanged();
             }
-            let mut listener = match self.listen().await {
+            let listening = tokio::select! {
+                _ = notices.closed() => return,
+                _ = switched(&mut switches) => continue,
+                listening = self.listen() => listening,
+            };
+            let mut listener = match listening {
                 Ok(listener) => listener,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot listen for other daemons' changes; retrying");
                     tokio::select! {
                         _ = notices.closed() => return,
+                        _ = switched(&mut switches) => {}
                         _ = tokio::time::sleep(backoff) => {}
                     }
                     backoff = (backoff * 2).min(LISTEN_RETRY_MAX);

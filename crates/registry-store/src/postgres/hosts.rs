@@ -12,7 +12,7 @@
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgConnection};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -213,6 +213,8 @@ pub(super) struct Failover {
     switched_at: Mutex<Option<Instant>>,
     /// Whether a search for the primary is under way.
     searching: AtomicBool,
+    /// Counts the times a search was asked for.
+    requests: AtomicU64,
 }
 
 impl Failover {
@@ -223,6 +225,7 @@ impl Failover {
             switches: watch::Sender::new(0),
             switched_at: Mutex::new(None),
             searching: AtomicBool::new(false),
+            requests: AtomicU64::new(0),
         }
     }
 
@@ -267,63 +270,80 @@ impl Failover {
             })
     }
 
-    /// Looks for the primary in the background, unless already looking, until one
-    /// answers, and points `pool` at it.
+    /// Looks for the primary in the background, until one answers, and points `pool` at
+    /// it. Asked while a search is under way, that search looks once more when it is
+    /// done: what made the caller ask may have happened after it probed the primary.
     pub(super) fn search(self: &Arc<Self>, pool: &sqlx::PgPool, target: &str) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
+        self.requests.fetch_add(1, Ordering::AcqRel);
         if self.searching.swap(true, Ordering::AcqRel) {
             return;
         }
         let (failover, pool, target) = (Arc::clone(self), pool.clone(), target.to_string());
         runtime.spawn(async move {
-            let before = failover.current.load(Ordering::Acquire);
-            let mut backoff = SEARCH_RETRY_MIN;
-            let mut warned = false;
-            while !pool.is_closed() {
-                match failover.find().await {
-                    Ok(conn) => {
-                        let _ = conn.close().await;
-                        let now = failover.current.load(Ordering::Acquire);
-                        if now != before {
-                            pool.set_connect_options(failover.current());
-                            *failover
-                                .switched_at
-                                .lock()
-                                .unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
-                            failover.switches.send_modify(|n| *n += 1);
-                            tracing::warn!(
-                                database = %target,
-                                primary = %failover.servers[now].0,
-                                previous = %failover.servers[before].0,
-                                "switched to another PostgreSQL primary"
-                            );
-                        } else if warned {
-                            tracing::info!(
-                                database = %target,
-                                primary = %failover.servers[now].0,
-                                "the PostgreSQL primary answers again"
-                            );
-                        }
-                        break;
+            loop {
+                let asked = failover.requests.load(Ordering::Acquire);
+                failover.look(&pool, &target).await;
+                failover.searching.store(false, Ordering::Release);
+                if pool.is_closed() || failover.requests.load(Ordering::Acquire) == asked {
+                    return;
+                }
+                // Asked again meanwhile: look again (unless another search took over),
+                // after a pause, so errors in a burst cost one probe, not one each.
+                if failover.searching.swap(true, Ordering::AcqRel) {
+                    return;
+                }
+                tokio::time::sleep(SEARCH_RETRY_MIN).await;
+            }
+        });
+    }
+
+    /// Probes the servers until one is a primary, and points `pool` at it.
+    async fn look(&self, pool: &sqlx::PgPool, target: &str) {
+        let before = self.current.load(Ordering::Acquire);
+        let mut backoff = SEARCH_RETRY_MIN;
+        let mut warned = false;
+        while !pool.is_closed() {
+            match self.find().await {
+                Ok(conn) => {
+                    let _ = conn.close().await;
+                    let now = self.current.load(Ordering::Acquire);
+                    if now != before {
+                        pool.set_connect_options(self.current());
+                        *self.switched_at.lock().unwrap_or_else(|e| e.into_inner()) =
+                            Some(Instant::now());
+                        self.switches.send_modify(|n| *n += 1);
+                        tracing::warn!(
+                            database = %target,
+                            primary = %self.servers[now].0,
+                            previous = %self.servers[before].0,
+                            "switched to another PostgreSQL primary"
+                        );
+                    } else if warned {
+                        tracing::info!(
+                            database = %target,
+                            primary = %self.servers[now].0,
+                            "the PostgreSQL primary answers again"
+                        );
                     }
-                    Err(why) => {
-                        if !warned {
-                            tracing::warn!(
-                                database = %target,
-                                %why,
-                                "no PostgreSQL primary answers; looking until one does"
-                            );
-                            warned = true;
-                        }
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(SEARCH_RETRY_MAX);
+                    return;
+                }
+                Err(why) => {
+                    if !warned {
+                        tracing::warn!(
+                            database = %target,
+                            %why,
+                            "no PostgreSQL primary answers; looking until one does"
+                        );
+                        warned = true;
                     }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(SEARCH_RETRY_MAX);
                 }
             }
-            failover.searching.store(false, Ordering::Release);
-        });
+        }
     }
 }
 

@@ -546,6 +546,9 @@ async fn daemons_follow_a_promoted_standby_with_only_503s_and_no_acknowledged_wr
         )
     });
     // Each daemon moved by itself, and said so.
+    for line in log.0.lines_with(&["registry_store"]) {
+        println!("{line}");
+    }
     let switched = log
         .0
         .lines_with(&["switched to another PostgreSQL primary"]);

@@ -256,9 +256,14 @@ impl Drop for Clusters {
                     "immediate",
                 ],
             );
+            // pg_dropcluster leaves a configuration directory holding files it did not
+            // write: this test's settings go first, and the directory after.
+            let conf = format!("/etc/postgresql/{}/{name}", self.version);
+            let _ = std::fs::remove_file(format!("{conf}/conf.d/failover-test.conf"));
             if let Err(e) = run("pg_dropcluster", &[&self.version, name]) {
                 eprintln!("could not drop PostgreSQL cluster {name}: {e}");
             }
+            let _ = std::fs::remove_dir_all(&conf);
         }
     }
 }

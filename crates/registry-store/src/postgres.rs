@@ -104,7 +104,7 @@ impl PostgresStore {
                     let first = connect_first(&options, &target).await?;
                     (options, first, None)
                 }
-                // Several servers: the first that is a primary.
+                // Several servers: the one that is a primary.
                 Some(candidates) => {
                     let servers = candidates
                         .into_iter()

@@ -2,10 +2,11 @@
 //!
 //! A URL may name a primary and its standbys, as libpq's do:
 //! `postgres://app@db1:5432,db2:5432/registry?target_session_attrs=read-write`. The store
-//! connects to the first of them that is a primary (not in recovery, not read-only), and
-//! when that one goes away or turns read-only it looks again, in the background, until
-//! one of them is a primary again: after an operator (or a tool such as Patroni) promoted
-//! a standby, the store moves to it by itself. It never promotes anything.
+//! asks them all at once and connects to the one that answers as a primary (not in
+//! recovery, not read-only), and when that one goes away or turns read-only it asks
+//! again, in the background, until one of them is a primary again: after an operator (or
+//! a tool such as Patroni) promoted a standby, the store moves to it by itself. It never
+//! promotes anything.
 //!
 //! A URL that names one host and no `target_session_attrs` is left alone: the store
 //! connects to it exactly as to any single database.
@@ -239,19 +240,33 @@ impl Failover {
         self.switches.subscribe()
     }
 
-    /// The first server, in the URL's order, that is a primary now, with a connection to
-    /// it; makes it the one in use. Otherwise why each one is not.
+    /// The server that answers first as a primary now, with a connection to it; makes it
+    /// the one in use. Otherwise why each one is not, in the URL's order. The servers are
+    /// asked all at once, so one that does not answer (a machine gone) delays nothing.
     pub(super) async fn find(&self) -> Result<PgConnection, String> {
-        let mut why = Vec::with_capacity(self.servers.len());
-        for (index, (label, options)) in self.servers.iter().enumerate() {
-            match probe(options).await {
-                Ok(conn) => {
+        let mut probes = tokio::task::JoinSet::new();
+        for (index, (_, options)) in self.servers.iter().enumerate() {
+            let options = options.clone();
+            probes.spawn(async move { (index, probe(&options).await) });
+        }
+        let mut why = vec![String::new(); self.servers.len()];
+        while let Some(done) = probes.join_next().await {
+            match done {
+                Ok((index, Ok(conn))) => {
                     self.current.store(index, Ordering::Release);
+                    // The other probes are dropped with the set.
                     return Ok(conn);
                 }
-                Err(e) => why.push(format!("{label}: {e}")),
+                Ok((index, Err(e))) => why[index] = e,
+                Err(e) => tracing::warn!(error = %e, "a probe of a PostgreSQL server failed"),
             }
         }
+        let why: Vec<String> = self
+            .servers
+            .iter()
+            .zip(why)
+            .map(|((label, _), why)| format!("{label}: {why}"))
+            .collect();
         Err(why.join("; "))
     }
 

@@ -497,6 +497,16 @@ mod tests {
             redact_password("postgres://db/registry?user=app&password=s3cret&sslmode=require"),
             "postgres://db/registry?user=app&password=***&sslmode=require"
         );
+        assert_eq!(
+            redact_password(
+                "postgres://app:s3cret@db1:5432,db2:5433/registry?target_session_attrs=read-write"
+            ),
+            "postgres://app:***@db1:5432,db2:5433/registry?target_session_attrs=read-write"
+        );
+        assert_eq!(
+            redact_password("postgres://db/r?host=db1,db2&port=1,2&password=s3cret"),
+            "postgres://db/r?host=db1,db2&port=1,2&password=***"
+        );
         assert_eq!(redact_password("not a url"), "not a url");
     }
 }

@@ -17,6 +17,8 @@
 //! COMMIT, so other daemons can [`PostgresStore::listen`] and catch up with
 //! [`Store::changes_since`].
 
+mod hosts;
+
 use super::rules::{
     check_basis, handle_id, missed_trimmed_changes, trim_through, Reliance, SinceBasis,
     CHANGE_LOG_RETAINED, MIGRATIONS, SELECT_NOTES_SEQ, SELECT_OLDEST_CHANGE, SELECT_REVISION,
@@ -26,10 +28,12 @@ use super::{
     Snapshot, Store, StoreError,
 };
 use async_trait::async_trait;
+use hosts::Failover;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
 use sqlx::{ConnectOptions, Connection, PgConnection, Row};
 use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -51,11 +55,16 @@ const LISTEN_RETRY_MIN: Duration = Duration::from_millis(100);
 const LISTEN_RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// A PostgreSQL database, shared by every daemon of a cluster.
+///
+/// The URL may name several servers, a primary and its standbys (see `hosts.rs`): the
+/// store then uses whichever is the primary, and moves to another when a standby is
+/// promoted.
 #[derive(Clone)]
 pub struct PostgresStore {
+    /// Connections to the database (to the primary in use, with several servers).
     pool: PgPool,
-    /// How to reach the database, for listener connections.
-    options: PgConnectOptions,
+    /// The servers a multi-host URL names; `None` for one database.
+    failover: Option<Arc<Failover>>,
     /// The URL without its password, for messages.
     target: String,
     /// Changes kept in the log; older ones are trimmed now and then.
@@ -82,30 +91,39 @@ impl PostgresStore {
     /// As [`PostgresStore::connect`], keeping `retained` changes in the log (at least 1).
     pub async fn connect_with_retention(url: &str, retained: u64) -> Result<Self, StoreError> {
         let target = redact_password(url);
-        let options = PgConnectOptions::from_str(url)
-            .map_err(|e| {
-                StoreError::unavailable_because(format!("invalid PostgreSQL URL {target}"), e)
-            })?
-            .options([("statement_timeout", STATEMENT_TIMEOUT)])
-            .application_name("registry-svc")
-            .disable_statement_logging();
+        let invalid = |e: Box<dyn std::error::Error + Send + Sync>| {
+            StoreError::unavailable_because(format!("invalid PostgreSQL URL {target}"), e)
+        };
+        let options_for = |url: &str| {
+            Ok::<_, StoreError>(
+                PgConnectOptions::from_str(url)
+                    .map_err(|e| invalid(e.into()))?
+                    .options([("statement_timeout", STATEMENT_TIMEOUT)])
+                    .application_name("registry-svc")
+                    .disable_statement_logging(),
+            )
+        };
 
-        // One connection of its own first: the pool retries a refused connection until
-        // its timeout and then reports only that it timed out, which says nothing useful.
-        let mut first = tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options))
-            .await
-            .map_err(|_| {
-                StoreError::unavailable(format!(
-                    "cannot connect to PostgreSQL at {target}: no answer within {}s",
-                    CONNECT_TIMEOUT.as_secs()
-                ))
-            })?
-            .map_err(|e| {
-                StoreError::unavailable_because(
-                    format!("cannot connect to PostgreSQL at {target}"),
-                    e,
-                )
-            })?;
+        let (options, mut first, failover) =
+            match hosts::candidates(url).map_err(|e| invalid(e.into()))? {
+                None => {
+                    let options = options_for(url)?;
+                    let first = connect_first(&options, &target).await?;
+                    (options, first, None)
+                }
+                // Several servers: the one that is a primary.
+                Some(candidates) => {
+                    let servers = candidates
+                        .into_iter()
+                        .map(|c| Ok((c.label, options_for(&c.url)?)))
+                        .collect::<Result<Vec<_>, StoreError>>()?;
+                    let failover = Arc::new(Failover::new(servers));
+                    let first = failover.find().await.map_err(|why| {
+                        StoreError::unavailable(format!("no PostgreSQL primary at {target}: {why}"))
+                    })?;
+                    (failover.current(), first, Some(failover))
+                }
+            };
         let migrated = migrate(&mut first).await;
         // Best effort: the migration's outcome is what matters.
         let _ = first.close().await;
@@ -116,13 +134,15 @@ impl PostgresStore {
             )
         })?;
 
-        let pool = PgPoolOptions::new()
+        let mut pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
-            .acquire_timeout(CONNECT_TIMEOUT)
-            .connect_lazy_with(options.clone());
+            .acquire_timeout(CONNECT_TIMEOUT);
+        if let Some(failover) = &failover {
+            pool = failover.pool_options(pool);
+        }
         Ok(PostgresStore {
-            pool,
-            options,
+            pool: pool.connect_lazy_with(options),
+            failover,
             target,
             retained: retained.max(1),
             handle: handle_id(),
@@ -144,10 +164,15 @@ impl PostgresStore {
             .acquire_timeout(CONNECT_TIMEOUT)
             .max_lifetime(None)
             .idle_timeout(None)
-            .connect_lazy_with(self.options.clone());
+            .connect_lazy_with(self.current_options());
         let mut listener = PgListener::connect_with(&pool)
             .await
             .map_err(|e| self.unavailable(e))?;
+        if self.failover.is_some() {
+            // Say at once that the connection dropped, so the store looks for the primary
+            // then, instead of after retrying a server that may be gone for good.
+            listener.eager_reconnect(false);
+        }
         listener
             .listen(NOTIFY_CHANNEL)
             .await
@@ -160,13 +185,24 @@ impl PostgresStore {
     /// notifications sent meanwhile are lost.
     async fn follow(self, notices: watch::Sender<Notice>) {
         let mut backoff = LISTEN_RETRY_MIN;
+        // With several servers: listen again, on the new primary, after each switch.
+        let mut switches = self.failover.as_ref().map(|f| f.switches());
         loop {
-            let mut listener = match self.listen().await {
+            if let Some(switches) = &mut switches {
+                switches.mark_unchanged();
+            }
+            let listening = tokio::select! {
+                _ = notices.closed() => return,
+                _ = switched(&mut switches) => continue,
+                listening = self.listen() => listening,
+            };
+            let mut listener = match listening {
                 Ok(listener) => listener,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot listen for other daemons' changes; retrying");
                     tokio::select! {
                         _ = notices.closed() => return,
+                        _ = switched(&mut switches) => {}
                         _ = tokio::time::sleep(backoff) => {}
                     }
                     backoff = (backoff * 2).min(LISTEN_RETRY_MAX);
@@ -178,6 +214,7 @@ impl PostgresStore {
             loop {
                 tokio::select! {
                     _ = notices.closed() => return,
+                    _ = switched(&mut switches) => break,
                     received = listener.try_recv() => match received {
                         Ok(Some(notification)) => {
                             let revision = notification.payload().parse().unwrap_or(u64::MAX);
@@ -187,8 +224,12 @@ impl PostgresStore {
                                 newer
                             });
                         }
-                        // The connection dropped; the next receive reconnects.
-                        Ok(None) => notices.send_modify(|n| n.interruptions += 1),
+                        // The connection dropped; the next receive reconnects. With
+                        // several servers, the primary may have gone: look for it.
+                        Ok(None) => {
+                            self.look_for_primary();
+                            notices.send_modify(|n| n.interruptions += 1)
+                        }
                         Err(e) => {
                             let error = self.unavailable(e);
                             tracing::warn!(error = &error as &dyn std::error::Error, "lost the notification listener");
@@ -200,7 +241,26 @@ impl PostgresStore {
         }
     }
 
+    /// How to connect to the database now (to the primary in use, with several servers).
+    fn current_options(&self) -> PgConnectOptions {
+        match &self.failover {
+            Some(failover) => failover.current(),
+            None => (*self.pool.connect_options()).clone(),
+        }
+    }
+
+    /// With several servers, looks for the primary in the background (unless already
+    /// looking) and moves the store to it; nothing with one database.
+    fn look_for_primary(&self) {
+        if let Some(failover) = &self.failover {
+            failover.search(&self.pool, &self.target);
+        }
+    }
+
     fn unavailable(&self, e: sqlx::Error) -> StoreError {
+        if hosts::suggests_failover(&e) {
+            self.look_for_primary();
+        }
         let target = &self.target;
         match e {
             sqlx::Error::PoolTimedOut => StoreError::unavailable(format!(
@@ -213,6 +273,36 @@ impl PostgresStore {
             e => StoreError::unavailable_because(format!("PostgreSQL at {target}"), e),
         }
     }
+}
+
+/// Resolves when `switches` says the store moved to another server; never without one.
+async fn switched(switches: &mut Option<watch::Receiver<u64>>) {
+    if let Some(switches) = switches {
+        if switches.changed().await.is_ok() {
+            return;
+        }
+    }
+    std::future::pending().await
+}
+
+/// One connection of its own, to migrate with, before the pool: the pool retries a
+/// refused connection until its timeout and then reports only that it timed out, which
+/// says nothing useful.
+async fn connect_first(
+    options: &PgConnectOptions,
+    target: &str,
+) -> Result<PgConnection, StoreError> {
+    tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(options))
+        .await
+        .map_err(|_| {
+            StoreError::unavailable(format!(
+                "cannot connect to PostgreSQL at {target}: no answer within {}s",
+                CONNECT_TIMEOUT.as_secs()
+            ))
+        })?
+        .map_err(|e| {
+            StoreError::unavailable_because(format!("cannot connect to PostgreSQL at {target}"), e)
+        })
 }
 
 /// Applies every one of [`MIGRATIONS`] the database lacks, in one transaction under an

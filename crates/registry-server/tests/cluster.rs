@@ -383,13 +383,7 @@ async fn a_write_on_any_node_is_read_on_every_node() {
     let blocked = b.spawn_get(&format!(
         "/registry-svc/instances?slug=watched&index={since}&wait=30s"
     ));
-    let stream_since = c.list_instances("").await.index();
-    let response = c
-        .events_request(&format!("since={stream_since}&kind=instance"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
+    let (stream_since, response) = instance_events(&c).await;
     let watched = a
         .register(
             json!({"url": "http://127.0.0.1:1/watched", "slug": "watched",
@@ -433,6 +427,18 @@ async fn a_write_on_any_node_is_read_on_every_node() {
     for d in [a, b, c] {
         d.stop().await;
     }
+}
+
+/// The instance events of `d` from its latest revision on, and that revision.
+async fn instance_events(d: &Daemon) -> (u64, reqwest::Response) {
+    let since = d.list_instances("").await.index();
+    let response = d
+        .events_request(&format!("since={since}&kind=instance"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    (since, response)
 }
 
 /// Reads `change` events from an SSE response until one is about `id`; every event
@@ -1241,13 +1247,7 @@ async fn health_details_reach_every_node_within_seconds_and_wake_no_watcher() {
         "/registry-svc/instances?slug=quiet&index={since}&wait={}s",
         quiet_for.as_secs()
     ));
-    let stream_since = c.list_instances("").await.index();
-    let response = c
-        .events_request(&format!("since={stream_since}&kind=instance"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
+    let (_, response) = instance_events(&c).await;
     let mut events = EventStream::new(response);
     let stream = tokio::spawn(async move {
         tokio::time::timeout(quiet_for - Duration::from_secs(2), events.next())

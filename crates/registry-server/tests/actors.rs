@@ -17,17 +17,6 @@ async fn next_event(stream: &mut EventStream) -> (String, Value) {
         .expect("the next event arrives")
 }
 
-/// The event stream of instance changes after revision `since`, as the admin.
-async fn instance_events(d: &Daemon, since: u64) -> EventStream {
-    let response = d
-        .events_request(&format!("since={since}&kind=instance"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    EventStream::new(response)
-}
-
 /// The id of the token the daemon's admin secret belongs to.
 async fn admin_token_id(d: &Daemon) -> String {
     let r = d.admin(Method::GET, "/registry-svc/tokens", None).await;
@@ -78,7 +67,7 @@ where
         .create_token(json!({"slug": "svc-a", "role": "user"}))
         .await;
     let start = d.index_of(Method::GET, "/registry-svc/instances").await;
-    let mut stream = instance_events(&d, start).await;
+    let mut stream = d.instance_events(start).await;
 
     let removed = register_then_remove(&d, &user).await;
     let dead = d
@@ -121,7 +110,7 @@ where
 
     // The history, replayed from the store after a restart, still says who.
     let d = restart(d).await;
-    let mut replay = instance_events(&d, start).await;
+    let mut replay = d.instance_events(start).await;
     for before in &seen {
         let (_, again) = next_event(&mut replay).await;
         let summary = |e: &Value| (e["revision"].clone(), e["op"].clone(), e["by"].clone());

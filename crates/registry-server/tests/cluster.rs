@@ -383,7 +383,8 @@ async fn a_write_on_any_node_is_read_on_every_node() {
     let blocked = b.spawn_get(&format!(
         "/registry-svc/instances?slug=watched&index={since}&wait=30s"
     ));
-    let (stream_since, response) = instance_events(&c).await;
+    let stream_since = c.list_instances("").await.index();
+    let stream = c.instance_events(stream_since).await;
     let watched = a
         .register(
             json!({"url": "http://127.0.0.1:1/watched", "slug": "watched",
@@ -405,7 +406,7 @@ async fn a_write_on_any_node_is_read_on_every_node() {
     assert_eq!(ids, [watched.as_str()], "{}", r.text);
     assert!(r.index() > since, "{} > {since}", r.index());
 
-    let event = tokio::time::timeout(DEADLINE, next_change_of(response, &watched))
+    let event = tokio::time::timeout(DEADLINE, next_change_of(stream, &watched))
         .await
         .expect("C's event stream carries the registration made on A");
     assert_eq!(event["kind"], "instance", "{event}");
@@ -429,22 +430,9 @@ async fn a_write_on_any_node_is_read_on_every_node() {
     }
 }
 
-/// The instance events of `d` from its latest revision on, and that revision.
-async fn instance_events(d: &Daemon) -> (u64, reqwest::Response) {
-    let since = d.list_instances("").await.index();
-    let response = d
-        .events_request(&format!("since={since}&kind=instance"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    (since, response)
-}
-
 /// Reads `change` events from an SSE response until one is about `id`; every event
 /// before must be an instance change too.
-async fn next_change_of(response: reqwest::Response, id: &str) -> Value {
-    let mut stream = EventStream::new(response);
+async fn next_change_of(mut stream: EventStream, id: &str) -> Value {
     loop {
         let (_, event) = stream.next().await;
         assert_eq!(event["kind"], "instance", "kind=instance only: {event}");
@@ -1247,8 +1235,7 @@ async fn health_details_reach_every_node_within_seconds_and_wake_no_watcher() {
         "/registry-svc/instances?slug=quiet&index={since}&wait={}s",
         quiet_for.as_secs()
     ));
-    let (_, response) = instance_events(&c).await;
-    let mut events = EventStream::new(response);
+    let mut events = c.instance_events(c.list_instances("").await.index()).await;
     let stream = tokio::spawn(async move {
         tokio::time::timeout(quiet_for - Duration::from_secs(2), events.next())
             .await

@@ -356,6 +356,18 @@ impl Daemon {
         tokio::spawn(async move { Reply::read(request.send().await.unwrap()).await })
     }
 
+    /// The event stream of instance changes after revision `since`, as the admin,
+    /// asserting a 200.
+    pub async fn instance_events(&self, since: u64) -> EventStream {
+        let response = self
+            .events_request(&format!("since={since}&kind=instance"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        EventStream::new(response)
+    }
+
     /// A request for the event stream `/registry-svc/events?<query>` as the admin.
     pub fn events_request(&self, query: &str) -> reqwest::RequestBuilder {
         self.http

@@ -6,8 +6,8 @@
 //! migrations of `rules.rs`, applied at connect under an advisory lock so daemons
 //! starting together do not race.
 //!
-//! Commits from all daemons take one transaction-scoped advisory lock, so revisions are
-//! assigned and become visible strictly in increasing order: a reader that has seen
+//! Commits from all daemons lock the row of the latest revision first, so they take turns
+//! and revisions are assigned and become visible strictly in increasing order: a reader that has seen
 //! revision R never later finds a smaller one it has not seen. Under that lock a commit
 //! with a basis reads what was logged since it (usually nothing, or a few changes of
 //! other daemons) to see whether any touched what it relies on. Notes are numbered the
@@ -21,7 +21,7 @@ mod hosts;
 
 use super::rules::{
     check_basis, handle_id, missed_trimmed_changes, trim_through, Reliance, SinceBasis,
-    CHANGE_LOG_RETAINED, MIGRATIONS, SELECT_NOTES_SEQ, SELECT_OLDEST_CHANGE, SELECT_REVISION,
+    CHANGE_LOG_RETAINED, MIGRATIONS, SELECT_NOTES_SEQ, SELECT_REVISION,
 };
 use super::{
     redact_password, Basis, Change, ChangePage, Kind, LoggedChange, Note, NotePage, Notice,
@@ -42,8 +42,6 @@ pub const NOTIFY_CHANNEL: &str = "registry_changes";
 
 /// Advisory lock held while migrating ("registry" in ASCII).
 const MIGRATION_LOCK: i64 = 0x7265_6769_7374_7279;
-/// Advisory lock held by every commit, so revisions commit in order.
-const COMMIT_LOCK: i64 = MIGRATION_LOCK + 1;
 
 /// Longest a statement may run on a pooled connection.
 const STATEMENT_TIMEOUT: &str = "5s";
@@ -373,38 +371,38 @@ impl PostgresStore {
         basis: Option<&Basis>,
     ) -> Result<Result<Vec<u64>, StoreError>, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(COMMIT_LOCK)
-            .execute(&mut *tx)
-            .await?;
+        // The lock on the revision row makes commits take turns; the statements after it
+        // see what the commits before committed.
         let current: i64 = sqlx::query_scalar(&format!("{SELECT_REVISION} FOR UPDATE"))
             .fetch_one(&mut *tx)
             .await?;
         let current = u64::try_from(current).unwrap_or(0);
         // What changed since the basis, read only when the store moved on since it.
         let mut since = Vec::new();
-        let mut oldest = None;
         if let Some(basis) = basis.filter(|b| b.revision != current) {
-            let first: Option<i64> = sqlx::query_scalar(SELECT_OLDEST_CHANGE)
-                .fetch_one(&mut *tx)
-                .await?;
-            oldest = first.and_then(|o| u64::try_from(o).ok());
-            since = sqlx::query("SELECT kind, key, claim FROM changes WHERE revision > $1")
-                .bind(to_db(basis.revision))
-                .fetch_all(&mut *tx)
-                .await?;
+            since =
+                sqlx::query("SELECT revision, kind, key, claim FROM changes WHERE revision > $1")
+                    .bind(to_db(basis.revision))
+                    .fetch_all(&mut *tx)
+                    .await?;
         }
         let checked = check_basis(basis, current, |basis| {
             let reliance = Reliance::new(basis, changes);
-            let mut touched = false;
+            let mut found = SinceBasis {
+                first: None,
+                touched: false,
+            };
             for row in &since {
-                let kind: &str = row.try_get(0).map_err(|e| self.unavailable(e))?;
-                let key: &str = row.try_get(1).map_err(|e| self.unavailable(e))?;
-                let claim: Option<&str> = row.try_get(2).map_err(|e| self.unavailable(e))?;
+                let fail = |e| self.unavailable(e);
+                let revision = from_db("change", "revision", row.try_get(0).map_err(fail)?)?;
+                found.first = Some(found.first.map_or(revision, |f: u64| f.min(revision)));
+                let kind: &str = row.try_get(1).map_err(fail)?;
+                let key: &str = row.try_get(2).map_err(fail)?;
+                let claim: Option<&str> = row.try_get(3).map_err(fail)?;
                 let kind = Kind::parse_stored(kind, "change", key)?;
-                touched |= reliance.is_touched_by(kind, key, claim);
+                found.touched |= reliance.is_touched_by(kind, key, claim);
             }
-            Ok(SinceBasis { oldest, touched })
+            Ok(found)
         });
         if let Err(stale) = checked {
             tx.rollback().await?;
@@ -483,22 +481,23 @@ impl PostgresStore {
             }
         }
 
-        sqlx::query("UPDATE meta SET value = $1 WHERE name = 'revision'")
-            .bind(to_db(last))
-            .execute(&mut *tx)
-            .await?;
         if let Some(through) = trim_through(current, last, self.retained) {
             sqlx::query("DELETE FROM changes WHERE revision <= $1")
                 .bind(to_db(through))
                 .execute(&mut *tx)
                 .await?;
         }
-        // Delivered to listeners when (and only if) the transaction commits.
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(NOTIFY_CHANNEL)
-            .bind(last.to_string())
-            .execute(&mut *tx)
-            .await?;
+        // One statement: the new revision, and the notice, delivered to listeners when
+        // (and only if) the transaction commits.
+        sqlx::query(
+            "WITH moved AS (UPDATE meta SET value = $1 WHERE name = 'revision')
+             SELECT pg_notify($2, $3)",
+        )
+        .bind(to_db(last))
+        .bind(NOTIFY_CHANNEL)
+        .bind(last.to_string())
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(Ok(revisions))
     }

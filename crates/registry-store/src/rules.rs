@@ -176,8 +176,9 @@ impl<'a> Reliance<'a> {
 
 /// What a store found in its log after a basis.
 pub(super) struct SinceBasis {
-    /// The oldest revision the log still holds.
-    pub(super) oldest: Option<u64>,
+    /// The first revision logged after the basis, if any: anything but the one right
+    /// after it means the changes in between were trimmed.
+    pub(super) first: Option<u64>,
     /// Whether a change logged after the basis touched what the batch relies on.
     pub(super) touched: bool,
 }
@@ -195,7 +196,7 @@ pub(super) fn check_basis(
         return Ok(());
     };
     let since = look(basis)?;
-    if missed_trimmed_changes(basis.revision, current, since.oldest) || since.touched {
+    if since.first != Some(basis.revision + 1) || since.touched {
         return Err(StoreError::Stale { latest: current });
     }
     Ok(())
@@ -257,17 +258,21 @@ mod tests {
             ],
         };
         let never_asked = |_: &Basis| -> Result<SinceBasis, StoreError> { panic!("nothing moved") };
-        let found = |oldest, touched| move |_: &Basis| Ok(SinceBasis { oldest, touched });
+        let found = |first, touched| move |_: &Basis| Ok(SinceBasis { first, touched });
         assert!(check_basis(None, 7, never_asked).is_ok());
         assert!(check_basis(Some(&basis(7)), 7, never_asked).is_ok());
-        assert!(check_basis(Some(&basis(6)), 7, found(Some(1), false)).is_ok());
+        assert!(check_basis(Some(&basis(6)), 7, found(Some(7), false)).is_ok());
         assert!(matches!(
-            check_basis(Some(&basis(6)), 7, found(Some(1), true)),
+            check_basis(Some(&basis(6)), 7, found(Some(7), true)),
             Err(StoreError::Stale { latest: 7 })
         ));
         assert!(
             check_basis(Some(&basis(2)), 7, found(Some(5), false)).is_err(),
             "revisions 3 and 4 are no longer logged: anything may have changed"
+        );
+        assert!(
+            check_basis(Some(&basis(2)), 7, found(None, false)).is_err(),
+            "all trimmed"
         );
 
         let own = Change {

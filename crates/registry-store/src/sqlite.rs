@@ -144,26 +144,30 @@ fn commit_changes(
         .query_row(SELECT_REVISION, [], |row| row.get(0))
         .map_err(unavailable)?;
     check_basis(basis.as_ref(), revision, |basis| {
-        let oldest = tx
-            .query_row(SELECT_OLDEST_CHANGE, [], |row| row.get(0))
-            .map_err(unavailable)?;
         let reliance = Reliance::new(basis, &changes);
         let mut since = tx
-            .prepare_cached("SELECT kind, key, claim FROM changes WHERE revision > ?1")
+            .prepare_cached(
+                "SELECT revision, kind, key, claim FROM changes WHERE revision > ?1
+                 ORDER BY revision",
+            )
             .map_err(unavailable)?;
         let mut rows = since.query(params![basis.revision]).map_err(unavailable)?;
-        let mut touched = false;
+        let mut found = SinceBasis {
+            first: None,
+            touched: false,
+        };
         while let Some(row) = rows.next().map_err(unavailable)? {
-            let kind: String = row.get(0).map_err(unavailable)?;
-            let key: String = row.get(1).map_err(unavailable)?;
-            let claim: Option<String> = row.get(2).map_err(unavailable)?;
+            found.first = found.first.or(Some(row.get(0).map_err(unavailable)?));
+            let kind: String = row.get(1).map_err(unavailable)?;
+            let key: String = row.get(2).map_err(unavailable)?;
+            let claim: Option<String> = row.get(3).map_err(unavailable)?;
             let kind = Kind::parse_stored(&kind, "change", &key)?;
             if reliance.is_touched_by(kind, &key, claim.as_deref()) {
-                touched = true;
+                found.touched = true;
                 break;
             }
         }
-        Ok(SinceBasis { oldest, touched })
+        Ok(found)
     })?;
     let mut revisions = Vec::with_capacity(changes.len());
     {

@@ -56,7 +56,6 @@ fn instance(id: &str, url: &str) -> Change {
 fn basis(revision: u64, reads: &[Read]) -> Option<Basis> {
     Some(Basis {
         revision,
-        seen: 0..0,
         reads: reads.to_vec(),
     })
 }

@@ -203,10 +203,6 @@ pub enum Read {
 pub struct Basis {
     /// The store revision the tables were at.
     pub revision: u64,
-    /// Revisions after it that the plan saw all the same: a batch of the same writer,
-    /// committed but not yet applied to its tables, that the plan was made on top of.
-    /// Changes at these revisions are no conflict.
-    pub seen: Range<u64>,
     /// What the plan read.
     pub reads: Vec<Read>,
 }

@@ -400,7 +400,7 @@ impl PostgresStore {
                 let key: &str = row.try_get(2).map_err(fail)?;
                 let claim: Option<&str> = row.try_get(3).map_err(fail)?;
                 let kind = Kind::parse_stored(kind, "change", key)?;
-                found.touched |= reliance.is_touched_by(revision, kind, key, claim);
+                found.touched |= reliance.is_touched_by(kind, key, claim);
             }
             Ok(found)
         });

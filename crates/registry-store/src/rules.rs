@@ -136,7 +136,6 @@ pub(super) const SELECT_REVISION: &str = "SELECT value FROM meta WHERE name = 'r
 /// What a batch relies on: the reads of its basis, and the objects and claims of its own
 /// changes (writing an object relies on no one else having just written it).
 pub(super) struct Reliance<'a> {
-    seen: std::ops::Range<u64>,
     objects: HashSet<(Kind, &'a str)>,
     kinds: [bool; 4],
     claims: HashSet<&'a str>,
@@ -145,7 +144,6 @@ pub(super) struct Reliance<'a> {
 impl<'a> Reliance<'a> {
     pub(super) fn new(basis: &'a Basis, changes: &'a [Change]) -> Reliance<'a> {
         let mut reliance = Reliance {
-            seen: basis.seen.clone(),
             objects: HashSet::new(),
             kinds: [false; 4],
             claims: HashSet::new(),
@@ -168,19 +166,11 @@ impl<'a> Reliance<'a> {
         reliance
     }
 
-    /// Whether the change logged at `revision`, since the basis, touched what the batch
-    /// relies on.
-    pub(super) fn is_touched_by(
-        &self,
-        revision: u64,
-        kind: Kind,
-        key: &str,
-        claim: Option<&str>,
-    ) -> bool {
-        !self.seen.contains(&revision)
-            && (self.kinds[kind.index()]
-                || self.objects.contains(&(kind, key))
-                || claim.is_some_and(|claim| self.claims.contains(claim)))
+    /// Whether a change logged since the basis touched what the batch relies on.
+    pub(super) fn is_touched_by(&self, kind: Kind, key: &str, claim: Option<&str>) -> bool {
+        self.kinds[kind.index()]
+            || self.objects.contains(&(kind, key))
+            || claim.is_some_and(|claim| self.claims.contains(claim))
     }
 }
 
@@ -195,18 +185,14 @@ pub(super) struct SinceBasis {
 
 /// Whether a batch planned on `basis` must be planned again, the store being at revision
 /// `current`: when changes after the basis are no longer logged (it cannot tell what they
-/// touched), or when one logged after it, and not among those it saw, touched what the
-/// batch relies on. The store is asked to `look` only when something it did not see was
-/// committed since the basis.
+/// touched), or when one logged after it touched what the batch relies on. The store is
+/// asked to `look` only when it moved on since the basis.
 pub(super) fn check_basis(
     basis: Option<&Basis>,
     current: u64,
     look: impl FnOnce(&Basis) -> Result<SinceBasis, StoreError>,
 ) -> Result<(), StoreError> {
-    let saw_all = |b: &Basis| {
-        b.revision == current || (b.seen.start == b.revision + 1 && b.seen.end == current + 1)
-    };
-    let Some(basis) = basis.filter(|b| !saw_all(b)) else {
+    let Some(basis) = basis.filter(|b| b.revision != current) else {
         return Ok(());
     };
     let since = look(basis)?;
@@ -265,7 +251,6 @@ mod tests {
     fn a_commit_conflicts_only_with_later_changes_to_what_it_relies_on() {
         let basis = |revision| Basis {
             revision,
-            seen: 0..0,
             reads: vec![
                 Read::Object(Kind::Instance, "a".into()),
                 Read::Claim("http://127.0.0.1:1".into()),
@@ -289,15 +274,6 @@ mod tests {
             check_basis(Some(&basis(2)), 7, found(None, false)).is_err(),
             "all trimmed"
         );
-        let on_its_own = Basis {
-            seen: 5..8,
-            ..basis(4)
-        };
-        assert!(
-            check_basis(Some(&on_its_own), 7, never_asked).is_ok(),
-            "nothing but the batch it was planned on top of"
-        );
-        assert!(check_basis(Some(&on_its_own), 8, found(Some(5), false)).is_ok());
 
         let own = Change {
             kind: Kind::Definition,
@@ -306,25 +282,20 @@ mod tests {
             claim: Some("http://127.0.0.1:2".into()),
             by: None,
         };
-        let basis = Basis {
-            seen: 7..9,
-            ..basis(6)
-        };
+        let basis = basis(6);
         let own = [own];
         let reliance = Reliance::new(&basis, &own);
-        let touched = |kind, key, claim| reliance.is_touched_by(10, kind, key, claim);
-        assert!(touched(Kind::Instance, "a", None));
-        assert!(!touched(Kind::Instance, "b", None));
-        assert!(touched(Kind::Instance, "b", Some("http://127.0.0.1:1")));
-        assert!(touched(Kind::Instance, "c", Some("http://127.0.0.1:2")));
-        assert!(!touched(Kind::Instance, "c", Some("http://127.0.0.1:3")));
-        assert!(touched(Kind::Token, "any", None));
-        assert!(touched(Kind::Definition, "d", None), "its own object");
-        assert!(!touched(Kind::Definition, "e", None));
+        assert!(reliance.is_touched_by(Kind::Instance, "a", None));
+        assert!(!reliance.is_touched_by(Kind::Instance, "b", None));
+        assert!(reliance.is_touched_by(Kind::Instance, "b", Some("http://127.0.0.1:1")));
+        assert!(reliance.is_touched_by(Kind::Instance, "c", Some("http://127.0.0.1:2")));
+        assert!(!reliance.is_touched_by(Kind::Instance, "c", Some("http://127.0.0.1:3")));
+        assert!(reliance.is_touched_by(Kind::Token, "any", None));
         assert!(
-            !reliance.is_touched_by(8, Kind::Instance, "a", None),
-            "a change it saw"
+            reliance.is_touched_by(Kind::Definition, "d", None),
+            "its own object"
         );
+        assert!(!reliance.is_touched_by(Kind::Definition, "e", None));
     }
 
     #[test]

@@ -157,13 +157,12 @@ fn commit_changes(
             touched: false,
         };
         while let Some(row) = rows.next().map_err(unavailable)? {
-            let revision: u64 = row.get(0).map_err(unavailable)?;
-            found.first = found.first.or(Some(revision));
+            found.first = found.first.or(Some(row.get(0).map_err(unavailable)?));
             let kind: String = row.get(1).map_err(unavailable)?;
             let key: String = row.get(2).map_err(unavailable)?;
             let claim: Option<String> = row.get(3).map_err(unavailable)?;
             let kind = Kind::parse_stored(&kind, "change", &key)?;
-            if reliance.is_touched_by(revision, kind, &key, claim.as_deref()) {
+            if reliance.is_touched_by(kind, &key, claim.as_deref()) {
                 found.touched = true;
                 break;
             }

@@ -8,9 +8,8 @@
 //!
 //! Commits overlap with applying: the moment a batch is durable, the requests that
 //! queued meanwhile are planned against the tables *plus* that batch and sent to the
-//! store, and only then is the durable batch applied and answered (after other daemons'
-//! commits that landed before it, read from the log), while the next one commits.
-//! Nothing is applied or answered before its own commit.
+//! store, and only then is the durable batch applied and answered, while the next one
+//! commits. Nothing is applied or answered before its own commit.
 //!
 //! When other daemons share the store, the writer is also the only one to apply their
 //! changes: on each notice from the store, when no commit of its own is in flight, it
@@ -37,7 +36,6 @@ use crate::metrics::{self, Counter, Histogram, Metrics};
 use crate::supervisor::{supervise, Task, Tasks};
 use crate::Error;
 use registry_store::{Basis, Change, Notice, Read, Store, StoreError};
-use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -233,19 +231,19 @@ async fn run(
                 });
                 match done {
                     Ok(revisions) => {
-                        // What queued meanwhile goes to the store, planned on this batch,
-                        // before this one is applied and answered.
-                        if !waiting.is_empty() {
-                            let (orders, replies) = waiting.drain(..).unzip();
-                            let before = (&done_batch, committed_range(&revisions));
-                            in_flight = start(&store, &registry, orders, replies, Some(before), shared, &counts);
-                        }
                         // Other daemons' commits that came before this one are applied
                         // first; failing that, it is answered and applied later, from the log.
                         if !catch_up_before(store.as_ref(), &registry, &feed, &revisions).await {
                             done_batch.answer_unapplied(&revisions, &mut audit);
                             behind = true;
                             continue;
+                        }
+                        // What queued meanwhile goes to the store, planned on this batch,
+                        // before this one is applied and answered.
+                        if !waiting.is_empty() {
+                            let (orders, replies) = waiting.drain(..).unzip();
+                            let before = (&done_batch, revisions.last().copied().unwrap_or_default());
+                            in_flight = start(&store, &registry, orders, replies, Some(before), shared, &counts);
                         }
                         done_batch.apply_and_answer(&registry, &feed, &revisions, &mut audit);
                     }
@@ -339,14 +337,6 @@ async fn catch_up_before(
     }
 }
 
-/// The revisions of one commit, which are consecutive, as a range.
-fn committed_range(revisions: &[u64]) -> Range<u64> {
-    match (revisions.first(), revisions.last()) {
-        (Some(first), Some(last)) => *first..last + 1,
-        _ => 0..0,
-    }
-}
-
 /// Per job: the key it touched and its last mutation (if any), or why it is refused.
 type Outcome = Result<(String, Option<usize>), Error>;
 
@@ -361,10 +351,6 @@ struct Planned {
     outcomes: Vec<Outcome>,
     /// The store revision it counts on: the tables', plus the batch before it.
     planned_on: u64,
-    /// The tables' revision, and the revisions of the batch before it (committed, not
-    /// yet applied), which it was planned on too.
-    tables_at: u64,
-    seen: Range<u64>,
     /// What it read of the tables.
     reads: Vec<Read>,
 }
@@ -376,23 +362,21 @@ struct InFlight {
 }
 
 impl Planned {
-    /// Plans `orders` against the tables, plus `before` (a batch committed at the
-    /// revisions given, and not yet applied) as if it were already applied. With a
-    /// `shared` store, it notes what it reads.
+    /// Plans `orders` against the tables, plus `before` (a batch committed up to the
+    /// revision given, right after the tables' revision, and not yet applied) as if it
+    /// were already applied. With a `shared` store, it notes what it reads.
     fn new(
         registry: &Registry,
         orders: Vec<Order>,
         replies: Vec<Reply>,
-        before: Option<(&Planned, Range<u64>)>,
+        before: Option<(&Planned, u64)>,
         shared: bool,
     ) -> Planned {
         let tables = registry.read();
-        let tables_at = tables.revision();
-        let (overlay, seen) = match before {
-            Some((before, seen)) => (Overlay::new(&tables, &before.mutations), seen),
-            None => (Overlay::new(&tables, &[]), 0..0),
+        let (overlay, planned_on) = match before {
+            Some((before, last)) => (Overlay::new(&tables, &before.mutations), last),
+            None => (Overlay::new(&tables, &[]), tables.revision()),
         };
-        let planned_on = tables_at.max(seen.end.saturating_sub(1));
         let mut overlay = if shared {
             overlay.noting_reads()
         } else {
@@ -425,8 +409,6 @@ impl Planned {
             authors,
             outcomes,
             planned_on,
-            tables_at,
-            seen,
             reads,
         }
     }
@@ -435,8 +417,7 @@ impl Planned {
     /// nothing else needs).
     fn take_basis(&mut self) -> Basis {
         Basis {
-            revision: self.tables_at,
-            seen: self.seen.clone(),
+            revision: self.planned_on,
             reads: std::mem::take(&mut self.reads),
         }
     }
@@ -486,7 +467,7 @@ fn start(
     registry: &Registry,
     orders: Vec<Order>,
     replies: Vec<Reply>,
-    before: Option<(&Planned, Range<u64>)>,
+    before: Option<(&Planned, u64)>,
     shared: bool,
     counts: &Arc<WriterMetrics>,
 ) -> Option<InFlight> {

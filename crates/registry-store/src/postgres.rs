@@ -6,15 +6,15 @@
 //! migrations of `rules.rs`, applied at connect under an advisory lock so daemons
 //! starting together do not race.
 //!
-//! Commits from all daemons lock the row of the latest revision first, so they take turns
-//! and revisions are assigned and become visible strictly in increasing order: a reader that has seen
-//! revision R never later finds a smaller one it has not seen. Under that lock a commit
-//! with a basis reads what was logged since it (usually nothing, or a few changes of
-//! other daemons) to see whether any touched what it relies on. Notes are numbered the
-//! same way under a lock of their own (the `notes` row of `meta`), so they never wait for
-//! commits, nor commits for them. Each commit sends a
-//! `NOTIFY` on [`NOTIFY_CHANNEL`] carrying its last revision; PostgreSQL delivers it at
-//! COMMIT, so other daemons can [`PostgresStore::listen`] and catch up with
+//! Commits from all daemons lock the row of the latest revision first, so they take
+//! turns, and revisions are assigned and become visible strictly in increasing order: a
+//! reader that has seen revision R never later finds a smaller one it has not seen. Under
+//! that lock a commit with a basis reads what was logged since it (usually nothing, or a
+//! few changes of other daemons) to see whether any touched what it relies on. Notes are
+//! numbered the same way under a lock of their own (the `notes` row of `meta`), so they
+//! never wait for commits, nor commits for them. Each commit sends a `NOTIFY` on
+//! [`NOTIFY_CHANNEL`] carrying its last revision; PostgreSQL delivers it at COMMIT, so
+//! other daemons can [`PostgresStore::listen`] and catch up with
 //! [`Store::changes_since`].
 
 mod hosts;

@@ -353,6 +353,17 @@ async fn migrate(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
     tx.commit().await
 }
 
+/// The positions of the last of each object among `objects` (kind and key), in order.
+fn last_of_each<'a>(objects: impl ExactSizeIterator<Item = (Kind, &'a str)>) -> Vec<usize> {
+    let mut latest: HashMap<(Kind, &str), usize> = HashMap::with_capacity(objects.len());
+    for (i, object) in objects.enumerate() {
+        latest.insert(object, i);
+    }
+    let mut finals: Vec<usize> = latest.into_values().collect();
+    finals.sort_unstable();
+    finals
+}
+
 fn to_db(revision: u64) -> i64 {
     i64::try_from(revision).unwrap_or(i64::MAX)
 }
@@ -436,12 +447,7 @@ impl PostgresStore {
 
         // The objects only get the last change to each key: one statement cannot touch a
         // row twice, and the earlier changes would be overwritten anyway.
-        let mut latest: HashMap<(Kind, &str), usize> = HashMap::with_capacity(changes.len());
-        for (i, change) in changes.iter().enumerate() {
-            latest.insert((change.kind, change.key.as_str()), i);
-        }
-        let mut finals: Vec<usize> = latest.into_values().collect();
-        finals.sort_unstable();
+        let finals = last_of_each(changes.iter().map(|c| (c.kind, c.key.as_str())));
         let (puts, deletes): (Vec<usize>, Vec<usize>) =
             finals.into_iter().partition(|i| changes[*i].body.is_some());
         if !puts.is_empty() {
@@ -615,12 +621,7 @@ impl PostgresStore {
     /// the changes do by revision.
     async fn write_notes(&self, notes: &[Note]) -> Result<(), sqlx::Error> {
         // One statement cannot touch a row twice: the last note of each object wins.
-        let mut latest: HashMap<(Kind, &str), usize> = HashMap::with_capacity(notes.len());
-        for (i, note) in notes.iter().enumerate() {
-            latest.insert((note.kind, note.key.as_str()), i);
-        }
-        let mut finals: Vec<usize> = latest.into_values().collect();
-        finals.sort_unstable();
+        let finals = last_of_each(notes.iter().map(|n| (n.kind, n.key.as_str())));
         let kinds: Vec<&str> = finals.iter().map(|i| notes[*i].kind.as_str()).collect();
         let keys: Vec<&str> = finals.iter().map(|i| notes[*i].key.as_str()).collect();
         let bodies: Vec<&str> = finals.iter().map(|i| notes[*i].body.as_str()).collect();

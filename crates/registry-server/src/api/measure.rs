@@ -98,20 +98,18 @@ impl HttpMetrics {
             router,
             routes: routes.into(),
             slots,
-            requests: Family::default(),
-            durations: Family::new_with_constructor(metrics::latency_histogram),
+            requests: metrics.register(
+                "http_requests",
+                "HTTP requests answered, by route template, method and status",
+                Family::default(),
+            ),
+            durations: metrics.register_seconds(
+                "http_request_duration",
+                "Time to answer an HTTP request (to its headers; a blocking query's wait \
+                 included), by route template and method",
+                Family::new_with_constructor(metrics::latency_histogram as fn() -> Histogram),
+            ),
         };
-        metrics.register(
-            "http_requests",
-            "HTTP requests answered, by route template, method and status",
-            http.requests.clone(),
-        );
-        metrics.register_seconds(
-            "http_request_duration",
-            "Time to answer an HTTP request (to its headers; a blocking query's wait \
-             included), by route template and method",
-            http.durations.clone(),
-        );
         Arc::new(http)
     }
 

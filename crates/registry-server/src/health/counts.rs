@@ -36,28 +36,25 @@ pub(crate) struct HealthMetrics {
 
 impl HealthMetrics {
     pub(crate) fn register(metrics: &Metrics) -> HealthMetrics {
-        let health = HealthMetrics {
-            checks: Family::default(),
-            durations: Family::new_with_constructor(metrics::latency_histogram),
-            overdue: Gauge::default(),
-        };
-        metrics.register(
-            "health_checks",
-            "Checks made, by type (tcp, http, ttl) and the status each one suggests (outcome)",
-            health.checks.clone(),
-        );
-        metrics.register_seconds(
-            "health_check_duration",
-            "Time a probe took, by type (tcp, http)",
-            health.durations.clone(),
-        );
-        metrics.register(
-            "health_checks_overdue",
-            "Checks that came due and wait for a free slot (the checks running at once are \
-             bounded)",
-            health.overdue.clone(),
-        );
-        health
+        HealthMetrics {
+            checks: metrics.register(
+                "health_checks",
+                "Checks made, by type (tcp, http, ttl) and the status each one suggests \
+                 (outcome)",
+                Family::default(),
+            ),
+            durations: metrics.register_seconds(
+                "health_check_duration",
+                "Time a probe took, by type (tcp, http)",
+                Family::new_with_constructor(metrics::latency_histogram as fn() -> Histogram),
+            ),
+            overdue: metrics.register(
+                "health_checks_overdue",
+                "Checks that came due and wait for a free slot (the checks running at once \
+                 are bounded)",
+                Gauge::default(),
+            ),
+        }
     }
 
     /// A check of `kind` that suggested `outcome`, after `took` (none for a TTL, which

@@ -48,15 +48,24 @@ impl Metrics {
         }
     }
 
-    /// Adds a family named `registry_<name>` (a counter gets `_total` after it).
-    pub(crate) fn register(&self, name: &str, help: &str, metric: impl Metric) {
-        self.lock().register(name, help, metric);
+    /// Adds a family named `registry_<name>` (a counter gets `_total` after it), and
+    /// hands back the handle to update it with.
+    pub(crate) fn register<M: Metric + Clone>(&self, name: &str, help: &str, metric: M) -> M {
+        self.lock().register(name, help, metric.clone());
+        metric
     }
 
-    /// Adds a family of durations, named `registry_<name>_seconds`.
-    pub(crate) fn register_seconds(&self, name: &str, help: &str, metric: impl Metric) {
+    /// Adds a family of durations, named `registry_<name>_seconds`, and hands back the
+    /// handle to update it with.
+    pub(crate) fn register_seconds<M: Metric + Clone>(
+        &self,
+        name: &str,
+        help: &str,
+        metric: M,
+    ) -> M {
         self.lock()
-            .register_with_unit(name, help, Unit::Seconds, metric);
+            .register_with_unit(name, help, Unit::Seconds, metric.clone());
+        metric
     }
 
     /// Adds families computed at each scrape.

@@ -78,25 +78,22 @@ pub(crate) struct HealthNotes {
 impl HealthNotes {
     pub(crate) fn new(store: Arc<dyn Store>, registry: Arc<Registry>, metrics: &Metrics) -> Self {
         let counts = NotesMetrics {
-            written: Counter::default(),
-            writes: Counter::default(),
-            applied: Counter::default(),
+            written: metrics.register(
+                "health_notes_written",
+                "Health notes (an instance's details and heartbeat time) written to the store",
+                Counter::default(),
+            ),
+            writes: metrics.register(
+                "health_notes_writes",
+                "Store transactions that wrote health notes",
+                Counter::default(),
+            ),
+            applied: metrics.register(
+                "health_notes_applied",
+                "Health notes of other nodes applied to this node's tables",
+                Counter::default(),
+            ),
         };
-        metrics.register(
-            "health_notes_written",
-            "Health notes (an instance's details and heartbeat time) written to the store",
-            counts.written.clone(),
-        );
-        metrics.register(
-            "health_notes_writes",
-            "Store transactions that wrote health notes",
-            counts.writes.clone(),
-        );
-        metrics.register(
-            "health_notes_applied",
-            "Health notes of other nodes applied to this node's tables",
-            counts.applied.clone(),
-        );
         HealthNotes {
             store,
             registry,

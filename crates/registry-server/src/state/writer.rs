@@ -74,36 +74,31 @@ struct WriterMetrics {
 
 impl WriterMetrics {
     fn register(metrics: &Metrics) -> WriterMetrics {
-        let writer = WriterMetrics {
-            batch_size: Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
-                1.0, 2.0, 11,
-            )),
-            commit_duration: metrics::latency_histogram(),
-            commits_failed: Counter::default(),
-            replans: Counter::default(),
-        };
-        metrics.register(
-            "writer_batch_size",
-            "Commands committed together in one store transaction",
-            writer.batch_size.clone(),
-        );
-        metrics.register_seconds(
-            "writer_commit_duration",
-            "Time from sending a batch to the store to its being durable",
-            writer.commit_duration.clone(),
-        );
-        metrics.register(
-            "writer_commits_failed",
-            "Commits that failed (the store unavailable, or other nodes' changes unreadable): \
-             their writes were answered with an error",
-            writer.commits_failed.clone(),
-        );
-        metrics.register(
-            "writer_replans",
-            "Batches planned again because another node had changed what they read",
-            writer.replans.clone(),
-        );
-        writer
+        WriterMetrics {
+            batch_size: metrics.register(
+                "writer_batch_size",
+                "Commands committed together in one store transaction",
+                Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+                    1.0, 2.0, 11,
+                )),
+            ),
+            commit_duration: metrics.register_seconds(
+                "writer_commit_duration",
+                "Time from sending a batch to the store to its being durable",
+                metrics::latency_histogram(),
+            ),
+            commits_failed: metrics.register(
+                "writer_commits_failed",
+                "Commits that failed (the store unavailable, or other nodes' changes \
+                 unreadable): their writes were answered with an error",
+                Counter::default(),
+            ),
+            replans: metrics.register(
+                "writer_replans",
+                "Batches planned again because another node had changed what they read",
+                Counter::default(),
+            ),
+        }
     }
 }
 

@@ -10,8 +10,8 @@ mod common;
 
 use common::postgres::TestDatabase;
 use common::{
-    details, last_heartbeat, node_status, status, wait_for_value, wait_until, CapturedLog, Daemon,
-    EventStream, Listener, Reply,
+    details, last_heartbeat, metric_value, node_status, status, wait_for_value, wait_until,
+    CapturedLog, Daemon, EventStream, Listener, Reply,
 };
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -1088,14 +1088,9 @@ async fn a_slow_node_takes_over_a_fast_one_as_soon_as_it_falls_silent() {
 async fn counted(nodes: &[&Daemon], name: &str) -> u64 {
     let mut total = 0;
     for d in nodes {
-        let r = d.send(Method::GET, "/metrics", None, None).await;
-        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-        let count = r
-            .text
-            .lines()
-            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
-            .unwrap_or_else(|| panic!("no {name} in {}", r.text));
-        total += count.parse::<u64>().unwrap();
+        let text = d.metrics_text().await;
+        let count = metric_value(&text, name).unwrap_or_else(|| panic!("no {name} in {text}"));
+        total += count as u64;
     }
     total
 }

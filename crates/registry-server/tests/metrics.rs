@@ -4,28 +4,10 @@
 
 mod common;
 
-use common::{config, Daemon, Listener};
+use common::{config, metric_value, Daemon, Listener};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::time::Duration;
-
-/// `/metrics` without a token, asserting a 200 in the Prometheus text format.
-async fn scrape(d: &Daemon) -> String {
-    let r = d.send(Method::GET, "/metrics", None, None).await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    assert_eq!(
-        r.headers["content-type"],
-        "text/plain; version=0.0.4; charset=utf-8"
-    );
-    r.text
-}
-
-/// The value of the series `series` (name and labels exactly as written), if present.
-fn value(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-        .map(|v| v.parse().expect("a sample value is a number"))
-}
 
 #[tokio::test]
 async fn metrics_need_no_token_and_count_what_the_daemon_holds_and_does() {
@@ -59,7 +41,7 @@ async fn metrics_need_no_token_and_count_what_the_daemon_holds_and_does() {
     let r = d.send(Method::GET, "/ui/assets/app.js", None, None).await;
     assert_eq!(r.status, StatusCode::OK);
 
-    let text = scrape(&d).await;
+    let text = d.metrics_text().await;
     let expected = [
         // Requests by route template, never by the path sent.
         (
@@ -107,22 +89,26 @@ async fn metrics_need_no_token_and_count_what_the_daemon_holds_and_does() {
         ),
     ];
     for (series, wanted) in expected {
-        assert_eq!(value(&text, series), Some(wanted), "{series} in\n{text}");
+        assert_eq!(
+            metric_value(&text, series),
+            Some(wanted),
+            "{series} in\n{text}"
+        );
     }
     assert!(
         !text.contains("slug=\"db\""),
         "no instance of db is left:\n{text}"
     );
     assert!(!text.contains("inst_gone"), "{text}");
-    let revision = value(&text, "registry_feed_revision").unwrap();
+    let revision = metric_value(&text, "registry_feed_revision").unwrap();
     assert!(revision >= 6.0, "{revision}");
-    assert!(value(&text, "registry_writer_commit_duration_seconds_count").unwrap() >= 5.0);
-    assert!(value(&text, "registry_writer_batch_size_count").unwrap() >= 5.0);
+    assert!(metric_value(&text, "registry_writer_commit_duration_seconds_count").unwrap() >= 5.0);
+    assert!(metric_value(&text, "registry_writer_batch_size_count").unwrap() >= 5.0);
     // The store of one daemon announces nothing: no lag to report.
     assert!(!text.contains("registry_feed_behind_revisions"), "{text}");
     if cfg!(target_os = "linux") {
-        assert!(value(&text, "process_resident_memory_bytes").unwrap() > 0.0);
-        assert!(value(&text, "process_open_fds").unwrap() > 0.0);
+        assert!(metric_value(&text, "process_resident_memory_bytes").unwrap() > 0.0);
+        assert!(metric_value(&text, "process_open_fds").unwrap() > 0.0);
     }
     d.stop().await;
 }
@@ -130,12 +116,12 @@ async fn metrics_need_no_token_and_count_what_the_daemon_holds_and_does() {
 /// Waits until `/metrics` counts `count` blocking watchers and as many event streams.
 async fn wait_for_listeners(d: &Daemon, count: f64) {
     let counted = common::wait_until(Duration::from_secs(10), || async {
-        let text = scrape(d).await;
-        value(&text, "registry_feed_blocking_watchers") == Some(count)
-            && value(&text, "registry_feed_event_subscribers") == Some(count)
+        let text = d.metrics_text().await;
+        metric_value(&text, "registry_feed_blocking_watchers") == Some(count)
+            && metric_value(&text, "registry_feed_event_subscribers") == Some(count)
     })
     .await;
-    assert!(counted, "not {count} of each: {}", scrape(d).await);
+    assert!(counted, "not {count} of each: {}", d.metrics_text().await);
 }
 
 #[tokio::test]
@@ -154,14 +140,17 @@ async fn watchers_subscribers_and_checks_are_counted() {
     let stream = d.events_request("").send().await.unwrap();
     assert_eq!(stream.status(), StatusCode::OK);
     wait_for_listeners(&d, 1.0).await;
-    let text = scrape(&d).await;
+    let text = d.metrics_text().await;
     let checks = r#"registry_health_checks_total{type="tcp",outcome="Healthy"}"#;
-    assert!(value(&text, checks).unwrap() >= 1.0, "{text}");
+    assert!(metric_value(&text, checks).unwrap() >= 1.0, "{text}");
     let took = r#"registry_health_check_duration_seconds_count{type="tcp"}"#;
-    assert!(value(&text, took).unwrap() >= 1.0, "{text}");
-    assert_eq!(value(&text, "registry_health_checks_overdue"), Some(0.0));
+    assert!(metric_value(&text, took).unwrap() >= 1.0, "{text}");
     assert_eq!(
-        value(
+        metric_value(&text, "registry_health_checks_overdue"),
+        Some(0.0)
+    );
+    assert_eq!(
+        metric_value(
             &text,
             r#"registry_instances{slug="checked",status="Healthy"}"#
         ),
@@ -196,11 +185,11 @@ async fn past_the_largest_slugs_instances_are_summed_under_other() {
     }
     // The same whether the tables were built by writes or loaded at a start.
     for restarted in [false, true] {
-        let text = scrape(&d).await;
+        let text = d.metrics_text().await;
         for (slug, count) in [("big", 3.0), ("mid", 2.0), ("_other", 2.0)] {
             let series = format!("registry_instances{{slug=\"{slug}\",status=\"Unknown\"}}");
             assert_eq!(
-                value(&text, &series),
+                metric_value(&text, &series),
                 Some(count),
                 "{series} ({restarted}) in\n{text}"
             );
@@ -401,16 +390,16 @@ async fn on_a_shared_store_a_node_says_how_far_behind_the_store_it_is() {
     // Node b hears of the commit and applies it: the store's revision reaches it, and
     // it is then behind by nothing.
     let caught_up = common::wait_until(Duration::from_secs(10), || async {
-        let text = scrape(&b).await;
-        value(&text, "registry_feed_store_revision").is_some_and(|r| r >= index)
-            && value(&text, "registry_feed_behind_revisions") == Some(0.0)
-            && value(
+        let text = b.metrics_text().await;
+        metric_value(&text, "registry_feed_store_revision").is_some_and(|r| r >= index)
+            && metric_value(&text, "registry_feed_behind_revisions") == Some(0.0)
+            && metric_value(
                 &text,
                 r#"registry_instances{slug="shared",status="Unknown"}"#,
             ) == Some(1.0)
     })
     .await;
-    assert!(caught_up, "{}", scrape(&b).await);
+    assert!(caught_up, "{}", b.metrics_text().await);
     a.stop().await;
     b.stop().await;
 }

@@ -356,6 +356,17 @@ impl Daemon {
         tokio::spawn(async move { Reply::read(request.send().await.unwrap()).await })
     }
 
+    /// `/metrics` without a token, asserting a 200 in the Prometheus text format.
+    pub async fn metrics_text(&self) -> String {
+        let r = self.send(Method::GET, "/metrics", None, None).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        assert_eq!(
+            r.headers["content-type"],
+            "text/plain; version=0.0.4; charset=utf-8"
+        );
+        r.text
+    }
+
     /// The event stream of instance changes after revision `since`, as the admin,
     /// asserting a 200.
     pub async fn instance_events(&self, since: u64) -> EventStream {
@@ -507,6 +518,14 @@ impl Listener {
         self.task.abort();
         let _ = self.task.await;
     }
+}
+
+/// The value of the series `series` (name and labels exactly as written) in a
+/// `/metrics` answer, if present.
+pub fn metric_value(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .map(|v| v.parse().expect("a sample value is a number"))
 }
 
 /// An SSE response, read one event at a time.
